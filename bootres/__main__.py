@@ -1,0 +1,5 @@
+import sys
+
+from bootres.cli import main
+
+sys.exit(main())

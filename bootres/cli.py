@@ -1,0 +1,105 @@
+"""Command line: parse arguments, call one function, map the outcome to an exit status.
+
+Exit statuses (SPEC): check 0 valid / 2 invalid; status 0 healthy / 1 degraded /
+3 not running; query 0 answered / 1 not; run non-zero with a one-line reason
+when it cannot start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from bootres import __version__, config
+
+EXIT_OK, EXIT_FAIL, EXIT_INVALID, EXIT_NOT_RUNNING = 0, 1, 2, 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-c", "--config", default=config.DEFAULT_PATH, metavar="PATH",
+        help=f"configuration file (default {config.DEFAULT_PATH}); conf.d/*.conf beside it is read too",
+    )
+    parser = argparse.ArgumentParser(prog="bootres", description="Boot-time resolver resilience shim.")
+    parser.add_argument("--version", action="version", version=f"bootres {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("run", parents=[common], help="run the service in the foreground")
+    status = commands.add_parser("status", parents=[common], help="show what the running service is doing")
+    status.add_argument("--json", action="store_true", help="one JSON object, for machines")
+    commands.add_parser("check", parents=[common], help="validate the configuration without touching anything")
+    query = commands.add_parser("query", parents=[common], help="ask the running resolver")
+    query.add_argument("name")
+    query.add_argument("type", nargs="?", default="A")
+    query.add_argument("--json", action="store_true", help="one JSON object, for machines")
+    return parser
+
+
+def cmd_check(args) -> int:
+    try:
+        cfg = config.load(args.config)
+    except config.ConfigError as exc:
+        for problem in exc.problems:
+            print(problem)
+        return EXIT_INVALID
+    print(f"{args.config}: valid ({len(cfg.sources)} file{'s' if len(cfg.sources) != 1 else ''} read)")
+    return EXIT_OK
+
+
+def state_dir_of(path: str) -> str:
+    """Where the control socket is, even when the configuration has errors."""
+    try:
+        return config.load(path).service.state_dir
+    except config.ConfigError:
+        return config.SCHEMA["service"]["state_dir"].default
+
+
+def cmd_status(args) -> int:
+    from bootres import status
+    from bootres.shell import control
+
+    try:
+        report = control.request(state_dir_of(args.config), {"cmd": "status"})
+    except control.NotRunning as exc:
+        if args.json:
+            print(json.dumps({"running": False, "config": args.config, "reason": str(exc)}))
+        else:
+            print(exc, file=sys.stderr)
+        return EXIT_NOT_RUNNING
+    print(json.dumps(report, indent=2) if args.json else status.render_human(report))
+    return EXIT_OK if status.is_healthy(report) else EXIT_FAIL
+
+
+def cmd_query(args) -> int:
+    from bootres import status
+    from bootres.shell import control
+
+    try:
+        reply = control.request(state_dir_of(args.config), {"cmd": "query", "name": args.name, "type": args.type})
+    except control.NotRunning as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_NOT_RUNNING
+    print(json.dumps(reply, indent=2) if args.json else status.render_query(reply))
+    return EXIT_OK if reply.get("answered") else EXIT_FAIL
+
+
+def cmd_run(args) -> int:
+    try:
+        cfg = config.load(args.config)
+    except config.ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        print(f"bootres: not starting: {len(exc.problems)} problem(s) in the configuration", file=sys.stderr)
+        return EXIT_INVALID
+    from bootres.shell import daemon
+
+    return daemon.run(cfg)
+
+
+COMMANDS = {"run": cmd_run, "status": cmd_status, "check": cmd_check, "query": cmd_query}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return COMMANDS[args.command](args)

@@ -1,0 +1,422 @@
+"""Configuration: INI text in, frozen dataclasses out, every problem as PATH:LINE.
+
+The standard configparser forgets line numbers, so this module has its own
+small reader.  It understands exactly what the shipped bootres.conf uses:
+``[section]`` headers, ``key = value``, indented continuation lines, full-line
+``#``/``;`` comments and inline comments after whitespace.  All problems in
+all files are collected before anything is reported.
+
+``load()`` is the only function here that touches the file system.
+"""
+
+from __future__ import annotations
+
+import glob
+import ipaddress
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Callable
+
+DEFAULT_PATH = "/etc/bootres/bootres.conf"
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, order=True)
+class Endpoint:
+    """An IP address and UDP/TCP port, rendered the way resolv.conf users expect."""
+
+    host: IPAddress
+    port: int = 53
+
+    def __str__(self) -> str:
+        if self.host.version == 6:
+            return f"[{self.host}]:{self.port}"
+        return f"{self.host}:{self.port}"
+
+    @property
+    def sockaddr(self) -> tuple[str, int]:
+        return (str(self.host), self.port)
+
+
+@dataclass(frozen=True)
+class ResolverConfig:
+    listen: tuple[Endpoint, ...]
+    upstreams: tuple[Endpoint, ...]
+    upstreams_file: str | None
+    strategy: str
+    hedge_delay: float | None  # None: derived from measured RTTs ("auto")
+    timeout: float
+    cache_size: int
+    cache_file: str | None
+    serve_stale: bool
+    stale_max_age: float
+    stale_answer_after: float
+    hosts_files: tuple[str, ...]
+    allow: tuple[IPNetwork, ...]
+    max_inflight: int
+    manage_resolv_conf: bool
+
+
+@dataclass(frozen=True)
+class HostsConfig:
+    file: str | None
+    self_entry: bool  # the "self" key; "self" would shadow the convention
+    router_names: tuple[str, ...]
+    pin: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RouterConfig:
+    discovery: bool
+    interfaces: tuple[str, ...]  # empty: every suitable interface
+    solicit: bool
+    install_route: bool
+    static: tuple[ipaddress.IPv4Address, ...]
+    defaultrouter_file: str | None
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    state_dir: str
+    metrics_file: str | None
+
+
+@dataclass(frozen=True)
+class Config:
+    resolver: ResolverConfig
+    hosts: HostsConfig
+    router: RouterConfig
+    service: ServiceConfig
+    path: str = DEFAULT_PATH
+    sources: tuple[str, ...] = field(default=())  # every file read, in order
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.message}"
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; ``problems`` lists every mistake found."""
+
+    def __init__(self, problems: list[Problem]):
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
+
+
+# --- value parsers: text -> value, or ValueError with a message for the admin
+
+
+def parse_bool(text: str) -> bool:
+    word = text.lower()
+    if word in ("yes", "true", "on", "1"):
+        return True
+    if word in ("no", "false", "off", "0"):
+        return False
+    raise ValueError(f"expected yes or no, got {text!r}")
+
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from ``400ms``, ``3s``, ``5m``, ``2h``, ``3d`` or a bare number of seconds."""
+    match = _DURATION.match(text.strip().lower())
+    if not match:
+        raise ValueError(f"bad duration {text!r} (use a number with ms, s, m, h or d)")
+    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
+def _int_parser(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise ValueError(f"expected a whole number, got {text!r}") from None
+        if not low <= value <= high:
+            raise ValueError(f"{value} is out of range {low}..{high}")
+        return value
+
+    return parse
+
+
+def parse_endpoint(text: str, default_port: int = 53) -> Endpoint:
+    """``198.18.0.10``, ``198.18.0.11:5353``, ``2001:db8::1`` or ``[2001:db8::1]:53``."""
+    host, port = text, str(default_port)
+    if text.startswith("["):
+        match = re.match(r"^\[([^\]]+)\](?::(\d+))?$", text)
+        if not match:
+            raise ValueError(f"bad address {text!r} (IPv6 with a port is [ADDR]:PORT)")
+        host, port = match.group(1), match.group(2) or port
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"bad address {text!r} (expected an IP address, not a name)") from None
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"bad port in {text!r}")
+    return Endpoint(address, int(port))
+
+
+def parse_network(text: str) -> IPNetwork:
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise ValueError(f"bad network {text!r} (expected ADDRESS or ADDRESS/PREFIX)") from None
+
+
+def parse_ipv4(text: str) -> ipaddress.IPv4Address:
+    try:
+        return ipaddress.IPv4Address(text)
+    except ValueError:
+        raise ValueError(f"bad IPv4 address {text!r}") from None
+
+
+_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
+
+
+def parse_hostname(text: str) -> str:
+    name = text.rstrip(".")
+    if not name or len(name) > 253 or not all(_LABEL.match(label) for label in name.split(".")):
+        raise ValueError(f"bad host name {text!r}")
+    return name
+
+
+_IFNAME = re.compile(r"^[^\s/:]{1,15}$")
+
+
+def parse_ifname(text: str) -> str:
+    if not _IFNAME.match(text):
+        raise ValueError(f"bad interface name {text!r}")
+    return text
+
+
+def parse_path(text: str) -> str:
+    if not text.startswith("/"):
+        raise ValueError(f"path must be absolute, got {text!r}")
+    return os.path.normpath(text)
+
+
+def parse_strategy(text: str) -> str:
+    if text not in ("race", "hedge"):
+        raise ValueError(f"strategy must be race or hedge, got {text!r}")
+    return text
+
+
+def parse_hedge_delay(text: str) -> float | None:
+    return None if text == "auto" else parse_duration(text)
+
+
+def _optional(parse: Callable[[str], object]) -> Callable[[str], object]:
+    """An empty value means none (SPEC: ``cache_file =``)."""
+    return lambda text: parse(text) if text else None
+
+
+def _listof(parse: Callable[[str], object]) -> Callable[[str], tuple]:
+    """Whitespace-separated items; every bad item is its own message."""
+
+    def parse_list(text: str) -> tuple:
+        items, errors = [], []
+        for word in text.split():
+            try:
+                items.append(parse(word))
+            except ValueError as exc:
+                errors.append(str(exc))
+        if errors:
+            raise ValueError("; ".join(errors))
+        return tuple(items)
+
+    return parse_list
+
+
+@dataclass(frozen=True)
+class Key:
+    default: str  # as written in the shipped file, parsed by ``parse``
+    parse: Callable[[str], object]
+    attr: str | None = None  # dataclass field name when it differs from the key
+
+
+SCHEMA: dict[str, dict[str, Key]] = {
+    "resolver": {
+        "listen": Key("127.0.0.35:53", _listof(parse_endpoint)),
+        "upstreams": Key("", _listof(parse_endpoint)),
+        "upstreams_file": Key("/etc/bootres/upstream-resolv.conf", _optional(parse_path)),
+        "strategy": Key("race", parse_strategy),
+        "hedge_delay": Key("auto", parse_hedge_delay),
+        "timeout": Key("3s", parse_duration),
+        "cache_size": Key("10000", _int_parser(0, 10_000_000)),
+        "cache_file": Key("/var/lib/bootres/cache.db", _optional(parse_path)),
+        "serve_stale": Key("yes", parse_bool),
+        "stale_max_age": Key("3d", parse_duration),
+        "stale_answer_after": Key("400ms", parse_duration),
+        "hosts_files": Key("/etc/hosts", _listof(parse_path)),
+        "allow": Key("127.0.0.0/8 ::1/128", _listof(parse_network)),
+        "max_inflight": Key("2048", _int_parser(1, 1_000_000)),
+        "manage_resolv_conf": Key("no", parse_bool),
+    },
+    "hosts": {
+        "file": Key("/etc/hosts", _optional(parse_path)),
+        "self": Key("yes", parse_bool, attr="self_entry"),
+        "router_names": Key("site-router", _listof(parse_hostname)),
+        "pin": Key("", _listof(parse_hostname)),
+    },
+    "router": {
+        "discovery": Key("yes", parse_bool),
+        "interfaces": Key("", _listof(parse_ifname)),
+        "solicit": Key("yes", parse_bool),
+        "install_route": Key("yes", parse_bool),
+        "static": Key("", _listof(parse_ipv4)),
+        "defaultrouter_file": Key("/etc/defaultrouter", _optional(parse_path)),
+    },
+    "service": {
+        "state_dir": Key("/run/bootres", parse_path),
+        "metrics_file": Key("", _optional(parse_path)),
+    },
+}
+
+SECTION_TYPES = {
+    "resolver": ResolverConfig,
+    "hosts": HostsConfig,
+    "router": RouterConfig,
+    "service": ServiceConfig,
+}
+
+
+@dataclass
+class Setting:
+    value: str
+    path: str
+    line: int
+
+
+def read_ini(path: str, text: str, problems: list[Problem]) -> dict[tuple[str, str], Setting]:
+    """One file's settings keyed by (section, key); syntax problems go to ``problems``."""
+    settings: dict[tuple[str, str], Setting] = {}
+    section: str | None = None
+    current: tuple[str, str] | None = None  # the key a continuation line extends
+    for number, raw in enumerate(text.splitlines(), start=1):
+        stripped = raw.strip()
+        if not stripped or stripped[0] in "#;":
+            continue
+        line = re.split(r"\s[#;]", raw, maxsplit=1)[0].rstrip()
+        if raw[0] in " \t":
+            if current is None:
+                problems.append(Problem(path, number, "indented line continues no key"))
+            else:
+                settings[current].value = f"{settings[current].value} {line.strip()}".strip()
+            continue
+        current = None
+        if line.startswith("["):
+            if not line.endswith("]"):
+                problems.append(Problem(path, number, f"bad section header {line!r}"))
+                section = None
+                continue
+            section = line[1:-1].strip()
+            if section not in SCHEMA:
+                problems.append(Problem(path, number, f"unknown section [{section}]"))
+            continue
+        if "=" not in line:
+            problems.append(Problem(path, number, f"expected 'key = value', got {line!r}"))
+            continue
+        key, value = (part.strip() for part in line.split("=", 1))
+        if section is None:
+            problems.append(Problem(path, number, f"key {key!r} is outside any section"))
+        elif section not in SCHEMA:
+            continue  # the unknown section was reported once, at its header
+        elif key not in SCHEMA[section]:
+            problems.append(Problem(path, number, f"unknown key {key!r} in [{section}]"))
+        elif (section, key) in settings:
+            first = settings[(section, key)].line
+            problems.append(Problem(path, number, f"duplicate key {key!r} in [{section}] (first on line {first})"))
+        else:
+            settings[(section, key)] = Setting(value, path, number)
+            current = (section, key)
+    return settings
+
+
+def parse(files: list[tuple[str, str]], main_path: str = DEFAULT_PATH) -> Config:
+    """Build a Config from (path, text) pairs in override order, or raise ConfigError."""
+    problems: list[Problem] = []
+    merged: dict[tuple[str, str], Setting] = {}
+    for path, text in files:
+        merged.update(read_ini(path, text, problems))
+
+    sections: dict[str, dict[str, object]] = {}
+    where: dict[tuple[str, str], tuple[str, int]] = {}
+    for section, keys in SCHEMA.items():
+        values = sections[section] = {}
+        for key, spec in keys.items():
+            setting = merged.get((section, key))
+            text = setting.value if setting else spec.default
+            try:
+                values[spec.attr or key] = spec.parse(text)
+            except ValueError as exc:
+                problems.append(Problem(setting.path, setting.line, f"{key}: {exc}"))
+            if setting:
+                where[(section, key)] = (setting.path, setting.line)
+
+    if not problems:
+        problems.extend(_check_combinations(sections, where, main_path))
+    if problems:
+        raise ConfigError(problems)
+    return Config(
+        **{name: SECTION_TYPES[name](**values) for name, values in sections.items()},
+        path=main_path,
+        sources=tuple(path for path, _ in files),
+    )
+
+
+def _check_combinations(sections, where, main_path: str) -> list[Problem]:
+    """Rules that span keys, reported at the line of the key that broke them."""
+    problems = []
+
+    def at(section: str, key: str) -> tuple[str, int]:
+        return where.get((section, key), (main_path, 0))
+
+    resolver = sections["resolver"]
+    if not resolver["listen"]:
+        problems.append(Problem(*at("resolver", "listen"), "listen: at least one address is needed"))
+    if not resolver["upstreams"] and not resolver["upstreams_file"]:
+        problems.append(Problem(*at("resolver", "upstreams"), "upstreams: none given and upstreams_file is empty"))
+    if resolver["timeout"] <= 0:
+        problems.append(Problem(*at("resolver", "timeout"), "timeout: must be more than 0"))
+    if resolver["serve_stale"] and resolver["stale_answer_after"] >= resolver["timeout"]:
+        problems.append(
+            Problem(*at("resolver", "stale_answer_after"), "stale_answer_after: must be shorter than timeout")
+        )
+    return problems
+
+
+def conf_d_paths(main_path: str) -> list[str]:
+    """The drop-in snippets that follow the main file, in name order."""
+    directory = os.path.join(os.path.dirname(main_path), "conf.d")
+    return sorted(glob.glob(os.path.join(glob.escape(directory), "*.conf")))
+
+
+def load(main_path: str = DEFAULT_PATH) -> Config:
+    """Read the main file and its conf.d snippets; raise ConfigError listing every problem."""
+    files, problems = [], []
+    for path in [main_path, *conf_d_paths(main_path)]:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                files.append((path, handle.read()))
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            problems.append(Problem(path, 0, f"cannot read: {reason}"))
+    try:
+        config = parse(files, main_path)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+    if problems:
+        raise ConfigError(problems)
+    return config
