@@ -368,7 +368,8 @@ def parse(files: list[tuple[str, str]], main_path: str = DEFAULT_PATH) -> Config
     if not problems:
         problems.extend(_check_combinations(sections, where, main_path))
     if problems:
-        raise ConfigError(problems)
+        order = {path: index for index, (path, _) in enumerate(files)}
+        raise ConfigError(sorted(problems, key=lambda p: (order.get(p.path, -1), p.line)))
     return Config(
         **{name: SECTION_TYPES[name](**values) for name, values in sections.items()},
         path=main_path,
@@ -380,19 +381,25 @@ def _check_combinations(sections, where, main_path: str) -> list[Problem]:
     """Rules that span keys, reported at the line of the key that broke them."""
     problems = []
 
-    def at(section: str, key: str) -> tuple[str, int]:
-        return where.get((section, key), (main_path, 0))
+    def at(section: str, *keys: str) -> tuple[str, int]:
+        """The first of ``keys`` that a file set, so the admin sees the line they wrote."""
+        for key in keys:
+            if (section, key) in where:
+                return where[(section, key)]
+        return (main_path, 0)
 
     resolver = sections["resolver"]
     if not resolver["listen"]:
         problems.append(Problem(*at("resolver", "listen"), "listen: at least one address is needed"))
     if not resolver["upstreams"] and not resolver["upstreams_file"]:
-        problems.append(Problem(*at("resolver", "upstreams"), "upstreams: none given and upstreams_file is empty"))
+        problems.append(Problem(*at("resolver", "upstreams", "upstreams_file"), "upstreams: none given and upstreams_file is empty"))
     if resolver["timeout"] <= 0:
         problems.append(Problem(*at("resolver", "timeout"), "timeout: must be more than 0"))
     if resolver["serve_stale"] and resolver["stale_answer_after"] >= resolver["timeout"]:
         problems.append(
-            Problem(*at("resolver", "stale_answer_after"), "stale_answer_after: must be shorter than timeout")
+            Problem(
+                *at("resolver", "stale_answer_after", "timeout"), "stale_answer_after: must be shorter than timeout"
+            )
         )
     return problems
 

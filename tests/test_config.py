@@ -1,0 +1,216 @@
+"""Configuration: defaults, every kind of mistake as PATH:LINE, conf.d, and `bootres check`."""
+
+import ipaddress
+import os
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bootres import cli, config
+from bootres.config import ConfigError, Endpoint
+
+DATA = Path(__file__).parent / "data" / "config"
+SHIPPED = Path(__file__).parent.parent / "conf" / "bootres.conf"
+
+
+def write(tmp_path, text, name="bootres.conf"):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def problems_of(tmp_path, text):
+    with pytest.raises(ConfigError) as caught:
+        config.load(write(tmp_path, text))
+    return [str(p) for p in caught.value.problems]
+
+
+def test_empty_file_gives_the_documented_defaults(tmp_path):
+    cfg = config.load(write(tmp_path, ""))
+    assert cfg.resolver.listen == (Endpoint(ipaddress.ip_address("127.0.0.35"), 53),)
+    assert cfg.resolver.upstreams == ()
+    assert cfg.resolver.upstreams_file == "/etc/bootres/upstream-resolv.conf"
+    assert cfg.resolver.strategy == "race"
+    assert cfg.resolver.hedge_delay is None
+    assert cfg.resolver.timeout == 3.0
+    assert cfg.resolver.stale_max_age == 3 * 86400
+    assert cfg.resolver.stale_answer_after == pytest.approx(0.4)
+    assert cfg.resolver.cache_file == "/var/lib/bootres/cache.db"
+    assert cfg.resolver.allow == (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+    assert cfg.hosts.file == "/etc/hosts" and cfg.hosts.self_entry is True
+    assert cfg.router.discovery and cfg.router.solicit and cfg.router.install_route
+    assert cfg.router.interfaces == () and cfg.router.static == ()
+    assert cfg.service.state_dir == "/run/bootres" and cfg.service.metrics_file is None
+
+
+def test_shipped_file_documents_every_key_with_its_default():
+    text = SHIPPED.read_text()
+    documented = {}
+    section = None
+    for line in text.splitlines():
+        if line.startswith("["):
+            section = line.strip("[]")
+        match = re.match(r"^#(\w+) = ?(.*)$", line)
+        if match:
+            documented[(section, match.group(1))] = match.group(2)
+    expected = {(s, k): key.default for s, keys in config.SCHEMA.items() for k, key in keys.items()}
+    assert documented == expected
+    # Uncommenting every documented line must give a valid configuration too.
+    uncommented = re.sub(r"^#(\w+ = )", r"\1", text, flags=re.M).replace("upstreams =\n", "upstreams = 198.18.0.10\n")
+    config.parse([("bootres.conf", uncommented)])
+
+
+def test_good_example_parses_every_kind_of_value():
+    cfg = config.load(str(DATA / "good.conf"))
+    assert [str(e) for e in cfg.resolver.listen] == ["127.0.0.35:53", "[::1]:53"]
+    assert [str(e) for e in cfg.resolver.upstreams] == ["198.18.0.10:53", "198.18.0.11:5353", "[2001:db8::1]:53"]
+    assert cfg.resolver.strategy == "hedge" and cfg.resolver.hedge_delay == pytest.approx(0.025)
+    assert cfg.resolver.cache_file is None  # empty value: none
+    assert cfg.hosts.router_names == ("site-router", "gw")
+    assert cfg.router.static == (ipaddress.IPv4Address("198.18.1.1"),)
+    assert cfg.router.interfaces == ("eth0", "eth1")
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("400ms", 0.4), ("3s", 3.0), ("5m", 300.0), ("2h", 7200.0), ("3d", 259200.0), ("1.5", 1.5), ("2S", 2.0),
+    ],
+)
+def test_durations(text, expected):
+    assert config.parse_duration(text) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("198.18.0.10", "198.18.0.10:53"),
+        ("198.18.0.11:5353", "198.18.0.11:5353"),
+        ("2001:db8::1", "[2001:db8::1]:53"),
+        ("[2001:db8::1]:5353", "[2001:db8::1]:5353"),
+        ("[2001:db8::1]", "[2001:db8::1]:53"),
+    ],
+)
+def test_endpoints(text, expected):
+    assert str(config.parse_endpoint(text)) == expected
+
+
+# Each kind of mistake, with the exact line it must be reported on.
+MISTAKES = [
+    ("[resolver]\nupstreams = ns1.example.com\n", 2, "bad address 'ns1.example.com'"),
+    ("[resolver]\nupstreams = 198.18.0.10:99999\n", 2, "bad port"),
+    ("[resolver]\nupstreams = [2001:db8::1\n", 2, "bad address"),
+    ("[resolver]\nallow = 10.0.0.0/33\n", 2, "bad network"),
+    ("[resolver]\ntimeout = 3 seconds\n", 2, "bad duration"),
+    ("[resolver]\nstale_max_age = -1d\n", 2, "bad duration"),
+    ("[resolver]\ncache_size = lots\n", 2, "expected a whole number"),
+    ("[resolver]\nmax_inflight = 0\n", 2, "out of range"),
+    ("[resolver]\nserve_stale = perhaps\n", 2, "expected yes or no"),
+    ("[resolver]\nstrategy = fastest\n", 2, "strategy must be race or hedge"),
+    ("[resolver]\ncache_file = var/cache.db\n", 2, "path must be absolute"),
+    ("[resolver]\nlisten =\n", 2, "at least one address"),
+    ("[resolver]\nupstreams =\nupstreams_file =\n", 2, "none given and upstreams_file is empty"),
+    ("[resolver]\ntimeout = 300ms\n", 2, "stale_answer_after: must be shorter than timeout"),
+    ("[resolver]\ntimeout = 2s\n\ntimeout = 3s\n", 4, "duplicate key 'timeout' in [resolver] (first on line 2)"),
+    ("[resolvers]\ntimeout = 2s\n", 1, "unknown section [resolvers]"),
+    ("[resolver]\ntimeuot = 2s\n", 2, "unknown key 'timeuot' in [resolver]"),
+    ("timeout = 2s\n", 1, "outside any section"),
+    ("[resolver\n", 1, "bad section header"),
+    ("[resolver]\njust words\n", 2, "expected 'key = value'"),
+    ("  indented = 1\n", 1, "indented line continues no key"),
+    ("[hosts]\npin = -bad-.example.com\n", 2, "bad host name"),
+    ("[router]\nstatic = 2001:db8::1\n", 2, "bad IPv4 address"),
+    ("[router]\ninterfaces = eth0 a/b\n", 2, "bad interface name"),
+]
+
+
+@pytest.mark.parametrize("text, line, message", MISTAKES, ids=[m[2] for m in MISTAKES])
+def test_each_kind_of_mistake_is_reported_at_its_line(tmp_path, text, line, message):
+    problems = problems_of(tmp_path, text)
+    path = str(tmp_path / "bootres.conf")
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(f"{path}:{line}: ")
+    assert message in problems[0]
+
+
+def test_every_bad_item_of_a_list_is_named(tmp_path):
+    [problem] = problems_of(tmp_path, "[resolver]\nupstreams = ns1 198.18.0.1 ns2\n")
+    assert "'ns1'" in problem and "'ns2'" in problem
+
+
+def test_inline_comments_and_continuations(tmp_path):
+    cfg = config.load(write(tmp_path, "[resolver]\nupstreams = 198.18.0.10  # first\n  # a comment line\n  198.18.0.11 ; second\n"))
+    assert [str(e) for e in cfg.resolver.upstreams] == ["198.18.0.10:53", "198.18.0.11:53"]
+
+
+def test_missing_file_named_explicitly_is_an_error(tmp_path):
+    path = str(tmp_path / "nope.conf")
+    with pytest.raises(ConfigError) as caught:
+        config.load(path)
+    assert [str(p) for p in caught.value.problems] == [f"{path}:0: cannot read: No such file or directory"]
+
+
+def test_undecodable_file_is_an_error_not_a_crash(tmp_path):
+    path = tmp_path / "bootres.conf"
+    path.write_bytes(b"[resolver]\ntimeout = \xff\xfe\n")
+    with pytest.raises(ConfigError) as caught:
+        config.load(str(path))
+    assert str(caught.value.problems[0]).startswith(f"{path}:0: cannot read:")
+
+
+def test_conf_d_snippets_override_in_name_order(tmp_path):
+    main = write(tmp_path, "[resolver]\ntimeout = 3s\nupstreams = 198.18.0.10\n")
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "conf.d" / "20-late.conf").write_text("[resolver]\ntimeout = 2s\n")
+    (tmp_path / "conf.d" / "10-early.conf").write_text("[resolver]\ntimeout = 1s\nstrategy = hedge\n")
+    (tmp_path / "conf.d" / "ignored.txt").write_text("[nonsense\n")
+    cfg = config.load(main)
+    assert cfg.resolver.timeout == 2.0 and cfg.resolver.strategy == "hedge"
+    assert [os.path.basename(s) for s in cfg.sources] == ["bootres.conf", "10-early.conf", "20-late.conf"]
+
+
+def test_problems_in_several_files_are_all_reported_with_their_own_path(tmp_path):
+    main = write(tmp_path, "[resolver]\ntimeout = soon\n")
+    (tmp_path / "conf.d").mkdir()
+    snippet = tmp_path / "conf.d" / "50-site.conf"
+    snippet.write_text("[router]\n\nstatic = gateway\n")
+    with pytest.raises(ConfigError) as caught:
+        config.load(main)
+    assert [(p.path, p.line) for p in caught.value.problems] == [(main, 2), (str(snippet), 3)]
+
+
+def test_a_duplicate_across_files_is_an_override_not_an_error(tmp_path):
+    main = write(tmp_path, "[hosts]\npin = a.example.com\n")
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "conf.d" / "pin.conf").write_text("[hosts]\npin =\n")
+    assert config.load(main).hosts.pin == ()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=400))
+def test_arbitrary_text_gives_a_config_or_clean_problems(text):
+    try:
+        config.parse([("fuzz.conf", text)])
+    except ConfigError as exc:
+        assert exc.problems and all(re.match(r"^fuzz\.conf:\d+: \S", str(p)) for p in exc.problems)
+
+
+# --- bootres check ----------------------------------------------------------------
+
+
+def test_check_accepts_a_good_file(capsys):
+    assert cli.main(["check", "-c", str(DATA / "good.conf")]) == 0
+    assert "valid" in capsys.readouterr().out
+
+
+def test_check_reports_three_mistakes_on_lines_3_7_9_and_exits_2(capsys):
+    path = str(DATA / "three-mistakes.conf")
+    assert cli.main(["check", "-c", path]) == 2
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(": ", 1)[0] for line in lines] == [f"{path}:3", f"{path}:7", f"{path}:9"]
+    assert "bad address 'nameserver.example.com'" in lines[0]
+    assert "unknown key 'colour' in [hosts]" in lines[1]
+    assert "expected yes or no" in lines[2]
