@@ -1,0 +1,395 @@
+"""Host side of ICMP Router Discovery (RFC 1256 section 5.3) and the default-route choice.
+
+``RouterDiscovery`` is a sans-I/O core.  The shell feeds it:
+
+- the interfaces to run on (``set_interface``/``remove_interface``), each
+  with the random solicitation delay the shell drew for it;
+- raw IPv4 datagrams from the ICMP socket with the receiving ifindex
+  (``datagram_received``);
+- what the kernel's main table holds for the IPv4 default route
+  (``kernel_routes_observed``);
+- ``timer_fired`` once ``deadline()`` has passed.
+
+and collects effects with ``drain()``: solicitations to send, the default
+route to set or clear, the router list for the stub files, log lines.
+Every method takes ``now`` (monotonic seconds); nothing here reads a clock.
+
+Where the default router comes from, in order (``source`` in status):
+
+1. ``netlink``: a default route that bootres did not install (DHCP, static
+   network configuration, an admin) is reported and never fought: bootres
+   installs nothing and removes its own route while that one exists.
+2. ``rdisc``: the highest-preference advertised router.
+3. ``file``: the routers in /etc/defaultrouter from the last boot, until
+   the first advertisement arrives (discovery then knows better).
+4. ``static``: the ``static`` setting.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from bootres.core.rdisc import (
+    ALL_ROUTERS,
+    LIMITED_BROADCAST,
+    MAX_SOLICITATIONS,
+    NOT_A_DEFAULT,
+    SOLICITATION_INTERVAL,
+    Advertisement,
+    IPv4Datagram,
+    PacketError,
+    Solicitation,
+)
+
+IPv4 = ipaddress.IPv4Address
+
+# linux/rtnetlink.h: "RDISC/ND router advertisements".  bootres tags its
+# routes with it and only ever removes routes carrying it.
+RTPROT_RA = 9
+
+# Enough for any real segment (RFC 1256 expects a handful of routers); an
+# advertisement flood past this evicts only routers worse than the newcomer.
+DEFAULT_CAPACITY = 32
+
+
+@dataclass(frozen=True)
+class Interface:
+    """An interface discovery runs on: its index, name, IPv4 addresses with prefixes."""
+
+    index: int
+    name: str
+    addresses: tuple[ipaddress.IPv4Interface, ...]
+    multicast: bool = True
+
+    def on_link(self, address: IPv4) -> bool:
+        """RFC 1256 section 5.3: only addresses on one of the interface's subnets count."""
+        return any(address in own.network for own in self.addresses)
+
+
+@dataclass(frozen=True)
+class KernelRoute:
+    """An IPv4 default route in the main table, as netlink reports it."""
+
+    gateway: IPv4 | None
+    ifindex: int | None
+    proto: int
+
+
+# --- effects: what the shell is asked to do
+
+
+@dataclass(frozen=True)
+class SendSolicitation:
+    ifindex: int
+    destination: IPv4
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class SetDefaultRoute:
+    """Add or replace bootres's default route (tagged RTPROT_RA); ifindex None: kernel picks."""
+
+    gateway: IPv4
+    ifindex: int | None
+
+
+@dataclass(frozen=True)
+class ClearDefaultRoute:
+    """Remove bootres's default route (only routes tagged RTPROT_RA)."""
+
+
+@dataclass(frozen=True)
+class RoutersChanged:
+    """The default router list changed: most preferred first, and where it came from."""
+
+    routers: tuple[IPv4, ...]
+    source: str | None
+
+
+@dataclass(frozen=True)
+class Log:
+    level: str  # "info" or "warning"
+    message: str
+
+
+# --- per-interface solicitation schedule (RFC 1256 section 5.3)
+#
+# Rule: everything that decides when a solicitation goes out is in this table
+# and in ``_Schedule``; docs/router.md draws its state table from it.
+
+DELAYING = "delaying"  # waiting out the random 0..MAX_SOLICITATION_DELAY start delay
+SOLICITING = "soliciting"  # sent at least one, more to come SOLICITATION_INTERVAL apart
+LISTENING = "listening"  # done soliciting: an advertisement came, or MAX_SOLICITATIONS went out
+
+SEND = "send due"  # the timer for a solicitation that is not the last one
+SEND_LAST = "last send due"  # the timer for solicitation number MAX_SOLICITATIONS
+ADVERTISED = "valid advertisement"
+
+SOLICIT_TRANSITIONS: dict[tuple[str, str], str] = {
+    (DELAYING, SEND): SOLICITING,
+    (DELAYING, SEND_LAST): LISTENING,
+    (DELAYING, ADVERTISED): LISTENING,
+    (SOLICITING, SEND): SOLICITING,
+    (SOLICITING, SEND_LAST): LISTENING,
+    (SOLICITING, ADVERTISED): LISTENING,
+    (LISTENING, ADVERTISED): LISTENING,
+}
+
+
+@dataclass
+class _Schedule:
+    state: str
+    due: float | None  # when the next solicitation goes out
+    sent: int = 0
+
+    def fire(self, event: str) -> None:
+        self.state = SOLICIT_TRANSITIONS[(self.state, event)]
+        if self.state == LISTENING:
+            self.due = None
+
+
+@dataclass
+class _Router:
+    address: IPv4
+    ifindex: int
+    interface: str
+    preference: int
+    expires_at: float
+
+    @property
+    def may_be_default(self) -> bool:
+        return self.preference != NOT_A_DEFAULT
+
+    def rank(self) -> tuple:
+        """Sort key, best first: usable as default, then preference, then address."""
+        return (not self.may_be_default, -self.preference, int(self.address))
+
+
+class RouterDiscovery:
+    """The router table, solicitation schedules and default-route decision for one host."""
+
+    def __init__(
+        self,
+        *,
+        solicit: bool = True,
+        install_route: bool = True,
+        static: tuple[IPv4, ...] = (),
+        remembered: tuple[IPv4, ...] = (),
+        capacity: int = DEFAULT_CAPACITY,
+    ):
+        self.solicit = solicit
+        self.install_route = install_route
+        self.static = tuple(static)
+        self.remembered = tuple(remembered)  # /etc/defaultrouter from the last boot
+        self.capacity = capacity
+        self.interfaces: dict[int, Interface] = {}
+        self.schedules: dict[int, _Schedule] = {}
+        self.routers: dict[IPv4, _Router] = {}
+        self.dropped: dict[str, int] = {}  # reason -> count; the reasons are a fixed small set
+        self.heard_advertisement = False
+        # None until netlink has been read: no route is touched before we know
+        # whether someone else's default route is there.
+        self.kernel_routes: tuple[KernelRoute, ...] | None = None
+        self.chosen: tuple[tuple[IPv4, ...], str | None] = ((), None)
+        self._effects: list = []
+        self._decide()
+
+    # --- inputs
+
+    def set_interface(self, interface: Interface, now: float, delay: float) -> None:
+        """Start discovery on a new interface (first solicitation after ``delay``) or update one."""
+        known = interface.index in self.interfaces
+        self.interfaces[interface.index] = interface
+        if not known:
+            self.schedules[interface.index] = (
+                _Schedule(DELAYING, now + delay) if self.solicit else _Schedule(LISTENING, None)
+            )
+        for router in list(self.routers.values()):
+            if router.ifindex == interface.index and not interface.on_link(router.address):
+                self._forget(router, "no longer on-link")
+        self._decide()
+
+    def remove_interface(self, index: int, now: float) -> None:
+        interface = self.interfaces.pop(index, None)
+        self.schedules.pop(index, None)
+        if interface is None:
+            return
+        for router in list(self.routers.values()):
+            if router.ifindex == index:
+                self._forget(router, f"{interface.name} is gone")
+        self._decide()
+
+    def datagram_received(self, datagram: bytes, ifindex: int, now: float) -> None:
+        """An IPv4 datagram (header included) from the raw ICMP socket, received on ``ifindex``."""
+        interface = self.interfaces.get(ifindex)
+        if interface is None:
+            return self._drop("unknown interface")
+        try:
+            packet = IPv4Datagram.from_bytes(datagram)
+            advert = Advertisement.from_bytes(packet.payload)
+        except PacketError as error:
+            return self._drop(error.reason)
+        if not interface.on_link(packet.source):
+            return self._drop("off-link source")
+        entries = [entry for entry in advert.entries if interface.on_link(entry.address)]
+        if not entries:
+            return self._drop("off-link address")
+        self.heard_advertisement = True
+        schedule = self.schedules[ifindex]
+        schedule.fire(ADVERTISED)
+        for entry in entries:
+            self._learn(interface, entry.address, entry.preference, advert.lifetime, now)
+        self._decide()
+
+    def kernel_routes_observed(self, routes: list[KernelRoute] | tuple[KernelRoute, ...]) -> None:
+        """The IPv4 default routes in the kernel's main table right now."""
+        self.kernel_routes = tuple(routes)
+        self._decide()
+
+    def timer_fired(self, now: float) -> None:
+        for index, schedule in self.schedules.items():
+            if schedule.due is not None and schedule.due <= now:
+                self._solicit(self.interfaces[index], schedule, now)
+        for router in list(self.routers.values()):
+            if router.expires_at <= now:
+                self._forget(router, "lifetime ran out")
+        self._decide()
+
+    # --- outputs
+
+    def deadline(self) -> float | None:
+        times = [s.due for s in self.schedules.values() if s.due is not None]
+        times += [r.expires_at for r in self.routers.values()]
+        return min(times, default=None)
+
+    def drain(self) -> list:
+        effects, self._effects = self._effects, []
+        return effects
+
+    @property
+    def default_routers(self) -> tuple[IPv4, ...]:
+        return self.chosen[0]
+
+    @property
+    def source(self) -> str | None:
+        return self.chosen[1]
+
+    def status(self, now: float) -> dict:
+        """The router part of ``bootres status --json`` (without ``discovery``, which the shell knows)."""
+        routers, source = self.chosen
+        return {
+            "default": str(routers[0]) if routers else None,
+            "source": source,
+            "routers": [
+                {
+                    "address": str(r.address),
+                    "interface": r.interface,
+                    "preference": r.preference,
+                    "expires_in_s": round(max(0.0, r.expires_at - now), 1),
+                }
+                for r in sorted(self.routers.values(), key=_Router.rank)
+            ],
+            "interfaces": [
+                {"name": self.interfaces[i].name, "solicitation": s.state, "solicitations_sent": s.sent}
+                for i, s in sorted(self.schedules.items())
+            ],
+            "default_routes": [
+                {
+                    "gateway": str(r.gateway) if r.gateway else None,
+                    "ifindex": r.ifindex,
+                    "installed_by_bootres": r.proto == RTPROT_RA,
+                }
+                for r in self.kernel_routes or ()
+            ],
+            "dropped": dict(sorted(self.dropped.items())),
+        }
+
+    # --- internals
+
+    def _solicit(self, interface: Interface, schedule: _Schedule, now: float) -> None:
+        last = schedule.sent + 1 >= MAX_SOLICITATIONS
+        schedule.fire(SEND_LAST if last else SEND)
+        schedule.sent += 1
+        if not last:
+            schedule.due = now + SOLICITATION_INTERVAL
+        destination = ALL_ROUTERS if interface.multicast else LIMITED_BROADCAST
+        self._effects.append(SendSolicitation(interface.index, destination, bytes(Solicitation())))
+
+    def _learn(self, interface: Interface, address: IPv4, preference: int, lifetime: int, now: float) -> None:
+        known = self.routers.get(address)
+        if lifetime == 0:
+            if known is not None:
+                self._forget(known, "advertised lifetime 0")
+            return
+        if known is None:
+            newcomer = _Router(address, interface.index, interface.name, preference, now + lifetime)
+            if len(self.routers) >= self.capacity and not self._evict_worse_than(newcomer):
+                return self._drop("router table full")
+            self.routers[address] = newcomer
+            eligibility = "" if newcomer.may_be_default else ", never a default (preference 0x80000000)"
+            self._log("info", f"router {address} learned on {interface.name}, preference {preference}{eligibility}")
+            return
+        known.ifindex, known.interface = interface.index, interface.name
+        known.preference, known.expires_at = preference, now + lifetime
+
+    def _evict_worse_than(self, newcomer: _Router) -> bool:
+        worst = max(self.routers.values(), key=_Router.rank)
+        if worst.rank() <= newcomer.rank():
+            return False
+        del self.routers[worst.address]
+        return True
+
+    def _forget(self, router: _Router, why: str) -> None:
+        del self.routers[router.address]
+        self._log("info", f"router {router.address} on {router.interface} lost: {why}")
+
+    def _drop(self, reason: str) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+
+    def _log(self, level: str, message: str) -> None:
+        self._effects.append(Log(level, message))
+
+    def _choose(self) -> tuple[tuple[IPv4, ...], str | None, tuple[IPv4, int | None] | None]:
+        """(default routers best first, their source, the route bootres should hold or None)."""
+        usable = [r for r in sorted(self.routers.values(), key=_Router.rank) if r.may_be_default]
+        foreign = [r for r in self.kernel_routes or () if r.proto != RTPROT_RA]
+        if foreign:
+            first = tuple(r.gateway for r in foreign if r.gateway is not None)
+            rest = tuple(r.address for r in usable if r.address not in first)
+            return first + rest, "netlink", None
+        if usable:
+            return tuple(r.address for r in usable), "rdisc", (usable[0].address, usable[0].ifindex)
+        if self.remembered and not self.heard_advertisement:
+            return self.remembered, "file", (self.remembered[0], None)
+        if self.static:
+            return self.static, "static", (self.static[0], None)
+        return (), None, None
+
+    def _decide(self) -> None:
+        routers, source, wanted = self._choose()
+        if (routers, source) != self.chosen:
+            self.chosen = (routers, source)
+            self._effects.append(RoutersChanged(routers, source))
+        if self.install_route and self.kernel_routes is not None:
+            self._steer_route(wanted)
+
+    def _steer_route(self, wanted: tuple[IPv4, int | None] | None) -> None:
+        """Compare the route we want with what the kernel has, and ask for the difference.
+
+        Runs after every decision and after every netlink observation, so a
+        route that failed to install is retried at the next observation.
+        """
+        own = [r for r in self.kernel_routes if r.proto == RTPROT_RA]
+        if wanted is None:
+            if own:
+                self._effects.append(ClearDefaultRoute())
+                self.kernel_routes = tuple(r for r in self.kernel_routes if r.proto != RTPROT_RA)
+            return
+        gateway, ifindex = wanted
+        if len(own) == 1 and own[0].gateway == gateway and ifindex in (None, own[0].ifindex):
+            return
+        self._effects.append(SetDefaultRoute(gateway, ifindex))
+        # Assume it worked until the next observation says otherwise.
+        others = tuple(r for r in self.kernel_routes if r.proto != RTPROT_RA)
+        self.kernel_routes = others + (KernelRoute(gateway, ifindex, RTPROT_RA),)

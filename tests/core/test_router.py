@@ -1,0 +1,370 @@
+"""The RFC 1256 host core: schedule, table, lifetimes, choice, route effects. Fixed `now` values only."""
+
+import ipaddress
+import struct
+
+import pytest
+
+from bootres.core import router as core
+from bootres.core.rdisc import NOT_A_DEFAULT, Advertisement, RouterEntry, checksum
+from bootres.core.router import (
+    ClearDefaultRoute,
+    Interface,
+    KernelRoute,
+    Log,
+    RouterDiscovery,
+    RoutersChanged,
+    SendSolicitation,
+    SetDefaultRoute,
+)
+
+A = ipaddress.IPv4Address
+ETH0 = Interface(2, "eth0", (ipaddress.IPv4Interface("198.18.1.10/24"),))
+ETH1 = Interface(3, "eth1", (ipaddress.IPv4Interface("198.19.0.10/24"),), multicast=False)
+SOLICITATION = bytes.fromhex("0a00f5ff00000000")
+
+
+def datagram(entries, lifetime=30, src=None, message=None) -> bytes:
+    """An IPv4 datagram carrying an advertisement (or ``message``) from ``src``."""
+    if message is None:
+        message = bytes(Advertisement(lifetime, tuple(RouterEntry(A(a), p) for a, p in entries)))
+    src = A(src or entries[0][0])
+    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(message), 0, 0, 1, 1, 0, src.packed, A("224.0.0.1").packed)
+    return header + message
+
+
+def only(effects, kind):
+    return [e for e in effects if isinstance(e, kind)]
+
+
+def discovery(now=100.0, delay=0.5, kernel=(), **options) -> RouterDiscovery:
+    rd = RouterDiscovery(**options)
+    rd.set_interface(ETH0, now, delay)
+    if kernel is not None:
+        rd.kernel_routes_observed(list(kernel))
+    rd.drain()
+    return rd
+
+
+# --- solicitation schedule
+
+
+def test_schedule_first_after_delay_then_three_seconds_apart_at_most_three():
+    rd = discovery(now=100.0, delay=0.4)
+    assert rd.deadline() == pytest.approx(100.4)
+    timeline = []
+    for now in (100.3, 100.4, 103.0, 103.4, 106.4, 109.4, 200.0):
+        rd.timer_fired(now)
+        sent = only(rd.drain(), SendSolicitation)
+        timeline.append((now, len(sent), rd.schedules[ETH0.index].state, rd.deadline()))
+        for effect in sent:
+            assert effect == SendSolicitation(ETH0.index, A("224.0.0.2"), SOLICITATION)
+    assert timeline == [
+        (100.3, 0, "delaying", pytest.approx(100.4)),
+        (100.4, 1, "soliciting", pytest.approx(103.4)),
+        (103.0, 0, "soliciting", pytest.approx(103.4)),
+        (103.4, 1, "soliciting", pytest.approx(106.4)),
+        (106.4, 1, "listening", None),
+        (109.4, 0, "listening", None),
+        (200.0, 0, "listening", None),
+    ]
+    assert rd.schedules[ETH0.index].sent == 3
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.999])
+def test_delay_is_taken_from_the_caller(delay):
+    assert discovery(now=50.0, delay=delay).deadline() == pytest.approx(50.0 + delay)
+
+
+def test_soliciting_stops_at_first_valid_advertisement():
+    rd = discovery(now=100.0, delay=0.2)
+    rd.timer_fired(100.2)
+    assert len(only(rd.drain(), SendSolicitation)) == 1
+    rd.datagram_received(datagram([("198.18.1.1", 0)], lifetime=1800), ETH0.index, 101.0)
+    assert rd.schedules[ETH0.index].state == "listening"
+    assert rd.deadline() == pytest.approx(1901.0)  # only the router's lifetime is left
+    rd.timer_fired(103.2)
+    assert only(rd.drain(), SendSolicitation) == []
+
+
+def test_an_invalid_advertisement_does_not_stop_soliciting():
+    rd = discovery(now=100.0, delay=0.2)
+    rd.datagram_received(datagram([("198.18.1.1", 0)], message=b"\x09\x01" + b"\0" * 14), ETH0.index, 100.1)
+    assert rd.schedules[ETH0.index].state == "delaying"
+
+
+def test_interface_without_multicast_solicits_by_broadcast():
+    rd = RouterDiscovery()
+    rd.set_interface(ETH1, 10.0, 0.0)
+    rd.timer_fired(10.0)
+    assert only(rd.drain(), SendSolicitation) == [SendSolicitation(ETH1.index, A("255.255.255.255"), SOLICITATION)]
+
+
+def test_solicit_no_only_listens():
+    rd = discovery(solicit=False)
+    assert rd.deadline() is None
+    assert rd.schedules[ETH0.index].state == "listening"
+
+
+def test_transition_table_is_complete_and_closed():
+    states = {s for s, _ in core.SOLICIT_TRANSITIONS} | set(core.SOLICIT_TRANSITIONS.values())
+    assert states == {core.DELAYING, core.SOLICITING, core.LISTENING}
+    # Listening never goes back to sending: a solicitation timer there is our bug.
+    assert (core.LISTENING, core.SEND) not in core.SOLICIT_TRANSITIONS
+    assert all(core.SOLICIT_TRANSITIONS[(s, core.ADVERTISED)] == core.LISTENING for s in states)
+
+
+# --- router table and the default route
+
+
+def test_first_advertisement_sets_route_and_router_list():
+    rd = discovery()
+    rd.datagram_received(datagram([("198.18.1.1", 0)], lifetime=1800), ETH0.index, 100.5)
+    effects = rd.drain()
+    assert only(effects, RoutersChanged) == [RoutersChanged((A("198.18.1.1"),), "rdisc")]
+    assert only(effects, SetDefaultRoute) == [SetDefaultRoute(A("198.18.1.1"), ETH0.index)]
+    assert only(effects, Log)[0].message == "router 198.18.1.1 learned on eth0, preference 0"
+    status = rd.status(160.5)
+    assert status["default"] == "198.18.1.1" and status["source"] == "rdisc"
+    assert status["routers"] == [{"address": "198.18.1.1", "interface": "eth0", "preference": 0, "expires_in_s": 1740.0}]
+
+
+def test_repeated_advertisement_restarts_lifetime_without_churn():
+    rd = discovery()
+    rd.datagram_received(datagram([("198.18.1.1", 0)], lifetime=4), ETH0.index, 100.0)
+    rd.drain()
+    rd.datagram_received(datagram([("198.18.1.1", 0)], lifetime=4), ETH0.index, 103.0)
+    assert rd.drain() == []
+    rd.timer_fired(104.5)  # would have expired at 104.0 without the second advertisement
+    assert rd.default_routers == (A("198.18.1.1"),)
+    assert rd.deadline() == pytest.approx(107.0)
+
+
+def two_routers(rd, now):
+    rd.datagram_received(datagram([("198.18.1.1", 10)], lifetime=3), ETH0.index, now)
+    rd.datagram_received(datagram([("198.18.1.2", 5)], lifetime=30), ETH0.index, now)
+
+
+def test_higher_preference_wins_and_the_other_takes_over_on_expiry():
+    rd = discovery()
+    two_routers(rd, 100.0)
+    assert only(rd.drain(), SetDefaultRoute) == [SetDefaultRoute(A("198.18.1.1"), ETH0.index)]
+    assert rd.default_routers == (A("198.18.1.1"), A("198.18.1.2"))
+    assert rd.deadline() == pytest.approx(103.0)
+    rd.timer_fired(103.0)
+    effects = rd.drain()
+    assert only(effects, SetDefaultRoute) == [SetDefaultRoute(A("198.18.1.2"), ETH0.index)]
+    assert only(effects, RoutersChanged) == [RoutersChanged((A("198.18.1.2"),), "rdisc")]
+    assert "198.18.1.1 on eth0 lost: lifetime ran out" in only(effects, Log)[0].message
+
+
+def test_lifetime_zero_removes_at_once():
+    rd = discovery()
+    two_routers(rd, 100.0)
+    rd.drain()
+    rd.datagram_received(datagram([("198.18.1.1", 10)], lifetime=0), ETH0.index, 100.5)
+    assert only(rd.drain(), SetDefaultRoute) == [SetDefaultRoute(A("198.18.1.2"), ETH0.index)]
+    assert [r["address"] for r in rd.status(100.5)["routers"]] == ["198.18.1.2"]
+
+
+def test_lifetime_zero_for_an_unknown_router_changes_nothing():
+    rd = discovery()
+    rd.datagram_received(datagram([("198.18.1.1", 10)], lifetime=0), ETH0.index, 100.5)
+    assert rd.drain() == []
+
+
+def test_last_router_gone_clears_our_route():
+    rd = discovery()
+    rd.datagram_received(datagram([("198.18.1.1", 0)], lifetime=3), ETH0.index, 100.0)
+    rd.drain()
+    rd.timer_fired(103.0)
+    effects = rd.drain()
+    assert only(effects, ClearDefaultRoute) == [ClearDefaultRoute()]
+    assert only(effects, RoutersChanged) == [RoutersChanged((), None)]
+
+
+def test_not_a_default_preference_is_never_used():
+    rd = discovery()
+    rd.datagram_received(datagram([("198.18.1.3", NOT_A_DEFAULT)], lifetime=30), ETH0.index, 100.0)
+    effects = rd.drain()
+    assert only(effects, SetDefaultRoute) == [] and only(effects, RoutersChanged) == []
+    assert rd.default_routers == ()
+    assert rd.status(100.0)["routers"][0]["preference"] == NOT_A_DEFAULT
+    # Even below the most negative usable preference, it stays unused.
+    rd.datagram_received(datagram([("198.18.1.4", NOT_A_DEFAULT + 1)], lifetime=30), ETH0.index, 100.0)
+    assert rd.default_routers == (A("198.18.1.4"),)
+
+
+def test_one_advertisement_may_carry_several_routers():
+    rd = discovery()
+    rd.datagram_received(datagram([("198.18.1.1", 1), ("198.18.1.2", 2), ("203.0.113.9", 99)]), ETH0.index, 100.0)
+    assert rd.default_routers == (A("198.18.1.2"), A("198.18.1.1"))  # the off-link entry is ignored
+
+
+# --- rejected without effect
+
+
+def raw_advert(code=0, count=1, size=2, good_checksum=True):
+    """One entry for 198.18.1.1 with header fields as given."""
+    message = struct.pack("!BBHBBH4si", 9, code, 0, count, size, 30, A("198.18.1.1").packed, 0)
+    if good_checksum:
+        message = message[:2] + struct.pack("!H", checksum(message)) + message[4:]
+    return message
+
+
+REJECTS = [
+    ("bad checksum", datagram([("198.18.1.1", 0)], message=raw_advert(good_checksum=False))),
+    ("bad code", datagram([("198.18.1.1", 0)], message=raw_advert(code=1))),
+    ("no addresses", datagram([("198.18.1.1", 0)], message=raw_advert(count=0))),
+    ("bad entry size", datagram([("198.18.1.1", 0)], message=raw_advert(size=1))),
+    ("short", datagram([("198.18.1.1", 0)])[:27]),
+    ("off-link source", datagram([("198.18.1.1", 0)], src="198.19.9.9")),
+    ("off-link address", datagram([("203.0.113.1", 0)], src="198.18.1.1")),
+    ("not an advertisement", datagram([("198.18.1.1", 0)], message=SOLICITATION)),
+]
+
+
+@pytest.mark.parametrize("reason, data", REJECTS, ids=[r for r, _ in REJECTS])
+def test_rejected_without_effect(reason, data):
+    rd = discovery()
+    rd.datagram_received(data, ETH0.index, 100.2)
+    assert rd.drain() == []
+    assert rd.routers == {}
+    assert rd.schedules[ETH0.index].state == "delaying"
+    assert rd.status(100.2)["dropped"] == {reason: 1}
+
+
+def test_datagram_on_an_unmanaged_interface_is_dropped():
+    rd = discovery()
+    rd.datagram_received(datagram([("198.18.1.1", 0)]), 99, 100.0)
+    assert rd.drain() == [] and rd.dropped == {"unknown interface": 1}
+
+
+def test_flood_keeps_the_table_bounded_and_the_best_routers():
+    rd = discovery(capacity=16)
+    rd.datagram_received(datagram([("198.18.1.1", 1000)], lifetime=1800), ETH0.index, 100.0)
+    for n in range(5000):
+        address = A("198.18.1.0") + (n % 250) + 2
+        rd.datagram_received(datagram([(str(address), n % 7)], lifetime=1800, src=str(address)), ETH0.index, 100.0)
+    assert len(rd.routers) == 16
+    assert rd.default_routers[0] == A("198.18.1.1")
+    assert rd.dropped["router table full"] > 0
+    assert all(r.preference >= 5 or r.address == A("198.18.1.1") for r in rd.routers.values())
+    # A full table still admits a better router by evicting the worst one.
+    rd.datagram_received(datagram([("198.18.1.253", 2000)]), ETH0.index, 100.0)
+    assert rd.default_routers[0] == A("198.18.1.253") and len(rd.routers) == 16
+
+
+# --- the kernel's routes: never fight, never remove what is not ours
+
+
+def test_no_route_is_touched_before_the_kernel_was_read():
+    rd = discovery(kernel=None)
+    rd.datagram_received(datagram([("198.18.1.1", 0)]), ETH0.index, 100.0)
+    assert only(rd.drain(), SetDefaultRoute) == []
+    rd.kernel_routes_observed([])
+    assert only(rd.drain(), SetDefaultRoute) == [SetDefaultRoute(A("198.18.1.1"), ETH0.index)]
+
+
+DHCP_ROUTE = KernelRoute(A("198.18.1.254"), ETH0.index, proto=3)
+
+
+def test_foreign_default_route_is_reported_and_not_replaced():
+    rd = discovery(kernel=[DHCP_ROUTE], static=(A("198.18.1.99"),))
+    rd.datagram_received(datagram([("198.18.1.1", 0)]), ETH0.index, 100.0)
+    effects = rd.drain()
+    assert only(effects, SetDefaultRoute) == [] and only(effects, ClearDefaultRoute) == []
+    assert rd.source == "netlink"
+    assert rd.default_routers == (A("198.18.1.254"), A("198.18.1.1"))
+
+
+def test_foreign_route_appearing_makes_us_withdraw_ours():
+    rd = discovery()
+    rd.datagram_received(datagram([("198.18.1.1", 0)]), ETH0.index, 100.0)
+    rd.drain()
+    rd.kernel_routes_observed([KernelRoute(A("198.18.1.1"), ETH0.index, core.RTPROT_RA), DHCP_ROUTE])
+    assert only(rd.drain(), ClearDefaultRoute) == [ClearDefaultRoute()]
+    rd.kernel_routes_observed([DHCP_ROUTE])  # ours is gone, theirs stays: nothing more to do
+    assert only(rd.drain(), ClearDefaultRoute) == []
+    rd.kernel_routes_observed([])  # theirs went away: ours comes back
+    assert only(rd.drain(), SetDefaultRoute) == [SetDefaultRoute(A("198.18.1.1"), ETH0.index)]
+
+
+def test_route_lost_or_changed_behind_our_back_is_put_back():
+    rd = discovery()
+    rd.datagram_received(datagram([("198.18.1.1", 0)]), ETH0.index, 100.0)
+    rd.drain()
+    rd.kernel_routes_observed([KernelRoute(A("198.18.1.1"), ETH0.index, core.RTPROT_RA)])
+    assert rd.drain() == []
+    rd.kernel_routes_observed([])  # e.g. the install failed, or someone deleted it
+    assert only(rd.drain(), SetDefaultRoute) == [SetDefaultRoute(A("198.18.1.1"), ETH0.index)]
+
+
+def test_leftover_route_of_ours_is_removed_when_nothing_is_wanted():
+    rd = discovery(kernel=[KernelRoute(A("198.18.1.7"), ETH0.index, core.RTPROT_RA)])
+    assert rd.kernel_routes == ()  # the clear was asked for
+    rd2 = RouterDiscovery()
+    rd2.kernel_routes_observed([KernelRoute(A("198.18.1.7"), ETH0.index, core.RTPROT_RA)])
+    assert only(rd2.drain(), ClearDefaultRoute) == [ClearDefaultRoute()]
+
+
+def test_install_route_no_only_records():
+    rd = discovery(install_route=False)
+    rd.datagram_received(datagram([("198.18.1.1", 0)]), ETH0.index, 100.0)
+    effects = rd.drain()
+    assert only(effects, SetDefaultRoute) == [] and only(effects, ClearDefaultRoute) == []
+    assert rd.default_routers == (A("198.18.1.1",),) and rd.source == "rdisc"
+
+
+# --- file and static fallbacks
+
+
+def test_remembered_router_is_the_first_guess_until_an_advertisement_arrives():
+    rd = RouterDiscovery(remembered=(A("198.18.1.50"),), static=(A("198.18.1.99"),))
+    assert only(rd.drain(), RoutersChanged) == [RoutersChanged((A("198.18.1.50"),), "file")]
+    rd.set_interface(ETH0, 100.0, 0.5)
+    rd.kernel_routes_observed([])
+    assert only(rd.drain(), SetDefaultRoute) == [SetDefaultRoute(A("198.18.1.50"), None)]
+    rd.datagram_received(datagram([("198.18.1.1", 0)], lifetime=3), ETH0.index, 101.0)
+    assert rd.source == "rdisc"
+    rd.timer_fired(104.0)  # the router is gone; last boot's guess is stale by now
+    assert (rd.source, rd.default_routers) == ("static", (A("198.18.1.99"),))
+    assert only(rd.drain(), SetDefaultRoute)[-1] == SetDefaultRoute(A("198.18.1.99"), None)
+
+
+def test_foreign_route_beats_the_remembered_guess():
+    rd = RouterDiscovery(remembered=(A("198.18.1.50"),))
+    rd.kernel_routes_observed([DHCP_ROUTE])
+    assert (rd.source, rd.default_routers) == ("netlink", (A("198.18.1.254"),))
+    assert only(rd.drain(), SetDefaultRoute) == []
+
+
+def test_nothing_known_means_no_default():
+    rd = RouterDiscovery()
+    rd.kernel_routes_observed([])
+    assert rd.drain() == [] and rd.status(0.0)["default"] is None and rd.source is None
+
+
+# --- interfaces coming and going
+
+
+def test_removed_interface_loses_its_routers():
+    rd = discovery()
+    rd.datagram_received(datagram([("198.18.1.1", 0)]), ETH0.index, 100.0)
+    rd.drain()
+    rd.remove_interface(ETH0.index, 101.0)
+    effects = rd.drain()
+    assert only(effects, ClearDefaultRoute) == [ClearDefaultRoute()]
+    assert "eth0 is gone" in only(effects, Log)[0].message
+    rd.remove_interface(ETH0.index, 101.0)  # twice is harmless
+    assert rd.drain() == []
+
+
+def test_readdressed_interface_drops_routers_no_longer_on_link():
+    rd = discovery()
+    rd.datagram_received(datagram([("198.18.1.1", 0)]), ETH0.index, 100.0)
+    rd.drain()
+    moved = Interface(ETH0.index, "eth0", (ipaddress.IPv4Interface("198.18.7.10/24"),))
+    rd.set_interface(moved, 101.0, 0.5)
+    assert rd.routers == {}
+    assert rd.schedules[ETH0.index].state == "listening"  # an update does not restart soliciting
