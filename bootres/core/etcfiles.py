@@ -1,0 +1,129 @@
+"""The text of the stub files: /etc/hosts's managed block and /etc/defaultrouter.
+
+Pure functions on strings.  The shell reads the current file, calls
+``merge_block`` and writes the result with ``fileio.atomic_write``.
+
+The managed block follows Ansible blockinfile's convention::
+
+    # BEGIN bootres
+    # Managed by bootres: lines between BEGIN and END are rewritten, edits are lost.
+    # See `bootres status` for where these addresses come from.
+    198.18.1.10     web1.example.com web1
+    198.18.1.1      site-router
+    # END bootres
+
+Every byte outside the block stays exactly as it was.  The block is the
+first ``# BEGIN bootres`` line followed by a ``# END bootres`` line; a BEGIN
+without an END is left alone as ordinary text (it might be an admin's
+half-finished edit, and deleting up to the end of the file would lose
+data), and a new block is appended instead.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+BEGIN = "# BEGIN bootres"
+END = "# END bootres"
+HEADER = (
+    "# Managed by bootres: lines between BEGIN and END are rewritten, edits are lost.",
+    "# See `bootres status` for where these addresses come from.",
+)
+
+
+@dataclass(frozen=True)
+class HostsEntry:
+    """One hosts(5) line: an address and its names, canonical name first."""
+
+    address: str
+    names: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return f"{self.address}\t{' '.join(self.names)}"
+
+
+def render_block(entries: list[HostsEntry] | tuple[HostsEntry, ...]) -> str:
+    """The whole managed block, markers included, ending with a newline."""
+    lines = [BEGIN, *HEADER, *(str(entry) for entry in entries), END]
+    return "\n".join(lines) + "\n"
+
+
+def _is_marker(line: str, marker: str) -> bool:
+    return line.rstrip() == marker  # tolerate trailing blanks and a CRLF ending
+
+
+def _lines(text: str) -> list[str]:
+    """Lines with their "\n" kept; only "\n" ends a line (str.splitlines would also split on \f, \x1c...)."""
+    parts = text.split("\n")
+    lines = [part + "\n" for part in parts[:-1]]
+    if parts[-1]:
+        lines.append(parts[-1])
+    return lines
+
+
+def _find_block(lines: list[str]) -> tuple[int, int] | None:
+    """Indexes (begin, end) of the managed block in ``lines`` (kept ends), or None."""
+    begin = None
+    for index, line in enumerate(lines):
+        if _is_marker(line, BEGIN):
+            begin = index  # a later BEGIN before any END wins: the earlier is stray text
+        elif _is_marker(line, END) and begin is not None:
+            return begin, index
+    return None
+
+
+def merge_block(text: str, block: str) -> str:
+    """``text`` with its managed block replaced by ``block`` (or ``block`` appended)."""
+    lines = _lines(text)
+    found = _find_block(lines)
+    if found is not None:
+        begin, end = found
+        return "".join(lines[:begin]) + block + "".join(lines[end + 1 :])
+    if text and not text.endswith("\n"):
+        text += "\n"  # hosts(5) lines end with a newline; the last one did not
+    return text + block
+
+
+def parse_block(text: str) -> list[HostsEntry]:
+    """The address lines of the managed block in ``text``; malformed lines are skipped.
+
+    Used at start to recover the last-known addresses of pinned names from
+    the previous run, so they survive a reboot with no nameserver up.
+    """
+    lines = _lines(text)
+    found = _find_block(lines)
+    if found is None:
+        return []
+    entries = []
+    for line in lines[found[0] + 1 : found[1]]:
+        fields = line.split("#", 1)[0].split()
+        if len(fields) < 2:
+            continue
+        try:
+            address = ipaddress.ip_address(fields[0])
+        except ValueError:
+            continue
+        entries.append(HostsEntry(str(address), tuple(fields[1:])))
+    return entries
+
+
+def render_defaultrouter(routers: list | tuple) -> str:
+    """/etc/defaultrouter: one IPv4 address per line, most preferred first."""
+    return "".join(f"{router}\n" for router in routers)
+
+
+def parse_defaultrouter(text: str) -> tuple[ipaddress.IPv4Address, ...]:
+    """The IPv4 addresses in an /etc/defaultrouter, in order; comments and junk skipped."""
+    routers = []
+    for line in text.splitlines():
+        words = line.split("#", 1)[0].split()
+        if not words:
+            continue
+        try:
+            address = ipaddress.IPv4Address(words[0])
+        except ValueError:
+            continue
+        if address not in routers:
+            routers.append(address)
+    return tuple(routers)
