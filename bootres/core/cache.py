@@ -1,0 +1,146 @@
+"""The answer cache: TTLs, negative answers (RFC 2308), stale answers (RFC 8767), an LRU bound.
+
+Keys and values come from ``dnsmsg``: byte keys (name, type, class, DO) and
+``Answer`` objects.  Time is an argument (monotonic seconds).  An entry is
+*fresh* until ``expires_at``, then *stale* until ``stale_until`` (only
+served when upstreams fail), then gone.
+
+``snapshot``/``restore`` turn the cache into bytes for ``cache_file``.
+Restored entries are stale-only: early in boot the clock may be wrong, so
+their TTLs mean nothing until an upstream refreshes them.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections import OrderedDict
+
+from bootres.core.dnsmsg import Answer
+
+MAGIC = b"bootres-cache\n\x01"  # name, then format version 1
+_FILE_HEADER = struct.Struct(">II")  # entry count, CRC-32 of everything after the header
+_ENTRY = struct.Struct(">HBBHHHIHf")  # key len, rcode, ad, an, ns, ar, body len, TTL count, stale seconds left
+_TTL = struct.Struct(">HI")
+
+
+class CacheFileError(ValueError):
+    """The cache file is not ours or is damaged; the message says which, for the log."""
+
+
+class Cache:
+    def __init__(self, size: int, stale_max_age: float):
+        self.size = size
+        self.stale_max_age = stale_max_age
+        self._entries: OrderedDict[bytes, Answer] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def fresh(self, key: bytes, now: float) -> Answer | None:
+        """The entry if it has not expired.  Part of the measured hot path."""
+        answer = self._entries.get(key)
+        if answer is None or now >= answer.expires_at:
+            return None
+        self._entries.move_to_end(key)
+        return answer
+
+    def stale(self, key: bytes, now: float) -> Answer | None:
+        """An expired entry still within ``stale_max_age``; older ones are dropped here."""
+        answer = self._entries.get(key)
+        if answer is None:
+            return None
+        if now >= answer.stale_until:
+            del self._entries[key]
+            return None
+        return answer
+
+    def put(self, key: bytes, answer: Answer, now: float) -> None:
+        if answer.lifetime <= 0 or self.size == 0:
+            return
+        answer.stored_at = now
+        answer.expires_at = now + answer.lifetime
+        answer.stale_until = answer.expires_at + self.stale_max_age
+        self._entries[key] = answer
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+    def drop_names(self, names: set[bytes]) -> int:
+        """Forget every type of record for these wire names (they moved to a hosts file)."""
+        doomed = [key for key in self._entries if key[: -5] in names]
+        for key in doomed:
+            del self._entries[key]
+        return len(doomed)
+
+    def resize(self, size: int, stale_max_age: float) -> None:
+        self.size = size
+        self.stale_max_age = stale_max_age
+        while len(self._entries) > size:
+            self._entries.popitem(last=False)
+
+    def snapshot(self, now: float) -> bytes:
+        """Every entry still worth serving, least recently used first, as bytes."""
+        parts = []
+        count = 0
+        for key, answer in self._entries.items():
+            left = answer.stale_until - now
+            if left <= 0:
+                continue
+            count += 1
+            parts.append(_ENTRY.pack(
+                len(key), answer.rcode, answer.ad, answer.an, answer.ns, answer.ar,
+                len(answer.body), len(answer.ttls), left,
+            ))
+            parts.append(key)
+            parts.append(answer.body)
+            parts.extend(_TTL.pack(offset, ttl) for offset, ttl in zip(answer.ttl_offsets, answer.ttls))
+        payload = b"".join(parts)
+        return MAGIC + _FILE_HEADER.pack(count, zlib.crc32(payload)) + payload
+
+    def restore(self, blob: bytes, now: float, age: float) -> int:
+        """Load a snapshot taken ``age`` seconds ago as stale-only entries; return how many.
+
+        Raises CacheFileError (nothing loaded) when the file is foreign or damaged.
+        """
+        if not blob.startswith(MAGIC):
+            raise CacheFileError("not a bootres cache file (or another version)")
+        try:
+            count, crc = _FILE_HEADER.unpack_from(blob, len(MAGIC))
+            payload = memoryview(blob)[len(MAGIC) + _FILE_HEADER.size:]
+            if zlib.crc32(payload) != crc:
+                raise CacheFileError("checksum mismatch (damaged file)")
+            loaded = []
+            pos = 0
+            for _ in range(count):
+                klen, rcode, ad, an, ns, ar, blen, nttl, left = _ENTRY.unpack_from(payload, pos)
+                pos += _ENTRY.size
+                key = bytes(payload[pos:pos + klen])
+                pos += klen
+                body = bytes(payload[pos:pos + blen])
+                pos += blen
+                pairs = [_TTL.unpack_from(payload, pos + i * _TTL.size) for i in range(nttl)]
+                pos += nttl * _TTL.size
+                if len(key) != klen or len(body) != blen:
+                    raise CacheFileError("truncated entry")
+                answer = Answer(rcode, bool(ad), an, ns, ar, body,
+                                tuple(o for o, _ in pairs), tuple(t for _, t in pairs), 0)
+                answer.stored_at = now
+                answer.expires_at = now  # stale from the start
+                answer.stale_until = now + min(self.stale_max_age, left - max(age, 0.0))
+                if answer.stale_until > now:
+                    loaded.append((key, answer))
+            if pos != len(payload):
+                raise CacheFileError("trailing bytes after the last entry")
+        except struct.error:
+            raise CacheFileError("truncated file") from None
+        added = 0
+        # Oldest last into the front: restored entries rank below anything already cached.
+        for key, answer in reversed(loaded[-self.size:] if self.size else []):
+            if key not in self._entries:  # never shadow an answer we already have
+                self._entries[key] = answer
+                self._entries.move_to_end(key, last=False)
+                added += 1
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+        return added

@@ -1,0 +1,365 @@
+"""DNS messages for the stub: a hand-written byte path for cache hits, dnspython for the rest.
+
+The measured hot path is a cache hit: asyncio + dnspython parsing and
+rendering every query tops out near 20k queries/s on a small machine, while
+reading the header and question as bytes and splicing a pre-rendered answer
+reaches hundreds of thousands.  So:
+
+* ``peek_query`` reads a plain query (one question, optionally one OPT with
+  harmless options) straight from the bytes; anything unusual returns None
+  and goes to ``parse_query``, which uses dnspython.
+* An upstream reply is turned once, with dnspython, into an ``Answer``: the
+  records after the question rendered to wire, plus where each TTL sits.  A
+  hit then only copies the client's ID, flags and question (same length as
+  ours, so compression pointers into it stay valid), patches the TTLs and
+  appends a fresh OPT record.  ``tests/core/test_dnsmsg.py`` proves this
+  equal to building the reply with dnspython, property by property.
+
+Cache keys are bytes: the question name in wire form, lower-cased (DNS case
+folding is ASCII-only, RFC 4343, and label-length bytes are below ``A``), then
+type and class, then one byte for the DNSSEC OK bit.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import dns.edns
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+
+NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED = 0, 1, 2, 3, 4, 5
+BADVERS = 16  # extended RCODE: 4 bits in the header, 8 more in the OPT TTL
+
+QR, AA, TC, RD, RA, AD, CD = 0x8000, 0x0400, 0x0200, 0x0100, 0x0080, 0x0020, 0x0010
+OPT = 41
+
+PAYLOAD = 1232  # our EDNS buffer size, the DNS Flag Day 2020 value
+MAX_TTL = 86400  # longest a positive answer is kept, like unbound's cache-max-ttl
+MAX_NEGATIVE_TTL = 3 * 3600  # RFC 2308 section 5 suggests one to three hours
+STALE_TTL = 30  # RFC 8767 section 4
+
+# EDNS options a cache hit can ignore without changing the answer: COOKIE (we
+# do not implement server cookies, RFC 7873 section 5.2 says to ignore it) and
+# PADDING.  Any other option sends the query down the dnspython path.
+_HARMLESS_OPTIONS = frozenset({10, 12})
+
+# These ask for zone transfers or mailbox records or are not question types.
+_UNSUPPORTED_TYPES = frozenset({dns.rdatatype.AXFR, dns.rdatatype.IXFR, 253, 254, dns.rdatatype.TKEY})
+_NOT_A_QUESTION = frozenset({OPT, dns.rdatatype.TSIG})
+
+_HEADER = struct.Struct(">HHHHH")  # flags, qd, an, ns, ar (after the ID)
+_OPT_PLAIN = b"\x00" + struct.pack(">HHIH", OPT, PAYLOAD, 0, 0)
+_OPT_DO = b"\x00" + struct.pack(">HHIH", OPT, PAYLOAD, 0x8000, 0)
+
+
+def peek_query(data: bytes):
+    """``(key, question_end, payload, do)`` for a plain query, or None for anything else.
+
+    ``payload`` is the client's EDNS buffer size, 0 when it sent no OPT.
+    Part of the measured hot path: no dnspython, no objects.
+    """
+    if len(data) < 17 or data[2] & 0xF8:  # QR set or opcode not QUERY
+        return None
+    counts = data[4:12]
+    if counts == b"\x00\x01\x00\x00\x00\x00\x00\x00":
+        has_opt = False
+    elif counts == b"\x00\x01\x00\x00\x00\x00\x00\x01":
+        has_opt = True
+    else:
+        return None
+    i = 12
+    try:
+        length = data[i]
+        while length:
+            if length > 63:  # compression pointer or reserved label type
+                return None
+            i += length + 1
+            length = data[i]
+    except IndexError:
+        return None
+    i += 1
+    end = i + 4
+    if i - 12 > 255 or end > len(data):
+        return None
+    do = False
+    payload = 0
+    if has_opt:
+        opt = data[end:end + 11]
+        if len(opt) != 11 or opt[0] or opt[1:3] != b"\x00\x29" or opt[6]:  # root, OPT, version 0
+            return None
+        payload = max(512, opt[3] << 8 | opt[4])
+        do = opt[7] & 0x80 != 0
+        rdend = end + 11 + (opt[9] << 8 | opt[10])
+        if rdend != len(data):
+            return None
+        j = end + 11
+        while j < rdend:
+            if j + 4 > rdend or (data[j] << 8 | data[j + 1]) not in _HARMLESS_OPTIONS:
+                return None
+            j += 4 + (data[j + 2] << 8 | data[j + 3])
+        if j != rdend:
+            return None
+    elif end != len(data):
+        return None
+    key = data[12:i].lower() + data[i:end] + (b"\x01" if do else b"\x00")
+    return key, end, payload, do
+
+
+@dataclass(frozen=True, slots=True)
+class ClientQuery:
+    """What the stub needs from a query: enough to answer it as bytes later."""
+
+    head: bytes  # ID and flags, as the client sent them
+    question: bytes  # name (client's case), type, class: echoed back verbatim
+    key: bytes
+    payload: int  # client's EDNS buffer size; 0: no EDNS
+    do: bool
+
+    @property
+    def qtype(self) -> int:
+        return self.key[-5] << 8 | self.key[-4]
+
+    @property
+    def qclass(self) -> int:
+        return self.key[-3] << 8 | self.key[-2]
+
+    @property
+    def qname(self) -> dns.name.Name:
+        return dns.name.from_wire(self.key, 0)[0]
+
+
+def parse_query(data: bytes) -> ClientQuery | bytes | None:
+    """A query to answer, the error reply to send (bytes), or None to drop it silently.
+
+    The ladder: no full header, or a response rather than a query: drop
+    (answering responses invites loops); opcode other than QUERY: NOTIMP;
+    dnspython cannot parse it, or it does not ask exactly one question:
+    FORMERR; EDNS version above 0: BADVERS (RFC 6891 section 6.1.3).
+    """
+    if len(data) < 12 or data[2] & 0x80:
+        return None
+    peek = peek_query(data)
+    if peek is not None:
+        key, end, payload, do = peek
+        return ClientQuery(data[:4], data[12:end], key, payload, do)
+    if (data[2] >> 3) & 0x0F != 0:
+        return error_reply(data[:4], b"", NOTIMP)
+    try:
+        msg = dns.message.from_wire(data)
+    except Exception:  # any parse failure is the client's fault: FORMERR, never a crash
+        return error_reply(data[:4], _question_if_readable(data), FORMERR)
+    payload = max(512, msg.payload) if msg.edns >= 0 else 0
+    do = bool(msg.ednsflags & dns.flags.DO)
+    if len(msg.question) != 1 or msg.answer or msg.authority:
+        return error_reply(data[:4], b"", FORMERR, payload)
+    rrset = msg.question[0]
+    question = rrset.name.to_wire() + struct.pack(">HH", rrset.rdtype, rrset.rdclass)
+    if msg.edns > 0:
+        return error_reply(data[:4], question, BADVERS, payload)
+    if rrset.rdtype in _NOT_A_QUESTION:
+        return error_reply(data[:4], question, FORMERR, payload)
+    if rrset.rdtype in _UNSUPPORTED_TYPES:
+        return error_reply(data[:4], question, NOTIMP, payload)
+    key = rrset.name.canonicalize().to_wire() + question[-4:] + (b"\x01" if do else b"\x00")
+    return ClientQuery(data[:4], question, key, payload, do)
+
+
+def _question_if_readable(data: bytes) -> bytes:
+    try:
+        msg = dns.message.from_wire(data, question_only=True)
+    except Exception:  # nothing worth echoing
+        return b""
+    if len(msg.question) != 1:
+        return b""
+    rrset = msg.question[0]
+    return rrset.name.to_wire() + struct.pack(">HH", rrset.rdtype, rrset.rdclass)
+
+
+def error_reply(head: bytes, question: bytes, rcode: int, payload: int = 0) -> bytes:
+    """A reply with no records: FORMERR, NOTIMP, REFUSED, SERVFAIL or BADVERS."""
+    flags = QR | (head[2] << 8 & 0x7900) | RA | (rcode & 0x0F)  # keep opcode and RD
+    opt = b""
+    if payload:
+        opt = b"\x00" + struct.pack(">HHBBHH", OPT, PAYLOAD, rcode >> 4, 0, 0, 0)
+    counts = _HEADER.pack(flags, 1 if question else 0, 0, 0, 1 if opt else 0)
+    return head[:2] + counts + question + opt
+
+
+def question_of(key: bytes) -> bytes:
+    """The lower-case question (name, type, class) a cache key stands for."""
+    return key[:-1]
+
+
+def upstream_query(key: bytes) -> bytes:
+    """The query we send upstream for ``key``, with ID 0 for the race to fill in.
+
+    RD asks for recursion; AD asks the upstream to tell us whether it
+    validated (RFC 6840 section 5.7); our own OPT carries the client's DO bit.
+    The client's OPT itself is hop-by-hop and never forwarded (RFC 6891
+    section 6.1.1), so neither are its options.
+    """
+    opt = _OPT_DO if key[-1] else _OPT_PLAIN
+    return b"\x00\x00" + _HEADER.pack(RD | AD, 1, 0, 0, 1) + question_of(key) + opt
+
+
+def reply_header_matches(data: bytes, query: bytes) -> bool:
+    """RFC 5452 section 9.1 on bytes: same ID, a response, and the same question."""
+    if len(data) < 12 or data[:2] != query[:2] or not data[2] & 0x80 or data[4:6] != b"\x00\x01":
+        return False
+    question = query[12:-11]  # our queries always end with an 11-byte OPT
+    name_end = len(question) - 4
+    got = data[12:12 + len(question)]
+    return got[:name_end].lower() == question[:name_end] and got[name_end:] == question[name_end:]
+
+
+class Answer:
+    """A reply ready to send: the records after the question as wire, and where the TTLs are.
+
+    ``lifetime`` is how long it may be cached (0: not at all): the smallest
+    answer TTL, or for a negative answer the SOA's TTL capped by its MINIMUM
+    (RFC 2308 section 5).  ``stored_at``, ``expires_at`` and ``stale_until``
+    are filled in by the cache.
+    """
+
+    __slots__ = (
+        "rcode", "ad", "an", "ns", "ar", "body", "ttl_offsets", "ttls", "lifetime",
+        "stored_at", "expires_at", "stale_until", "_memo_age", "_memo_body",
+    )
+
+    def __init__(self, rcode, ad, an, ns, ar, body, ttl_offsets, ttls, lifetime):
+        self.rcode = rcode
+        self.ad = ad
+        self.an, self.ns, self.ar = an, ns, ar
+        self.body = body
+        self.ttl_offsets = ttl_offsets
+        self.ttls = ttls
+        self.lifetime = lifetime
+        self.stored_at = 0.0
+        self.expires_at = 0.0
+        self.stale_until = 0.0
+        self._memo_age = -1
+        self._memo_body = body
+
+    def body_at(self, age: int) -> bytes:
+        """The records with every TTL lowered by ``age`` seconds (remembered per second)."""
+        if age != self._memo_age:
+            body = bytearray(self.body)
+            for offset, ttl in zip(self.ttl_offsets, self.ttls):
+                struct.pack_into(">I", body, offset, ttl - age if ttl > age else 0)
+            self._memo_age = age
+            self._memo_body = bytes(body)
+        return self._memo_body
+
+    def body_stale(self) -> bytes:
+        body = bytearray(self.body)
+        for offset in self.ttl_offsets:
+            struct.pack_into(">I", body, offset, STALE_TTL)
+        return bytes(body)
+
+
+def render(answer: Answer, head: bytes, question: bytes, payload: int, do: bool, body: bytes, tcp: bool) -> bytes:
+    """The reply to one client: its ID and question, our records, an OPT if it sent one.
+
+    Part of the measured hot path.  Too big for the client's buffer: an empty
+    reply with TC set, so it retries over TCP (RFC 7766).
+    """
+    flags = QR | RA | ((head[2] << 8 | head[3]) & (RD | CD)) | answer.rcode
+    if answer.ad and (do or head[3] & 0x20):
+        flags |= AD
+    if payload:
+        opt = _OPT_DO if do else _OPT_PLAIN
+        wire = b"".join((head[:2], _HEADER.pack(flags, 1, answer.an, answer.ns, answer.ar + 1), question, body, opt))
+    else:
+        opt = b""
+        wire = b"".join((head[:2], _HEADER.pack(flags, 1, answer.an, answer.ns, answer.ar), question, body))
+    if not tcp and len(wire) > (payload or 512):
+        wire = b"".join((head[:2], _HEADER.pack(flags | TC, 1, 0, 0, 1 if opt else 0), question, opt))
+    return wire
+
+
+def answer_from_response(msg: dns.message.Message) -> Answer:
+    """Turn a parsed upstream reply (or a locally built one) into an ``Answer``.
+
+    TTLs are capped (MAX_TTL, and the RFC 2308 negative TTL on the SOA) so
+    what clients see never outlives what we cache.
+    """
+    rcode = msg.rcode()
+    lifetime = 0
+    soa_ttl = None
+    if rcode == NXDOMAIN or (rcode == NOERROR and not msg.answer):
+        for rrset in msg.authority:
+            if rrset.rdtype == dns.rdatatype.SOA and len(rrset):
+                soa_ttl = min(rrset.ttl, rrset[0].minimum, MAX_NEGATIVE_TTL)
+                lifetime = soa_ttl
+                break
+    elif rcode == NOERROR:
+        lifetime = min(min(rrset.ttl for rrset in msg.answer), MAX_TTL)
+
+    out = dns.message.Message(id=0)
+    out.flags = dns.flags.QR
+    out.question = [dns.rrset.RRset(r.name, r.rdclass, r.rdtype) for r in msg.question]
+    for src, dst in ((msg.answer, out.answer), (msg.authority, out.authority), (msg.additional, out.additional)):
+        for rrset in src:
+            copy = rrset.copy()
+            if soa_ttl is not None and rrset.rdtype == dns.rdatatype.SOA:
+                copy.ttl = soa_ttl
+            else:
+                copy.ttl = min(rrset.ttl, MAX_TTL)
+            dst.append(copy)
+    wire = out.to_wire()
+    _, _, an, ns, ar = _HEADER.unpack_from(wire, 2)
+    start = _skip_name(wire, 12) + 4
+    offsets, ttls = [], []
+    pos = start
+    for _ in range(an + ns + ar):
+        pos = _skip_name(wire, pos)
+        offsets.append(pos + 4 - start)
+        ttls.append(struct.unpack_from(">I", wire, pos + 4)[0])
+        pos += 10 + struct.unpack_from(">H", wire, pos + 8)[0]
+    ad = bool(msg.flags & dns.flags.AD)
+    return Answer(rcode & 0x0F, ad, an, ns, ar, wire[start:], tuple(offsets), tuple(ttls), lifetime if rcode <= 15 else 0)
+
+
+def _skip_name(wire: bytes, pos: int) -> int:
+    """Offset just past the (possibly compressed) name at ``pos`` in a message we rendered."""
+    while True:
+        length = wire[pos]
+        if length == 0:
+            return pos + 1
+        if length >= 0xC0:
+            return pos + 2
+        pos += length + 1
+
+
+def local_answer(key: bytes, rdtype: int, texts: list[str], ttl: int) -> Answer:
+    """An answer made here (hosts files): ``texts`` as records of ``rdtype``; none is NODATA."""
+    name = dns.name.from_wire(key, 0)[0]
+    msg = dns.message.Message(id=0)
+    msg.flags = dns.flags.QR
+    msg.question = [dns.rrset.RRset(name, dns.rdataclass.IN, rdtype)]
+    if texts:
+        msg.answer = [dns.rrset.from_text_list(name, ttl, dns.rdataclass.IN, rdtype, texts)]
+    return answer_from_response(msg)
+
+
+def parse_reply(data: bytes) -> dns.message.Message | None:
+    """An upstream reply, or None when it does not parse (counted as a bad reply)."""
+    try:
+        return dns.message.from_wire(data)
+    except (dns.exception.DNSException, ValueError, IndexError, UnicodeError):
+        return None
+
+
+def query_wire(name: str, rdtype: str) -> bytes:
+    """A plain recursive query, for ``bootres query`` and pinned-name lookups."""
+    msg = dns.message.make_query(name, rdtype)
+    msg.flags |= dns.flags.RD
+    return msg.to_wire()

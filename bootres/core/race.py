@@ -1,0 +1,197 @@
+"""One question on its way to the upstreams: who to ask when, which reply counts, who won.
+
+``race``: every upstream that is not down is asked at once.  ``hedge``: the
+best one first, the next after its hedge delay, or at once when the previous
+one fails (the semantics of CPython's ``asyncio.staggered``, as a timer
+schedule).  Down upstreams due for a probe are asked alongside in both.
+
+A reply counts only if it comes from the address and port we asked, carries
+the ID we chose and asks our question (RFC 5452 section 9.1); anything else
+is counted against the upstream and the question keeps waiting.  The first
+NOERROR or NXDOMAIN reply wins.  SERVFAIL, REFUSED, FORMERR and the like
+win only when every upstream asked has said so.  A truncated reply is asked
+again over TCP.  An upstream silent for its RTO is asked again (fresh ID and
+port) while time is left.
+
+The race ends with an ``Outcome``: ``answer``, ``error`` (every upstream
+refused or failed; ``msg`` may be None when none replied at all) or
+``timeout``.  It then lingers until its last open query answers or times out,
+so an upstream that lost still gets its RTT measured, or its silence counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import dns.flags
+import dns.message
+
+from bootres.core.dnsmsg import NOERROR, NXDOMAIN, parse_reply, reply_header_matches
+from bootres.core.effects import CloseUpstream, SendUpstream
+from bootres.core.upstreams import MAX_RTO, MIN_RTO, Upstream
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    kind: str  # "answer", "error" or "timeout"
+    msg: dns.message.Message | None = None
+    upstream: Upstream | None = None
+
+
+class _Attempt:
+    __slots__ = ("token", "upstream", "wire", "sent_at", "deadline", "tcp")
+
+    def __init__(self, token, upstream, wire, sent_at, deadline, tcp):
+        self.token = token
+        self.upstream = upstream
+        self.wire = wire
+        self.sent_at = sent_at
+        self.deadline = deadline
+        self.tcp = tcp
+
+
+class Race:
+    def __init__(
+        self,
+        query: bytes,
+        plan: tuple[list[Upstream], list[Upstream]],
+        *,
+        hedge: bool,
+        hedge_delay: float | None,
+        timeout: float,
+        now: float,
+        routes: dict[int, Race],
+        new_token: Callable[[], int],
+        random_id: Callable[[], int],
+        out: list,
+    ):
+        self.query = query
+        self.hedge = hedge
+        self.hedge_delay = hedge_delay  # None: each upstream's own auto delay
+        self.ends_at = now + timeout
+        self.outcome: Outcome | None = None
+        self.pending = None  # the stub's record of who waits for this race
+        self.armed: float | None = None  # the deadline the stub's timer heap holds for us
+        self._routes = routes
+        self._new_token = new_token
+        self._random_id = random_id
+        self._attempts: dict[int, _Attempt] = {}
+        self._asked: list[Upstream] = []
+        self._errors: dict[Upstream, dns.message.Message | None] = {}
+        ordered, probes = plan
+        self._waiting = list(ordered[1:]) if hedge else []
+        self._next_start: float | None = None
+        first = ordered[:1] if hedge else ordered
+        for upstream in first + probes:
+            self._ask(upstream, now, out)
+        if self._waiting:
+            self._next_start = now + self._delay_after(ordered[0])
+        if not self._asked:  # no upstream configured at all
+            self._finish(Outcome("error"))
+
+    # --- inputs
+
+    def reply(self, token: int, data: bytes, source: tuple | None, now: float, out: list) -> bool:
+        """A datagram (or TCP message) for one of our queries; False if it was bad."""
+        attempt = self._attempts.get(token)
+        if attempt is None:
+            return True  # a duplicate after we closed it; nothing to judge
+        upstream = attempt.upstream
+        if source is not None and tuple(source[:2]) != upstream.address:
+            upstream.bad_replies += 1
+            return False
+        msg = parse_reply(data) if reply_header_matches(data, attempt.wire) else None
+        if msg is None:
+            upstream.bad_replies += 1
+            return False
+        self._close(attempt, out)
+        out.extend(upstream.answered(now - attempt.sent_at))
+        if self.outcome is not None:
+            return True
+        if msg.flags & dns.flags.TC and not attempt.tcp:
+            self._ask(upstream, now, out, tcp=True)
+        elif msg.rcode() in (NOERROR, NXDOMAIN):
+            upstream.wins += 1
+            self._finish(Outcome("answer", msg, upstream))
+        else:
+            self._errors.setdefault(upstream, msg)
+            self._failed_over(now, out)
+        return True
+
+    def failed(self, token: int, now: float, out: list, why: str = "refused") -> None:
+        """The query could not be sent or the upstream refused the connection or port."""
+        attempt = self._attempts.get(token)
+        if attempt is None:
+            return
+        self._close(attempt, out)
+        out.extend(attempt.upstream.timed_out(now, why))
+        if self.outcome is None:
+            self._errors.setdefault(attempt.upstream, None)
+            self._failed_over(now, out)
+
+    def timer(self, now: float, out: list) -> None:
+        if self.outcome is None and self._next_start is not None and self._next_start <= now:
+            self._start_next(now, out)
+        for attempt in [a for a in self._attempts.values() if a.deadline <= now]:
+            self._close(attempt, out)
+            upstream = attempt.upstream
+            out.extend(upstream.timed_out(now))
+            if self.outcome is not None or upstream in self._errors:
+                continue
+            if self._waiting:
+                self._start_next(now, out)
+            span = min(2 * (attempt.deadline - attempt.sent_at), MAX_RTO)
+            if now + MIN_RTO < self.ends_at and not attempt.tcp:
+                self._ask(upstream, now, out, span=span)
+        if self.outcome is None and now >= self.ends_at:
+            self._finish(Outcome("timeout"))
+
+    def deadline(self) -> float | None:
+        """When ``timer`` must run next; None once finished with nothing left open."""
+        times = [a.deadline for a in self._attempts.values()]
+        if self.outcome is None:
+            times.append(self.ends_at)
+            if self._next_start is not None:
+                times.append(self._next_start)
+        return min(times) if times else None
+
+    # --- internals
+
+    def _ask(self, upstream: Upstream, now: float, out: list, tcp: bool = False, span: float | None = None) -> None:
+        token = self._new_token()
+        wire = self._random_id().to_bytes(2, "big") + self.query[2:]
+        deadline = self.ends_at if tcp else now + (span or upstream.rto())
+        self._attempts[token] = _Attempt(token, upstream, wire, now, deadline, tcp)
+        self._routes[token] = self
+        if upstream not in self._asked:
+            self._asked.append(upstream)
+        upstream.queries += 1
+        out.append(SendUpstream(token, upstream.address, wire, tcp))
+
+    def _close(self, attempt: _Attempt, out: list) -> None:
+        del self._attempts[attempt.token]
+        self._routes.pop(attempt.token, None)
+        out.append(CloseUpstream(attempt.token))
+
+    def _delay_after(self, upstream: Upstream) -> float:
+        return self.hedge_delay if self.hedge_delay is not None else upstream.auto_hedge_delay()
+
+    def _start_next(self, now: float, out: list) -> None:
+        upstream = self._waiting.pop(0)
+        self._ask(upstream, now, out)
+        self._next_start = now + self._delay_after(upstream) if self._waiting else None
+
+    def _failed_over(self, now: float, out: list) -> None:
+        """An upstream said no or could not be reached: try the next, or give up if all said so."""
+        if self._waiting:
+            self._start_next(now, out)
+            return
+        if all(u in self._errors for u in self._asked):
+            replies = [m for m in self._errors.values() if m is not None]
+            self._finish(Outcome("error", replies[0] if replies else None))
+
+    def _finish(self, outcome: Outcome) -> None:
+        self.outcome = outcome
+        self._waiting = []
+        self._next_start = None

@@ -1,0 +1,320 @@
+"""The resolver's front door: queries, upstream replies and the clock in; replies and sends out.
+
+For each query, in order: the ``allow`` list (others get REFUSED), the
+parse ladder of ``dnsmsg.parse_query``, hosts files, the cache, then the
+upstreams.  Identical questions in flight share one ``Race``; their askers
+wait on a ``_Pending``.  Serve-stale (RFC 8767): an expired answer goes out
+with TTL 30 when no upstream answered within ``stale_answer_after``, at
+once when every upstream is known down, and instead of a failure when the
+race fails; the race keeps running in the background and refreshes the cache.
+
+Cache hits on plain UDP queries take ``fast_answer``, the measured hot path:
+bytes in, bytes out, no dnspython, no effects.  Everything else goes through
+``query_received`` and comes back as effects from ``drain``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import ipaddress
+import itertools
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import dns.rdatatype
+
+from bootres.core import dnsmsg
+from bootres.core.cache import Cache
+from bootres.core.dnsmsg import Answer, ClientQuery
+from bootres.core.effects import WARNING, Log, Respond
+from bootres.core.hostsdb import HostsDB
+from bootres.core.race import Race
+from bootres.core.upstreams import Upstream, Upstreams
+
+_LOCAL_TYPES = (dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.PTR)
+_ACL_MEMO_MAX = 4096  # distinct client addresses whose verdict we remember
+
+
+@dataclass(frozen=True)
+class StubSettings:
+    """The parts of ResolverConfig the core uses, with upstreams as ((host, port), label)."""
+
+    upstreams: tuple[tuple[tuple[str, int], str], ...]
+    strategy: str = "race"
+    hedge_delay: float | None = None
+    timeout: float = 3.0
+    serve_stale: bool = True
+    stale_answer_after: float = 0.4
+    allow: tuple = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+    max_inflight: int = 2048
+
+
+@dataclass(slots=True)
+class _Waiter:
+    client: Any
+    query: ClientQuery
+    tcp: bool
+
+
+class _Pending:
+    """Clients waiting on one question, and when they get a stale answer instead."""
+
+    __slots__ = ("key", "race", "waiters", "stale_at", "stale_served")
+
+    def __init__(self, key: bytes, race: Race, stale_at: float | None):
+        self.key = key
+        self.race = race
+        self.waiters: list[_Waiter] = []
+        self.stale_at = stale_at
+        self.stale_served = False
+
+
+class Stub:
+    def __init__(self, settings: StubSettings, cache: Cache, random_id: Callable[[], int]):
+        self.settings = settings
+        self.cache = cache
+        self.upstreams = Upstreams([Upstream(a, label) for a, label in settings.upstreams])
+        self.hosts = HostsDB()
+        self._random_id = random_id
+        self._tokens = itertools.count(1)
+        self._routes: dict[int, Race] = {}  # upstream query token -> its race
+        self._pending: dict[bytes, _Pending] = {}
+        self._timers: list[tuple[float, int, object]] = []
+        self._timer_seq = itertools.count()
+        self._acl: dict[str, bool] = {}
+        self._out: list = []
+        self.queries = self.hits = self.misses = self.stale_served = 0
+        self.refused = self.malformed = self.servfail = self.internal_errors = 0
+
+    # --- the measured hot path
+
+    def fast_answer(self, data: bytes, host: str, now: float) -> bytes | None:
+        """The reply to a plain UDP query answered from fresh cache, or None for the slow path."""
+        if self._acl.get(host) is not True:
+            return None
+        peek = dnsmsg.peek_query(data)
+        if peek is None:
+            return None
+        key, end, payload, do = peek
+        answer = self.cache.fresh(key, now)
+        if answer is None:
+            return None
+        self.queries += 1
+        self.hits += 1
+        body = answer.body_at(int(now - answer.stored_at))
+        return dnsmsg.render(answer, data, data[12:end], payload, do, body, False)
+
+    # --- inputs
+
+    def query_received(self, data: bytes, client: Any, host: str | None, tcp: bool, now: float) -> None:
+        """A query from ``host`` (None: the service itself, e.g. ``bootres query``)."""
+        self.queries += 1
+        if host is not None and not self._allowed(host):
+            self.refused += 1
+            parsed = dnsmsg.parse_query(data)
+            if isinstance(parsed, ClientQuery):
+                reply = dnsmsg.error_reply(parsed.head, parsed.question, dnsmsg.REFUSED, parsed.payload)
+                self._out.append(Respond(client, reply, "local"))
+            return
+        parsed = dnsmsg.parse_query(data)
+        if not isinstance(parsed, ClientQuery):
+            self.malformed += 1
+            if parsed is not None:
+                self._out.append(Respond(client, parsed, "local"))
+            return
+        try:
+            self._answer(_Waiter(client, parsed, tcp), now)
+        except Exception as exc:  # our bug, not the client's: answer SERVFAIL, say so, keep serving
+            self.internal_errors += 1
+            self._out.append(Log(WARNING, f"internal error answering a query: {exc!r}"))
+            self._out.append(Respond(client, self._servfail(parsed), "local"))
+
+    def upstream_reply(self, token: int, data: bytes, source: tuple | None, now: float) -> None:
+        race = self._routes.get(token)
+        if race is not None:
+            race.reply(token, data, source, now, self._out)
+            self._after(race, now)
+
+    def upstream_failed(self, token: int, now: float, why: str = "refused") -> None:
+        race = self._routes.get(token)
+        if race is not None:
+            race.failed(token, now, self._out, why)
+            self._after(race, now)
+
+    def timer_fired(self, now: float) -> None:
+        while self._timers and self._timers[0][0] <= now:
+            when, _, item = heapq.heappop(self._timers)
+            if isinstance(item, Race):
+                if item.armed == when:
+                    item.armed = None
+                item.timer(now, self._out)
+                self._after(item, now)
+            elif item.stale_at is not None and self._pending.get(item.key) is item:
+                item.stale_at = None
+                self._serve_stale_to_waiters(item, now)
+
+    def deadline(self) -> float | None:
+        return self._timers[0][0] if self._timers else None
+
+    def drain(self) -> list:
+        out, self._out = self._out, []
+        return out
+
+    def set_hosts(self, hosts: HostsDB) -> None:
+        """New hosts files: their names are answered from them from now on, not from the cache."""
+        self.hosts = hosts
+        self.cache.drop_names(hosts.names())
+
+    def reconfigure(self, settings: StubSettings) -> None:
+        self.settings = settings
+        self.upstreams = self.upstreams.replaced_by(list(settings.upstreams))
+        self._acl.clear()
+
+    # --- answering
+
+    def _answer(self, waiter: _Waiter, now: float) -> None:
+        query = waiter.query
+        if query.qtype in _LOCAL_TYPES:
+            texts = self.hosts.lookup(query.key[:-5], query.qtype)
+            if texts is not None:
+                answer = dnsmsg.local_answer(query.key, query.qtype, texts, 0)
+                self._respond(waiter, answer, answer.body_at(0), "hosts")
+                return
+        answer = self.cache.fresh(query.key, now)
+        if answer is not None:
+            self.hits += 1
+            self._respond(waiter, answer, answer.body_at(int(now - answer.stored_at)), "cache")
+            return
+        self.misses += 1
+        settings = self.settings
+        stale = self.cache.stale(query.key, now) if settings.serve_stale else None
+        pending = self._pending.get(query.key)
+        if pending is not None:
+            if pending.stale_served and stale is not None:
+                self._respond_stale(waiter, stale)
+            else:
+                pending.waiters.append(waiter)
+            return
+        if stale is not None and self.upstreams.all_down():
+            self._respond_stale(waiter, stale)
+            if len(self._pending) < settings.max_inflight:
+                self._start(query.key, None, now).stale_served = True  # background refresh
+            return
+        if len(self._pending) >= settings.max_inflight:
+            if stale is not None:
+                self._respond_stale(waiter, stale)
+            else:
+                self.servfail += 1
+                self._out.append(Respond(waiter.client, self._servfail(query), "local"))
+            return
+        stale_at = now + settings.stale_answer_after if stale is not None else None
+        self._start(query.key, stale_at, now).waiters.append(waiter)
+
+    def _start(self, key: bytes, stale_at: float | None, now: float) -> _Pending:
+        settings = self.settings
+        race = Race(
+            dnsmsg.upstream_query(key),
+            self.upstreams.plan(settings.strategy, now),
+            hedge=settings.strategy == "hedge",
+            hedge_delay=settings.hedge_delay,
+            timeout=settings.timeout,
+            now=now,
+            routes=self._routes,
+            new_token=self._tokens.__next__,
+            random_id=self._random_id,
+            out=self._out,
+        )
+        pending = self._pending[key] = _Pending(key, race, stale_at)
+        race.pending = pending
+        if stale_at is not None:
+            heapq.heappush(self._timers, (stale_at, next(self._timer_seq), pending))
+        self._after(race, now)
+        return pending
+
+    def _after(self, race: Race, now: float) -> None:
+        """Settle a race that just finished, and make sure its next deadline is on the heap."""
+        pending = race.pending
+        if race.outcome is not None and pending is not None:
+            race.pending = None
+            if self._pending.get(pending.key) is pending:
+                del self._pending[pending.key]
+            self._settle(pending, race, now)
+        when = race.deadline()
+        if when is not None and when != race.armed:
+            race.armed = when
+            heapq.heappush(self._timers, (when, next(self._timer_seq), race))
+
+    def _settle(self, pending: _Pending, race: Race, now: float) -> None:
+        outcome = race.outcome
+        answer = dnsmsg.answer_from_response(outcome.msg) if outcome.msg is not None else None
+        if outcome.kind == "answer":
+            self.cache.put(pending.key, answer, now)
+            for waiter in pending.waiters:
+                self._respond(waiter, answer, answer.body_at(0), "upstream", outcome.upstream.label)
+            return
+        stale = self.cache.stale(pending.key, now) if self.settings.serve_stale else None
+        for waiter in pending.waiters:
+            if stale is not None:
+                self._respond_stale(waiter, stale)
+            elif answer is not None:
+                self._respond(waiter, answer, answer.body_at(0), "upstream")
+            else:
+                self.servfail += 1
+                self._out.append(Respond(waiter.client, self._servfail(waiter.query), "local"))
+
+    def _serve_stale_to_waiters(self, pending: _Pending, now: float) -> None:
+        stale = self.cache.stale(pending.key, now)
+        if stale is None:
+            return
+        pending.stale_served = True
+        for waiter in pending.waiters:
+            self._respond_stale(waiter, stale)
+        pending.waiters.clear()
+
+    def _respond(self, waiter: _Waiter, answer: Answer, body: bytes, source: str, upstream: str | None = None) -> None:
+        q = waiter.query
+        wire = dnsmsg.render(answer, q.head, q.question, q.payload, q.do, body, waiter.tcp)
+        self._out.append(Respond(waiter.client, wire, source, upstream))
+
+    def _respond_stale(self, waiter: _Waiter, stale: Answer) -> None:
+        self.stale_served += 1
+        self._respond(waiter, stale, stale.body_stale(), "stale")
+
+    def _servfail(self, query: ClientQuery) -> bytes:
+        return dnsmsg.error_reply(query.head, query.question, dnsmsg.SERVFAIL, query.payload)
+
+    def _allowed(self, host: str) -> bool:
+        verdict = self._acl.get(host)
+        if verdict is None:
+            try:
+                address = ipaddress.ip_address(host.split("%", 1)[0])
+            except ValueError:
+                verdict = False
+            else:
+                if address.version == 6 and address.ipv4_mapped:
+                    address = address.ipv4_mapped
+                verdict = any(address in net for net in self.settings.allow)
+            if len(self._acl) >= _ACL_MEMO_MAX:
+                self._acl.clear()
+            self._acl[host] = verdict
+        return verdict
+
+    # --- status
+
+    def status(self) -> dict:
+        return {
+            "queries": self.queries,
+            "cache": {
+                "entries": len(self.cache),
+                "hits": self.hits,
+                "misses": self.misses,
+                "stale_served": self.stale_served,
+            },
+            "upstreams": [u.status() for u in self.upstreams.all],
+            "inflight": len(self._pending),
+            "refused": self.refused,
+            "malformed": self.malformed,
+            "servfail": self.servfail,
+            "bad_replies": sum(u.bad_replies for u in self.upstreams.all),
+            "internal_errors": self.internal_errors,
+        }

@@ -1,0 +1,140 @@
+"""Upstream health: smoothed RTT, up/down/unknown, probing with backoff, the hedge delay.
+
+An upstream is *unknown* until it answers or times out, *up* while it
+answers, and *down* after DOWN_AFTER timeouts in a row.  A down upstream is
+left out of races (it costs no waiting) except for a probe now and then,
+PROBE_FIRST after it went down, doubling up to PROBE_MAX; the first reply
+from it, probe or not, makes it *up* again.  When every upstream is down they
+are all asked anyway: there is nothing to lose, and it notices the first one
+to come back at once.
+
+RTT smoothing and the retransmission timeout follow RFC 6298 (SRTT, RTTVAR,
+RTO = SRTT + 4 * RTTVAR), with a floor suited to DNS rather than TCP.
+"""
+
+from __future__ import annotations
+
+from bootres.core.effects import INFO, WARNING, Log
+
+DOWN_AFTER = 3
+PROBE_FIRST = 1.0
+PROBE_MAX = 30.0
+INITIAL_RTO = 0.5  # before the first RTT sample
+MIN_RTO = 0.2
+MAX_RTO = 2.0
+# strategy = hedge, hedge_delay = auto: wait SRTT + 4 * RTTVAR for the best
+# upstream before asking the next, within these bounds.
+HEDGE_MIN = 0.01
+HEDGE_MAX = 0.1
+HEDGE_UNKNOWN = 0.05
+
+
+class Upstream:
+    def __init__(self, address: tuple[str, int], label: str):
+        self.address = address
+        self.label = label
+        self.state = "unknown"
+        self.srtt: float | None = None
+        self.rttvar = 0.0
+        self.queries = 0
+        self.wins = 0
+        self.timeouts = 0
+        self.bad_replies = 0
+        self.consecutive_timeouts = 0
+        self.next_probe_at = 0.0
+        self.probe_interval = PROBE_FIRST
+
+    def rto(self) -> float:
+        if self.srtt is None:
+            return INITIAL_RTO
+        return min(max(self.srtt + 4 * self.rttvar, MIN_RTO), MAX_RTO)
+
+    def auto_hedge_delay(self) -> float:
+        if self.srtt is None:
+            return HEDGE_UNKNOWN
+        return min(max(self.srtt + 4 * self.rttvar, HEDGE_MIN), HEDGE_MAX)
+
+    def answered(self, rtt: float) -> list[Log]:
+        """A reply arrived ``rtt`` seconds after the query left."""
+        if self.srtt is None:
+            self.srtt, self.rttvar = rtt, rtt / 2
+        else:
+            self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - rtt)
+            self.srtt = 0.875 * self.srtt + 0.125 * rtt
+        self.consecutive_timeouts = 0
+        was = self.state
+        self.state = "up"
+        self.probe_interval = PROBE_FIRST
+        if was == "down":
+            return [Log(INFO, f"upstream {self.label} is up again (answered in {rtt * 1000:.1f} ms)")]
+        return []
+
+    def timed_out(self, now: float, why: str = "timed out") -> list[Log]:
+        """A query to it got no usable reply: silence, or the port refused."""
+        self.timeouts += 1
+        self.consecutive_timeouts += 1
+        if self.state != "down" and self.consecutive_timeouts >= DOWN_AFTER:
+            self.state = "down"
+            self.probe_interval = PROBE_FIRST
+            self.next_probe_at = now + self.probe_interval
+            return [Log(WARNING, f"upstream {self.label} is down ({self.consecutive_timeouts} queries in a row {why})")]
+        return []
+
+    def status(self) -> dict:
+        return {
+            "address": self.label,
+            "state": self.state,
+            "srtt_ms": None if self.srtt is None else round(self.srtt * 1000, 3),
+            "queries": self.queries,
+            "wins": self.wins,
+            "timeouts": self.timeouts,
+            "bad_replies": self.bad_replies,
+        }
+
+
+class Upstreams:
+    """The configured upstreams, in configuration order."""
+
+    def __init__(self, upstreams: list[Upstream]):
+        self.all = upstreams
+
+    def all_down(self) -> bool:
+        return bool(self.all) and all(u.state == "down" for u in self.all)
+
+    def healthy(self) -> bool:
+        return any(u.state != "down" for u in self.all)
+
+    def plan(self, strategy: str, now: float) -> tuple[list[Upstream], list[Upstream]]:
+        """Who to ask for one question: (the ones that race or hedge, probes sent at once).
+
+        In ``hedge`` order the best smoothed RTT comes first; unmeasured ones
+        follow in configuration order.  A probe is a down upstream whose
+        backoff has run out; asking it reschedules the next probe.
+        """
+        alive = [u for u in self.all if u.state != "down"]
+        if not alive:
+            return list(self.all), []
+        probes = []
+        for u in self.all:
+            if u.state == "down" and u.next_probe_at <= now:
+                probes.append(u)
+                u.probe_interval = min(u.probe_interval * 2, PROBE_MAX)
+                u.next_probe_at = now + u.probe_interval
+        if strategy == "hedge":
+            alive.sort(key=lambda u: (u.srtt is None, u.srtt or 0.0))
+        return alive, probes
+
+    def replaced_by(self, addresses: list[tuple[tuple[str, int], str]]) -> Upstreams:
+        """A new set for a new configuration, keeping the history of upstreams that stay."""
+        old = {u.address: u for u in self.all}
+        return Upstreams([old.get(address) or Upstream(address, label) for address, label in addresses])
+
+
+def parse_resolv_conf(text: str) -> list[str]:
+    """The ``nameserver`` addresses of a resolv.conf-format file, in order."""
+    servers = []
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) >= 2 and words[0] == "nameserver":
+            servers.append(words[1])
+    return servers

@@ -1,0 +1,349 @@
+"""ResolverService: the caching stub resolver as one asyncio service.
+
+It owns the sockets, files and the clock around ``bootres.core.stub.Stub``:
+every input goes into the core, then ``_pump`` carries out the effects it
+returned and re-arms the single timer at the core's next deadline.
+
+``python -m bootres.shell.resolverd -c CONF`` runs just the resolver in the
+foreground (tests and ``bench/`` use it); ``bootres run`` composes the same
+service with the others (docs/internals.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import resource
+import secrets
+import signal
+import socket
+import sys
+import time
+
+import dns.exception
+import dns.message
+import dns.rcode
+import dns.rdatatype
+
+from bootres import config
+from bootres.config import Endpoint, ResolverConfig
+from bootres.core import dnsmsg
+from bootres.core.cache import Cache, CacheFileError
+from bootres.core.effects import CloseUpstream, Log, Respond, SendUpstream
+from bootres.core.hostsdb import HostsDB, parse_hosts
+from bootres.core.stub import Stub, StubSettings
+from bootres.core.upstreams import parse_resolv_conf
+from bootres.shell import dnsio
+from bootres.shell.fileio import atomic_write
+
+WATCH_INTERVAL = 1.0  # seconds between checks of hosts_files and upstreams_file
+
+
+def _random_id() -> int:
+    return secrets.randbits(16)
+
+
+class ResolverService:
+    """See docs/internals.md for the interface the daemon relies on."""
+
+    def __init__(self, cfg: ResolverConfig, log: logging.Logger,
+                 listeners: list[tuple[Endpoint, socket.socket, socket.socket]] | None = None):
+        """``listeners``: pre-bound (endpoint, udp, tcp) sockets instead of binding ``cfg.listen``."""
+        self.cfg = cfg
+        self.log = log
+        self._given_listeners = listeners
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.stub = Stub(self._settings(cfg, self._read_upstreams_file(cfg)),
+                         Cache(cfg.cache_size, cfg.stale_max_age), _random_id)
+        self._udp: list[dnsio.UdpListener] = []
+        self._tcp: list[dnsio.TcpListener] = []
+        self._upstream_io: dnsio.UpstreamSockets | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._watch: asyncio.TimerHandle | None = None
+        self._watched: dict[str, tuple | None] = {}
+        self.listening: list[str] = []
+
+    # --- life cycle
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        _raise_fd_limit()
+        self._load_cache()
+        self._check_files(force=True)
+        bound = self._given_listeners or [(ep, *dnsio.bind_listener(ep)) for ep in self.cfg.listen]
+        self._upstream_io = dnsio.UpstreamSockets(self._loop, self._upstream_reply, self._upstream_failed)
+        for endpoint, udp, tcp in bound:
+            self._udp.append(dnsio.UdpListener(self._loop, udp, self.stub.fast_answer, self._udp_query))
+            listener = dnsio.TcpListener(tcp, self._tcp_query)
+            await listener.start()
+            self._tcp.append(listener)
+            self.listening.append(str(endpoint))
+        self._watch = self._loop.call_later(WATCH_INTERVAL, self._watch_files)
+
+    async def stop(self) -> None:
+        for listener in self._udp:
+            listener.close()
+        for tcp in self._tcp:
+            await tcp.close()
+        self._udp, self._tcp = [], []
+        for handle in (self._timer, self._watch):
+            if handle is not None:
+                handle.cancel()
+        if self._upstream_io is not None:
+            self._upstream_io.close_all()
+        self.save_cache()
+
+    def save_cache(self) -> None:
+        """Write the cache to ``cache_file`` atomically; a failure is logged, never raised."""
+        path = self.cfg.cache_file
+        if not path:
+            return
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            atomic_write(path, self.stub.cache.snapshot(self._now()), mode=0o600)
+        except OSError as exc:
+            self.log.warning("cannot save the cache to %s: %s", path, exc.strerror or exc)
+
+    def reconfigure(self, cfg: ResolverConfig) -> None:
+        """Use ``cfg`` from now on; the cache and the history of upstreams that stay are kept.
+
+        ``listen`` changes need a restart (the daemon's reload compares it).
+        """
+        self.cfg = cfg
+        self.stub.reconfigure(self._settings(cfg, self._read_upstreams_file(cfg)))
+        self.stub.cache.resize(cfg.cache_size, cfg.stale_max_age)
+        self._watched.clear()
+        if self._loop is not None:
+            self._check_files(force=True)
+
+    # --- questions from the daemon
+
+    def status(self) -> dict:
+        return {"listen": list(self.listening), **self.stub.status()}
+
+    def healthy(self) -> bool:
+        return self.stub.upstreams.healthy()
+
+    async def query(self, name: str, rdtype: str = "A") -> dict:
+        """Resolve like a client would; the dict is what ``bootres query`` prints."""
+        started = self._now()
+        try:
+            wire = dnsmsg.query_wire(name, rdtype)
+        except (dns.exception.DNSException, ValueError) as exc:
+            return {"answered": False, "name": name, "type": rdtype, "error": str(exc)}
+        future = self._loop.create_future()
+        self.stub.query_received(wire, future, None, True, self._now())
+        self._pump()
+        effect: Respond = await future
+        reply = dns.message.from_wire(effect.wire)
+        rcode = reply.rcode()
+        return {
+            "answered": rcode in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN),
+            "name": name,
+            "type": rdtype.upper(),
+            "rcode": dns.rcode.to_text(rcode),
+            "answers": [line for rrset in reply.answer for line in rrset.to_text().splitlines()],
+            "upstream": effect.upstream,
+            "source": effect.source,
+            "ms": round((self._now() - started) * 1000, 3),
+        }
+
+    async def lookup_addresses(self, name: str) -> list[str]:
+        """A and AAAA addresses of ``name``; [] when nothing answers."""
+        found = []
+        for rdtype in ("A", "AAAA"):
+            result = await self.query(name, rdtype)
+            found += [line.split()[-1] for line in result.get("answers", [])
+                      if line.split()[3:4] == [rdtype]]
+        return found
+
+    # --- the core's inputs
+
+    def _now(self) -> float:
+        return self._loop.time() if self._loop is not None else time.monotonic()
+
+    def _udp_query(self, data: bytes, client, host: str, now: float) -> None:
+        self.stub.query_received(data, client, host, False, now)
+        self._pump()
+
+    def _tcp_query(self, data: bytes, writer, host: str) -> None:
+        self.stub.query_received(data, writer, host, True, self._now())
+        self._pump()
+
+    def _upstream_reply(self, token: int, data: bytes, source) -> None:
+        self.stub.upstream_reply(token, data, source, self._now())
+        self._pump()
+
+    def _upstream_failed(self, token: int, why: str) -> None:
+        self.stub.upstream_failed(token, self._now(), why)
+        self._pump()
+
+    def _timer_fired(self) -> None:
+        self._timer = self._timer_at = None
+        self.stub.timer_fired(self._now())
+        self._pump()
+
+    # --- the core's effects
+
+    def _pump(self) -> None:
+        for effect in self.stub.drain():
+            if isinstance(effect, Respond):
+                client = effect.client
+                if isinstance(client, tuple):
+                    dnsio.send_udp_reply(client, effect.wire)
+                elif isinstance(client, asyncio.Future):
+                    if not client.done():
+                        client.set_result(effect)
+                else:
+                    dnsio.send_tcp_reply(client, effect.wire)
+            elif isinstance(effect, SendUpstream):
+                self._upstream_io.send(effect.token, effect.address, effect.wire, effect.tcp)
+            elif isinstance(effect, CloseUpstream):
+                self._upstream_io.close(effect.token)
+            elif isinstance(effect, Log):
+                self.log.log(effect.level, "%s", effect.message)
+        when = self.stub.deadline()
+        if when != self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = when
+            self._timer = None if when is None else self._loop.call_at(when, self._timer_fired)
+
+    # --- files
+
+    def _load_cache(self) -> None:
+        path = self.cfg.cache_file
+        if not path:
+            return
+        try:
+            with open(path, "rb") as handle:
+                blob = handle.read()
+                age = time.time() - os.fstat(handle.fileno()).st_mtime  # wall clock: may be wrong at boot
+        except FileNotFoundError:
+            self.log.info("no cache file at %s yet; starting with an empty cache", path)
+            return
+        except OSError as exc:
+            self.log.warning("cache file %s ignored: %s", path, exc.strerror or exc)
+            return
+        try:
+            count = self.stub.cache.restore(blob, self._now(), age)
+        except CacheFileError as exc:
+            self.log.warning("cache file %s ignored: %s", path, exc)
+            return
+        self.log.info("cache file %s loaded: %d answers, served stale until refreshed", path, count)
+
+    def _watch_files(self) -> None:
+        self._check_files()
+        self._watch = self._loop.call_later(WATCH_INTERVAL, self._watch_files)
+
+    def _check_files(self, force: bool = False) -> None:
+        """Re-read hosts_files (and upstreams_file when it is in use) when they change."""
+        hosts_changed = self._changed(self.cfg.hosts_files) or force
+        if hosts_changed:
+            entries = []
+            for path in self.cfg.hosts_files:
+                try:
+                    with open(path, encoding="utf-8", errors="replace") as handle:
+                        entries += parse_hosts(handle.read())
+                except OSError:
+                    continue  # a missing hosts file answers nothing
+            self.stub.set_hosts(HostsDB(entries))
+        if not self.cfg.upstreams and self.cfg.upstreams_file:
+            if self._changed([self.cfg.upstreams_file]) and not force:  # at start, __init__ read it
+                self.stub.reconfigure(self._settings(self.cfg, self._read_upstreams_file(self.cfg)))
+
+    def _changed(self, paths) -> bool:
+        changed = False
+        for path in paths:
+            try:
+                st = os.stat(path)
+                signature = (st.st_ino, st.st_mtime_ns, st.st_size)
+            except OSError:
+                signature = None
+            if self._watched.get(path, "unseen") != signature:
+                self._watched[path] = signature
+                changed = True
+        return changed
+
+    def _read_upstreams_file(self, cfg: ResolverConfig) -> list[Endpoint]:
+        if cfg.upstreams or not cfg.upstreams_file:
+            return list(cfg.upstreams)
+        try:
+            with open(cfg.upstreams_file, encoding="utf-8", errors="replace") as handle:
+                addresses = parse_resolv_conf(handle.read())
+        except OSError as exc:
+            self.log.warning("cannot read upstreams_file %s: %s", cfg.upstreams_file, exc.strerror or exc)
+            return []
+        found = []
+        for text in addresses:
+            try:
+                endpoint = config.parse_endpoint(text)
+            except ValueError as exc:
+                self.log.warning("%s: %s", cfg.upstreams_file, exc)
+                continue
+            if endpoint in cfg.listen:
+                continue  # that is us: asking ourselves would loop
+            found.append(endpoint)
+        return found
+
+    @staticmethod
+    def _settings(cfg: ResolverConfig, upstreams: list[Endpoint]) -> StubSettings:
+        return StubSettings(
+            upstreams=tuple((u.sockaddr, str(u)) for u in upstreams),
+            strategy=cfg.strategy,
+            hedge_delay=cfg.hedge_delay,
+            timeout=cfg.timeout,
+            serve_stale=cfg.serve_stale,
+            stale_answer_after=cfg.stale_answer_after,
+            allow=cfg.allow,
+            max_inflight=cfg.max_inflight,
+        )
+
+
+def _raise_fd_limit() -> None:
+    """One socket per upstream query: lift the soft descriptor limit to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run only the resolver in the foreground until SIGTERM or SIGINT."""
+    parser = argparse.ArgumentParser(prog="python -m bootres.shell.resolverd")
+    parser.add_argument("-c", "--config", default=config.DEFAULT_PATH)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s: %(message)s")
+    log = logging.getLogger("bootres.resolver")
+    try:
+        cfg = config.load(args.config)
+    except config.ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+
+    async def serve() -> int:
+        service = ResolverService(cfg.resolver, log)
+        try:
+            await service.start()
+        except OSError as exc:
+            print(f"bootres resolver: {exc.strerror or exc}", file=sys.stderr)
+            return 1
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stopping.set)
+        log.info("answering on %s", " ".join(service.listening))
+        await stopping.wait()
+        await service.stop()
+        return 0
+
+    return asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
