@@ -1,0 +1,132 @@
+"""The status model and its renderers (pure: no daemon needed)."""
+
+from __future__ import annotations
+
+import json
+
+from bootres import status
+
+RESOLVER = {
+    "listen": ["127.0.0.35:53"],
+    "queries": 42,
+    "cache": {"entries": 17, "hits": 8, "misses": 2, "stale_served": 1},
+    "upstreams": [
+        {"address": "198.18.0.10:53", "state": "up", "srtt_ms": 1.23, "queries": 40, "wins": 30, "timeouts": 0},
+        {"address": "198.18.0.11:5353", "state": "down", "srtt_ms": None, "queries": 40, "wins": 0, "timeouts": 4},
+    ],
+}
+ROUTER = {
+    "discovery": True,
+    "default": "198.18.1.1",
+    "source": "rdisc",
+    "routers": [
+        {"address": "198.18.1.1", "interface": "eth0", "preference": 0, "expires_in_s": 1790.0},
+        {"address": "198.18.1.2", "interface": "eth0", "preference": -5, "expires_in_s": 600.0},
+    ],
+}
+FILES = {
+    "hosts": {"path": "/etc/hosts", "written_at": "2026-11-21T02:00:00+00:00", "entries": 3},
+    "defaultrouter": {"path": "/etc/defaultrouter", "written_at": None, "content": ["198.18.1.1"]},
+}
+
+
+def report(**changes) -> dict:
+    parts = {"resolver": RESOLVER, "router": ROUTER, "files": FILES, "errors": []}
+    parts.update(changes)
+    return status.build_report(version="0.1.0", pid=1234, uptime_s=12.54, config="/etc/bootres/bootres.conf", **parts)
+
+
+def test_schema_has_every_spec_field_and_is_json():
+    got = json.loads(json.dumps(report()))
+    assert {"running", "pid", "uptime_s", "version", "config", "resolver", "router", "files", "errors"} <= set(got)
+    assert got["running"] is True and got["pid"] == 1234 and got["uptime_s"] == 12.5
+    assert {"listen", "queries", "cache", "upstreams"} <= set(got["resolver"])
+    assert set(got["resolver"]["cache"]) == {"entries", "hits", "misses", "stale_served"}
+    for upstream in got["resolver"]["upstreams"]:
+        assert {"address", "state", "srtt_ms", "queries", "wins", "timeouts"} <= set(upstream)
+    assert {"discovery", "default", "source", "routers"} <= set(got["router"])
+    assert {"path", "written_at", "entries"} <= set(got["files"]["hosts"])
+    assert {"path", "written_at", "content"} <= set(got["files"]["defaultrouter"])
+    assert got["health"] == {"healthy": True, "problems": []}
+
+
+def test_degraded_when_every_upstream_is_down_or_no_router():
+    down = dict(RESOLVER, upstreams=[dict(u, state="down") for u in RESOLVER["upstreams"]])
+    got = report(resolver=down, router=dict(ROUTER, default=None, routers=[]))
+    assert got["health"]["problems"] == ["no upstream answering", "no default router"]
+    assert not status.is_healthy(got)
+
+
+def test_no_router_is_fine_without_discovery():
+    assert status.is_healthy(report(router={"discovery": False, "default": None, "source": None, "routers": []}))
+
+
+def test_file_errors_and_daemon_conditions_degrade():
+    files = dict(FILES, hosts=dict(FILES["hosts"], error="Read-only file system"))
+    got = status.build_report(version="0.1.0", pid=1, uptime_s=1, config="c", resolver=RESOLVER, router=ROUTER,
+                              files=files, errors=[], conditions=["control socket /run/bootres/control.sock: Read-only file system"])
+    assert got["health"]["problems"] == [
+        "/etc/hosts: Read-only file system",
+        "control socket /run/bootres/control.sock: Read-only file system",
+    ]
+
+
+def test_not_running_is_not_healthy():
+    assert not status.is_healthy({"running": False})
+
+
+def test_human_view_verdict_first_keys_aligned():
+    text = status.render_human(
+        report(errors=[{"at": "2026-11-21T02:00:00+00:00", "message": "upstream 198.18.0.11:5353 down"}])
+    )
+    assert text == """\
+    Verdict: healthy
+    Service: running · pid 1234 · up 12s · 0.1.0
+     Config: /etc/bootres/bootres.conf
+   Resolver: 127.0.0.35:53 · 42 queries · cache 17 (80% hits, 1 stale)
+  Upstreams: 198.18.0.10:53    up    1.2 ms  wins 30
+             198.18.0.11:5353  down  -       wins 0   timeouts 4
+Default via: 198.18.1.1 dev eth0 (rdisc, pref 0, expires in 29 min)
+    Routers: 198.18.1.2  eth0  pref -5  expires in 10 min
+      Files: /etc/defaultrouter 198.18.1.1
+             /etc/hosts 3 entries
+     Errors: 2026-11-21T02:00:00+00:00 upstream 198.18.0.11:5353 down"""
+
+
+def test_human_view_says_why_degraded():
+    down = dict(RESOLVER, upstreams=[dict(u, state="down") for u in RESOLVER["upstreams"]])
+    assert status.render_human(report(resolver=down)).splitlines()[0] == "    Verdict: degraded: no upstream answering"
+
+
+def test_status_line_for_systemd():
+    assert status.status_line(report()) == "1/2 upstreams up, default via 198.18.1.1"
+    assert status.status_line(report(router=dict(ROUTER, default=None))) == "1/2 upstreams up, no default router"
+
+
+def test_render_query():
+    reply = {"answered": True, "name": "www.example.test", "type": "A", "rcode": "NOERROR",
+             "answers": ["www.example.test. 300 IN A 198.18.5.5"], "upstream": "198.18.0.10:53",
+             "source": "upstream", "ms": 1.234}
+    assert status.render_query(reply) == (
+        "www.example.test. 300 IN A 198.18.5.5\n-- upstream 198.18.0.10:53 in 1.2 ms, rcode NOERROR"
+    )
+    failed = {"answered": False, "name": "x.test", "rcode": "SERVFAIL", "answers": [], "upstream": None,
+              "source": "upstream", "ms": 3000.0}
+    assert status.render_query(failed).splitlines() == ["x.test: SERVFAIL", "-- upstream in 3000.0 ms, rcode SERVFAIL"]
+
+
+def test_prometheus_text_is_well_formed():
+    text = status.to_prometheus(report())
+    samples = {}
+    for line in text.splitlines():
+        if line.startswith("#"):
+            assert line.split()[1] in ("HELP", "TYPE")
+            continue
+        name, value = line.rsplit(" ", 1)
+        samples[name] = float(value)
+    assert samples["bootres_healthy"] == 1
+    assert samples["bootres_queries_total"] == 42
+    assert samples['bootres_upstream_up{upstream="198.18.0.11:5353"}'] == 0
+    assert samples['bootres_upstream_srtt_seconds{upstream="198.18.0.10:53"}'] == 0.00123
+    assert samples['bootres_default_router_info{address="198.18.1.1",source="rdisc"}'] == 1
+    assert text.endswith("\n")
