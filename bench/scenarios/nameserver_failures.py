@@ -1,0 +1,129 @@
+"""Scenarios 1-4: nameservers dead, dying, slow; every resolver, one lookup at a time.
+
+Each lookup is a name no one asked before (a cache miss) unless said
+otherwise.  Daemons get 10 unmeasured warm-up lookups after the failure is
+in place (what a host that has been up a little while has seen); glibc has
+no state to warm.  Every cell is bounded by a lookup count and a time
+budget, because glibc and the stock forwarders spend seconds per lookup
+here; a cell cut short says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+from bench.scenarios.measure import Budget, Cell, Client
+from bench.scenarios.peers import Resolver
+from bench.scenarios.world import World
+
+LOOKUPS = 200
+GLIBC_LOOKUPS = 5          # 5 s each with a dead first server
+WARMUP = 10
+CELL_SECONDS = 30.0
+STALE_NAMES = 50
+ALL_DEAD_SECONDS = 20.0    # the forwarders take 10 s (two glibc tries) per failed lookup
+
+
+@contextlib.contextmanager
+def running(world: World, resolver: Resolver, labels: list[str], dead: tuple[str, ...] = ()):
+    """The resolver started against `labels` (those in `dead` black-holed first), with a client."""
+    world.reset()
+    for label in dead:
+        world.upstreams[label].kill()
+    resolver.start(world, world.addresses(*labels))
+    try:
+        with Client(world, resolver.nameservers) as client:
+            yield client
+    finally:
+        resolver.stop()
+
+
+def warm_up(client: Client, resolver: Resolver, tag: str) -> list[float]:
+    if not resolver.is_daemon:
+        return []
+    return [client.lookup(f"{tag}-warm{i}.test")["ms"] for i in range(WARMUP)]
+
+
+def planned_lookups(resolver: Resolver) -> int:
+    return LOOKUPS if resolver.is_daemon else GLIBC_LOOKUPS
+
+
+def lookup_misses(cell: Cell, client: Client, names, budget: Budget) -> None:
+    for name in names:
+        if not budget.take():
+            return
+        cell.record(client.lookup(name))
+
+
+def dead_first(world: World, resolver: Resolver, cell: Cell, tag: str) -> None:
+    """1. The first nameserver is a silent black hole; 200 distinct misses."""
+    cell.planned = planned_lookups(resolver)
+    with running(world, resolver, ["ns1", "ns2"], dead=("ns1",)) as client:
+        cell.extra["warmup_ms"] = warm_up(client, resolver, tag)
+        before = world.queries()
+        lookup_misses(cell, client, (f"{tag}-{i}.test" for i in range(cell.planned)),
+                      Budget(cell.planned, CELL_SECONDS))
+        cell.upstream_queries = world.queries() - before
+
+
+def dies_mid_run(world: World, resolver: Resolver, cell: Cell, tag: str) -> None:
+    """2. The first nameserver dies after 20 lookups and comes back 100 lookups later."""
+    cell.planned = LOOKUPS
+    ns1 = world.upstreams["ns1"]
+    budget = Budget(LOOKUPS, CELL_SECONDS)
+    names = iter(f"{tag}-{i}.test" for i in range(LOOKUPS))
+    with running(world, resolver, ["ns1", "ns2"]) as client:
+        cell.extra["warmup_ms"] = warm_up(client, resolver, tag)
+        before = world.queries()
+        lookup_misses(cell, client, (next(names) for _ in range(20)), budget)
+        ns1.kill()
+        killed_at = len(cell.ms)
+        lookup_misses(cell, client, (next(names) for _ in range(100)), budget)
+        ns1.revive()
+        revived_at, ns1_before = len(cell.ms), ns1.queries()
+        lookup_misses(cell, client, names, budget)
+        cell.upstream_queries = world.queries() - before
+        after_death = cell.ms[killed_at:revived_at]
+        cell.extra.update(killed_after=killed_at, revived_after=revived_at,
+                          ns1_queries_after_return=ns1.queries() - ns1_before)
+        if after_death:
+            cell.notes.append(f"while dead: max {max(after_death):.0f} ms")
+        if revived_at < len(cell.ms):
+            cell.notes.append(f"ns1 used again after return: {cell.extra['ns1_queries_after_return']} queries")
+
+
+def dead_slow_fast(world: World, resolver: Resolver, cell: Cell, tag: str) -> None:
+    """3. Upstreams in this order: dead, slow (+50 ms), fast; 200 distinct misses."""
+    cell.planned = planned_lookups(resolver)
+    with running(world, resolver, ["ns1", "slow", "ns2"], dead=("ns1",)) as client:
+        cell.extra["warmup_ms"] = warm_up(client, resolver, tag)
+        before = world.queries()
+        lookup_misses(cell, client, (f"{tag}-{i}.test" for i in range(cell.planned)),
+                      Budget(cell.planned, CELL_SECONDS))
+        cell.upstream_queries = world.queries() - before
+
+
+def all_dead_stale(world: World, resolver: Resolver, cell: Cell, tag: str) -> None:
+    """4. Every nameserver dead; the names were looked up before and their TTL (1 s) has run out.
+
+    Each measured lookup counts as a miss for the queries-per-miss figure
+    (the entry is expired, so it has to go upstream or be served stale).
+    """
+    cell.planned = STALE_NAMES if resolver.is_daemon else 1
+    names = [f"{tag}-{i}.stale.test" for i in range(cell.planned)]
+    with running(world, resolver, ["ns1", "ns2"]) as client:
+        for name in names:
+            client.lookup(name)
+        time.sleep(2)  # past the 1 s TTL
+        for upstream in world.upstreams.values():
+            upstream.kill()
+        before = world.queries()
+        lookup_misses(cell, client, names, Budget(cell.planned, ALL_DEAD_SECONDS))
+        cell.upstream_queries = world.queries() - before
+        if cell.ms:
+            cell.notes.append(f"first lookup {cell.ms[0]:.0f} ms")
+
+
+SCENARIOS = [("dead first", dead_first), ("first dies mid-run", dies_mid_run),
+             ("dead + slow + fast", dead_slow_fast), ("all dead, expired names", all_dead_stale)]

@@ -1,0 +1,82 @@
+"""The results: one markdown table (scenario × resolver), JSON, and docs/scenarios.md."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+from bench.scenarios.measure import Cell
+from bench.scenarios.world import REPO
+
+RESULTS_DIR = REPO / "bench" / "results"
+DOC = REPO / "docs" / "scenarios.md"
+HEADER = ("| scenario | resolver | n | p50 ms | p99 ms | max ms | upstream q/miss | answered/failed | notes |\n"
+          "|---|---|---:|---:|---:|---:|---:|---|---|")
+
+
+def fmt_ms(value: float | None) -> str:
+    if value is None:
+        return "–"
+    if value < 10:
+        return f"{value:.2f}"
+    if value < 100:
+        return f"{value:.1f}"
+    return f"{value:.0f}"
+
+
+def row(cell: Cell) -> str:
+    s = cell.summary()
+    per_miss = "–" if s["queries_per_miss"] is None else f"{s['queries_per_miss']:.2f}"
+    cut_short = [f"time budget: {s['n']} of {cell.planned}"] if s["n"] < cell.planned else []
+    notes = "; ".join(cut_short + cell.notes).replace("|", "/")
+    return (f"| {cell.scenario} | {cell.resolver} | {s['n']} | {fmt_ms(s['p50_ms'])} | {fmt_ms(s['p99_ms'])} | "
+            f"{fmt_ms(s['max_ms'])} | {per_miss} | {cell.answered}/{cell.failed} | {notes} |")
+
+
+def table(cells: list[Cell]) -> str:
+    return "\n".join([HEADER, *(row(cell) for cell in cells)])
+
+
+def first_line(command: str) -> str:
+    try:
+        out = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=5)
+        return (out.stdout + out.stderr).splitlines()[0].strip()
+    except (OSError, IndexError, subprocess.TimeoutExpired):
+        return "?"
+
+
+def machine() -> dict:
+    """What the numbers were measured on."""
+    with open("/proc/cpuinfo") as f:
+        model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "?")
+    return {
+        "kernel": platform.release(), "cpu": model, "cpus": os.cpu_count(), "python": platform.python_version(),
+        "commit": first_line(f"git -C {REPO} rev-parse --short HEAD"),
+        "nsd": first_line("nsd -v"), "dnsmasq": first_line("dnsmasq --version"),
+        "unbound": first_line("unbound -V"), "glibc": first_line("ldd --version"),
+    }
+
+
+def write_json(cells: list[Cell], meta: dict) -> Path:
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"scenarios-{meta['started'].replace(':', '')}.json"
+    path.write_text(json.dumps({**meta, "cells": [cell.to_json() for cell in cells]}, indent=1) + "\n")
+    return path
+
+
+def write_doc(cells: list[Cell], meta: dict, intro: str) -> None:
+    """docs/scenarios.md: how to run, what was run on what, the table."""
+    m = meta["machine"]
+    DOC.write_text(f"""{intro}
+## Latest run
+
+- command: `{meta['command']}`
+- date: {meta['started']} (UTC), {meta['duration_s']:.0f} s
+- machine: {m['cpus']} × {m['cpu']}, Linux {m['kernel']}, Python {m['python']}, bootres at {m['commit']}
+- peers: {m['dnsmasq']}; {m['unbound']}; {m['nsd']} (upstreams); {m['glibc']}
+
+{table(cells)}
+""")
