@@ -48,11 +48,25 @@ def cmd_check(args) -> int:
 
 
 def state_dir_of(path: str) -> str:
-    """Where the control socket is, even when the configuration has errors."""
+    """Where the control socket is, even when the configuration has errors.
+
+    An admin halfway through an edit must still reach the running service,
+    so on errors ``state_dir`` is taken as written, if it is readable at all.
+    """
     try:
         return config.load(path).service.state_dir
     except config.ConfigError:
-        return config.SCHEMA["service"]["state_dir"].default
+        pass
+    found = config.SCHEMA["service"]["state_dir"].default
+    for source in [path, *config.conf_d_paths(path)]:
+        try:
+            with open(source, encoding="utf-8") as handle:
+                setting = config.read_ini(source, handle.read(), []).get(("service", "state_dir"))
+            if setting:
+                found = config.parse_path(setting.value)
+        except (OSError, UnicodeDecodeError, ValueError):
+            continue
+    return found
 
 
 def cmd_status(args) -> int:

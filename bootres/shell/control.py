@@ -81,6 +81,7 @@ class ControlServer:
         if _answering(path):
             raise AlreadyRunning(f"another bootres is already serving {path}")
         try:
+            os.makedirs(state_dir, mode=0o755, exist_ok=True)  # systemd makes it; `bootres run` by hand may not
             _remove_stale(path)
             self.server = await asyncio.start_unix_server(self._serve, path=path, limit=self.MAX_REQUEST)
             # Reading status is harmless and resolvectl answers any user too.

@@ -5,12 +5,12 @@ Start order, each step chosen so names work as early as possible:
 1. the resolver binds its listeners (a failure here is the only fatal one:
    a resolver that cannot listen is no service at all);
 2. the control socket, so ``bootres status`` works from now on;
-3. the stub files, seeded from last boot (``/etc/defaultrouter``, the block
-   in ``/etc/hosts``);
-4. a real DNS query to our own listener; only once it is answered:
+3. a real DNS query to our own listener; only once it is answered:
    ``/etc/resolv.conf`` (when managed) and ``READY=1``;
-5. router discovery, which imports pyroute2 (slow) after READY so the
-   resolver does not wait for it.
+4. the stub files and router discovery.  Both use netlink, and importing
+   pyroute2 costs 150 ms or more, so they come after READY: the files
+   written by the previous boot are still in place meanwhile, and the
+   resolver need not wait.
 
 Everything after step 1 degrades instead of failing: a read-only /etc or
 state directory, a missing capability for raw ICMP, are logged, listed in
@@ -103,13 +103,12 @@ class Daemon:
 
     async def _start(self) -> None:
         from bootres.shell.resolverd import ResolverService
-        from bootres.shell.stubfiles import StubFiles
 
         self.resolver = ResolverService(self._resolver_config(self.cfg), self.log)
         try:
             await self.resolver.start()
         except OSError as exc:
-            raise StartupFailed(str(exc)) from None
+            raise StartupFailed(exc.strerror or str(exc)) from None
         try:
             problem = await self.control.start(self.cfg.service.state_dir)
         except control.AlreadyRunning as exc:
@@ -117,21 +116,22 @@ class Daemon:
         if problem:
             self.conditions["control"] = problem
 
-        self.files = StubFiles(self.cfg.hosts, self.cfg.router, self.log, self.resolver.lookup_addresses)
-        await self.files.start()
-
         await self._wait_answering()
         self._manage_resolv_conf()
         report = self.report()
         self.notifier.ready(status.status_line(report))
+        self._write_metrics(report)
         self.log.info("ready: resolver on %s", ", ".join(str(e) for e in self.cfg.resolver.listen))
 
-        await self._start_router()
+        await self._start_netlink_users()
 
-    async def _start_router(self) -> None:
-        # Imported here: pyroute2 takes long to import and the resolver must not wait for it.
+    async def _start_netlink_users(self) -> None:
+        # Imported here, after READY: they import pyroute2, which is slow.
         from bootres.shell.routerd import RouterService
+        from bootres.shell.stubfiles import StubFiles
 
+        self.files = StubFiles(self.cfg.hosts, self.cfg.router, self.log, self.resolver.lookup_addresses)
+        await self.files.start()
         self.router = RouterService(self.cfg.router, self.log, self.files.set_routers)
         try:
             await self.router.start()

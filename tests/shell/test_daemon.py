@@ -1,0 +1,252 @@
+"""A real ``bootres run`` process: sd_notify on a real socket, real signals, real files.
+
+Everything stays on loopback and under tmp_path: router discovery and route
+installation are off, every file bootres writes is in the test's directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bootres import cli
+
+HERE = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, socket.socket() as tcp:
+        udp.bind(("127.0.0.1", 0))
+        port = udp.getsockname()[1]
+        tcp.bind(("127.0.0.1", port))  # bootres binds both on the same port
+        return port
+
+
+def write_config(path: Path, *, work: Path, upstream: tuple[str, int], port: int, extra: str = "") -> None:
+    path.write_text(
+        f"""\
+[resolver]
+listen = 127.0.0.1:{port}
+upstreams = {upstream[0]}:{upstream[1]}
+cache_file = {work}/cache.db
+hosts_files =
+allow = 127.0.0.0/8
+
+[hosts]
+file = {work}/etc/hosts
+pin = www.example.test
+router_names = site-router
+
+[router]
+discovery = no
+solicit = no
+install_route = no
+static = 198.18.1.1
+defaultrouter_file = {work}/etc/defaultrouter
+
+[service]
+state_dir = {work}/state
+metrics_file = {work}/metrics.prom
+{extra}"""
+    )
+
+
+class Notifications:
+    """systemd's side of NOTIFY_SOCKET: a datagram socket under tmp_path."""
+
+    def __init__(self, path: Path):
+        self.path = str(path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.seen: list[list[str]] = []
+
+    def expect(self, field: str, timeout: float = 15.0) -> list[str]:
+        """The next message containing ``field`` (e.g. ``READY=1``); earlier ones are kept in ``seen``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.sock.settimeout(max(deadline - time.monotonic(), 0.01))
+            try:
+                message = self.sock.recv(4096).decode().split("\n")
+            except socket.timeout:
+                break
+            self.seen.append(message)
+            if field in message:
+                return message
+        raise AssertionError(f"no {field} from bootres within {timeout}s; got {self.seen}")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class Bootres:
+    """``bootres run`` as a child process with stderr captured to a file."""
+
+    def __init__(self, conf: Path, notify: Notifications, work: Path, wrapper: list[str] = ()):
+        self.log_path = work / "bootres.log"
+        env = dict(os.environ, NOTIFY_SOCKET=notify.path, WATCHDOG_USEC="1000000", PYTHONPATH=str(HERE))
+        env.pop("JOURNAL_STREAM", None)
+        self.log_file = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            [*wrapper, sys.executable, "-m", "bootres", "run", "-c", str(conf)],
+            stdout=self.log_file, stderr=subprocess.STDOUT, env=env,
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def signal(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def wait(self, timeout: float = 15.0) -> int:
+        return self.proc.wait(timeout)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.log_file.close()
+
+
+@pytest.fixture
+def setup(tmp_path, fake_upstream_factory):
+    upstream = fake_upstream_factory(answers={"www.example.test": "198.18.0.80"})
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "hosts").write_text("127.0.0.1\tlocalhost\n")
+    conf = tmp_path / "bootres.conf"
+    write_config(conf, work=tmp_path, upstream=upstream.address, port=free_port())
+    notify = Notifications(tmp_path / "notify")
+    started = []
+
+    def start(wrapper: list[str] = ()) -> Bootres:
+        started.append(Bootres(conf, notify, tmp_path, wrapper))
+        return started[-1]
+
+    yield conf, notify, start
+    for daemon in started:
+        daemon.close()
+    notify.close()
+
+
+def cli_run(capsys, *argv: str) -> tuple[int, str]:
+    code = cli.main(list(argv))
+    return code, capsys.readouterr().out
+
+
+def wait_for(predicate, timeout: float = 10.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_lifecycle_ready_status_query_reload_stop(setup, capsys, tmp_path):
+    conf, notify, start = setup
+    daemon = start()
+    ready = notify.expect("READY=1")
+    assert any(field.startswith("STATUS=") and "upstreams up" in field for field in ready)
+    notify.expect("WATCHDOG=1", timeout=3)  # pinged from the event loop
+
+    code, out = cli_run(capsys, "status", "--json", "-c", str(conf))
+    report = json.loads(out)
+    assert code == 0, report["health"]
+    assert report["pid"] == daemon.proc.pid and report["running"] is True
+    assert report["resolver"]["upstreams"][0]["address"].startswith("127.0.0.1:")
+
+    code, out = cli_run(capsys, "query", "www.example.test", "-c", str(conf))
+    assert code == 0 and "198.18.0.80" in out
+
+    hosts = tmp_path / "etc" / "hosts"
+    wait_for(lambda: "www.example.test" in hosts.read_text() and "site-router" in hosts.read_text(),
+             what="the pinned name and the router name in the hosts block")
+    assert hosts.read_text().startswith("127.0.0.1\tlocalhost\n")
+    # The static router, unless the kernel already has a default route (this
+    # machine's): that one comes first ("netlink" source).
+    _, out = cli_run(capsys, "status", "--json", "-c", str(conf))
+    router = json.loads(out)["router"]
+    assert router["default"] and router["source"] in ("static", "netlink")
+    assert (tmp_path / "etc" / "defaultrouter").read_text().split()[0] == router["default"]
+    assert "bootres_healthy 1" in (tmp_path / "metrics.prom").read_text()
+
+    # A broken configuration is refused: RELOADING=1 then READY=1, still serving, old config kept.
+    good = conf.read_text()
+    conf.write_text(good.replace("cache_size", "x") + "[resolver]\nbogus = 1\n")
+    daemon.signal(signal.SIGHUP)
+    reloading = notify.expect("RELOADING=1")
+    assert reloading[1].startswith("MONOTONIC_USEC=") and int(reloading[1].split("=")[1]) > 0
+    notify.expect("READY=1")
+    assert daemon.proc.poll() is None
+    assert "reload refused" in daemon.log()
+    code, out = cli_run(capsys, "query", "www.example.test", "-c", str(conf))
+    assert code == 0
+
+    # A good one is applied.
+    conf.write_text(good.replace("pin = www.example.test", "pin = www.example.test mail.example.test"))
+    daemon.signal(signal.SIGHUP)
+    notify.expect("RELOADING=1")
+    notify.expect("READY=1")
+    wait_for(lambda: "configuration reloaded" in daemon.log(), what="the reload log line")
+
+    daemon.signal(signal.SIGTERM)
+    notify.expect("STOPPING=1")
+    assert daemon.wait() == 0
+    assert (tmp_path / "cache.db").exists()
+    assert "Traceback" not in daemon.log()
+
+    code, _ = cli_run(capsys, "status", "-c", str(conf))
+    assert code == 3
+
+
+def test_cannot_bind_is_a_one_line_reason(setup, tmp_path):
+    conf, notify, start = setup
+    port = int(conf.read_text().split("listen = 127.0.0.1:")[1].split()[0])
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as squatter:
+        squatter.bind(("127.0.0.1", port))
+        daemon = start()
+        assert daemon.wait() == 1
+    errors = [line for line in daemon.log().splitlines() if "ERROR" in line]
+    assert errors == [f"bootres: ERROR: not starting: cannot listen on 127.0.0.1:{port} (udp): Address already in use"]
+
+
+def test_invalid_config_does_not_start(tmp_path, capsys):
+    conf = tmp_path / "bad.conf"
+    conf.write_text("[resolver]\nlisten = nowhere\n")
+    code = cli.main(["run", "-c", str(conf)])
+    err = capsys.readouterr().err
+    assert code == 2 and f"{conf}:2: listen" in err
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root for a read-only bind mount")
+def test_read_only_state_dir_and_etc_are_reported_not_fatal(setup, capsys, tmp_path):
+    conf, notify, start = setup
+    (tmp_path / "state").mkdir()
+    # Only this process tree sees the read-only mounts (its own mount namespace).
+    script = f"mount --bind -o ro {tmp_path}/state {tmp_path}/state && mount --bind -o ro {tmp_path}/etc {tmp_path}/etc && exec \"$@\""
+    daemon = start(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh"])
+    notify.expect("READY=1")
+
+    def degraded():
+        code, out = cli_run(capsys, "status", "--json", "-c", str(conf))
+        report = json.loads(out)
+        return (code, report) if len(report["health"]["problems"]) >= 2 else None
+
+    code, report = wait_for(degraded, what="both problems in status")
+    assert code == 1 and daemon.proc.poll() is None
+    problems = " | ".join(report["health"]["problems"])
+    assert "control.sock: Read-only file system" in problems
+    assert f"{tmp_path}/etc/hosts" in problems and "Read-only file system" in problems
+    code, out = cli_run(capsys, "query", "www.example.test", "-c", str(conf))
+    assert code == 0 and "198.18.0.80" in out
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait() == 0
