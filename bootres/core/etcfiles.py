@@ -127,3 +127,24 @@ def parse_defaultrouter(text: str) -> tuple[ipaddress.IPv4Address, ...]:
         if address not in routers:
             routers.append(address)
     return tuple(routers)
+
+
+def self_names(hostname: str, resolv_conf: str = "") -> tuple[str, ...]:
+    """This host's names for the block, canonical (fully qualified) first.
+
+    A dotted hostname is its own FQDN.  Otherwise the domain comes from
+    resolv.conf's ``domain`` line, else its first ``search`` domain (as
+    hostname(1) would find it, but without asking DNS, which may be down).
+    """
+    hostname = hostname.strip().rstrip(".")
+    if not hostname or hostname == "localhost":
+        return ()
+    if "." in hostname:
+        return (hostname, hostname.split(".", 1)[0])
+    domain = None
+    for line in resolv_conf.splitlines():
+        words = line.split()
+        if len(words) >= 2 and words[0] in ("domain", "search"):
+            if words[0] == "domain" or domain is None:
+                domain = words[1].rstrip(".")
+    return (f"{hostname}.{domain}", hostname) if domain else (hostname,)

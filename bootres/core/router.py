@@ -197,6 +197,11 @@ class RouterDiscovery:
 
     # --- inputs
 
+    def reconfigure(self, *, solicit: bool, install_route: bool, static: tuple[IPv4, ...]) -> None:
+        """New settings, same router table.  Interfaces already listening do not solicit again."""
+        self.solicit, self.install_route, self.static = solicit, install_route, tuple(static)
+        self._decide()
+
     def set_interface(self, interface: Interface, now: float, delay: float) -> None:
         """Start discovery on a new interface (first solicitation after ``delay``) or update one."""
         known = interface.index in self.interfaces

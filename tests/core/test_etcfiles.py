@@ -147,3 +147,15 @@ def test_fuzz_merge_never_loses_text_outside_the_block(text, markers):
     original_lines = text.split("\n")
     for line in (head + tail).split("\n"):
         assert line in original_lines or line == ""
+
+
+@pytest.mark.parametrize(
+    "hostname, resolv, expected",
+    [("web1", "", ("web1",)), ("web1.example.com", "search other.test", ("web1.example.com", "web1")),
+     ("web1", "search a.test b.test\n", ("web1.a.test", "web1")),
+     ("web1", "search a.test\ndomain d.test\n", ("web1.d.test", "web1")), ("localhost", "", ()), ("", "", ())],
+)
+def test_self_names(hostname, resolv, expected):
+    from bootres.core.etcfiles import self_names
+
+    assert self_names(hostname, resolv) == expected

@@ -368,3 +368,13 @@ def test_readdressed_interface_drops_routers_no_longer_on_link():
     rd.set_interface(moved, 101.0, 0.5)
     assert rd.routers == {}
     assert rd.schedules[ETH0.index].state == "listening"  # an update does not restart soliciting
+
+
+def test_reconfigure_keeps_the_table_and_applies_new_fallbacks():
+    rd = discovery()
+    rd.reconfigure(solicit=True, install_route=True, static=(A("198.18.1.99"),))
+    assert (rd.source, rd.default_routers) == ("static", (A("198.18.1.99"),))
+    rd.datagram_received(datagram([("198.18.1.1", 0)]), ETH0.index, 100.0)
+    rd.drain()
+    rd.reconfigure(solicit=False, install_route=False, static=())
+    assert rd.default_routers == (A("198.18.1.1"),) and rd.drain() == []

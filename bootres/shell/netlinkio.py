@@ -1,0 +1,159 @@
+"""Netlink through pyroute2: links, addresses, and bootres's default route.
+
+The only module that imports pyroute2.  Every call here blocks (briefly);
+``RouterService`` runs them on one worker thread, which also keeps them in
+order and keeps pyroute2 0.9's own event loop out of ours.  The calls used
+exist with the same meaning in pyroute2 0.7.2 (Debian 12) and the newest
+releases: ``IPRoute.get_links/get_addr/get_routes/route``.
+
+bootres's routes carry protocol 9 (RTPROT_RA).  Deletion always names that
+protocol, which the kernel matches, and only deletes routes a fresh dump
+shows with it: a route bootres did not install is never removed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from dataclasses import dataclass
+
+from pyroute2 import IPRoute
+
+from bootres.core.router import RTPROT_RA, KernelRoute
+
+MAIN_TABLE = 254
+# The metric of bootres's route.  Above what DHCP clients use (dhclient 0,
+# NetworkManager 100+, networkd 1024 for DHCP), so a route configured later
+# by the network stack is preferred by the kernel, and a "replace" of ours
+# can never match and overwrite theirs.
+ROUTE_METRIC = 1096
+
+_IFF_UP = 0x1
+_IFF_BROADCAST = 0x2
+_IFF_LOOPBACK = 0x8
+_IFF_MULTICAST = 0x1000
+_RT_SCOPE_UNIVERSE = 0
+
+
+@dataclass(frozen=True)
+class Link:
+    """An interface as netlink describes it, with its IPv4 addresses."""
+
+    index: int
+    name: str
+    up: bool
+    loopback: bool
+    broadcast: bool
+    multicast: bool
+    addresses: tuple[ipaddress.IPv4Interface, ...]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    links: tuple[Link, ...]
+    default_routes: tuple[KernelRoute, ...]  # IPv4 defaults of the main table, any protocol
+    primary_address: ipaddress.IPv4Address | None
+
+
+class Netlink:
+    """A lazily opened rtnetlink socket; use from a single thread."""
+
+    def __init__(self) -> None:
+        self._ipr: IPRoute | None = None
+
+    def _socket(self) -> IPRoute:
+        if self._ipr is None:
+            self._ipr = IPRoute()
+        return self._ipr
+
+    def close(self) -> None:
+        if self._ipr is not None:
+            self._ipr.close()
+            self._ipr = None
+
+    def snapshot(self) -> Snapshot:
+        ipr = self._socket()
+        addresses: dict[int, list[tuple[ipaddress.IPv4Interface, int]]] = {}
+        for msg in ipr.get_addr(family=socket.AF_INET):
+            local = msg.get_attr("IFA_LOCAL") or msg.get_attr("IFA_ADDRESS")
+            if local:
+                iface = ipaddress.IPv4Interface(f"{local}/{msg['prefixlen']}")
+                addresses.setdefault(msg["index"], []).append((iface, msg["scope"]))
+        links = []
+        for msg in ipr.get_links():
+            flags = msg["flags"]
+            links.append(
+                Link(
+                    index=msg["index"],
+                    name=msg.get_attr("IFLA_IFNAME"),
+                    up=bool(flags & _IFF_UP),
+                    loopback=bool(flags & _IFF_LOOPBACK),
+                    broadcast=bool(flags & _IFF_BROADCAST),
+                    multicast=bool(flags & _IFF_MULTICAST),
+                    addresses=tuple(a for a, _ in addresses.get(msg["index"], [])),
+                )
+            )
+        routes = self._default_routes(ipr)
+        return Snapshot(tuple(links), tuple(r for r, _, _ in routes), _primary(routes, addresses))
+
+    def _default_routes(self, ipr: IPRoute) -> list[tuple[KernelRoute, int, str | None]]:
+        """(route, metric, preferred source) of every IPv4 default route in the main table."""
+        found = []
+        for msg in ipr.get_routes(family=socket.AF_INET):
+            table = msg.get_attr("RTA_TABLE") or msg["table"]
+            if msg["dst_len"] != 0 or table != MAIN_TABLE:
+                continue
+            gateway = msg.get_attr("RTA_GATEWAY")
+            route = KernelRoute(
+                gateway=ipaddress.IPv4Address(gateway) if gateway else None,
+                ifindex=msg.get_attr("RTA_OIF"),
+                proto=msg["proto"],
+            )
+            found.append((route, msg.get_attr("RTA_PRIORITY") or 0, msg.get_attr("RTA_PREFSRC")))
+        return found
+
+    def set_default_route(self, gateway: ipaddress.IPv4Address, ifindex: int | None) -> None:
+        """Install bootres's default route via ``gateway``, replacing an older one of ours."""
+        ipr = self._socket()
+        spec = {"dst": "0.0.0.0/0", "gateway": str(gateway), "proto": RTPROT_RA, "priority": ROUTE_METRIC,
+                "table": MAIN_TABLE}
+        if ifindex is not None:
+            spec["oif"] = ifindex
+        ipr.route("replace", **spec)
+        for route, metric, _ in self._default_routes(ipr):
+            if route.proto == RTPROT_RA and (route.gateway, metric) != (gateway, ROUTE_METRIC):
+                self._delete(ipr, route, metric)  # an older route of ours at another metric
+
+    def clear_default_route(self) -> int:
+        """Remove every default route tagged RTPROT_RA; return how many went."""
+        ipr = self._socket()
+        removed = 0
+        for route, metric, _ in self._default_routes(ipr):
+            if route.proto == RTPROT_RA:
+                self._delete(ipr, route, metric)
+                removed += 1
+        return removed
+
+    @staticmethod
+    def _delete(ipr: IPRoute, route: KernelRoute, metric: int) -> None:
+        # proto is part of the kernel's match: even a race with someone else
+        # changing the table cannot make this delete a route that is not ours.
+        spec = {"dst": "0.0.0.0/0", "proto": RTPROT_RA, "priority": metric, "table": MAIN_TABLE}
+        if route.gateway is not None:
+            spec["gateway"] = str(route.gateway)
+        ipr.route("del", **spec)
+
+
+def _primary(routes, addresses) -> ipaddress.IPv4Address | None:
+    """The host's primary IPv4 address: the source the default route uses, else the first global one."""
+    for route, _, prefsrc in sorted(routes, key=lambda item: item[1]):
+        if prefsrc:
+            return ipaddress.IPv4Address(prefsrc)
+        for iface, _ in addresses.get(route.ifindex, []):
+            if route.gateway is None or route.gateway in iface.network:
+                return iface.ip
+    for index in sorted(addresses):
+        for iface, scope in addresses[index]:
+            if scope == _RT_SCOPE_UNIVERSE and not iface.ip.is_loopback:
+                return iface.ip
+    return None

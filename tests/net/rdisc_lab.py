@@ -1,0 +1,161 @@
+"""Test routers for RFC 1256, built with scapy (never with bootres's own packet code), and the bootres side.
+
+``TestRouter`` lives in a lab namespace: a raw ICMP socket bound to its
+interface records every Router Solicitation it hears (time, destination)
+and can answer them, and a thread sends periodic advertisements.  Packets
+are made by scapy, IP header included, so tests can also forge sources.
+
+``BootresHost`` runs ``rdisc_driver.py`` (RouterService + StubFiles) in a
+namespace and reads its status and the kernel's routes.
+"""
+
+from __future__ import annotations
+
+import json
+import select
+import socket
+import struct
+import sys
+import threading
+import time
+from pathlib import Path
+
+from scapy.all import ICMP, IP, raw
+
+SO_BINDTODEVICE = 25
+DRIVER = Path(__file__).with_name("rdisc_driver.py")
+
+
+def icmp_advert(entries, lifetime=30, code=0, num_addrs=None, entry_size=2, checksum_ok=True) -> bytes:
+    """An ICMP Router Advertisement as scapy builds it; fields can be set wrong on purpose."""
+    body = b"".join(socket.inet_aton(a) + struct.pack("!i", p) for a, p in entries)
+    count = len(entries) if num_addrs is None else num_addrs
+    packet = ICMP(type=9, code=code, unused=(count << 24) | (entry_size << 16) | lifetime) / body
+    data = raw(packet)
+    if not checksum_ok:
+        data = data[:2] + bytes([data[2] ^ 0xFF, data[3]]) + data[4:]
+    return data
+
+
+class TestRouter:
+    """A router on ``ifname`` in ``ns`` with address ``address`` (no prefix)."""
+
+    __test__ = False  # not a pytest class
+
+    def __init__(self, ns, ifname: str, address: str, *, preference: int = 0, lifetime: int = 30,
+                 answer_solicitations: bool = True):
+        self.ns, self.ifname, self.address = ns, ifname, address
+        self.preference, self.lifetime = preference, lifetime
+        self.answer_solicitations = answer_solicitations
+        self.solicitations: list[tuple[float, str]] = []  # (monotonic time, destination)
+        self.adverts_sent: list[float] = []
+        self.interval: float | None = None  # periodic advertisements when set
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.listen = ns.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+        self.listen.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, ifname.encode())
+        # A router listens on the all-routers group (RFC 1256 section 4.3).
+        ifindex = int(ns.run("cat", f"/sys/class/net/{ifname}/ifindex").stdout)
+        mreqn = socket.inet_aton("224.0.0.2") + bytes(4) + struct.pack("=i", ifindex)
+        self.listen.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
+        self.send_sock = ns.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        self.send_sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, ifname.encode())
+        self.send_sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        self._threads = [threading.Thread(target=self._listen, daemon=True),
+                         threading.Thread(target=self._advertise, daemon=True)]
+        for thread in self._threads:
+            thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=2)
+
+    def send(self, icmp: bytes, *, src: str | None = None, dst: str = "224.0.0.1") -> float:
+        """Send an ICMP message in an IP datagram from ``src`` (default: our address)."""
+        datagram = raw(IP(src=src or self.address, dst=dst, ttl=1, proto=1) / icmp)
+        with self._lock:
+            self.send_sock.sendto(datagram, (dst, 0))
+            sent = time.monotonic()
+            self.adverts_sent.append(sent)
+        return sent
+
+    def advertise(self, *, lifetime: int | None = None, preference: int | None = None, dst: str = "224.0.0.1") -> float:
+        entries = [(self.address, self.preference if preference is None else preference)]
+        return self.send(icmp_advert(entries, self.lifetime if lifetime is None else lifetime), dst=dst)
+
+    def _listen(self) -> None:
+        while not self._stop.is_set():
+            ready, _, _ = select.select([self.listen], [], [], 0.05)
+            if not ready:
+                continue
+            data = self.listen.recv(65535)
+            header = (data[0] & 0x0F) * 4
+            if len(data) >= header + 8 and data[header] == 10:
+                self.solicitations.append((time.monotonic(), socket.inet_ntoa(data[16:20])))
+                if self.answer_solicitations:
+                    self.advertise()
+
+    def _advertise(self) -> None:
+        while not self._stop.wait(0.05):
+            if self.interval is not None and (not self.adverts_sent or
+                                              time.monotonic() - self.adverts_sent[-1] >= self.interval):
+                self.advertise()
+
+
+class BootresHost:
+    """bootres's router discovery and stub files running in ``ns``, configured under ``workdir``."""
+
+    def __init__(self, ns, workdir: Path, *, router: str = "", hosts: str = "", poll_interval: float = 0.5):
+        self.ns = ns
+        self.workdir = workdir
+        self.status_path = workdir / "status.json"
+        self.defaultrouter = workdir / "defaultrouter"
+        self.config = workdir / "bootres.conf"
+        self.config.write_text(
+            "[resolver]\nupstreams = 198.18.0.53\ncache_file =\n"
+            f"[hosts]\nfile = {ns.etc / 'hosts'}\nrouter_names = site-router gw\n{hosts}\n"
+            f"[router]\ndefaultrouter_file = {self.defaultrouter}\n{router}\n"
+        )
+        self.poll_interval = poll_interval
+        self.proc = None
+        self.started: float | None = None
+
+    def start(self):
+        self.started = time.monotonic()
+        self.proc = self.ns.popen(sys.executable, str(DRIVER), str(self.config), str(self.status_path),
+                                  str(self.poll_interval))
+        return self
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+    def log(self) -> str:
+        return self.proc.log_path.read_text(errors="replace")
+
+    def status(self) -> dict:
+        try:
+            return json.loads(self.status_path.read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def default_routes(self) -> list[dict]:
+        """The namespace's IPv4 default routes, from ``ip -j`` (test code may read ip's JSON)."""
+        out = self.ns.run("ip", "-j", "-4", "route", "show", "default").stdout
+        return json.loads(out or "[]")
+
+    def wait(self, predicate, timeout: float, interval: float = 0.01, what: str = "condition"):
+        """Poll ``predicate()`` until it returns something true; fail with the driver's log."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"driver exited with {self.proc.returncode}:\n{self.log()}")
+            value = predicate()
+            if value:
+                return value
+            time.sleep(interval)
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}:\n{self.log()[-4000:]}")
+
+    def route_via(self, gateway: str) -> dict | None:
+        return next((r for r in self.default_routes() if r.get("gateway") == gateway), None)
