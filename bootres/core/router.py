@@ -340,7 +340,8 @@ class RouterDiscovery:
 
     def _evict_worse_than(self, newcomer: _Router) -> bool:
         worst = max(self.routers.values(), key=_Router.rank)
-        if worst.rank() <= newcomer.rank():
+        # Only a strictly better preference evicts, so a flood of equals cannot churn the table.
+        if worst.rank()[:2] <= newcomer.rank()[:2]:
             return False
         del self.routers[worst.address]
         return True

@@ -1,0 +1,85 @@
+"""Bad advertisements on a real link change nothing; a flood keeps memory bounded."""
+
+import socket
+import struct
+import time
+
+import pytest
+from scapy.all import ICMP, raw
+
+from rdisc_lab import BootresHost, TestRouter, icmp_advert
+
+ROUTER = "198.18.1.1"
+GOOD = [(ROUTER, 0)]
+BAD = {
+    "bad checksum": lambda: icmp_advert(GOOD, checksum_ok=False),
+    "bad code": lambda: icmp_advert(GOOD, code=1),
+    "no addresses": lambda: icmp_advert([], num_addrs=0),
+    "bad entry size": lambda: icmp_advert(GOOD, entry_size=1),
+    "short": lambda: icmp_advert(GOOD, num_addrs=2),  # claims two entries, carries one
+    "off-link address": lambda: icmp_advert([("203.0.113.1", 0)]),
+}
+
+
+@pytest.fixture
+def rig(lab, tmp_path):
+    host, router_ns = lab.netns("host"), lab.netns("router")
+    # A /16, so a flood can name thousands of distinct on-link routers.
+    _, router_if = lab.link(host, "198.18.1.10/16", router_ns, f"{ROUTER}/16")
+    router_ns.run("ip", "addr", "add", "198.19.7.7/24", "dev", router_if)  # for the off-link source
+    router = TestRouter(router_ns, router_if, ROUTER, answer_solicitations=False)
+    lab.cleanup.callback(router.close)
+    bootres = BootresHost(host, tmp_path, router="solicit = no").start()
+    bootres.wait(lambda: bootres.status().get("router", {}).get("interfaces"), timeout=5, what="the service")
+    return bootres, router
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+
+
+def driver_pid(bootres) -> int:
+    # popen runs `ip netns exec ... python`; ip execs python in place, so the pid is python's.
+    return bootres.proc.pid
+
+
+def test_each_malformed_advertisement_is_dropped_without_effect(rig):
+    bootres, router = rig
+    expected = {}
+    for reason, build in BAD.items():
+        router.send(build())
+        expected[reason] = 1
+    router.send(icmp_advert(GOOD), src="198.19.7.7")
+    expected["off-link source"] = 1
+    status = bootres.wait(lambda: bootres.status()["router"]["dropped"] == expected and bootres.status(),
+                          timeout=3, what=f"drop counters {expected}")
+    assert status["router"]["routers"] == [] and status["router"]["default"] is None
+    time.sleep(0.6)  # one more netlink poll: still no route
+    assert bootres.default_routes() == []
+    assert not bootres.defaultrouter.exists()
+    # The service is unharmed: a good advertisement still works.
+    router.send(icmp_advert(GOOD))
+    bootres.wait(lambda: bootres.route_via(ROUTER), timeout=1, what="route after the bad ones")
+    assert "Traceback" not in bootres.log()
+
+
+def test_advertisement_flood_keeps_the_table_and_memory_bounded(rig):
+    bootres, router = rig
+    router.send(icmp_advert(GOOD, lifetime=1800))
+    bootres.wait(lambda: bootres.route_via(ROUTER), timeout=2, what="the real router's route")
+    before = rss_kib(driver_pid(bootres))
+    count = 5000
+    for n in range(count):
+        # Every advertisement names two new on-link routers.
+        first, second = (f"198.18.{2 + m // 250}.{1 + m % 250}" for m in (2 * n, 2 * n + 1))
+        router.send(icmp_advert([(first, n % 3 - 1), (second, 0)], lifetime=1800))
+    time.sleep(1.0)
+    status = bootres.status()["router"]
+    after = rss_kib(driver_pid(bootres))
+    assert len(status["routers"]) <= 32
+    assert status["default"] == ROUTER or status["routers"][0]["preference"] >= 0
+    assert after - before < 8 * 1024, f"RSS grew {after - before} KiB during the flood"
+    assert bootres.proc.poll() is None
+    print(f"flood of {count}: table {len(status['routers'])}, RSS {before} -> {after} KiB, "
+          f"dropped {status['dropped']}")
