@@ -149,6 +149,11 @@ def parse_query(data: bytes) -> ClientQuery | bytes | None:
     peek = peek_query(data)
     if peek is not None:
         key, end, payload, do = peek
+        qtype = data[end - 4] << 8 | data[end - 3]
+        if qtype in _NOT_A_QUESTION:
+            return error_reply(data[:4], data[12:end], FORMERR, payload)
+        if qtype in _UNSUPPORTED_TYPES:
+            return error_reply(data[:4], data[12:end], NOTIMP, payload)
         return ClientQuery(data[:4], data[12:end], key, payload, do)
     if (data[2] >> 3) & 0x0F != 0:
         return error_reply(data[:4], b"", NOTIMP)

@@ -1,0 +1,53 @@
+"""Shared helpers for the resolver core tests: upstream replies made with dnspython."""
+
+import dns.flags
+import dns.message
+import dns.rcode
+import dns.rrset
+
+from bootres.core.effects import Respond, SendUpstream
+
+A = ("198.18.0.10", 53)
+B = ("198.18.0.11", 53)
+C = ("198.18.0.12", 53)
+
+
+def reply_to(send: SendUpstream, *, address="198.18.0.80", rcode=dns.rcode.NOERROR, ttl=300,
+             tc=False, qid=None, soa_minimum=60) -> bytes:
+    """An upstream's reply to the query in ``send``."""
+    query = dns.message.from_wire(send.wire)
+    reply = dns.message.make_response(query)
+    reply.set_rcode(rcode)
+    name = query.question[0].name
+    if tc:
+        reply.flags |= dns.flags.TC
+    elif rcode == dns.rcode.NOERROR:
+        reply.answer.append(dns.rrset.from_text(name, ttl, "IN", "A", address))
+    elif rcode == dns.rcode.NXDOMAIN:
+        reply.authority.append(dns.rrset.from_text(
+            name.parent(), ttl, "IN", "SOA", f"ns1. host. 1 3600 600 86400 {soa_minimum}"))
+    if qid is not None:
+        reply.id = qid
+    return reply.to_wire()
+
+
+def query(name="www.example.test", rdtype="A", qid=1, **kw) -> bytes:
+    msg = dns.message.make_query(name, rdtype, **kw)
+    msg.id = qid
+    return msg.to_wire()
+
+
+def sends(effects) -> list[SendUpstream]:
+    return [e for e in effects if isinstance(e, SendUpstream)]
+
+
+def responses(effects) -> list[Respond]:
+    return [e for e in effects if isinstance(e, Respond)]
+
+
+def parsed(respond: Respond) -> dns.message.Message:
+    return dns.message.from_wire(respond.wire)
+
+
+def addresses(respond: Respond) -> list[str]:
+    return sorted(rd.to_text() for rrset in parsed(respond).answer for rd in rrset)

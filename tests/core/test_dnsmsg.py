@@ -1,0 +1,291 @@
+"""dnsmsg: the byte-level hot path must say exactly what dnspython would.
+
+The property tests are the proof the issue asks for: for generated queries
+and upstream replies, ``peek_query`` finds the same key as dnspython's parse,
+and ``render`` of a cached ``Answer`` equals a reply built with dnspython
+from the upstream reply (TTLs lowered by the age, the client's ID, case,
+RD/CD bits and EDNS).
+"""
+
+import struct
+
+import dns.edns
+import dns.flags
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bootres.core import dnsmsg
+
+# --- generators
+
+label = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_", min_size=1, max_size=20)
+names = st.lists(label, min_size=1, max_size=4).map(lambda labels: dns.name.from_text(".".join(labels) + "."))
+rdtypes = st.sampled_from(["A", "AAAA", "TXT", "MX", "CNAME", "HTTPS", "SRV"])
+
+
+def make_query(name, rdtype, qid=0, edns=-1, do=False, payload=1232, options=None):
+    """dnspython's make_query without its random ID (hypothesis wants every draw reproducible)."""
+    msg = dns.message.Message(id=qid)
+    msg.flags = dns.flags.RD
+    name = dns.name.from_text(name) if isinstance(name, str) else name
+    msg.question.append(dns.rrset.RRset(name, dns.rdataclass.IN, dns.rdatatype.from_text(rdtype)))
+    if edns >= 0:
+        msg.use_edns(edns, dns.flags.DO if do else 0, payload, options=options)
+    return msg
+
+
+def random_case(name: dns.name.Name, flips: list[bool]) -> dns.name.Name:
+    text = name.to_text()
+    text = "".join(c.swapcase() if flip else c for c, flip in zip(text, flips + [False] * len(text)))
+    return dns.name.from_text(text)
+
+
+@st.composite
+def client_queries(draw):
+    """(wire, dnspython message) for a query a real client could send."""
+    name = draw(names)
+    name = random_case(name, draw(st.lists(st.booleans(), max_size=40)))
+    rdtype = draw(st.sampled_from(["A", "AAAA", "TXT", "MX", "PTR", "HTTPS", "ANY", "SOA"]))
+    edns = draw(st.sampled_from([-1, 0]))
+    options = []
+    if edns == 0 and draw(st.booleans()):
+        options.append(dns.edns.GenericOption(10, draw(st.binary(min_size=8, max_size=8))))  # client cookie
+    msg = make_query(name, rdtype, draw(st.integers(0, 65535)), edns, draw(st.booleans()) and edns == 0,
+                     draw(st.integers(0, 65535)), options or None)
+    msg.flags = draw(st.sampled_from([0, dns.flags.RD, dns.flags.RD | dns.flags.CD, dns.flags.RD | dns.flags.AD]))
+    return msg.to_wire(), msg
+
+
+def dnspython_key(msg: dns.message.Message) -> bytes:
+    q = msg.question[0]
+    do = bool(msg.ednsflags & dns.flags.DO) if msg.edns >= 0 else False
+    return q.name.canonicalize().to_wire() + struct.pack(">HH", q.rdtype, q.rdclass) + bytes([do])
+
+
+RDATA = {
+    "A": ["198.18.0.1", "198.18.0.2"],
+    "AAAA": ["2001:db8::1"],
+    "TXT": ['"hello world"', '"x"'],
+    "MX": ["10 mail.example.test.", "20 mx2.example.test."],
+    "CNAME": ["target.example.test."],
+    "HTTPS": ["1 . alpn=h2"],
+    "SRV": ["0 5 443 svc.example.test."],
+}
+
+
+@st.composite
+def upstream_replies(draw, name):
+    """An upstream's reply to ``name``: positive with a few RRsets, or negative with an SOA."""
+    kind = draw(st.sampled_from(["positive", "nxdomain", "nodata"]))
+    rdtype = draw(rdtypes)
+    reply = dns.message.make_response(make_query(name, rdtype))
+    ttl = st.integers(0, 200000)
+    if kind == "positive":
+        reply.answer.append(dns.rrset.from_text_list(name, draw(ttl), "IN", rdtype, RDATA[rdtype]))
+        if draw(st.booleans()):
+            reply.authority.append(dns.rrset.from_text(name.parent(), draw(ttl), "IN", "NS", "ns1.example.test."))
+        if draw(st.booleans()):
+            reply.additional.append(dns.rrset.from_text("ns1.example.test.", draw(ttl), "IN", "A", "198.18.0.53"))
+    else:
+        if kind == "nxdomain":
+            reply.set_rcode(dns.rcode.NXDOMAIN)
+        soa = f"ns1.example.test. host.example.test. 1 3600 600 86400 {draw(st.integers(0, 100000))}"
+        reply.authority.append(dns.rrset.from_text(name.parent(), draw(ttl), "IN", "SOA", soa))
+    if draw(st.booleans()):
+        reply.flags |= dns.flags.AD
+    return dns.message.from_wire(reply.to_wire())
+
+
+def reference_reply(query: dns.message.Message, upstream: dns.message.Message, age: int) -> dns.message.Message:
+    """What the slow path means, said with dnspython: the upstream's records, aged, for this client."""
+    reply = dns.message.make_response(query)
+    reply.flags = dns.flags.QR | dns.flags.RA | (query.flags & (dns.flags.RD | dns.flags.CD))
+    if upstream.flags & dns.flags.AD and (query.flags & dns.flags.AD or query.ednsflags & dns.flags.DO):
+        reply.flags |= dns.flags.AD
+    reply.set_rcode(upstream.rcode())
+    negative = upstream.rcode() == dns.rcode.NXDOMAIN or not upstream.answer
+    for src, dst in ((upstream.answer, reply.answer), (upstream.authority, reply.authority),
+                     (upstream.additional, reply.additional)):
+        for rrset in src:
+            ttl = min(rrset.ttl, dnsmsg.MAX_TTL)
+            if negative and rrset.rdtype == dns.rdatatype.SOA:
+                ttl = min(rrset.ttl, rrset[0].minimum, dnsmsg.MAX_NEGATIVE_TTL)
+            copy = rrset.copy()
+            copy.ttl = max(ttl - age, 0)
+            dst.append(copy)
+    if query.edns >= 0:
+        reply.use_edns(0, query.ednsflags & dns.flags.DO, dnsmsg.PAYLOAD)
+    return reply
+
+
+def comparable(msg: dns.message.Message):
+    sections = [
+        # Names compare case-insensitively; the byte path spells them the client's way.
+        sorted((r.name.to_text().lower(), r.rdtype, r.ttl, sorted(d.to_text() for d in r)) for r in section)
+        for section in (msg.answer, msg.authority, msg.additional)
+    ]
+    q = msg.question[0]
+    return (msg.id, msg.flags, msg.rcode(), q.name.to_text(), q.rdtype, q.rdclass, sections,
+            msg.edns, msg.ednsflags, msg.payload if msg.edns >= 0 else None)
+
+
+# --- properties
+
+
+@settings(max_examples=400, deadline=None)
+@given(client_queries())
+def test_peek_query_reads_the_key_dnspython_reads(query):
+    wire, msg = query
+    peek = dnsmsg.peek_query(wire)
+    assert peek is not None
+    key, end, payload, do = peek
+    assert key == dnspython_key(msg)
+    assert wire[12:end] == msg.question[0].name.to_wire() + wire[end - 4:end]
+    assert payload == (max(512, msg.payload) if msg.edns >= 0 else 0)
+    parsed = dnsmsg.parse_query(wire)
+    assert parsed.key == key and parsed.payload == payload and parsed.do == do
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.data())
+def test_fast_render_equals_the_dnspython_reply(data):
+    wire, query = data.draw(client_queries())
+    upstream = data.draw(upstream_replies(query.question[0].name.canonicalize()))
+    age = data.draw(st.integers(0, 300000))
+    answer = dnsmsg.answer_from_response(upstream)
+    key, end, payload, do = dnsmsg.peek_query(wire)
+    fast = dnsmsg.render(answer, wire, wire[12:end], payload, do, answer.body_at(age), tcp=True)
+
+    got = dns.message.from_wire(fast)
+    want = reference_reply(query, upstream, age)
+    assert comparable(got) == comparable(want)
+    # The client's spelling of its question comes back exactly (0x20-style clients check it).
+    assert fast[12:end] == wire[12:end]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_slow_parse_of_the_same_query_renders_the_same_bytes(data):
+    """A query that misses the byte path (an unknown EDNS option) still gets the same reply."""
+    name = data.draw(names)
+    msg = make_query(name, "A", data.draw(st.integers(0, 65535)), 0, options=[dns.edns.GenericOption(65001, b"x")])
+    wire = msg.to_wire()
+    assert dnsmsg.peek_query(wire) is None
+    parsed = dnsmsg.parse_query(wire)
+    plain = make_query(name, "A", msg.id, 0)
+    plain_wire = plain.to_wire()
+    upstream = data.draw(upstream_replies(name.canonicalize()))
+    answer = dnsmsg.answer_from_response(upstream)
+    key, end, payload, do = dnsmsg.peek_query(plain_wire)
+    assert parsed.key == key
+    slow = dnsmsg.render(answer, parsed.head, parsed.question, parsed.payload, parsed.do, answer.body_at(3), False)
+    fast = dnsmsg.render(answer, plain_wire, plain_wire[12:end], payload, do, answer.body_at(3), False)
+    assert slow == fast
+
+
+# --- the parse ladder, case by case
+
+
+def header(flags=0x0100, qd=1, an=0, ns=0, ar=0, qid=0x1234):
+    return struct.pack(">HHHHHH", qid, flags, qd, an, ns, ar)
+
+
+QUESTION = b"\x03www\x07example\x04test\x00\x00\x01\x00\x01"
+
+
+def rcode_of(reply: bytes) -> int:
+    # From the bytes: dnspython 2.3 cannot even parse a reply with an unassigned opcode.
+    assert reply[2] & 0x80, "not a response"
+    return reply[3] & 0x0F
+
+
+@pytest.mark.parametrize("wire", [b"", b"\x12", header()[:11]], ids=["empty", "one byte", "short header"])
+def test_no_whole_header_is_dropped(wire):
+    assert dnsmsg.parse_query(wire) is None
+
+
+def test_a_response_is_never_answered():
+    assert dnsmsg.parse_query(header(flags=0x8180) + QUESTION) is None
+
+
+@pytest.mark.parametrize("opcode", [1, 2, 4, 5, 15])
+def test_other_opcodes_get_notimp(opcode):
+    reply = dnsmsg.parse_query(header(flags=opcode << 11) + QUESTION)
+    assert rcode_of(reply) == dns.rcode.NOTIMP
+    assert reply[:2] == b"\x12\x34"
+
+
+@pytest.mark.parametrize("wire, rcode", [
+    (header(qd=2) + QUESTION + QUESTION, dns.rcode.FORMERR),
+    (header(qd=0), dns.rcode.FORMERR),
+    (header() + b"\x40" + b"a" * 64 + b"\x00\x00\x01\x00\x01", dns.rcode.FORMERR),  # label > 63
+    (header() + QUESTION[:-3], dns.rcode.FORMERR),  # question cut short
+    (header() + QUESTION + b"junk", dns.rcode.FORMERR),  # trailing bytes
+    (header() + b"\xc0\x0c\x00\x01\x00\x01", dns.rcode.FORMERR),  # pointer loop
+    (header() + b"\x03www\x07example\x04test\x00\x00\xfc\x00\x01", dns.rcode.NOTIMP),  # AXFR
+    (header() + b"\x03www\x07example\x04test\x00\x00\x29\x00\x01", dns.rcode.FORMERR),  # OPT as a question
+], ids=["two questions", "no question", "long label", "cut short", "trailing junk", "pointer loop", "AXFR",
+        "OPT question"])
+def test_malformed_or_unsupported_queries_get_an_error(wire, rcode):
+    reply = dnsmsg.parse_query(wire)
+    assert isinstance(reply, bytes)
+    assert rcode_of(reply) == rcode
+
+
+def test_edns_version_1_gets_badvers():
+    msg = make_query("www.example.test", "A", edns=1)
+    assert msg.to_wire()[-5] == 1  # the version byte of the OPT record
+    reply = dns.message.from_wire(dnsmsg.parse_query(msg.to_wire()))
+    assert reply.rcode() == dns.rcode.BADVERS
+    assert reply.edns == 0
+
+
+def test_oversized_answer_to_a_plain_udp_client_is_truncated():
+    name = dns.name.from_text("big.example.test.")
+    upstream = dns.message.make_response(dns.message.make_query(name, "TXT"))
+    upstream.answer.append(dns.rrset.from_text_list(name, 60, "IN", "TXT", [f'"{"x" * 200}{i}"' for i in range(5)]))
+    answer = dnsmsg.answer_from_response(upstream)
+    wire = dns.message.make_query(name, "TXT").to_wire()
+    key, end, payload, do = dnsmsg.peek_query(wire)
+    udp = dns.message.from_wire(dnsmsg.render(answer, wire, wire[12:end], payload, do, answer.body, False))
+    tcp = dns.message.from_wire(dnsmsg.render(answer, wire, wire[12:end], payload, do, answer.body, True))
+    assert udp.flags & dns.flags.TC and not udp.answer
+    assert not tcp.flags & dns.flags.TC and len(tcp.answer[0]) == 5
+
+
+def test_negative_answer_lifetime_is_the_soa_minimum_capped_by_its_ttl():
+    name = dns.name.from_text("no.example.test.")
+    upstream = dns.message.make_response(dns.message.make_query(name, "A"))
+    upstream.set_rcode(dns.rcode.NXDOMAIN)
+    upstream.authority.append(dns.rrset.from_text("example.test.", 600, "IN", "SOA", "ns1. h. 1 2 3 4 60"))
+    assert dnsmsg.answer_from_response(upstream).lifetime == 60
+    upstream.authority[0].ttl = 30
+    assert dnsmsg.answer_from_response(upstream).lifetime == 30
+    upstream.authority.clear()  # no SOA: RFC 2308 section 5 says do not cache
+    assert dnsmsg.answer_from_response(upstream).lifetime == 0
+
+
+def test_servfail_is_never_cacheable():
+    upstream = dns.message.make_response(dns.message.make_query("x.example.test", "A"))
+    upstream.set_rcode(dns.rcode.SERVFAIL)
+    assert dnsmsg.answer_from_response(upstream).lifetime == 0
+
+
+def test_reply_matching_needs_id_qr_and_question():
+    query = b"\xab\xcd" + dnsmsg.upstream_query(dnspython_key(dns.message.make_query("www.example.test", "A")))[2:]
+    good = dns.message.make_response(dns.message.from_wire(query))
+    good_wire = good.to_wire()
+    assert dnsmsg.reply_header_matches(good_wire, query)
+    assert dnsmsg.reply_header_matches(good_wire.replace(b"www", b"WWW"), query)  # case is not identity
+    assert not dnsmsg.reply_header_matches(b"\xab\xce" + good_wire[2:], query)  # wrong ID
+    assert not dnsmsg.reply_header_matches(query, query)  # QR clear: a query, not a reply
+    other = dns.message.make_response(dns.message.make_query("www.example.test", "AAAA"))
+    other.id = 0xABCD
+    assert not dnsmsg.reply_header_matches(other.to_wire(), query)  # wrong question

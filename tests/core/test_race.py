@@ -1,0 +1,123 @@
+"""race: who is asked when, which reply counts (RFC 5452), and who wins."""
+
+import itertools
+
+import dns.rcode
+
+from bootres.core import dnsmsg
+from bootres.core.effects import CloseUpstream, SendUpstream
+from bootres.core.race import Race
+from bootres.core.upstreams import Upstream, Upstreams
+from resolver_helpers import A, B, C, reply_to, sends
+
+KEY = dnsmsg.peek_query(dnsmsg.query_wire("www.example.test", "A"))[0]
+
+
+def start(strategy="race", hedge_delay=None, timeout=3.0, labels=(A, B), now=0.0, group=None):
+    group = group or Upstreams([Upstream(a, f"{a[0]}:{a[1]}") for a in labels])
+    out, routes = [], {}
+    ids = itertools.count(0x100)
+    race = Race(dnsmsg.upstream_query(KEY), group.plan(strategy, now), hedge=strategy == "hedge",
+                hedge_delay=hedge_delay, timeout=timeout, now=now, routes=routes,
+                new_token=itertools.count(1).__next__, random_id=ids.__next__, out=out)
+    return race, out, group
+
+
+def test_race_asks_everyone_at_once_with_distinct_ids():
+    race, out, _ = start(labels=(A, B, C))
+    assert [s.address for s in sends(out)] == [A, B, C]
+    assert len({s.wire[:2] for s in sends(out)}) == 3
+    assert race.deadline() == 0.5  # the first RTO, before any RTT sample
+
+
+def test_first_good_reply_wins_and_the_loser_lingers_to_be_measured():
+    race, out, group = start()
+    to_a, to_b = sends(out)
+    out.clear()
+    assert race.reply(to_b.token, reply_to(to_b), B, 0.002, out)
+    assert race.outcome.kind == "answer" and race.outcome.upstream is group.all[1]
+    assert out == [CloseUpstream(to_b.token)]
+    race.reply(to_a.token, reply_to(to_a, address="198.18.0.99"), A, 0.030, out)
+    assert race.outcome.upstream is group.all[1]  # a later reply changes nothing...
+    assert group.all[0].srtt == 0.030  # ...but the loser's RTT is measured
+    assert race.deadline() is None
+
+
+def test_servfail_waits_for_the_others_and_wins_only_when_all_fail():
+    race, out, _ = start()
+    to_a, to_b = sends(out)
+    race.reply(to_a.token, reply_to(to_a, rcode=dns.rcode.SERVFAIL), A, 0.001, out)
+    assert race.outcome is None
+    race.reply(to_b.token, reply_to(to_b, rcode=dns.rcode.NXDOMAIN), B, 0.002, out)
+    assert race.outcome.kind == "answer" and race.outcome.msg.rcode() == dns.rcode.NXDOMAIN
+
+    race, out, _ = start()
+    to_a, to_b = sends(out)
+    race.reply(to_a.token, reply_to(to_a, rcode=dns.rcode.SERVFAIL), A, 0.001, out)
+    race.reply(to_b.token, reply_to(to_b, rcode=dns.rcode.REFUSED), B, 0.002, out)
+    assert race.outcome.kind == "error" and race.outcome.msg.rcode() == dns.rcode.SERVFAIL
+
+
+def test_bad_replies_are_counted_and_the_real_one_still_wins():
+    race, out, group = start(labels=(A,))
+    (to_a,) = sends(out)
+    bad = [
+        (reply_to(to_a), ("198.18.0.66", 53)),  # wrong source address
+        (reply_to(to_a), (A[0], 5353)),  # wrong source port
+        (reply_to(to_a, qid=(int.from_bytes(to_a.wire[:2], "big") + 1) % 65536), A),  # wrong ID
+        (reply_to(SendUpstream(0, A, to_a.wire[:2] + dnsmsg.upstream_query(
+            dnsmsg.peek_query(dnsmsg.query_wire("evil.example.test", "A"))[0])[2:])), A),  # wrong question
+        (to_a.wire[:2] + b"\x81\x80\x00\x01\xff\xff\x00\x00\x00\x00garbage", A),  # matches ID, does not parse
+        (to_a.wire, A),  # our own query reflected: QR clear
+    ]
+    for data, source in bad * 50:
+        assert race.reply(to_a.token, data, source, 0.001, out) is False
+    assert race.outcome is None and group.all[0].bad_replies == 300
+    assert race.reply(to_a.token, reply_to(to_a), A, 0.002, out)
+    assert race.outcome.kind == "answer"
+
+
+def test_truncated_reply_is_asked_again_over_tcp():
+    race, out, _ = start(labels=(A,))
+    (to_a,) = sends(out)
+    out.clear()
+    race.reply(to_a.token, reply_to(to_a, tc=True), A, 0.001, out)
+    (tcp,) = sends(out)
+    assert tcp.tcp and tcp.address == A and race.outcome is None
+    race.reply(tcp.token, reply_to(tcp), None, 0.003, out)
+    assert race.outcome.kind == "answer"
+
+
+def test_hedge_asks_the_next_after_the_delay_or_at_once_on_failure():
+    race, out, _ = start("hedge", hedge_delay=0.1, labels=(A, B, C))
+    assert [s.address for s in sends(out)] == [A]
+    assert race.deadline() == 0.1
+    out.clear()
+    race.timer(0.1, out)
+    (to_b,) = sends(out)
+    assert to_b.address == B
+    out.clear()
+    race.failed(to_b.token, 0.12, out)
+    assert [s.address for s in sends(out)] == [C]  # B refused: C at once, not at 0.2
+
+
+def test_silent_upstream_is_asked_again_then_the_race_times_out():
+    race, out, group = start(labels=(A,), timeout=1.0)
+    out.clear()
+    race.timer(0.5, out)  # first RTO: counted, and asked again with a fresh ID
+    assert group.all[0].timeouts == 1
+    assert [s.address for s in sends(out)] == [A]
+    race.timer(1.0, out)
+    assert race.outcome.kind == "timeout"
+
+
+def test_lingering_queries_to_a_dead_upstream_mark_it_down():
+    group = Upstreams([Upstream(A, "a"), Upstream(B, "b")])
+    for i in range(3):
+        race, out, _ = start(group=group, now=float(i))
+        to_a, to_b = sends(out)
+        race.reply(to_b.token, reply_to(to_b), B, i + 0.001, out)
+        race.timer(i + 0.5, out)  # A's query times out after the race was won
+    assert group.all[0].state == "down"
+    race, out, _ = start(group=group, now=3.1)
+    assert [s.address for s in sends(out)] == [B]  # no longer asked, costs nothing

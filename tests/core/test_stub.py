@@ -1,0 +1,239 @@
+"""stub: the front door, end to end in the core: ACL, parse ladder, hosts, cache, dedupe, stale."""
+
+import itertools
+import ipaddress
+import struct
+
+import dns.flags
+import dns.message
+import dns.rcode
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bootres.core.cache import Cache
+from bootres.core.effects import Respond
+from bootres.core.hostsdb import HostsDB, parse_hosts
+from bootres.core.stub import Stub, StubSettings
+from resolver_helpers import A, B, addresses, parsed, query, reply_to, responses, sends
+
+
+def make_stub(**overrides) -> Stub:
+    settings = StubSettings(upstreams=((A, "198.18.0.10:53"), (B, "198.18.0.11:53")), **overrides)
+    ids = itertools.count(0x4000)
+    return Stub(settings, Cache(1000, 3600), lambda: next(ids) & 0xFFFF)
+
+
+def ask(stub, wire, now, client="c", host="127.0.0.1", tcp=False):
+    stub.query_received(wire, client, host, tcp, now)
+    return stub.drain()
+
+
+def resolve(stub, name, now, address="198.18.0.80", ttl=300):
+    """Ask for ``name`` and let upstream A answer it."""
+    out = ask(stub, query(name), now)
+    to_a = sends(out)[0]
+    stub.upstream_reply(to_a.token, reply_to(to_a, address=address, ttl=ttl), A, now)
+    return responses(stub.drain())
+
+
+def kill_both_upstreams(stub, now):
+    for u in stub.upstreams.all:
+        for _ in range(3):
+            u.timed_out(now)
+
+
+def test_a_miss_goes_upstream_then_hits_answer_from_the_byte_path():
+    stub = make_stub()
+    (first,) = resolve(stub, "www.example.test", 10.0)
+    assert first.source == "upstream" and first.upstream == "198.18.0.10:53"
+    assert addresses(first) == ["198.18.0.80"]
+    hit = stub.fast_answer(query("WWW.example.TEST", qid=77), "127.0.0.1", 70.0)
+    msg = dns.message.from_wire(hit)
+    assert msg.id == 77 and msg.question[0].name.to_text() == "WWW.example.TEST."
+    assert msg.answer[0].ttl == 240  # 300 - 60 s in the cache
+    assert stub.status()["cache"] == {"entries": 1, "hits": 1, "misses": 1, "stale_served": 0}
+
+
+def test_the_do_bit_is_part_of_the_key():
+    stub = make_stub()
+    resolve(stub, "www.example.test", 0.0)
+    assert stub.fast_answer(query(use_edns=0, want_dnssec=True), "127.0.0.1", 1.0) is None
+    assert stub.fast_answer(query(use_edns=0), "127.0.0.1", 1.0) is not None
+
+
+def test_identical_questions_in_flight_go_upstream_once():
+    stub = make_stub()
+    out = ask(stub, query(qid=1), 0.0, client="one")
+    assert len(sends(out)) == 2
+    assert sends(ask(stub, query("Www.Example.Test", qid=2), 0.001, client="two")) == []
+    to_a = sends(out)[0]
+    stub.upstream_reply(to_a.token, reply_to(to_a), A, 0.002)
+    got = responses(stub.drain())
+    assert [(r.client, parsed(r).id) for r in got] == [("one", 1), ("two", 2)]
+    assert parsed(got[1]).question[0].name.to_text() == "Www.Example.Test."
+
+
+def test_queries_from_outside_allow_are_refused():
+    stub = make_stub(allow=(ipaddress.ip_network("127.0.0.0/8"),))
+    (reply,) = responses(ask(stub, query(), 0.0, host="198.18.0.99"))
+    assert parsed(reply).rcode() == dns.rcode.REFUSED
+    assert stub.fast_answer(query(), "198.18.0.99", 0.0) is None
+    assert stub.status()["refused"] == 1
+
+
+def test_hosts_files_answer_locally_and_win_over_the_cache():
+    stub = make_stub()
+    resolve(stub, "nfs1.example.test", 0.0, address="198.18.0.80")
+    stub.set_hosts(HostsDB(parse_hosts("198.18.0.5 nfs1.example.test\n")))
+    assert stub.fast_answer(query("nfs1.example.test"), "127.0.0.1", 1.0) is None  # dropped from the cache
+    out = ask(stub, query("nfs1.example.test"), 1.0)
+    assert sends(out) == []
+    (reply,) = responses(out)
+    assert reply.source == "hosts" and addresses(reply) == ["198.18.0.5"]
+    (ptr,) = responses(ask(stub, query("5.0.18.198.in-addr.arpa", "PTR"), 1.0))
+    assert addresses(ptr) == ["nfs1.example.test."]
+    (nodata,) = responses(ask(stub, query("nfs1.example.test", "AAAA"), 1.0))
+    assert parsed(nodata).rcode() == dns.rcode.NOERROR and not parsed(nodata).answer
+
+
+def test_nxdomain_is_cached_for_the_soa_minimum():
+    stub = make_stub()
+    out = ask(stub, query("nope.example.test"), 0.0)
+    to_a = sends(out)[0]
+    stub.upstream_reply(to_a.token, reply_to(to_a, rcode=dns.rcode.NXDOMAIN, soa_minimum=30), A, 0.0)
+    stub.drain()
+    hit = dns.message.from_wire(stub.fast_answer(query("nope.example.test"), "127.0.0.1", 29.0))
+    assert hit.rcode() == dns.rcode.NXDOMAIN and hit.authority[0].ttl == 1
+    assert stub.fast_answer(query("nope.example.test"), "127.0.0.1", 30.0) is None
+
+
+def test_stale_answer_after_stale_answer_after_and_the_refresh_continues():
+    stub = make_stub(stale_answer_after=0.1)
+    resolve(stub, "www.example.test", 0.0, ttl=10)
+    out = ask(stub, query(), 100.0)
+    assert len(sends(out)) == 2 and not responses(out)
+    stub.timer_fired(100.09)
+    assert responses(stub.drain()) == []
+    stub.timer_fired(100.1)
+    (stale,) = responses(stub.drain())
+    assert stale.source == "stale" and parsed(stale).answer[0].ttl == 30
+    (late,) = responses(ask(stub, query(qid=9), 100.12))  # joins the refresh: stale at once
+    assert late.source == "stale"
+    to_a = sends(out)[0]
+    stub.upstream_reply(to_a.token, reply_to(to_a, address="198.18.0.81", ttl=10), A, 100.15)
+    assert responses(stub.drain()) == []  # everyone was answered already
+    fresh = dns.message.from_wire(stub.fast_answer(query(), "127.0.0.1", 101.0))
+    assert fresh.answer[0][0].to_text() == "198.18.0.81"  # the background refresh landed
+    assert stub.status()["cache"]["stale_served"] == 2
+
+
+def test_stale_at_once_when_every_upstream_is_down():
+    stub = make_stub()
+    resolve(stub, "www.example.test", 0.0, ttl=10)
+    kill_both_upstreams(stub, 50.0)
+    out = ask(stub, query(), 100.0)
+    (stale,) = responses(out)
+    assert stale.source == "stale"
+    assert len(sends(out)) == 2  # the refresh still asks everyone
+
+
+def test_never_cached_name_gets_servfail_at_timeout():
+    stub = make_stub(timeout=2.0)
+    out = ask(stub, query("new.example.test"), 0.0)
+    assert len(sends(out)) == 2
+    when = stub.deadline()
+    replies = []
+    for _ in range(20):  # bounded: follow the core's own deadlines
+        stub.timer_fired(when)
+        replies += responses(stub.drain())
+        if replies:
+            break
+        when = stub.deadline()
+    assert when == pytest.approx(2.0)
+    assert parsed(replies[0]).rcode() == dns.rcode.SERVFAIL
+
+
+def test_beyond_max_inflight_misses_get_servfail_at_once_and_hits_still_answer():
+    stub = make_stub(max_inflight=1)
+    resolve(stub, "cached.example.test", 0.0)
+    ask(stub, query("one.example.test"), 1.0)
+    (reply,) = responses(ask(stub, query("two.example.test"), 1.0))
+    assert parsed(reply).rcode() == dns.rcode.SERVFAIL
+    assert stub.fast_answer(query("cached.example.test"), "127.0.0.1", 1.0) is not None
+
+
+def test_truncated_upstream_reply_is_retried_over_tcp_and_tcp_clients_get_it_whole():
+    stub = make_stub()
+    out = ask(stub, query(), 0.0, tcp=True)
+    to_a = sends(out)[0]
+    stub.upstream_reply(to_a.token, reply_to(to_a, tc=True), A, 0.001)
+    (tcp,) = sends(stub.drain())
+    assert tcp.tcp
+    stub.upstream_reply(tcp.token, reply_to(tcp), None, 0.003)
+    (reply,) = responses(stub.drain())
+    assert addresses(reply) == ["198.18.0.80"]
+
+
+# --- hostile input never crashes the core
+
+
+def header(**fields):
+    values = {"id": 1, "flags": 0x0100, "qd": 1, "an": 0, "ns": 0, "ar": 0, **fields}
+    return struct.pack(">6H", *values.values())
+
+
+NAME = b"\x03www\x07example\x04test\x00"
+
+
+@pytest.mark.parametrize("wire, rcode", [
+    (b"\x00\x01\x01", None),  # truncated header: dropped
+    (header(qd=2) + NAME + b"\x00\x01\x00\x01" + NAME + b"\x00\x01\x00\x01", dns.rcode.FORMERR),
+    (header() + b"\x05ab\x00", dns.rcode.FORMERR),  # bad label lengths
+    (header(flags=0x2100) + NAME + b"\x00\x01\x00\x01", dns.rcode.NOTIMP),  # UPDATE
+    (header() + NAME + b"\x00\x01\x00\x01" + b"\x00" * 60000, dns.rcode.FORMERR),  # huge
+])
+def test_malformed_queries_get_formerr_notimp_or_nothing(wire, rcode):
+    stub = make_stub()
+    out = ask(stub, wire, 0.0)
+    assert sends(out) == []
+    if rcode is None:
+        assert responses(out) == []
+    else:
+        (reply,) = responses(out)
+        assert reply.wire[3] & 0x0F == rcode
+    assert stub.status()["malformed"] == 1
+
+
+def mutations():
+    base = query("www.example.test", use_edns=0)
+    return st.one_of(
+        st.binary(max_size=600),
+        st.lists(st.tuples(st.integers(0, len(base) - 1), st.integers(0, 255)), max_size=6).map(
+            lambda edits: bytes(_apply(base, edits))),
+        st.binary(max_size=40).map(lambda tail: header() + tail),
+    )
+
+
+def _apply(base, edits):
+    data = bytearray(base)
+    for index, value in edits:
+        data[index] = value
+    return data
+
+
+@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutations())
+def test_fuzz_random_and_mutated_queries_never_crash(wire):
+    stub = FUZZ_STUB
+    fast = stub.fast_answer(wire, "127.0.0.1", 1.0)
+    assert fast is None or fast[:2] == wire[:2]
+    stub.query_received(wire, "c", "127.0.0.1", False, 1.0)
+    for effect in stub.drain():
+        if isinstance(effect, Respond):
+            assert effect.wire[:2] == wire[:2] and effect.wire[2] & 0x80
+    assert stub.internal_errors == 0
+
+
+FUZZ_STUB = make_stub(max_inflight=10_000)
+resolve(FUZZ_STUB, "www.example.test", 0.0)  # so mutated queries may hit the byte path too

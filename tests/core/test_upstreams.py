@@ -1,0 +1,88 @@
+"""upstreams: RTT smoothing, down after repeated timeouts, probing with backoff, hedge order."""
+
+import pytest
+
+from bootres.core import upstreams
+from bootres.core.effects import INFO, WARNING, Log
+from bootres.core.upstreams import Upstream, Upstreams, parse_resolv_conf
+
+
+def make(*labels):
+    return Upstreams([Upstream((label, 53), f"{label}:53") for label in labels])
+
+
+def test_rtt_is_smoothed_like_rfc_6298():
+    u = Upstream(("198.18.0.10", 53), "198.18.0.10:53")
+    assert u.rto() == upstreams.INITIAL_RTO
+    u.answered(0.010)
+    assert (u.srtt, u.rttvar) == (0.010, 0.005)
+    u.answered(0.020)
+    assert u.srtt == pytest.approx(0.01125)
+    assert u.rttvar == pytest.approx(0.00625)
+    assert u.rto() == upstreams.MIN_RTO  # DNS floor, not TCP's one second
+    assert u.auto_hedge_delay() == pytest.approx(0.01125 + 4 * 0.00625)
+
+
+def test_down_after_three_timeouts_in_a_row_and_up_at_the_first_reply():
+    u = Upstream(("198.18.0.10", 53), "198.18.0.10:53")
+    assert u.timed_out(10.0) == [] and u.timed_out(10.1) == []
+    u.answered(0.001)  # a reply resets the count
+    assert u.timed_out(11.0) == [] and u.timed_out(11.1) == []
+    assert u.timed_out(11.2) == [Log(WARNING, "upstream 198.18.0.10:53 is down (3 queries in a row timed out)")]
+    assert u.state == "down" and u.timeouts == 5
+    assert u.answered(0.002) == [Log(INFO, "upstream 198.18.0.10:53 is up again (answered in 2.0 ms)")]
+    assert u.state == "up"
+
+
+def test_down_upstreams_are_left_out_except_for_probes_with_backoff():
+    group = make("a", "b")
+    a, b = group.all
+    for t in (0.0, 0.1, 0.2):
+        a.timed_out(t)
+    assert group.plan("race", 0.5) == ([b], [])
+    assert group.plan("race", 1.2) == ([b], [a])  # PROBE_FIRST after it went down
+    assert group.plan("race", 2.0) == ([b], [])
+    assert a.next_probe_at == pytest.approx(1.2 + 2 * upstreams.PROBE_FIRST)  # doubling
+    for _ in range(10):
+        group.plan("race", a.next_probe_at)
+    assert a.probe_interval == upstreams.PROBE_MAX
+
+
+def test_when_everything_is_down_everyone_is_asked():
+    group = make("a", "b")
+    for u in group.all:
+        for t in (0.0, 0.1, 0.2):
+            u.timed_out(t)
+    assert group.all_down() and not group.healthy()
+    assert group.plan("hedge", 0.3) == (group.all, [])
+
+
+def test_hedge_order_is_best_rtt_first_then_unmeasured_in_config_order():
+    group = make("a", "b", "c", "d")
+    a, b, c, d = group.all
+    c.answered(0.002)
+    b.answered(0.050)
+    assert group.plan("hedge", 0.0) == ([c, b, a, d], [])
+    assert group.plan("race", 0.0) == ([a, b, c, d], [])
+
+
+def test_auto_hedge_delay_stays_within_bounds():
+    u = Upstream(("a", 53), "a")
+    assert u.auto_hedge_delay() == upstreams.HEDGE_UNKNOWN
+    u.answered(0.0001)
+    assert u.auto_hedge_delay() == upstreams.HEDGE_MIN
+    u.answered(5.0)
+    assert u.auto_hedge_delay() == upstreams.HEDGE_MAX
+
+
+def test_a_new_configuration_keeps_the_history_of_upstreams_that_stay():
+    group = make("a", "b")
+    group.all[0].answered(0.01)
+    new = group.replaced_by([(("a", 53), "a:53"), (("c", 53), "c:53")])
+    assert new.all[0] is group.all[0]
+    assert new.all[1].label == "c:53" and new.all[1].state == "unknown"
+
+
+def test_resolv_conf_nameservers_in_order():
+    text = "# comment\nsearch example.test\nnameserver 198.18.0.10\nnameserver  2001:db8::1 \noptions edns0\n"
+    assert parse_resolv_conf(text) == ["198.18.0.10", "2001:db8::1"]
