@@ -50,13 +50,12 @@ class RouterService:
         on_change: Callable[[list[str]], None],
         *,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
-        rng: random.Random | None = None,
     ):
         self.cfg = cfg
         self.log = log
         self.on_change = on_change
         self.poll_interval = poll_interval
-        self.rng = rng or random.SystemRandom()
+        self.rng = random.SystemRandom()  # draws each interface's solicitation delay for the core
         self.core: RouterDiscovery | None = None
         self.sockets: dict[int, icmpio.IcmpSocket] = {}
         self._netlink = netlinkio.Netlink()
@@ -65,6 +64,7 @@ class RouterService:
         self._timer: asyncio.TimerHandle | None = None
         self._poller: asyncio.Task | None = None
         self._route_ops: set[asyncio.Future] = set()
+        self._extra_polls: set[asyncio.Task] = set()  # referenced so they are not collected mid-flight
         self._netlink_failing = False
         self._route_problem: str | None = None
         self._socket_failed: set[int] = set()
@@ -86,9 +86,10 @@ class RouterService:
 
     async def stop(self) -> None:
         """Close sockets and stop polling.  The route stays: a restart must not cut the host off."""
-        if self._poller is not None:
-            self._poller.cancel()
-            await asyncio.gather(self._poller, return_exceptions=True)
+        polls = [t for t in (self._poller, *self._extra_polls) if t is not None]
+        for task in polls:
+            task.cancel()
+        await asyncio.gather(*polls, return_exceptions=True)
         if self._timer is not None:
             self._timer.cancel()
         if self._route_ops:
@@ -103,21 +104,15 @@ class RouterService:
         self.cfg = cfg
         self.core.reconfigure(solicit=cfg.solicit, install_route=cfg.install_route, static=cfg.static)
         self._pump()
-        asyncio.ensure_future(self._poll_once())
+        task = asyncio.ensure_future(self._poll_once())
+        self._extra_polls.add(task)
+        task.add_done_callback(self._extra_polls.discard)
 
     # --- what the daemon reads
 
     def status(self) -> dict:
         """The SPEC's ``router`` object, plus interfaces, kernel default routes and drop counts."""
         return {"discovery": self.cfg.discovery, **self.core.status(self._loop.time())}
-
-    def healthy(self) -> bool:
-        """A default router is known (from any source)."""
-        return bool(self.core.default_routers)
-
-    @property
-    def default_routers(self) -> list[str]:
-        return [str(r) for r in self.core.default_routers]
 
     # --- inputs
 

@@ -137,10 +137,6 @@ class StubFiles:
                 entry["error"] = self.failing[entry["path"]]
         return report
 
-    def healthy(self) -> bool:
-        """Every file's last write succeeded."""
-        return not self.failing
-
     # --- the work
 
     def _entries(self) -> list[etcfiles.HostsEntry]:
