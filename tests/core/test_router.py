@@ -378,3 +378,12 @@ def test_reconfigure_keeps_the_table_and_applies_new_fallbacks():
     rd.drain()
     rd.reconfigure(solicit=False, install_route=False, static=())
     assert rd.default_routers == (A("198.18.1.1"),) and rd.drain() == []
+
+
+def test_docs_state_table_is_the_code_table():
+    from pathlib import Path
+
+    rows = "".join(f"| {state} | {event} | {after} |\n" for (state, event), after in core.SOLICIT_TRANSITIONS.items())
+    table = "| state | input | next state |\n|---|---|---|\n" + rows
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "router.md").read_text()
+    assert table in doc, "docs/router.md's state table drifted from SOLICIT_TRANSITIONS; paste:\n" + table
