@@ -1,0 +1,305 @@
+"""Build the .deb, a Debian 12 root file system, and boot it with systemd as PID 1.
+
+The facts this relies on are in shared/BOOT-TESTING.md: mmdebstrap minbase
+in ~15 s, ``systemd-nspawn --boot --register=no --keep-unit
+--private-network`` started in a cgroup of its own, checks run with
+``nsenter -t <container PID 1> -a`` and a ``timeout`` *inside* the
+container (if the host kills nsenter, nspawn's exit stalls).
+
+The image is a real little network: systemd-networkd creates a veth pair
+inside the container's private network namespace and
+systemd-networkd-wait-online makes network-online.target part of the boot
+transaction (otherwise ordering "before network-online.target" is satisfied
+trivially); nsd serves ``example.test`` on 198.18.0.10 as the upstream.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+CLEAN_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"  # Debian's python3 for pybuild, not pyenv's
+CACHE_ROOT = Path(os.environ.get("BOOTRES_BOOT_CACHE", "/var/tmp/bootres-boot"))
+SOURCES = "/etc/apt/sources.list.d/debian.sources"
+INCLUDE = [
+    "systemd", "systemd-sysv", "dbus", "iproute2", "python3", "procps",
+    # bootres's dependencies come from the archive, like on a real host
+    "python3-dnspython", "python3-pyroute2", "python3-systemd",
+    # the upstream nameserver
+    "nsd",
+]
+TOOLS = ["mmdebstrap", "systemd-nspawn", "nsenter", "dpkg-buildpackage", "lintian", "unshare"]
+
+UPSTREAM = "198.18.0.10"
+ROUTER = "198.18.0.1"
+ZONE = f"""\
+$ORIGIN example.test.
+$TTL 300
+@        IN SOA ns.example.test. hostmaster.example.test. 1 3600 600 86400 300
+@        IN NS  ns.example.test.
+ns       IN A   {UPSTREAM}
+www      IN A   198.18.0.80
+mailhub  IN A   198.18.0.25
+"""
+
+IMAGE_FILES = {
+    # A veth pair inside the container, so networkd has links to bring
+    # online and wait-online has something to wait for.
+    "etc/systemd/network/10-lab.netdev": "[NetDev]\nName=lab0\nKind=veth\n[Peer]\nName=lab1\n",
+    "etc/systemd/network/10-lab0.network": (
+        "[Match]\nName=lab0\n[Network]\nAddress=198.18.0.2/24\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n"
+    ),
+    "etc/systemd/network/10-lab1.network": (
+        f"[Match]\nName=lab1\n[Network]\nAddress={UPSTREAM}/24\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n"
+    ),
+    # freebind: nsd may start before networkd has added the address.
+    "etc/nsd/nsd.conf": (
+        "server:\n  ip-address: " + UPSTREAM + "\n  ip-freebind: yes\n  do-ip6: no\n"
+        "  zonesdir: /etc/nsd\n  log-only-syslog: yes\n"
+        "remote-control:\n  control-enable: no\n"
+        "zone:\n  name: example.test\n  zonefile: example.test.zone\n"
+    ),
+    "etc/nsd/example.test.zone": ZONE,
+    # What DHCP would have written: bootres takes these nameservers as its
+    # upstreams (manage_resolv_conf, no upstreams given) and puts this file
+    # back when it stops.
+    "etc/resolv.conf": f"search example.test\nnameserver {UPSTREAM}\n",
+    "etc/bootres/conf.d/50-boot-test.conf": (
+        "[resolver]\nmanage_resolv_conf = yes\n"
+        "[hosts]\npin = mailhub.example.test\nrouter_names = site-router\n"
+        f"[router]\ninterfaces = lab0\nstatic = {ROUTER}\n"
+    ),
+    "etc/hostname": "bootres-test\n",
+}
+
+
+class BootError(AssertionError):
+    """Something in building or booting the image went wrong; the message says what."""
+
+
+def missing_tools() -> list[str]:
+    return [tool for tool in TOOLS if not shutil.which(tool, path=CLEAN_PATH)]
+
+
+def run(*argv: str, timeout: float = 120, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+    env = kwargs.pop("env", None) or {"PATH": CLEAN_PATH, "LC_ALL": "C.UTF-8", "HOME": "/root"}
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, **kwargs)
+    if check and proc.returncode != 0:
+        raise BootError(f"{' '.join(argv)} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+# --- the package
+
+
+def source_tree(dest: Path) -> Path:
+    """A copy of the working tree (tracked and new files, not ignored ones), so the build leaves the repo clean."""
+    listing = run("git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others", "--exclude-standard").stdout
+    tree = dest / "bootres"
+    for name in filter(None, listing.split("\0")):
+        source = REPO / name
+        if not source.is_file():
+            continue  # deleted in the working tree but still in the index
+        target = tree / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+    return tree
+
+
+def build_deb(dest: Path) -> tuple[Path, Path, str]:
+    """dpkg-buildpackage -us -uc -b in a copy of the tree; returns (.deb, .changes, build log)."""
+    tree = source_tree(dest)
+    proc = run("dpkg-buildpackage", "-us", "-uc", "-b", cwd=tree, timeout=300)
+    debs = sorted(dest.glob("bootres_*_all.deb"))
+    changes = sorted(dest.glob("bootres_*.changes"))
+    if not debs or not changes:
+        raise BootError(f"dpkg-buildpackage made no .deb:\n{proc.stdout[-3000:]}")
+    return debs[-1], changes[-1], proc.stdout + proc.stderr
+
+
+# --- the root file system, cached across tests and runs
+
+
+def _base_key() -> str:
+    digest = hashlib.sha256()
+    digest.update(" ".join(INCLUDE).encode())
+    digest.update(Path(SOURCES).read_bytes())
+    digest.update(run("mmdebstrap", "--version").stdout.encode())
+    # Refreshed daily so security updates reach the image.
+    digest.update(time.strftime("%Y-%m-%d").encode())
+    return digest.hexdigest()[:16]
+
+
+def base_rootfs() -> Path:
+    """A bookworm minbase tree with systemd, bootres's dependencies and nsd; built once, then reused."""
+    CACHE_ROOT.mkdir(parents=True, exist_ok=True)
+    base = CACHE_ROOT / f"base-{_base_key()}"
+    with open(CACHE_ROOT / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two test runs at once build it once
+        if base.is_dir():
+            return base
+        for stale in CACHE_ROOT.glob("base-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        building = Path(tempfile.mkdtemp(prefix="building-", dir=CACHE_ROOT))
+        building.rmdir()
+        run("mmdebstrap", "--variant=minbase", f"--include={','.join(INCLUDE)}",
+            "bookworm", str(building), SOURCES, timeout=600)
+        building.rename(base)
+    return base
+
+
+def prepare_image(work: Path, deb: Path) -> Path:
+    """A fresh copy of the base with the lab network, nsd, and the .deb installed through apt."""
+    root = work / "root"
+    run("cp", "-a", "--reflink=auto", str(base_rootfs()), str(root))
+    for name, text in IMAGE_FILES.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    shutil.copy(deb, root / "tmp" / deb.name)
+    chroot = ["chroot", str(root)]
+    # Maintainer scripts cannot start services in a chroot (no systemd
+    # running: deb-systemd-invoke skips it); enabling is what must happen.
+    run(*chroot, "apt-get", "install", "-y", f"/tmp/{deb.name}",
+        env={"PATH": CLEAN_PATH, "DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C.UTF-8"})
+    (root / "tmp" / deb.name).unlink()
+    run(*chroot, "systemctl", "enable", "systemd-networkd.service", "systemd-networkd-wait-online.service")
+    # Something must want network-online.target, as on a server with
+    # services that need the network; else the target is never reached.
+    run(*chroot, "systemctl", "add-wants", "multi-user.target", "network-online.target")
+    return root
+
+
+# --- booting it
+
+
+class Container:
+    """``systemd-nspawn --boot`` of ``root`` in a cgroup of its own; ``run()`` executes inside."""
+
+    def __init__(self, root: Path, name: str):
+        self.root = root
+        self.name = name
+        self.console = root.parent / "console.log"
+        self.cgroups = _cgroup_dirs(f"bootres-boot-{name}")
+        self.proc: subprocess.Popen | None = None
+        self.pid1: int | None = None
+
+    def boot(self, timeout: float = 60) -> float:
+        """Start, wait until boot finished (running or degraded); return seconds taken."""
+        for directory in self.cgroups:
+            directory.mkdir(exist_ok=True)
+        started = time.monotonic()
+        self.proc = subprocess.Popen(
+            ["systemd-nspawn", "-D", str(self.root), "--boot", "--register=no", "--keep-unit",
+             "--private-network", "--resolv-conf=off", "--timezone=off", "--link-journal=no",
+             "--console=pipe", f"--machine={self.name}"],
+            stdin=subprocess.DEVNULL, stdout=open(self.console, "w"), stderr=subprocess.STDOUT,
+            env={"PATH": CLEAN_PATH},
+            preexec_fn=self._enter_cgroups,
+        )
+        deadline = started + timeout
+        while self.pid1 is None:
+            self.pid1 = _systemd_child(self.proc.pid)
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise BootError(f"systemd-nspawn did not start systemd:\n{self.console.read_text()[-3000:]}")
+            time.sleep(0.05)
+        state = ""
+        while state not in ("running", "degraded") and time.monotonic() < deadline:
+            # Fails until systemd's private bus socket exists; then waits for the boot to end.
+            left = max(deadline - time.monotonic(), 1)
+            proc = self.run("systemctl", "is-system-running", "--wait", timeout=left, check=False)
+            state = proc.stdout.strip()
+            if state not in ("running", "degraded"):
+                time.sleep(0.1)
+        if state not in ("running", "degraded"):
+            raise BootError(f"boot did not finish: {state!r}\n{self.diagnostics()}")
+        return time.monotonic() - started
+
+    def _enter_cgroups(self) -> None:
+        # Runs in the child before exec: nspawn and the container's systemd
+        # live in this cgroup, so two containers never share (or kill) one.
+        for directory in self.cgroups:
+            with open(directory / "cgroup.procs", "w") as procs:
+                procs.write("0")
+
+    def run(self, *argv: str, timeout: float = 30, check: bool = True) -> subprocess.CompletedProcess:
+        """``argv`` inside the container, all namespaces, a clean environment, ``timeout`` inside."""
+        return run("nsenter", "-t", str(self.pid1), "-a", "--", "env", "-i", f"PATH={CLEAN_PATH}",
+                   "timeout", str(timeout), *argv, timeout=timeout + 15, check=check)
+
+    def show(self, unit: str, prop: str) -> str:
+        return self.run("systemctl", "show", "-P", prop, unit).stdout.strip()
+
+    def diagnostics(self) -> str:
+        parts = []
+        for argv in (["systemctl", "--failed", "--no-pager"],
+                     ["journalctl", "-b", "--no-pager", "-n", "80", "-u", "bootres.service"]):
+            try:
+                parts.append(self.run(*argv, check=False, timeout=10).stdout)
+            except (BootError, subprocess.TimeoutExpired) as exc:
+                parts.append(str(exc))
+        return "\n".join(parts)
+
+    def poweroff(self, timeout: float = 30) -> None:
+        if self.proc is None:
+            return
+        with contextlib.suppress(BootError, subprocess.TimeoutExpired):
+            if self.proc.poll() is None and self.pid1:
+                self.run("systemctl", "poweroff", "--no-block", timeout=10, check=False)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+        for directory in self.cgroups:
+            _remove_cgroup(directory)
+
+
+def _cgroup_dirs(name: str) -> list[Path]:
+    """One directory per hierarchy nspawn cares about: the v1 name=systemd tree and/or cgroup2."""
+    found = []
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        _, mountpoint, fstype, options = line.split()[:4]
+        if fstype == "cgroup2" or (fstype == "cgroup" and "name=systemd" in options.split(",")):
+            found.append(Path(mountpoint) / name)
+    return found
+
+
+def _systemd_child(pid: int) -> int | None:
+    """The container's PID 1 as seen from here: nspawn's child running systemd."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return None
+    for child in children:
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{child}/comm").read_text().strip() == "systemd":
+                return int(child)
+    return None
+
+
+def _remove_cgroup(directory: Path) -> None:
+    """rmdir the cgroup once its last process is gone (children first)."""
+    if not directory.is_dir():
+        return
+    for child in sorted((p for p in directory.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        with contextlib.suppress(OSError):
+            child.rmdir()
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            directory.rmdir()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.1)

@@ -1,0 +1,196 @@
+"""The package, built and booted for real: issue 5's "must show", one boot shared by the module.
+
+Runs as root only (skipped otherwise); as root every missing tool is a
+failure, not a skip, so CI cannot pass without it.  Budget: ~25 s package
+build (with its build-time tests), ~30 s for the cached base image on the
+first run of the day, ~1 s boot, ~20 s of checks.
+
+The tests run in file order on one container and later ones change it
+(reload, kill, stop, purge); each asserts its own preconditions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+import bootlab
+
+pytestmark = [
+    pytest.mark.boot,
+    pytest.mark.skipif(os.geteuid() != 0, reason="booting a container needs root"),
+]
+
+ORIGINAL_RESOLV_CONF = bootlab.IMAGE_FILES["etc/resolv.conf"]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    missing = bootlab.missing_tools()
+    assert not missing, f"install these for the boot test: {missing} (see .ci/setup)"
+    started = time.monotonic()
+    deb, changes, log = bootlab.build_deb(tmp_path_factory.mktemp("deb"))
+    print(f"dpkg-buildpackage: {time.monotonic() - started:.1f} s")
+    return deb, changes, log
+
+
+@pytest.fixture(scope="module")
+def box(built, tmp_path_factory):
+    work = tmp_path_factory.mktemp("boot", numbered=True)
+    started = time.monotonic()
+    root = bootlab.prepare_image(work, built[0])
+    print(f"image: {time.monotonic() - started:.1f} s")
+    container = bootlab.Container(root, f"t{os.getpid()}")
+    try:
+        print(f"boot: {container.boot():.2f} s to running")
+        yield container
+    finally:
+        container.poweroff()
+
+
+def sh(box, script: str, timeout: float = 30):
+    return box.run("sh", "-c", script, timeout=timeout, check=False)
+
+
+def wait_until(check, timeout: float = 20, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            assert result, f"timed out after {timeout}s waiting for {what}"
+            return result
+        time.sleep(0.2)
+
+
+# --- the package and the unit, on the host
+
+
+def test_package_builds_and_lintian_is_clean(built):
+    deb, changes, _ = built
+    proc = bootlab.run("lintian", "--fail-on", "error,warning", "--display-info", str(changes), check=False)
+    findings = [line for line in proc.stdout.splitlines() if re.match(r"^[EW]: ", line)]
+    assert proc.returncode == 0 and not findings, proc.stdout + proc.stderr
+    contents = bootlab.run("dpkg-deb", "--contents", str(deb)).stdout
+    for path in ("./lib/systemd/system/bootres.service", "./etc/bootres/bootres.conf", "./usr/bin/bootres"):
+        assert path in contents
+    assert bootlab.run("dpkg-deb", "--info", str(deb), "conffiles").stdout.split() == ["/etc/bootres/bootres.conf"]
+
+
+def test_unit_security_exposure_at_most_2_5():
+    proc = bootlab.run("systemd-analyze", "security", "--offline=true", str(bootlab.REPO / "units/bootres.service"))
+    exposure = float(re.search(r"Overall exposure level for bootres.service: (\d+\.\d+)", proc.stdout).group(1))
+    print(f"exposure {exposure}")
+    assert exposure <= 2.5, proc.stdout
+
+
+# --- the booted system
+
+
+def test_unit_verifies_clean_inside(box):
+    proc = box.run("systemd-analyze", "verify", "--man=no", "/lib/systemd/system/bootres.service", check=False)
+    assert proc.returncode == 0 and proc.stdout + proc.stderr == ""
+
+
+def test_service_active_and_enabled(box):
+    assert box.show("bootres.service", "ActiveState") == "active", box.diagnostics()
+    assert box.run("systemctl", "is-enabled", "bootres.service").stdout.strip() == "enabled"
+
+
+def test_ready_before_network_online_and_nss_lookup(box):
+    service = int(box.show("bootres.service", "ActiveEnterTimestampMonotonic"))
+    online = int(box.show("network-online.target", "ActiveEnterTimestampMonotonic"))
+    lookup = int(box.show("nss-lookup.target", "ActiveEnterTimestampMonotonic"))
+    print(f"bootres active {service} us, nss-lookup {lookup}, network-online {online}")
+    assert service and online and lookup, "both targets must really be reached in this boot"
+    assert service < lookup and service < online
+    # network-online.target is really waited for, by networkd's wait-online.
+    assert box.show("systemd-networkd-wait-online.service", "ActiveState") == "active"
+
+
+def test_no_ordering_cycle(box):
+    proc = box.run("systemd-analyze", "verify", "default.target", check=False)
+    assert "cycle" not in (proc.stdout + proc.stderr).lower(), proc.stdout + proc.stderr
+
+
+def test_status_json_healthy(box):
+    proc = box.run("bootres", "status", "--json", check=False)
+    report = json.loads(proc.stdout)
+    assert proc.returncode == 0, report.get("health")
+    assert report["resolver"]["listen"] == ["127.0.0.35:53"]
+    assert report["resolver"]["upstreams"][0]["address"] == f"{bootlab.UPSTREAM}:53"  # from the original resolv.conf
+    assert report["router"]["default"] == bootlab.ROUTER
+    human = box.run("bootres", "status").stdout
+    assert human.splitlines()[0].strip() == "Verdict: healthy"
+
+
+def test_pinned_and_router_names_from_the_stub_block(box):
+    def block_has_both():
+        hosts = box.run("cat", "/etc/hosts").stdout
+        return "mailhub.example.test" in hosts and "site-router" in hosts
+
+    wait_until(block_has_both, what="the pinned name and router name in /etc/hosts")
+    # -s files: answered by /etc/hosts alone, no DNS involved.
+    assert box.run("getent", "-s", "files", "hosts", "site-router").stdout.split()[0] == bootlab.ROUTER
+    assert box.run("getent", "-s", "files", "hosts", "mailhub.example.test").stdout.split()[0] == "198.18.0.25"
+    assert box.run("cat", "/etc/defaultrouter").stdout == f"{bootlab.ROUTER}\n"
+
+
+def test_names_resolve_through_the_stub(box):
+    resolv = box.run("cat", "/etc/resolv.conf").stdout
+    assert "nameserver 127.0.0.35\n" in resolv and "search example.test\n" in resolv
+    assert box.run("getent", "-s", "dns", "hosts", "www.example.test").stdout.split()[0] == "198.18.0.80"
+    assert box.run("getent", "-s", "dns", "hosts", "www").stdout.split()[0] == "198.18.0.80"  # search kept
+    reply = json.loads(box.run("bootres", "query", "--json", "www.example.test").stdout)
+    assert reply["answered"] and reply["source"] in ("upstream", "cache")
+
+
+def test_reload_with_a_broken_config_keeps_it_running(box):
+    pid = box.show("bootres.service", "MainPID")
+    sh(box, "printf '[resolver]\\nlisten = nowhere\\n' > /etc/bootres/conf.d/99-broken.conf")
+    try:
+        box.run("systemctl", "reload", "bootres.service")
+
+        def refused():
+            log = box.run("journalctl", "-b", "-u", "bootres.service", "--no-pager", "-o", "cat").stdout
+            return "reload refused" in log and "99-broken.conf:2: listen" in log
+
+        wait_until(refused, what="the refusal in the journal")
+    finally:
+        box.run("rm", "-f", "/etc/bootres/conf.d/99-broken.conf")
+    assert box.show("bootres.service", "ActiveState") == "active"
+    assert box.show("bootres.service", "MainPID") == pid
+    assert box.run("bootres", "query", "www.example.test", check=False).returncode == 0
+
+
+def test_killed_it_is_restarted_and_answers_again(box):
+    pid = box.show("bootres.service", "MainPID")
+    restarts = int(box.show("bootres.service", "NRestarts"))
+    box.run("systemctl", "kill", "-s", "KILL", "bootres.service")
+
+    def back():
+        return (box.show("bootres.service", "ActiveState") == "active"
+                and box.show("bootres.service", "MainPID") not in ("0", pid))
+
+    wait_until(back, what="bootres restarted")
+    assert int(box.show("bootres.service", "NRestarts")) == restarts + 1
+    wait_until(lambda: box.run("getent", "-s", "dns", "hosts", "www.example.test", check=False).returncode == 0,
+               timeout=10, what="answers after the restart")
+    assert box.run("bootres", "status", check=False).returncode == 0
+
+
+def test_stop_restores_resolv_conf_and_purge_removes_state(box):
+    box.run("systemctl", "stop", "bootres.service")
+    assert box.run("cat", "/etc/resolv.conf").stdout == ORIGINAL_RESOLV_CONF
+    assert box.run("bootres", "status", check=False).returncode == 3
+    box.run("systemctl", "start", "bootres.service")
+    assert "127.0.0.35" in box.run("cat", "/etc/resolv.conf").stdout
+    # Killed, then purged: the package's postrm puts resolv.conf back.
+    box.run("systemctl", "kill", "-s", "KILL", "bootres.service")
+    sh(box, "systemctl stop bootres.service; DEBIAN_FRONTEND=noninteractive dpkg --purge bootres", timeout=60)
+    assert box.run("cat", "/etc/resolv.conf").stdout == ORIGINAL_RESOLV_CONF
+    assert sh(box, "test -e /var/lib/bootres || test -e /etc/bootres/bootres.conf").returncode != 0
