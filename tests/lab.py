@@ -382,7 +382,7 @@ class Lab:
     def nsd(self, ns: Netns, address: str, zone: str = "example.test.",
             records: dict[str, str | list[str]] | None = None, *, ttl: int = 300,
             wildcard: str | None = WILDCARD_ADDRESS, extra: str = "",
-            port: int = 53) -> Daemon:
+            port: int = 53, rate_limit: bool = True) -> Daemon:
         """Debian's nsd, authoritative for ``zone``, answering on ``address:port``.
 
         The zone has SOA and NS, an A (or AAAA) record per address in
@@ -390,6 +390,11 @@ class Lab:
         dot), ``*.zone`` A ``wildcard`` unless None (every other name then
         exists: distinct cache misses on demand), and ``extra`` zone-file
         lines. The SOA minimum (negative TTL) is ``ttl`` too.
+
+        ``rate_limit=False`` turns off Debian nsd's response rate limiting
+        (on by default at 200 answers/s per source /24, wildcard answers
+        counted together): above that it silently drops replies, which a
+        test sending thousands of distinct misses would see as loss.
         """
         workdir = self._workdir(ns, "nsd")
         lines = [f"$ORIGIN {zone}", f"$TTL {ttl}",
@@ -405,6 +410,7 @@ class Lab:
         # chroot "" and username "": stay root in our own directory, so no
         # file of the Debian package (/etc/nsd, /var/lib/nsd) is touched.
         conf = workdir / "nsd.conf"
+        rrl = "" if rate_limit else "  rrl-ratelimit: 0\n  rrl-whitelist-ratelimit: 0\n"
         conf.write_text(f"""\
 server:
   server-count: 1
@@ -419,7 +425,7 @@ server:
   xfrdfile: "{workdir}/xfrd.state"
   xfrdir: "{workdir}"
   verbosity: 1
-remote-control:
+{rrl}remote-control:
   control-enable: no
 zone:
   name: "{zone}"
