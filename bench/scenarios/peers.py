@@ -11,6 +11,7 @@ systemd as PID 1, which this machine does not run.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -90,7 +91,6 @@ listen = {listen}:53
 upstreams = {upstreams}
 strategy = {strategy}
 cache_file = {dir}/cache.db
-hosts_files =
 
 [hosts]
 file = {hosts_file}
@@ -99,6 +99,7 @@ pin = {pin}
 
 [router]
 discovery = {discovery}
+interfaces = {interfaces}
 defaultrouter_file = {dir}/defaultrouter
 
 [service]
@@ -109,30 +110,30 @@ state_dir = {dir}/run
 class Bootres(Resolver):
     """`bootres run` from this tree, by the bench's own python, one instance per scenario.
 
-    Settings are bootres's defaults except paths (all in a work directory)
-    and what a scenario turns on: the hosts block, pinned names and router
-    discovery are off unless set before `start`.
+    Settings are bootres's defaults except paths (all in a fresh work
+    directory per start) and what a scenario turns on with `settings`: the
+    hosts block, pinned names and router discovery are off by default.
     """
 
     listen = "127.0.0.35"
+    DEFAULT_SETTINGS = {"hosts_file": "", "pin": "", "discovery": "no", "interfaces": ""}
 
     def __init__(self, strategy: str):
         super().__init__()
         self.strategy = strategy
         self.name = f"bootres-{strategy}"
         self.proc: subprocess.Popen | None = None
-        self.hosts_file = ""
-        self.pin = ""
-        self.discovery = "no"
+        self.starts = 0
 
-    def start(self, world, upstreams, wait_ready: bool = True) -> None:
+    def start(self, world, upstreams, wait_ready: bool = True, **settings) -> None:
         self.world = world
-        self.dir = world.workdir / self.name
-        (self.dir / "run").mkdir(parents=True, exist_ok=True)
+        self.starts += 1
+        self.dir = world.workdir / f"{self.name}-{self.starts}"
+        (self.dir / "run").mkdir(parents=True)
         self.config_path = self.dir / "bootres.conf"
         self.config_path.write_text(BOOTRES_CONF.format(
             listen=self.listen, upstreams=" ".join(upstreams), strategy=self.strategy, dir=self.dir,
-            hosts_file=self.hosts_file, pin=self.pin, discovery=self.discovery))
+            **{**self.DEFAULT_SETTINGS, **settings}))
         self.exec()
         if wait_ready:
             self.wait_ready()
@@ -155,6 +156,13 @@ class Bootres(Resolver):
             except (dns.exception.DNSException, OSError):
                 time.sleep(0.02)
         raise RuntimeError(f"{self.name} did not answer within {timeout} s: {self.log()[-2000:]}")
+
+    def status(self) -> dict:
+        """`bootres status --json`, parsed ({} when it printed nothing usable)."""
+        try:
+            return json.loads(self.cli("status", "--json").stdout)
+        except ValueError:
+            return {}
 
     def log(self) -> str:
         return self.proc.log_path.read_text(errors="replace") if self.proc and self.proc.log_path else ""

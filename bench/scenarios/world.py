@@ -8,7 +8,7 @@ One LAN on one switch:
     ns2     198.18.0.12   nsd
     r1, r2  198.18.0.1, 198.18.0.254   routers sending RFC 1256 advertisements (scenarios 5, 6)
 
-Every nsd serves `test.` with wildcards, so every invented name exists:
+Every nsd (response rate limiting off) serves `test.` with wildcards, so every invented name exists:
 `*.test` (TTL 300) for misses and hits, `*.stale.test` (TTL 1) for names
 that must be expired by the time a scenario asks again.
 
@@ -21,8 +21,12 @@ network.
 
 from __future__ import annotations
 
+import subprocess
 import sys
+import time
 from pathlib import Path
+
+import dns.exception
 
 REPO = Path(__file__).resolve().parents[2]
 # tests/lab.py imports its neighbours as top-level modules (pytest's pythonpath = tests).
@@ -36,7 +40,41 @@ PREFIX = 24
 SLOW_MS = 50
 STALE_ADDRESS = "198.19.0.2"
 COUNTER_TAG = "bench-upstream-queries"
+ZONE = f"""\
+$ORIGIN test.
+$TTL 300
+@        IN SOA ns1 hostmaster 1 3600 600 86400 300
+@        IN NS  ns1
+ns1      IN A   {UPSTREAMS["ns1"]}
+*        IN A   {testlab.WILDCARD_ADDRESS}
+*.stale  1 IN A {STALE_ADDRESS}
+"""
+NSD_CONF = """\
+server:
+  server-count: 1
+  ip-address: {listen}@53
+  do-ip6: no
+  chroot: ""
+  username: ""
+  zonesdir: "{dir}"
+  database: ""
+  pidfile: "{dir}/nsd.pid"
+  zonelistfile: "{dir}/zone.list"
+  xfrdfile: "{dir}/xfrd.state"
+  xfrdir: "{dir}"
+  rrl-ratelimit: 0
+  rrl-whitelist-ratelimit: 0
+remote-control:
+  control-enable: no
+zone:
+  name: "test."
+  zonefile: "zone"
+"""
 DELAY_PROXY = Path(__file__).with_name("delayproxy.py")
+RDISC_ROUTER = Path(__file__).with_name("rdisc_router.py")
+# Routers advertise every 2 s with a 6 s lifetime: a dead one is forgotten within 6 s.
+ADVERT_INTERVAL_S = 2
+ADVERT_LIFETIME_S = 6
 
 
 class Upstream:
@@ -51,23 +89,36 @@ class Upstream:
         self.dead = False
         delayed = label == "slow"
         # The slow one: nsd on its own loopback, the delaying proxy on the LAN address.
-        world.lab.nsd(self.ns, "127.0.0.1" if delayed else address, zone="test.", ttl=300,
-                      extra=f"*.stale 1 IN A {STALE_ADDRESS}")
+        self.start_nsd(world.workdir / label, "127.0.0.1" if delayed else address)
         if delayed:
             self.ns.popen(sys.executable, str(DELAY_PROXY), address, "127.0.0.1", str(SLOW_MS))
-            self._wait_proxy()
+        self._wait_answering()
         for match in (["-p", "udp"], ["-p", "tcp", "--syn"]):
             self.ns.iptables("-t", "raw", "-A", "PREROUTING", "-i", "eth0", *match, "--dport", "53",
                              "-m", "comment", "--comment", COUNTER_TAG)
 
-    def _wait_proxy(self) -> None:
-        for _ in range(50):  # bounded: 50 tries, about 5 s
+    def start_nsd(self, workdir: Path, listen: str) -> None:
+        """nsd for `test.`, like the lab's `nsd()` but with response rate limiting off.
+
+        Debian's nsd limits answers to 200/s per client /24 and wildcard
+        (rrl-ratelimit), dropping or truncating the rest: scenario 7's
+        misses, all wildcard answers to one client, would measure nsd's
+        limiter instead of the resolver.
+        """
+        workdir.mkdir()
+        (workdir / "zone").write_text(ZONE)
+        (workdir / "nsd.conf").write_text(NSD_CONF.format(listen=listen, dir=workdir))
+        testlab.run("nsd-checkconf", str(workdir / "nsd.conf"))
+        self.ns.popen("nsd", "-d", "-c", str(workdir / "nsd.conf"))
+
+    def _wait_answering(self) -> None:
+        for _ in range(50):  # bounded: 50 tries, about 10 s
             try:
                 self.ns.dns_query(self.address, "ready.test", timeout=0.2)
                 return
-            except Exception:
+            except (dns.exception.DNSException, OSError):
                 continue
-        raise testlab.LabError(f"delaying proxy on {self.address} does not answer")
+        raise testlab.LabError(f"nameserver {self.label} on {self.address} does not answer")
 
     def kill(self) -> None:
         if not self.dead:
@@ -136,3 +187,30 @@ class World:
         out = self.client.run("ip", "-4", "route", "show", "default").stdout.split()
         return out[out.index("via") + 1] if "via" in out else None
 
+
+    def advertise(self, label: str, preference: int) -> subprocess.Popen:
+        """Router `label` starts sending RFC 1256 advertisements; kill the process to make it die."""
+        return self.routers[label].popen(sys.executable, str(RDISC_ROUTER), ROUTERS[label], str(preference),
+                                         str(ADVERT_INTERVAL_S), str(ADVERT_LIFETIME_S))
+
+    def getent_files(self, name: str) -> str | None:
+        """The address the client's /etc/hosts alone gives `name` (glibc, no DNS), or None."""
+        out = self.client.run("getent", "-s", "files", "hosts", name, check=False).stdout.split()
+        return out[0] if out else None
+
+
+def kill(proc: subprocess.Popen) -> None:
+    """SIGKILL one process we started and reap it."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(5)
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.05):
+    """Poll `predicate` until it returns something truthy or `timeout` passes; return its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)
