@@ -36,10 +36,10 @@ def request(state_dir: str, message: dict, timeout: float = 10.0) -> dict:
         sock.settimeout(timeout)
         try:
             sock.connect(path)
-        except (FileNotFoundError, ConnectionRefusedError) as exc:
+        except OSError as exc:
             try:
                 sock.connect(abstract_name(state_dir))  # the daemon could not use state_dir
-            except (FileNotFoundError, ConnectionRefusedError):
+            except OSError:
                 raise NotRunning(f"bootres is not running (no service on {path}: {exc.strerror})") from None
         sock.sendall(json.dumps(message).encode() + b"\n")
         with sock.makefile("rb") as reply:

@@ -261,6 +261,9 @@ class Container:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
         for directory in self.cgroups:
+            # A killed nspawn leaves the container's processes behind,
+            # reparented to the host's init: end them all, by cgroup.
+            _kill_cgroup(directory)
             _remove_cgroup(directory)
 
 
@@ -285,6 +288,19 @@ def _systemd_child(pid: int) -> int | None:
             if Path(f"/proc/{child}/comm").read_text().strip() == "systemd":
                 return int(child)
     return None
+
+
+def _kill_cgroup(directory: Path) -> None:
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        pids = [int(pid) for procs in directory.rglob("cgroup.procs")
+                for pid in procs.read_text().split()] if directory.is_dir() else []
+        if not pids:
+            return
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.1)
 
 
 def _remove_cgroup(directory: Path) -> None:

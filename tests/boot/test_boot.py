@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import time
-from pathlib import Path
 
 import pytest
 
@@ -51,6 +51,7 @@ def box(built, tmp_path_factory):
         yield container
     finally:
         container.poweroff()
+        shutil.rmtree(root, ignore_errors=True)  # 270 MB; the log beside it stays for post-mortems
 
 
 def sh(box, script: str, timeout: float = 30):

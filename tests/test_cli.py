@@ -1,0 +1,84 @@
+"""Every command's exit status and output, without a running daemon where none is needed.
+
+``run``, ``status`` and ``query`` against a live service are in
+tests/shell/test_daemon.py (a real process) and tests/boot/ (a real boot).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from bootres import __version__, cli
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture
+def conf(tmp_path):
+    path = tmp_path / "bootres.conf"
+    path.write_text(f"[resolver]\nupstreams = 198.18.0.10\n[service]\nstate_dir = {tmp_path}/state\n")
+    return path
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit:
+        cli.main(["--version"])
+    assert exit.value.code == 0 and capsys.readouterr().out == f"bootres {__version__}\n"
+
+
+def test_python_dash_m_works():
+    proc = subprocess.run([sys.executable, "-m", "bootres", "--version"], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.strip() == f"bootres {__version__}"
+
+
+def test_check_valid(capsys, conf):
+    code, out, _ = run_cli(capsys, "check", "-c", str(conf))
+    assert code == 0 and out == f"{conf}: valid (1 file read)\n"
+
+
+def test_check_invalid_lists_every_problem(capsys, tmp_path):
+    bad = tmp_path / "bad.conf"
+    bad.write_text("[resolver]\nlisten = nowhere\ntimeout = soon\n[nope]\n")
+    code, out, _ = run_cli(capsys, "check", "-c", str(bad))
+    assert code == 2
+    lines = out.splitlines()
+    assert sorted(line.split(": ")[0] for line in lines) == [f"{bad}:2", f"{bad}:3", f"{bad}:4"]
+
+
+def test_status_not_running(capsys, conf):
+    code, _, err = run_cli(capsys, "status", "-c", str(conf))
+    assert code == 3 and "not running" in err
+
+
+def test_status_json_not_running(capsys, conf):
+    code, out, _ = run_cli(capsys, "status", "--json", "-c", str(conf))
+    report = json.loads(out)
+    assert code == 3 and report["running"] is False and report["config"] == str(conf)
+
+
+def test_query_not_running(capsys, conf):
+    code, _, err = run_cli(capsys, "query", "www.example.test", "-c", str(conf))
+    assert code == 3 and "not running" in err
+
+
+def test_state_dir_is_found_in_a_half_edited_config(tmp_path):
+    path = tmp_path / "bootres.conf"
+    path.write_text(f"[resolver]\nlisten = nowhere\n[service]\nstate_dir = {tmp_path}/elsewhere\n")
+    assert cli.state_dir_of(str(path)) == f"{tmp_path}/elsewhere"
+    assert cli.state_dir_of(str(tmp_path / "missing.conf")) == "/run/bootres"
+
+
+def test_run_refuses_an_invalid_config(capsys, tmp_path):
+    bad = tmp_path / "bad.conf"
+    bad.write_text("[resolver]\nlisten = nowhere\n")
+    code, _, err = run_cli(capsys, "run", "-c", str(bad))
+    assert code == 2
+    assert err.splitlines()[-1] == "bootres: not starting: 1 problem(s) in the configuration"
