@@ -14,7 +14,7 @@ again over TCP.  An upstream silent for its RTO is asked again (fresh ID and
 port) while time is left.
 
 The race ends with an ``Outcome``: ``answer``, ``error`` (every upstream
-refused or failed; ``msg`` may be None when none replied at all) or
+refused or failed; ``reply`` is None when none replied at all) or
 ``timeout``.  It then lingers until its last open query answers or times out,
 so an upstream that lost still gets its RTT measured, or its silence counted.
 """
@@ -24,10 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-import dns.flags
-import dns.message
-
-from bootres.core.dnsmsg import NOERROR, NXDOMAIN, parse_reply, reply_header_matches
+from bootres.core.dnsmsg import NOERROR, NXDOMAIN, UpstreamReply, read_reply, reply_header_matches
 from bootres.core.effects import CloseUpstream, SendUpstream
 from bootres.core.upstreams import MAX_RTO, MIN_RTO, Upstream
 
@@ -35,7 +32,7 @@ from bootres.core.upstreams import MAX_RTO, MIN_RTO, Upstream
 @dataclass(frozen=True, slots=True)
 class Outcome:
     kind: str  # "answer", "error" or "timeout"
-    msg: dns.message.Message | None = None
+    reply: UpstreamReply | None = None
     upstream: Upstream | None = None
 
 
@@ -78,7 +75,7 @@ class Race:
         self._random_id = random_id
         self._attempts: dict[int, _Attempt] = {}
         self._asked: list[Upstream] = []
-        self._errors: dict[Upstream, dns.message.Message | None] = {}
+        self._errors: dict[Upstream, UpstreamReply | None] = {}
         ordered, probes = plan
         self._waiting = list(ordered[1:]) if hedge else []
         self._next_start: float | None = None
@@ -101,21 +98,26 @@ class Race:
         if source is not None and tuple(source[:2]) != upstream.address:
             upstream.bad_replies += 1
             return False
-        msg = parse_reply(data) if reply_header_matches(data, attempt.wire) else None
-        if msg is None:
+        if not reply_header_matches(data, attempt.wire):
+            upstream.bad_replies += 1
+            return False
+        if self.outcome is not None:  # a loser: only its RTT matters, no need to read it all
+            self._close(attempt, out)
+            out.extend(upstream.answered(now - attempt.sent_at))
+            return True
+        reply = read_reply(data)
+        if reply is None:
             upstream.bad_replies += 1
             return False
         self._close(attempt, out)
         out.extend(upstream.answered(now - attempt.sent_at))
-        if self.outcome is not None:
-            return True
-        if msg.flags & dns.flags.TC and not attempt.tcp:
+        if reply.tc and not attempt.tcp:
             self._ask(upstream, now, out, tcp=True)
-        elif msg.rcode() in (NOERROR, NXDOMAIN):
+        elif reply.rcode in (NOERROR, NXDOMAIN):
             upstream.wins += 1
-            self._finish(Outcome("answer", msg, upstream))
+            self._finish(Outcome("answer", reply, upstream))
         else:
-            self._errors.setdefault(upstream, msg)
+            self._errors.setdefault(upstream, reply)
             self._failed_over(now, out)
         return True
 

@@ -246,7 +246,7 @@ class Stub:
 
     def _settle(self, pending: _Pending, race: Race, now: float) -> None:
         outcome = race.outcome
-        answer = dnsmsg.answer_from_response(outcome.msg) if outcome.msg is not None else None
+        answer = outcome.reply.answer if outcome.reply is not None else None
         if outcome.kind == "answer":
             self.cache.put(pending.key, answer, now)
             for waiter in pending.waiters:

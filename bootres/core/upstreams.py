@@ -56,7 +56,7 @@ class Upstream:
 
     def answered(self, rtt: float) -> list[Log]:
         """A reply arrived ``rtt`` seconds after the query left."""
-        if self.srtt is None:
+        if self.srtt is None or self.state == "down":  # back from the dead: the old estimate is history
             self.srtt, self.rttvar = rtt, rtt / 2
         else:
             self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - rtt)

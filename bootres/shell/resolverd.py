@@ -35,7 +35,7 @@ from bootres.core.effects import CloseUpstream, Log, Respond, SendUpstream
 from bootres.core.hostsdb import HostsDB, parse_hosts
 from bootres.core.stub import Stub, StubSettings
 from bootres.core.upstreams import parse_resolv_conf
-from bootres.shell import dnsio
+from bootres.shell import control, dnsio
 from bootres.shell.fileio import atomic_write
 
 WATCH_INTERVAL = 1.0  # seconds between checks of hosts_files and upstreams_file
@@ -317,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run only the resolver in the foreground until SIGTERM or SIGINT."""
     parser = argparse.ArgumentParser(prog="python -m bootres.shell.resolverd")
     parser.add_argument("-c", "--config", default=config.DEFAULT_PATH)
+    parser.add_argument("--control", metavar="DIR",
+                        help="serve status and query requests on a control socket in DIR")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s: %(message)s")
     log = logging.getLogger("bootres.resolver")
@@ -333,12 +335,24 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as exc:
             print(f"bootres resolver: {exc.strerror or exc}", file=sys.stderr)
             return 1
+        control_server = None
+        if args.control:
+            async def status(_request):
+                return service.status()
+
+            async def query(request):
+                return await service.query(request["name"], request.get("type", "A"))
+
+            control_server = control.ControlServer({"status": status, "query": query}, log)
+            await control_server.start(args.control)
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stopping.set)
         log.info("answering on %s", " ".join(service.listening))
         await stopping.wait()
+        if control_server is not None:
+            await control_server.stop()
         await service.stop()
         return 0
 

@@ -190,6 +190,61 @@ def test_slow_parse_of_the_same_query_renders_the_same_bytes(data):
     assert slow == fast
 
 
+@settings(max_examples=400, deadline=None)
+@given(st.data())
+def test_reading_a_reply_from_bytes_equals_reading_it_with_dnspython(data):
+    """The miss path's hand-written reader against dnspython's parse + re-render."""
+    wire, query = data.draw(client_queries())
+    upstream = data.draw(upstream_replies(query.question[0].name.canonicalize()))
+    if data.draw(st.booleans()):
+        upstream.use_edns(0, dns.flags.DO if data.draw(st.booleans()) else 0, 1232)
+    upstream_wire = upstream.to_wire()
+    fast = dnsmsg.read_reply(upstream_wire)
+    slow = dnsmsg.answer_from_response(dns.message.from_wire(upstream_wire))
+    assert fast.rcode == upstream.rcode() and fast.tc is False
+    assert fast.answer.lifetime == slow.lifetime
+    age = data.draw(st.integers(0, 100000))
+    key, end, payload, do = dnsmsg.peek_query(wire)
+    rendered = [
+        comparable(dns.message.from_wire(dnsmsg.render(a, wire, wire[12:end], payload, do, a.body_at(age), True)))
+        for a in (fast.answer, slow)
+    ]
+    assert rendered[0] == rendered[1]
+
+
+def rr(name: bytes, rdtype: int, ttl: int, rdata: bytes) -> bytes:
+    return name + struct.pack(">HHIH", rdtype, 1, ttl, len(rdata)) + rdata
+
+
+QNAME = b"\x03www\x07example\x04test\x00"
+REPLY_HEAD = struct.pack(">HHHHHH", 7, 0x8180, 1, 1, 0, 0) + QNAME + b"\x00\x01\x00\x01"
+
+
+@pytest.mark.parametrize("wire", [
+    REPLY_HEAD + rr(b"\xc0\x40", 1, 60, b"\x01\x02\x03\x04"),  # pointer forward
+    REPLY_HEAD + rr(b"\xc0\x0c", 1, 60, b"\x01\x02\x03\x04")[:-1],  # record cut short
+    REPLY_HEAD + rr(b"\xc0\x0c", 1, 60, b"\x01\x02\x03\x04") + b"junk",  # trailing bytes
+    REPLY_HEAD + rr(b"\x00", 41, 0, b""),  # OPT in the answer section
+    REPLY_HEAD + rr(b"\x80\x0c", 1, 60, b"\x01\x02\x03\x04"),  # reserved label type
+    struct.pack(">HHHHHH", 7, 0x8180, 0, 0, 0, 0),  # no question
+], ids=["forward pointer", "cut short", "trailing junk", "OPT in answer", "label type", "no question"])
+def test_malformed_replies_do_not_read(wire):
+    assert dnsmsg.read_reply(wire) is None
+
+
+def test_an_opt_record_that_is_not_last_takes_the_dnspython_path():
+    opt = rr(b"\x00", 41, 0, b"")[:3] + struct.pack(">HIH", 1232, 0, 0)
+    extra = rr(b"\x02ns\xc0\x10", 1, 60, b"\xc6\x12\x00\x35")
+    head = struct.pack(">HHHHHH", 7, 0x8180, 1, 1, 0, 2) + QNAME + b"\x00\x01\x00\x01"
+    wire = head + rr(b"\xc0\x0c", 1, 60, b"\xc6\x12\x00\x01") + opt + extra
+    reply = dnsmsg.read_reply(wire)
+    assert reply.answer.an == 1 and reply.answer.ar == 1 and reply.answer.lifetime == 60
+    query = dns.message.make_query("www.example.test", "A").to_wire()
+    got = dns.message.from_wire(dnsmsg.render(reply.answer, query, query[12:-4] + query[-4:], 0, False,
+                                              reply.answer.body_at(0), False))
+    assert [r.to_text() for r in got.additional] == ["ns.example.test. 60 IN A 198.18.0.53"]
+
+
 # --- the parse ladder, case by case
 
 
