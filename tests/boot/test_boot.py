@@ -195,3 +195,5 @@ def test_stop_restores_resolv_conf_and_purge_removes_state(box):
     sh(box, "systemctl stop bootres.service; DEBIAN_FRONTEND=noninteractive dpkg --purge bootres", timeout=60)
     assert box.run("cat", "/etc/resolv.conf").stdout == ORIGINAL_RESOLV_CONF
     assert sh(box, "test -e /var/lib/bootres || test -e /etc/bootres/bootres.conf").returncode != 0
+    hosts = box.run("cat", "/etc/hosts").stdout
+    assert "bootres" not in hosts and hosts.startswith("127.0.0.1\tlocalhost\n")
