@@ -30,7 +30,6 @@ from typing import Awaitable, Callable
 
 from bootres.config import HostsConfig, RouterConfig
 from bootres.core import etcfiles
-from bootres.shell import netlinkio
 from bootres.shell.fileio import atomic_write, read_bytes
 
 DEFAULT_REFRESH_INTERVAL = 300.0
@@ -75,7 +74,7 @@ class StubFiles:
         self.failing: dict[str, str] = {}  # path -> why its last write failed
         self._wanted = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
-        self._netlink = netlinkio.Netlink()
+        self._netlink = None  # made on the worker thread at first use, see _primary_address
         self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="bootres-files")
 
     # --- lifecycle
@@ -85,11 +84,12 @@ class StubFiles:
         loop = asyncio.get_running_loop()
         if self.hosts.file:
             text = await loop.run_in_executor(self._worker, self._read_text, self.hosts.file)
-            self._recover_pins(text)
+            self._recover(text)
         if self.router.defaultrouter_file and not self.routers:
             text = await loop.run_in_executor(self._worker, self._read_text, self.router.defaultrouter_file)
             self.routers = [str(r) for r in etcfiles.parse_defaultrouter(text)]
-        await self._refresh_primary_address()
+        # Written from last boot's state: the same bytes as before, so no
+        # write at all on a normal boot; netlink corrects the address later.
         await self._write_files()
         self._tasks = [
             asyncio.create_task(self._writer(), name="bootres-files-writer"),
@@ -100,7 +100,8 @@ class StubFiles:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await asyncio.get_running_loop().run_in_executor(self._worker, self._netlink.close)
+        if self._netlink is not None:
+            await asyncio.get_running_loop().run_in_executor(self._worker, self._netlink.close)
         self._worker.shutdown(wait=False)
 
     def reconfigure(self, hosts: HostsConfig, router: RouterConfig) -> None:
@@ -142,7 +143,7 @@ class StubFiles:
     def _entries(self) -> list[etcfiles.HostsEntry]:
         entries = []
         if self.hosts.self_entry and self.primary_address:
-            names = etcfiles.self_names(socket.gethostname(), self._read_text(RESOLV_CONF))
+            names = self._self_names()
             if names:
                 entries.append(etcfiles.HostsEntry(self.primary_address, names))
         if self.routers and self.hosts.router_names:
@@ -151,8 +152,15 @@ class StubFiles:
             entries.extend(etcfiles.HostsEntry(address, (name,)) for address in self.pinned.get(name, []))
         return entries
 
-    def _recover_pins(self, text: str) -> None:
+    def _self_names(self) -> tuple[str, ...]:
+        return etcfiles.self_names(socket.gethostname(), self._read_text(RESOLV_CONF))
+
+    def _recover(self, text: str) -> None:
+        """Last run's self address and pinned addresses, from the block it wrote."""
+        names = self._self_names()
         for entry in etcfiles.parse_block(text):
+            if names and entry.names == names:
+                self.primary_address = entry.address
             for name in entry.names:
                 if name in self.hosts.pin and entry.address not in self.pinned.setdefault(name, []):
                     self.pinned[name].append(entry.address)
@@ -160,11 +168,10 @@ class StubFiles:
     async def _refresh_primary_address(self) -> None:
         loop = asyncio.get_running_loop()
         try:
-            snapshot = await loop.run_in_executor(self._worker, self._netlink.snapshot)
+            address = await loop.run_in_executor(self._worker, self._primary_address)
         except Exception as error:  # keep the last known address
             self.log.warning("cannot read this host's addresses over netlink: %s", error)
             return
-        address = str(snapshot.primary_address) if snapshot.primary_address else None
         if address != self.primary_address:
             self.primary_address = address
             self._wanted.set()
@@ -186,9 +193,8 @@ class StubFiles:
 
     async def _refresher(self) -> None:
         while True:
-            await self._refresh_pins()
+            await asyncio.gather(self._refresh_primary_address(), self._refresh_pins())
             await asyncio.sleep(self.refresh_interval)
-            await self._refresh_primary_address()
 
     async def _writer(self) -> None:
         while True:
@@ -200,11 +206,10 @@ class StubFiles:
             else:
                 await self._wanted.wait()
             self._wanted.clear()
-            if self.routers:
-                # The default route may have moved to another interface.
-                await self._refresh_primary_address()
-                self._wanted.clear()
             await self._write_files()
+            # A new router may mean the default route moved, and the primary
+            # address with it; a change wakes this loop for one more write.
+            await self._refresh_primary_address()
 
     async def _write_files(self) -> None:
         loop = asyncio.get_running_loop()
@@ -217,6 +222,17 @@ class StubFiles:
             jobs.append((self.router.defaultrouter_file, lambda: text.encode()))
         for path, content in jobs:
             await loop.run_in_executor(self._worker, self._write, path, content)
+
+    def _primary_address(self) -> str | None:
+        """Runs on the worker thread."""
+        if self._netlink is None:
+            # pyroute2 takes a fifth of a second to import: keep that off the
+            # event loop and out of start(), which the daemon awaits before READY.
+            from bootres.shell import netlinkio
+
+            self._netlink = netlinkio.Netlink()
+        address = self._netlink.snapshot().primary_address
+        return str(address) if address else None
 
     def _hosts_content(self) -> bytes:
         """Read, merge, encode: run at write time so an admin's edit a moment ago is kept."""

@@ -4,6 +4,7 @@ import asyncio
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -56,7 +57,11 @@ def test_last_boot_block_seeds_router_and_pins_while_dns_is_down(tmp_path):
     dead = Resolver({})
 
     async def settle(files):
-        await asyncio.sleep(0.2)
+        for _ in range(100):  # bounded: 5 s
+            if len(dead.asked) == 2:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.1)  # a write after the failed lookups would happen now
 
     files = asyncio.run(run_files(hosts, router, dead, [settle]))
     text = (tmp_path / "hosts").read_text()
@@ -75,17 +80,26 @@ def test_pins_follow_dns_and_routers_follow_discovery_keeping_admin_bytes(tmp_pa
     resolver = Resolver({"nfs1.example.com": ["198.18.0.21"], "mailhub.example.com": ["198.18.0.40", "2001:db8::40"]})
     snapshots = []
 
+    async def hosts_has(text):
+        for _ in range(100):  # bounded: 5 s
+            if text in (tmp_path / "hosts").read_text():
+                break
+            await asyncio.sleep(0.05)
+        snapshots.append((tmp_path / "hosts").read_text())
+
     async def new_router(files):
         files.set_routers(["198.18.1.1", "198.18.1.2"])
-        await asyncio.sleep(0.2)
-        snapshots.append((tmp_path / "hosts").read_text())
+        await hosts_has("198.18.0.40\tmailhub.example.com\n")
 
     async def dns_dies_then_router_changes(files):
         resolver.table = {}
-        await asyncio.sleep(0.2)  # a refresh with DNS down keeps what is known
+        asked = len(resolver.asked)
+        for _ in range(100):  # bounded: a refresh (every 0.05 s) with DNS down keeps what is known
+            if len(resolver.asked) >= asked + 2:
+                break
+            await asyncio.sleep(0.05)
         files.set_routers(["198.18.1.2"])
-        await asyncio.sleep(0.2)
-        snapshots.append((tmp_path / "hosts").read_text())
+        await hosts_has("198.18.1.2\tsite-router\n")
 
     files = asyncio.run(run_files(hosts, router, resolver, [new_router, dns_dies_then_router_changes],
                                   refresh_interval=0.05))
@@ -118,11 +132,15 @@ def test_unchanged_content_is_not_rewritten_at_restart(tmp_path):
 
 def test_self_entry_names_this_host(tmp_path):
     hosts, router = configs(tmp_path, pin=(), self_entry=True)
-    files = asyncio.run(run_files(hosts, router, Resolver({}), []))
-    if files.primary_address is None:  # a machine with no IPv4 address at all
-        return
-    import socket
 
+    async def address_known(files):
+        for _ in range(100):  # bounded: 5 s for the netlink read
+            if files.primary_address and files.primary_address in (tmp_path / "hosts").read_text():
+                return
+            await asyncio.sleep(0.05)
+
+    files = asyncio.run(run_files(hosts, router, Resolver({}), [address_known]))
+    assert files.primary_address, "this machine has an IPv4 address; netlink should have found it"
     line = next(line for line in (tmp_path / "hosts").read_text().splitlines() if line.startswith(files.primary_address))
     assert socket.gethostname().split(".")[0] in line.split()[1:]
 
@@ -136,12 +154,19 @@ READ_ONLY_CHILD = textwrap.dedent("""
     hosts, router = configs(tmp, pin=())
     result = {}
 
+    async def until(condition):
+        for _ in range(100):  # bounded: 5 s
+            if condition():
+                return
+            await asyncio.sleep(0.05)
+
     async def steps(files):
         files.set_routers(["198.18.1.1"])
-        await asyncio.sleep(0.3)
+        await until(lambda: len(files.failing) == 2)
         result["while_ro"] = files.status()
         subprocess.run(["mount", "-o", "remount,bind,rw", str(tmp)], check=True)
-        await asyncio.sleep(0.6)  # retry_interval is 0.2 s
+        await until(lambda: not files.failing)  # retry_interval is 0.2 s
+        await asyncio.sleep(0.5)  # more retries would show up as more log lines
         result["after_rw"] = files.status()
 
     asyncio.run(run_files(hosts, router, Resolver({}), [steps], retry_interval=0.2))
