@@ -6,7 +6,9 @@ upstreams.  Identical questions in flight share one ``Race``; their askers
 wait on a ``_Pending``.  Serve-stale (RFC 8767): an expired answer goes out
 with TTL 30 when no upstream answered within ``stale_answer_after``, at
 once when every upstream is known down, and instead of a failure when the
-race fails; the race keeps running in the background and refreshes the cache.
+race fails; the race keeps running in the background and refreshes the
+cache.  While every upstream is down, a stale hit starts a refresh only when
+the probe backoff says one is due.
 
 Cache hits on plain UDP queries take ``fast_answer``, the measured hot path:
 bytes in, bytes out, no dnspython, no effects.  Everything else goes through
@@ -197,8 +199,11 @@ class Stub:
             return
         if stale is not None and self.upstreams.all_down():
             self._respond_stale(waiter, stale)
-            if len(self._pending) < settings.max_inflight:
-                self._start(query.key, None, now).stale_served = True  # background refresh
+            # Refresh in the background only when a probe is due (RFC 8767's
+            # stale-refresh-time, driven by the probe backoff): asking dead
+            # upstreams once per stale hit would only burn sockets.
+            if self.upstreams.probe_due(now) and len(self._pending) < settings.max_inflight:
+                self._start(query.key, None, now).stale_served = True
             return
         if len(self._pending) >= settings.max_inflight:
             if stale is not None:

@@ -101,6 +101,10 @@ class Upstreams:
     def all_down(self) -> bool:
         return bool(self.all) and all(u.state == "down" for u in self.all)
 
+    def probe_due(self, now: float) -> bool:
+        """Whether some down upstream is due to be asked again."""
+        return any(u.state == "down" and u.next_probe_at <= now for u in self.all)
+
     def healthy(self) -> bool:
         return any(u.state != "down" for u in self.all)
 
@@ -113,6 +117,9 @@ class Upstreams:
         """
         alive = [u for u in self.all if u.state != "down"]
         if not alive:
+            for u in self.all:
+                u.probe_interval = min(u.probe_interval * 2, PROBE_MAX)
+                u.next_probe_at = now + u.probe_interval
             return list(self.all), []
         probes = []
         for u in self.all:

@@ -131,11 +131,15 @@ def test_stale_answer_after_stale_answer_after_and_the_refresh_continues():
 def test_stale_at_once_when_every_upstream_is_down():
     stub = make_stub()
     resolve(stub, "www.example.test", 0.0, ttl=10)
+    resolve(stub, "other.example.test", 0.0, ttl=10)
     kill_both_upstreams(stub, 50.0)
     out = ask(stub, query(), 100.0)
     (stale,) = responses(out)
     assert stale.source == "stale"
-    assert len(sends(out)) == 2  # the refresh still asks everyone
+    assert len(sends(out)) == 2  # the refresh (a probe) asks everyone
+    out = ask(stub, query("other.example.test"), 100.1)
+    assert [r.source for r in responses(out)] == ["stale"]
+    assert sends(out) == []  # no probe due yet: dead upstreams are not asked per stale hit
 
 
 def test_never_cached_name_gets_servfail_at_timeout():
