@@ -135,7 +135,7 @@ class Daemon:
         self.router = RouterService(self.cfg.router, self.log, self.files.set_routers)
         try:
             await self.router.start()
-        except OSError as exc:
+        except Exception as exc:  # netlink or raw sockets refused: names must keep working
             self.log.error("router discovery not started: %s", exc)
             self.conditions["router"] = f"router discovery not started: {exc}"
             self.router = None
@@ -234,16 +234,24 @@ class Daemon:
         next_save = time.monotonic() + CACHE_SAVE_INTERVAL
         while True:
             await asyncio.sleep(TICK)
-            self._manage_resolv_conf()
-            report = self.report()
-            line = status.status_line(report)
-            if line != self.last_status_line:
-                self.notifier.status(line)
-                self.last_status_line = line
-            self._write_metrics(report)
-            if time.monotonic() >= next_save:
-                next_save = time.monotonic() + CACHE_SAVE_INTERVAL
-                self.resolver.save_cache()  # logs its own failures
+            try:
+                next_save = self._tick(next_save)
+            except Exception:  # our bug: log it, the next tick tries again
+                self.log.exception("periodic work failed")
+
+    def _tick(self, next_save: float) -> float:
+        """STATUS=, metrics, resolv.conf retry, cache save; returns when the cache is next due."""
+        self._manage_resolv_conf()
+        report = self.report()
+        line = status.status_line(report)
+        if line != self.last_status_line:
+            self.notifier.status(line)
+            self.last_status_line = line
+        self._write_metrics(report)
+        if time.monotonic() >= next_save:
+            next_save = time.monotonic() + CACHE_SAVE_INTERVAL
+            self.resolver.save_cache()  # logs its own failures
+        return next_save
 
     def _write_metrics(self, report: dict) -> None:
         path = self.cfg.service.metrics_file
@@ -266,7 +274,10 @@ class Daemon:
             await self.reload_requested.wait()
             self.reload_requested.clear()
             self.notifier.reloading()
-            self._reload()
+            try:
+                self._reload()
+            except Exception:  # our bug: say so, keep serving, keep accepting reloads
+                self.log.exception("reload failed")
             self.notifier.ready(status.status_line(self.report()))
 
     def _reload(self) -> None:

@@ -94,7 +94,7 @@ def run(*argv: str, timeout: float = 120, check: bool = True, **kwargs) -> subpr
     env = kwargs.pop("env", None) or {"PATH": CLEAN_PATH, "LC_ALL": "C.UTF-8", "HOME": "/root"}
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, **kwargs)
     if check and proc.returncode != 0:
-        raise BootError(f"{' '.join(argv)} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        raise BootError(f"{' '.join(argv)} exited {proc.returncode}:\n{proc.stdout[-8000:]}\n{proc.stderr[-3000:]}")
     return proc
 
 
