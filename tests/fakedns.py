@@ -90,7 +90,9 @@ def garbage_for(query_id: int) -> bytes:
 
 def truncated(reply: dns.message.Message) -> dns.message.Message:
     """A copy of ``reply`` with TC set and nothing but the header, question and EDNS."""
-    copy = dns.message.from_wire(reply.to_wire())
+    # max_size: the full reply may exceed the query's EDNS buffer size, which
+    # to_wire() would otherwise enforce (TooBig) before we get to truncate it.
+    copy = dns.message.from_wire(reply.to_wire(max_size=65535))
     copy.flags |= dns.flags.TC
     for section in (copy.answer, copy.authority, copy.additional):
         section.clear()
@@ -307,7 +309,8 @@ class FakeDNS:
         if isinstance(item, dns.message.Message):
             if transport == "udp" and self.truncate:
                 item = truncated(item)
-            return item.to_wire()
+            # Over TCP the query's EDNS buffer size does not apply (RFC 7766).
+            return item.to_wire(max_size=65535) if transport == "tcp" else item.to_wire()
         return bytes(item)
 
     def _serve(self) -> None:
