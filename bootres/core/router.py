@@ -215,7 +215,7 @@ class RouterDiscovery:
                 self._forget(router, "no longer on-link")
         self._decide()
 
-    def remove_interface(self, index: int, now: float) -> None:
+    def remove_interface(self, index: int) -> None:
         interface = self.interfaces.pop(index, None)
         self.schedules.pop(index, None)
         if interface is None:

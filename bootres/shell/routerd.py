@@ -145,7 +145,7 @@ class RouterService:
         wanted = {link.index: link for link in snapshot.links if self._eligible(link)}
         for index in [i for i in self.core.interfaces if i not in wanted]:
             self._close_socket(index)
-            self.core.remove_interface(index, now)
+            self.core.remove_interface(index)
         for link in wanted.values():
             interface = Interface(link.index, link.name, link.addresses, link.multicast)
             if link.index not in self.sockets and not self._open_socket(link):

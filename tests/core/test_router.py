@@ -352,11 +352,11 @@ def test_removed_interface_loses_its_routers():
     rd = discovery()
     rd.datagram_received(datagram([("198.18.1.1", 0)]), ETH0.index, 100.0)
     rd.drain()
-    rd.remove_interface(ETH0.index, 101.0)
+    rd.remove_interface(ETH0.index)
     effects = rd.drain()
     assert only(effects, ClearDefaultRoute) == [ClearDefaultRoute()]
     assert "eth0 is gone" in only(effects, Log)[0].message
-    rd.remove_interface(ETH0.index, 101.0)  # twice is harmless
+    rd.remove_interface(ETH0.index)  # twice is harmless
     assert rd.drain() == []
 
 

@@ -66,3 +66,16 @@ def test_solicitation_schedule_on_the_wire_then_late_advertisement(lab, tmp_path
     sent = router.advertise()
     bootres.wait(lambda: bootres.route_via("198.18.1.1"), timeout=1.0, what="route after a late advertisement")
     print(f"solicitation gaps {[round(g, 3) for g in gaps]}; route {time.monotonic() - sent:.3f} s after the advert")
+
+
+def test_link_down_forgets_the_router_and_link_up_solicits_again(lab, tmp_path):
+    host, router = wire(lab, tmp_path, answer_solicitations=True)
+    bootres = BootresHost(host, tmp_path).start()
+    bootres.wait(lambda: bootres.route_via("198.18.1.1"), timeout=5, what="the default route")
+    host.run("ip", "link", "set", "eth0", "down")
+    bootres.wait(lambda: bootres.status()["router"]["routers"] == [], timeout=2, what="the router forgotten")
+    assert bootres.default_routes() == []
+    host.run("ip", "link", "set", "eth0", "up")
+    bootres.wait(lambda: bootres.route_via("198.18.1.1"), timeout=5, what="the route after link up")
+    assert len(router.solicitations) == 2  # one per time the link came up
+    assert "198.18.1.1 on eth0 lost: eth0 is gone" in bootres.log()
