@@ -16,6 +16,8 @@ import socket
 import struct
 from typing import Callable
 
+from bootres.core.rdisc import ALL_SYSTEMS, ROUTER_ADVERTISEMENT
+
 IP_PKTINFO = 8  # linux/in.h; Python 3.11's socket module lacks the constant
 ICMP_FILTER = 1  # linux/icmp.h, at level SOL_RAW
 SOL_RAW = 255
@@ -23,9 +25,6 @@ SO_BINDTODEVICE = 25
 _PKTINFO = struct.Struct("=I4s4s")  # struct in_pktinfo: ifindex, spec_dst, addr
 _MREQN = struct.Struct("=4s4si")  # struct ip_mreqn: multiaddr, address, ifindex
 _RECEIVE_BUFFER = 65535
-
-ALL_SYSTEMS = ipaddress.IPv4Address("224.0.0.1")
-ROUTER_ADVERTISEMENT = 9
 
 
 class IcmpSocket:
