@@ -104,7 +104,7 @@ class Daemon:
     async def _start(self) -> None:
         from bootres.shell.resolverd import ResolverService
 
-        self.resolver = ResolverService(self._resolver_config(self.cfg), self.log)
+        self.resolver = ResolverService(self._resolver_config(self.cfg), self.log.getChild("resolver"))
         try:
             await self.resolver.start()
         except OSError as exc:
@@ -130,9 +130,10 @@ class Daemon:
         from bootres.shell.routerd import RouterService
         from bootres.shell.stubfiles import StubFiles
 
-        self.files = StubFiles(self.cfg.hosts, self.cfg.router, self.log, self.resolver.lookup_addresses)
+        self.files = StubFiles(self.cfg.hosts, self.cfg.router, self.log.getChild("files"),
+                               self.resolver.lookup_addresses)
         await self.files.start()
-        self.router = RouterService(self.cfg.router, self.log, self.files.set_routers)
+        self.router = RouterService(self.cfg.router, self.log.getChild("router"), self.files.set_routers)
         try:
             await self.router.start()
         except Exception as exc:  # netlink or raw sockets refused: names must keep working

@@ -23,6 +23,9 @@ import bootlab
 
 pytestmark = [
     pytest.mark.boot,
+    # The first test's setup builds the package, and on a fresh machine the
+    # base image too (mmdebstrap): more than tox.ini's 120 s backstop.
+    pytest.mark.timeout(600),
     pytest.mark.skipif(os.geteuid() != 0, reason="booting a container needs root"),
 ]
 
