@@ -22,7 +22,8 @@ GLIBC_LOOKUPS = 5          # 5 s each with a dead first server
 WARMUP = 10
 CELL_SECONDS = 30.0
 STALE_NAMES = 50
-ALL_DEAD_SECONDS = 20.0    # the forwarders take 10 s (two glibc tries) per failed lookup
+ALL_DEAD_SECONDS = 20.0
+RETURN_WAIT_S = 10.0       # how long scenario 2 waits for a returned nameserver to be asked again    # the forwarders take 10 s (two glibc tries) per failed lookup
 
 
 @contextlib.contextmanager
@@ -45,8 +46,8 @@ def warm_up(client: Client, resolver: Resolver, tag: str) -> list[float]:
     return [client.lookup(f"{tag}-warm{i}.test")["ms"] for i in range(WARMUP)]
 
 
-def planned_lookups(resolver: Resolver) -> int:
-    return LOOKUPS if resolver.is_daemon else GLIBC_LOOKUPS
+def planned_lookups(resolver: Resolver, lookups: int) -> int:
+    return lookups if resolver.is_daemon else min(lookups, GLIBC_LOOKUPS)
 
 
 def lookup_misses(cell: Cell, client: Client, names, budget: Budget) -> None:
@@ -56,9 +57,9 @@ def lookup_misses(cell: Cell, client: Client, names, budget: Budget) -> None:
         cell.record(client.lookup(name))
 
 
-def dead_first(world: World, resolver: Resolver, cell: Cell, tag: str) -> None:
+def dead_first(world: World, resolver: Resolver, cell: Cell, tag: str, lookups: int = LOOKUPS) -> None:
     """1. The first nameserver is a silent black hole; 200 distinct misses."""
-    cell.planned = planned_lookups(resolver)
+    cell.planned = planned_lookups(resolver, lookups)
     with running(world, resolver, ["ns1", "ns2"], dead=("ns1",)) as client:
         cell.extra["warmup_ms"] = warm_up(client, resolver, tag)
         before = world.queries()
@@ -67,35 +68,49 @@ def dead_first(world: World, resolver: Resolver, cell: Cell, tag: str) -> None:
         cell.upstream_queries = world.queries() - before
 
 
-def dies_mid_run(world: World, resolver: Resolver, cell: Cell, tag: str) -> None:
-    """2. The first nameserver dies after 20 lookups and comes back 100 lookups later."""
-    cell.planned = LOOKUPS
+def dies_mid_run(world: World, resolver: Resolver, cell: Cell, tag: str, lookups: int = LOOKUPS) -> None:
+    """2. The first nameserver dies after 20 lookups and comes back after half of them."""
+    cell.planned = lookups
     ns1 = world.upstreams["ns1"]
-    budget = Budget(LOOKUPS, CELL_SECONDS)
-    names = iter(f"{tag}-{i}.test" for i in range(LOOKUPS))
+    budget = Budget(lookups, CELL_SECONDS)
+    names = iter(f"{tag}-{i}.test" for i in range(lookups))
     with running(world, resolver, ["ns1", "ns2"]) as client:
         cell.extra["warmup_ms"] = warm_up(client, resolver, tag)
         before = world.queries()
         lookup_misses(cell, client, (next(names) for _ in range(20)), budget)
         ns1.kill()
         killed_at = len(cell.ms)
-        lookup_misses(cell, client, (next(names) for _ in range(100)), budget)
+        lookup_misses(cell, client, (next(names) for _ in range(lookups // 2)), budget)
         ns1.revive()
-        revived_at, ns1_before = len(cell.ms), ns1.queries()
+        revived, revived_at, ns1_before = time.monotonic(), len(cell.ms), ns1.queries()
         lookup_misses(cell, client, names, budget)
         cell.upstream_queries = world.queries() - before
         after_death = cell.ms[killed_at:revived_at]
-        cell.extra.update(killed_after=killed_at, revived_after=revived_at,
-                          ns1_queries_after_return=ns1.queries() - ns1_before)
         if after_death:
             cell.notes.append(f"while dead: max {max(after_death):.0f} ms")
         if revived_at < len(cell.ms):
-            cell.notes.append(f"ns1 used again after return: {cell.extra['ns1_queries_after_return']} queries")
+            back = queried_again_after(client, ns1, ns1_before, revived, tag)
+            cell.extra.update(killed_after=killed_at, revived_after=revived_at, ns1_queried_again_after_s=back)
+            cell.notes.append("ns1 not queried again within "
+                              f"{RETURN_WAIT_S:.0f} s" if back is None else f"ns1 queried again {back:.1f} s after return")
 
 
-def dead_slow_fast(world: World, resolver: Resolver, cell: Cell, tag: str) -> None:
+def queried_again_after(client: Client, upstream, count_before: int, since: float, tag: str) -> float | None:
+    """Seconds from `since` until `upstream` gets a query again, looking up a new name every 50 ms; None if never."""
+    deadline = since + RETURN_WAIT_S
+    for i in range(int(RETURN_WAIT_S / 0.05)):  # bounded by the count and the deadline
+        if upstream.queries() > count_before:
+            return time.monotonic() - since
+        if time.monotonic() >= deadline:
+            break
+        client.lookup(f"{tag}-back{i}.test")
+        time.sleep(0.05)
+    return None
+
+
+def dead_slow_fast(world: World, resolver: Resolver, cell: Cell, tag: str, lookups: int = LOOKUPS) -> None:
     """3. Upstreams in this order: dead, slow (+50 ms), fast; 200 distinct misses."""
-    cell.planned = planned_lookups(resolver)
+    cell.planned = planned_lookups(resolver, lookups)
     with running(world, resolver, ["ns1", "slow", "ns2"], dead=("ns1",)) as client:
         cell.extra["warmup_ms"] = warm_up(client, resolver, tag)
         before = world.queries()
@@ -104,13 +119,13 @@ def dead_slow_fast(world: World, resolver: Resolver, cell: Cell, tag: str) -> No
         cell.upstream_queries = world.queries() - before
 
 
-def all_dead_stale(world: World, resolver: Resolver, cell: Cell, tag: str) -> None:
+def all_dead_stale(world: World, resolver: Resolver, cell: Cell, tag: str, lookups: int = STALE_NAMES) -> None:
     """4. Every nameserver dead; the names were looked up before and their TTL (1 s) has run out.
 
     Each measured lookup counts as a miss for the queries-per-miss figure
     (the entry is expired, so it has to go upstream or be served stale).
     """
-    cell.planned = STALE_NAMES if resolver.is_daemon else 1
+    cell.planned = lookups if resolver.is_daemon else 1
     names = [f"{tag}-{i}.stale.test" for i in range(cell.planned)]
     with running(world, resolver, ["ns1", "ns2"]) as client:
         for name in names:

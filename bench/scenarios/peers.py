@@ -14,7 +14,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import dns.exception
 
@@ -123,13 +125,11 @@ class Bootres(Resolver):
         self.strategy = strategy
         self.name = f"bootres-{strategy}"
         self.proc: subprocess.Popen | None = None
-        self.starts = 0
 
     def start(self, world, upstreams, wait_ready: bool = True, **settings) -> None:
         self.world = world
-        self.starts += 1
-        self.dir = world.workdir / f"{self.name}-{self.starts}"
-        (self.dir / "run").mkdir(parents=True)
+        self.dir = Path(tempfile.mkdtemp(prefix=f"{self.name}-", dir=world.workdir))
+        (self.dir / "run").mkdir()
         self.config_path = self.dir / "bootres.conf"
         self.config_path.write_text(BOOTRES_CONF.format(
             listen=self.listen, upstreams=" ".join(upstreams), strategy=self.strategy, dir=self.dir,

@@ -113,6 +113,7 @@ def kill_under_load(world: World, resolver: Bootres, cell: Cell, tag: str) -> No
         entries_before = resolver.status().get("resolver", {}).get("cache", {}).get("entries")
         cache_file = resolver.dir / "cache.db"
         supervisor = Supervisor(resolver)
+        before = world.queries()
         load = Load(world, resolver.listen, mixed, QPS, world.workdir / tag)
         time.sleep(SECONDS / 3)
         killed = resolver.proc
@@ -122,6 +123,7 @@ def kill_under_load(world: World, resolver: Bootres, cell: Cell, tag: str) -> No
         back = wait_until(lambda: supervisor.restarts and answering(world, resolver), 10, interval=0.01)
         down_ms = (time.monotonic() - killed_at) * 1000 if back else None
         result = load.wait()
+        cell.upstream_queries = world.queries() - before
         entries_after = resolver.status().get("resolver", {}).get("cache", {}).get("entries")
         hosts_text = hosts.read_text()
     finally:

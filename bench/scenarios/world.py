@@ -40,36 +40,6 @@ PREFIX = 24
 SLOW_MS = 50
 STALE_ADDRESS = "198.19.0.2"
 COUNTER_TAG = "bench-upstream-queries"
-ZONE = f"""\
-$ORIGIN test.
-$TTL 300
-@        IN SOA ns1 hostmaster 1 3600 600 86400 300
-@        IN NS  ns1
-ns1      IN A   {UPSTREAMS["ns1"]}
-*        IN A   {testlab.WILDCARD_ADDRESS}
-*.stale  1 IN A {STALE_ADDRESS}
-"""
-NSD_CONF = """\
-server:
-  server-count: 1
-  ip-address: {listen}@53
-  do-ip6: no
-  chroot: ""
-  username: ""
-  zonesdir: "{dir}"
-  database: ""
-  pidfile: "{dir}/nsd.pid"
-  zonelistfile: "{dir}/zone.list"
-  xfrdfile: "{dir}/xfrd.state"
-  xfrdir: "{dir}"
-  rrl-ratelimit: 0
-  rrl-whitelist-ratelimit: 0
-remote-control:
-  control-enable: no
-zone:
-  name: "test."
-  zonefile: "zone"
-"""
 DELAY_PROXY = Path(__file__).with_name("delayproxy.py")
 RDISC_ROUTER = Path(__file__).with_name("rdisc_router.py")
 # Routers advertise every 2 s with a 6 s lifetime: a dead one is forgotten within 6 s.
@@ -89,27 +59,16 @@ class Upstream:
         self.dead = False
         delayed = label == "slow"
         # The slow one: nsd on its own loopback, the delaying proxy on the LAN address.
-        self.start_nsd(world.workdir / label, "127.0.0.1" if delayed else address)
+        # Debian's nsd limits answers to 200/s per client /24 and wildcard,
+        # dropping the rest: scenario 7 would measure that limiter, not the resolver.
+        world.lab.nsd(self.ns, "127.0.0.1" if delayed else address, zone="test.", ttl=300,
+                      extra=f"*.stale 1 IN A {STALE_ADDRESS}", rate_limit=False)
         if delayed:
             self.ns.popen(sys.executable, str(DELAY_PROXY), address, "127.0.0.1", str(SLOW_MS))
         self._wait_answering()
         for match in (["-p", "udp"], ["-p", "tcp", "--syn"]):
             self.ns.iptables("-t", "raw", "-A", "PREROUTING", "-i", "eth0", *match, "--dport", "53",
                              "-m", "comment", "--comment", COUNTER_TAG)
-
-    def start_nsd(self, workdir: Path, listen: str) -> None:
-        """nsd for `test.`, like the lab's `nsd()` but with response rate limiting off.
-
-        Debian's nsd limits answers to 200/s per client /24 and wildcard
-        (rrl-ratelimit), dropping or truncating the rest: scenario 7's
-        misses, all wildcard answers to one client, would measure nsd's
-        limiter instead of the resolver.
-        """
-        workdir.mkdir()
-        (workdir / "zone").write_text(ZONE)
-        (workdir / "nsd.conf").write_text(NSD_CONF.format(listen=listen, dir=workdir))
-        testlab.run("nsd-checkconf", str(workdir / "nsd.conf"))
-        self.ns.popen("nsd", "-d", "-c", str(workdir / "nsd.conf"))
 
     def _wait_answering(self) -> None:
         for _ in range(50):  # bounded: 50 tries, about 10 s
