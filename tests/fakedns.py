@@ -314,6 +314,12 @@ class FakeDNS:
         return bytes(item)
 
     def _serve(self) -> None:
+        try:
+            self._loop()
+        except Exception as exc:  # a dead server would look like a silent one: say so
+            self.errors.append(exc)
+
+    def _loop(self) -> None:
         """UDP and accept loop; UDP replies wait in a heap until they are due."""
         deadline = time.monotonic() + self.lifetime
         due: list = []  # (when, sequence, item, peer)
