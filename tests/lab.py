@@ -121,6 +121,11 @@ def _stop_process(proc: subprocess.Popen) -> None:
             continue
 
 
+def _blackhole_rules(port: int, address: str | None) -> list[list[str]]:
+    match = ["-d", address] if address else []
+    return [[*match, "-p", proto, "--dport", str(port), "-j", "DROP"] for proto in ("udp", "tcp")]
+
+
 class Netns:
     """One lab host: a network namespace with loopback up and its own /etc files."""
 
@@ -363,19 +368,19 @@ class Lab:
         run("ip", "-n", switch.ns.name, "link", "set", port, "master", switch.bridge)
         return ifname
 
-    def blackhole(self, ns: Netns, port: int = 53) -> None:
-        """Make ``ns`` silently drop inbound UDP and TCP to ``port``.
+    def blackhole(self, ns: Netns, port: int = 53, address: str | None = None) -> None:
+        """Make ``ns`` silently drop inbound UDP and TCP to ``port`` (on ``address`` only, if given).
 
         A dead nameserver on a live host: no reply, no ICMP unreachable, no
         TCP reset, so clients can only time out.
         """
-        for proto in ("udp", "tcp"):
-            ns.iptables("-I", "INPUT", "-p", proto, "--dport", str(port), "-j", "DROP")
+        for rule in _blackhole_rules(port, address):
+            ns.iptables("-I", "INPUT", *rule)
 
-    def unblackhole(self, ns: Netns, port: int = 53) -> None:
-        """Undo ``blackhole``."""
-        for proto in ("udp", "tcp"):
-            ns.iptables("-D", "INPUT", "-p", proto, "--dport", str(port), "-j", "DROP")
+    def unblackhole(self, ns: Netns, port: int = 53, address: str | None = None) -> None:
+        """Undo ``blackhole`` with the same arguments."""
+        for rule in _blackhole_rules(port, address):
+            ns.iptables("-D", "INPUT", *rule)
 
     # -- servers ---------------------------------------------------------------
 

@@ -99,6 +99,20 @@ def test_blackholed_server_drops_queries_while_its_host_stays_up(lab):
             sock.recv(512)
 
 
+def test_blackhole_can_kill_one_address_of_a_host(lab):
+    server, client = two_hosts(lab)
+    server.run("ip", "addr", "add", "198.18.0.11/24", "dev", "eth0")
+    for address in (SERVER, "198.18.0.11"):
+        lab.fakedns(server, address, default_address="198.18.0.99")
+
+    lab.blackhole(server, address="198.18.0.11")
+    with pytest.raises(dns.exception.Timeout):
+        client.dns_query("198.18.0.11", "a.test", timeout=0.5)
+    assert addresses(client.dns_query(SERVER, "a.test")) == ["198.18.0.99"]
+    lab.unblackhole(server, address="198.18.0.11")
+    assert addresses(client.dns_query("198.18.0.11", "a.test")) == ["198.18.0.99"]
+
+
 def test_programs_inside_read_the_namespace_etc_files(lab):
     host_hosts = Path("/etc/hosts").read_bytes()
     host_resolv = Path("/etc/resolv.conf").read_bytes()
