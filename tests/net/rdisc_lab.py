@@ -60,10 +60,11 @@ class TestRouter:
     __test__ = False  # not a pytest class
 
     def __init__(self, ns, ifname: str, address: str, *, preference: int = 0, lifetime: int = 30,
-                 answer_solicitations: bool = True):
+                 answer_solicitations: bool = True, answer_to: str = "224.0.0.1"):
         self.ns, self.ifname, self.address = ns, ifname, address
         self.preference, self.lifetime = preference, lifetime
         self.answer_solicitations = answer_solicitations
+        self.answer_to = answer_to
         self.solicitations: list[tuple[float, str]] = []  # (monotonic time, destination)
         self.adverts_sent: list[float] = []
         self.interval: float | None = None  # periodic advertisements when set
@@ -114,7 +115,7 @@ class TestRouter:
             if len(data) >= header + 8 and data[header] == 10:
                 self.solicitations.append((time.monotonic(), socket.inet_ntoa(data[16:20])))
                 if self.answer_solicitations:
-                    self.advertise()
+                    self.advertise(dst=self.answer_to)
 
     def _advertise(self) -> None:
         while not self._stop.wait(0.05):

@@ -82,3 +82,11 @@ def test_link_down_forgets_the_router_and_link_up_solicits_again(lab, tmp_path):
     bootres.wait(lambda: bootres.route_via("198.18.1.1"), timeout=5, what="the route after link up")
     assert len(router.solicitations) == 2  # one per time the link came up
     assert "198.18.1.1 on eth0 lost: eth0 is gone" in bootres.log()
+
+
+def test_interface_without_multicast_solicits_and_listens_by_broadcast(lab, tmp_path):
+    host, router = wire(lab, tmp_path, answer_solicitations=True, answer_to="255.255.255.255")
+    host.run("ip", "link", "set", "eth0", "multicast", "off")
+    bootres = BootresHost(host, tmp_path).start()
+    bootres.wait(lambda: bootres.route_via("198.18.1.1"), timeout=5, what="the route from a broadcast advertisement")
+    assert [destination for _, destination in router.solicitations] == ["255.255.255.255"]
