@@ -45,6 +45,14 @@ class Cache:
         self._entries.move_to_end(key)
         return answer
 
+    def holds(self, key: bytes, answer: Answer) -> bool:
+        """Whether ``answer`` is still the entry for ``key`` (not replaced or evicted)."""
+        return self._entries.get(key) is answer
+
+    def touch(self, key: bytes) -> None:
+        """Mark ``key`` recently used."""
+        self._entries.move_to_end(key)
+
     def stale(self, key: bytes, now: float) -> Answer | None:
         """An expired entry still within ``stale_max_age``; older ones are dropped here."""
         answer = self._entries.get(key)

@@ -6,6 +6,7 @@ import struct
 
 import dns.flags
 import dns.message
+import dns.name
 import dns.rcode
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -53,6 +54,20 @@ def test_a_miss_goes_upstream_then_hits_answer_from_the_byte_path():
     assert msg.id == 77 and msg.question[0].name.to_text() == "WWW.example.TEST."
     assert msg.answer[0].ttl == 240  # 300 - 60 s in the cache
     assert stub.status()["cache"] == {"entries": 1, "hits": 1, "misses": 1, "stale_served": 0}
+
+
+def test_remembered_reply_shapes_follow_the_id_the_clock_and_the_cache():
+    stub = make_stub()
+    resolve(stub, "www.example.test", 0.0, ttl=300)
+    first = stub.fast_answer(query(qid=1), "127.0.0.1", 10.2)
+    again = stub.fast_answer(query(qid=2), "127.0.0.1", 10.7)  # same second: the remembered reply
+    assert again == b"\x00\x02" + first[2:]
+    later = dns.message.from_wire(stub.fast_answer(query(qid=3), "127.0.0.1", 11.0))
+    assert later.id == 3 and later.answer[0].ttl == 289  # a new second: TTLs move on
+    resolve(stub, "other.example.test", 11.0)
+    stub.cache.drop_names({dns.name.from_text("www.example.test").canonicalize().to_wire()})
+    assert stub.fast_answer(query(qid=4), "127.0.0.1", 11.0) is None  # evicted: not answered from memory
+    assert stub.status()["cache"]["hits"] == 3
 
 
 def test_the_do_bit_is_part_of_the_key():
