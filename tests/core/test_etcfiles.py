@@ -159,3 +159,10 @@ def test_self_names(hostname, resolv, expected):
     from bootres.core.etcfiles import self_names
 
     assert self_names(hostname, resolv) == expected
+
+
+@given(st.lists(st.one_of(st.sampled_from([BEGIN, END, "198.18.1.1 a", "::1 b", "# c", "1.2.3 x"]), st.text(max_size=30))))
+def test_fuzz_parse_block_returns_only_well_formed_entries(lines):
+    for entry in parse_block("\n".join(lines)):
+        ipaddress.ip_address(entry.address)
+        assert entry.names and all(name and "#" not in name and not any(c.isspace() for c in name) for name in entry.names)
