@@ -72,7 +72,8 @@ class StubFiles:
         self.pinned: dict[str, list[str]] = {}  # name -> last-known addresses
         self.written_at: dict[str, str] = {}  # path -> ISO time of the content now there
         self.failing: dict[str, str] = {}  # path -> why its last write failed
-        self._wanted = asyncio.Event()
+        self._wanted = asyncio.Event()  # the files should be rendered and written again
+        self._refresh_now = asyncio.Event()  # look the pinned names up before the interval is over
         self._tasks: list[asyncio.Task] = []
         self._netlink = None  # made on the worker thread at first use, see _primary_address
         self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="bootres-files")
@@ -108,6 +109,8 @@ class StubFiles:
         self.hosts, self.router = hosts, router
         self.pinned = {name: addrs for name, addrs in self.pinned.items() if name in hosts.pin}
         self._wanted.set()
+        if any(name not in self.pinned for name in hosts.pin):
+            self._refresh_now.set()  # a newly pinned name should not wait minutes for its address
 
     # --- inputs
 
@@ -193,8 +196,12 @@ class StubFiles:
 
     async def _refresher(self) -> None:
         while True:
+            self._refresh_now.clear()
             await asyncio.gather(self._refresh_primary_address(), self._refresh_pins())
-            await asyncio.sleep(self.refresh_interval)
+            try:
+                await asyncio.wait_for(self._refresh_now.wait(), self.refresh_interval)
+            except asyncio.TimeoutError:
+                pass
 
     async def _writer(self) -> None:
         while True:

@@ -190,3 +190,18 @@ def test_read_only_etc_is_reported_and_retried_never_a_crash(tmp_path):
     # The private mount namespace is gone; the writes it made after the remount are in the directory.
     assert (tmp_path / "hosts").read_text().startswith(ADMIN_BEFORE + "# BEGIN bootres\n")
     assert (tmp_path / "defaultrouter").read_text() == "198.18.1.1\n"
+
+
+def test_reload_with_a_new_pin_looks_it_up_at_once(tmp_path):
+    hosts, router = configs(tmp_path, pin=())
+    resolver = Resolver({"new.example.com": ["198.18.0.77"]})
+
+    async def pin_it(files):
+        files.reconfigure(HostsConfig(hosts.file, False, hosts.router_names, ("new.example.com",)), router)
+        for _ in range(100):  # bounded: 5 s, far below the 300 s refresh interval
+            if "198.18.0.77\tnew.example.com\n" in (tmp_path / "hosts").read_text():
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError("the new pin was not looked up")
+
+    asyncio.run(run_files(hosts, router, resolver, [pin_it]))
