@@ -22,24 +22,20 @@ type and class, then one byte for the DNSSEC OK bit.
 
 from __future__ import annotations
 
+import ipaddress
 import struct
 from dataclasses import dataclass
 
-import dns.edns
-import dns.exception
-import dns.flags
-import dns.message
-import dns.name
-import dns.rcode
-import dns.rdataclass
-import dns.rdatatype
-import dns.rrset
+# dnspython is imported where it is used, not here: importing it costs more
+# than a hundred milliseconds of startup on a small machine, and neither a
+# cache hit, nor a plain miss, nor a hosts-file answer needs it.
 
 NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED = 0, 1, 2, 3, 4, 5
 BADVERS = 16  # extended RCODE: 4 bits in the header, 8 more in the OPT TTL
 
 QR, AA, TC, RD, RA, AD, CD = 0x8000, 0x0400, 0x0200, 0x0100, 0x0080, 0x0020, 0x0010
-OPT = 41
+A, SOA, PTR, AAAA, OPT = 1, 6, 12, 28, 41
+TKEY, TSIG, IXFR, AXFR, MAILB, MAILA = 249, 250, 251, 252, 253, 254
 
 PAYLOAD = 1232  # our EDNS buffer size, the DNS Flag Day 2020 value
 MAX_TTL = 86400  # longest a positive answer is kept, like unbound's cache-max-ttl
@@ -52,8 +48,8 @@ STALE_TTL = 30  # RFC 8767 section 4
 _HARMLESS_OPTIONS = frozenset({10, 12})
 
 # These ask for zone transfers or mailbox records or are not question types.
-_UNSUPPORTED_TYPES = frozenset({dns.rdatatype.AXFR, dns.rdatatype.IXFR, 253, 254, dns.rdatatype.TKEY})
-_NOT_A_QUESTION = frozenset({OPT, dns.rdatatype.TSIG})
+_UNSUPPORTED_TYPES = frozenset({AXFR, IXFR, MAILB, MAILA, TKEY})
+_NOT_A_QUESTION = frozenset({OPT, TSIG})
 
 _HEADER = struct.Struct(">HHHHH")  # flags, qd, an, ns, ar (after the ID)
 _OPT_PLAIN = b"\x00" + struct.pack(">HHIH", OPT, PAYLOAD, 0, 0)
@@ -131,10 +127,6 @@ class ClientQuery:
     def qclass(self) -> int:
         return self.key[-3] << 8 | self.key[-2]
 
-    @property
-    def qname(self) -> dns.name.Name:
-        return dns.name.from_wire(self.key, 0)[0]
-
 
 def parse_query(data: bytes) -> ClientQuery | bytes | None:
     """A query to answer, the error reply to send (bytes), or None to drop it silently.
@@ -157,6 +149,9 @@ def parse_query(data: bytes) -> ClientQuery | bytes | None:
         return ClientQuery(data[:4], data[12:end], key, payload, do)
     if (data[2] >> 3) & 0x0F != 0:
         return error_reply(data[:4], b"", NOTIMP)
+    import dns.flags
+    import dns.message
+
     try:
         msg = dns.message.from_wire(data)
     except Exception:  # any parse failure is the client's fault: FORMERR, never a crash
@@ -178,6 +173,8 @@ def parse_query(data: bytes) -> ClientQuery | bytes | None:
 
 
 def _question_if_readable(data: bytes) -> bytes:
+    import dns.message
+
     try:
         msg = dns.message.from_wire(data, question_only=True)
     except Exception:  # nothing worth echoing
@@ -236,7 +233,7 @@ class Answer:
 
     __slots__ = (
         "rcode", "ad", "an", "ns", "ar", "body", "ttl_offsets", "ttls", "lifetime",
-        "stored_at", "expires_at", "stale_until", "_memo_age", "_memo_body",
+        "stored_at", "expires_at", "stale_until",
     )
 
     def __init__(self, rcode, ad, an, ns, ar, body, ttl_offsets, ttls, lifetime):
@@ -250,18 +247,13 @@ class Answer:
         self.stored_at = 0.0
         self.expires_at = 0.0
         self.stale_until = 0.0
-        self._memo_age = -1
-        self._memo_body = body
 
     def body_at(self, age: int) -> bytes:
-        """The records with every TTL lowered by ``age`` seconds (remembered per second)."""
-        if age != self._memo_age:
-            body = bytearray(self.body)
-            for offset, ttl in zip(self.ttl_offsets, self.ttls):
-                struct.pack_into(">I", body, offset, ttl - age if ttl > age else 0)
-            self._memo_age = age
-            self._memo_body = bytes(body)
-        return self._memo_body
+        """The records with every TTL lowered by ``age`` seconds."""
+        body = bytearray(self.body)
+        for offset, ttl in zip(self.ttl_offsets, self.ttls):
+            struct.pack_into(">I", body, offset, ttl - age if ttl > age else 0)
+        return bytes(body)
 
     def body_stale(self) -> bytes:
         body = bytearray(self.body)
@@ -291,11 +283,16 @@ def render(answer: Answer, head: bytes, question: bytes, payload: int, do: bool,
 
 
 def answer_from_response(msg: dns.message.Message) -> Answer:
-    """Turn a parsed upstream reply (or a locally built one) into an ``Answer``.
+    """Turn a reply parsed by dnspython into an ``Answer``: the reference ``read_reply`` is held to.
 
     TTLs are capped (MAX_TTL, and the RFC 2308 negative TTL on the SOA) so
     what clients see never outlives what we cache.
     """
+    import dns.flags
+    import dns.message
+    import dns.rdatatype
+    import dns.rrset
+
     rcode = msg.rcode()
     lifetime = 0
     soa_ttl = None
@@ -344,15 +341,32 @@ def _skip_name(wire: bytes, pos: int) -> int:
         pos += length + 1
 
 
-def local_answer(key: bytes, rdtype: int, texts: list[str], ttl: int) -> Answer:
-    """An answer made here (hosts files): ``texts`` as records of ``rdtype``; none is NODATA."""
-    name = dns.name.from_wire(key, 0)[0]
-    msg = dns.message.Message(id=0)
-    msg.flags = dns.flags.QR
-    msg.question = [dns.rrset.RRset(name, dns.rdataclass.IN, rdtype)]
-    if texts:
-        msg.answer = [dns.rrset.from_text_list(name, ttl, dns.rdataclass.IN, rdtype, texts)]
-    return answer_from_response(msg)
+def wire_name(text: str) -> bytes:
+    """``www.Example.test`` as a lower-case wire-format name; ValueError if it cannot be one."""
+    labels = text.rstrip(".").lower().encode("ascii").split(b".") if text.strip(".") else []
+    if any(not 0 < len(label) < 64 for label in labels):
+        raise ValueError(f"bad name {text!r}")
+    wire = b"".join(bytes([len(label)]) + label for label in labels) + b"\x00"
+    if len(wire) > 255:
+        raise ValueError(f"name too long: {text!r}")
+    return wire
+
+
+def local_answer(rdtype: int, texts: list[str], ttl: int) -> Answer:
+    """An answer made here (hosts files): A/AAAA addresses or PTR names; none is NODATA.
+
+    Every record's owner is a pointer to the question, so it fits whichever
+    question it answers.
+    """
+    records = []
+    for text in texts:
+        rdata = wire_name(text) if rdtype == PTR else ipaddress.ip_address(text).packed
+        records.append(b"\xc0\x0c" + struct.pack(">HHIH", rdtype, 1, ttl, len(rdata)) + rdata)
+    offsets, pos = [], 0
+    for record in records:
+        offsets.append(pos + 6)  # pointer (2), type (2), class (2), then the TTL
+        pos += len(record)
+    return Answer(NOERROR, False, len(records), 0, 0, b"".join(records), tuple(offsets), (ttl,) * len(records), 0)
 
 
 class UpstreamReply:
@@ -402,7 +416,7 @@ def read_reply(data: bytes) -> UpstreamReply | None:
             end = rdata + rdlength
             if end > len(data):
                 return None
-            if rdtype == OPT or rdtype == dns.rdatatype.TSIG:
+            if rdtype == OPT or rdtype == TSIG:
                 if index < an + ns or opt_at is not None or rdtype != OPT or data[rr_start] != 0:
                     return None
                 opt_at = rr_start
@@ -411,7 +425,7 @@ def read_reply(data: bytes) -> UpstreamReply | None:
                 ttl = min(ttl, MAX_TTL)
                 if index < an:
                     answer_ttl = ttl if answer_ttl is None else min(answer_ttl, ttl)
-                elif rdtype == dns.rdatatype.SOA and negative:
+                elif rdtype == SOA and negative:
                     # RFC 2308 section 5: a negative answer lives min(SOA TTL, SOA MINIMUM).
                     minimum = struct.unpack_from(">I", data, _checked_name_end(data, _checked_name_end(data, rdata)) + 16)[0]
                     ttl = min(ttl, minimum, MAX_NEGATIVE_TTL)
@@ -457,6 +471,8 @@ def _checked_name_end(data: bytes, pos: int) -> int:
 
 
 def _parse_with_dnspython(data: bytes) -> dns.message.Message | None:
+    import dns.message
+
     try:
         return dns.message.from_wire(data)
     except Exception:  # whatever dnspython rejects is a bad reply, counted by the caller
@@ -465,6 +481,9 @@ def _parse_with_dnspython(data: bytes) -> dns.message.Message | None:
 
 def query_wire(name: str, rdtype: str) -> bytes:
     """A plain recursive query, for ``bootres query`` and pinned-name lookups."""
+    import dns.flags
+    import dns.message
+
     msg = dns.message.make_query(name, rdtype)
     msg.flags |= dns.flags.RD
     return msg.to_wire()

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 
-import dns.name
-import dns.rdatatype
-import dns.reversename
+from bootres.core.dnsmsg import AAAA, PTR, A, wire_name
 
 LOCAL_TTL = 0  # local data: clients should not keep it beyond this answer
 
@@ -31,17 +29,13 @@ def parse_hosts(text: str) -> list[tuple[str, list[str]]]:
         names = []
         for word in words[1:]:
             try:
-                dns.name.from_text(word)
-            except Exception:  # a name dnspython cannot represent is skipped, like glibc would
+                wire_name(word)
+            except (ValueError, UnicodeError):  # not a DNS name: skipped, as glibc would
                 continue
             names.append(word)
         if names:
             entries.append((str(address), names))
     return entries
-
-
-def _wire(name: dns.name.Name) -> bytes:
-    return name.canonicalize().to_wire()
 
 
 class HostsDB:
@@ -51,10 +45,11 @@ class HostsDB:
         for address, names in entries:
             family = 1 if ":" in address else 0
             for name in names:
-                v4v6 = self._forward.setdefault(_wire(dns.name.from_text(name)), ([], []))
+                v4v6 = self._forward.setdefault(wire_name(name), ([], []))
                 if address not in v4v6[family]:
                     v4v6[family].append(address)
-            self._reverse.setdefault(_wire(dns.reversename.from_address(address)), names[0].rstrip(".") + ".")
+            reverse = wire_name(ipaddress.ip_address(address).reverse_pointer)
+            self._reverse.setdefault(reverse, names[0].rstrip(".") + ".")
 
     def __len__(self) -> int:
         return len(self._forward)
@@ -65,12 +60,12 @@ class HostsDB:
 
     def lookup(self, name: bytes, rdtype: int) -> list[str] | None:
         """Record texts for a lower-case wire name, [] for "no such type here", None to forward."""
-        if rdtype == dns.rdatatype.A or rdtype == dns.rdatatype.AAAA:
+        if rdtype == A or rdtype == AAAA:
             v4v6 = self._forward.get(name)
             if v4v6 is None:
                 return None
-            return list(v4v6[rdtype == dns.rdatatype.AAAA])
-        if rdtype == dns.rdatatype.PTR:
+            return list(v4v6[rdtype == AAAA])
+        if rdtype == PTR:
             target = self._reverse.get(name)
             return None if target is None else [target]
         return None

@@ -23,19 +23,17 @@ import itertools
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import dns.rdatatype
-
 from bootres.core import dnsmsg
 from bootres.core.cache import Cache
 from bootres.core.dnsmsg import Answer, ClientQuery
 from bootres.core.effects import WARNING, Log, Respond
-from bootres.core.hostsdb import HostsDB
+from bootres.core.hostsdb import LOCAL_TTL, HostsDB
 from bootres.core.race import Race
 from bootres.core.upstreams import Upstream, Upstreams
 
-_LOCAL_TYPES = (dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.PTR)
+_LOCAL_TYPES = (dnsmsg.A, dnsmsg.AAAA, dnsmsg.PTR)
 _ACL_MEMO_MAX = 4096  # distinct client addresses whose verdict we remember
-_SHAPES_MAX = 20000  # remembered query shapes (see fast_answer); cleared wholesale when full
+_SHAPES_MAX = 4096  # remembered query shapes (see fast_answer): the hot set; cleared wholesale when full
 
 
 @dataclass(frozen=True)
@@ -203,7 +201,7 @@ class Stub:
         if query.qtype in _LOCAL_TYPES:
             texts = self.hosts.lookup(query.key[:-5], query.qtype)
             if texts is not None:
-                answer = dnsmsg.local_answer(query.key, query.qtype, texts, 0)
+                answer = dnsmsg.local_answer(query.qtype, texts, LOCAL_TTL)
                 self._respond(waiter, answer, answer.body_at(0), "hosts")
                 return
         answer = self.cache.fresh(query.key, now)

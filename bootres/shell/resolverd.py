@@ -16,16 +16,10 @@ import asyncio
 import logging
 import os
 import resource
-import secrets
 import signal
 import socket
 import sys
 import time
-
-import dns.exception
-import dns.message
-import dns.rcode
-import dns.rdatatype
 
 from bootres import config
 from bootres.config import Endpoint, ResolverConfig
@@ -42,7 +36,8 @@ WATCH_INTERVAL = 1.0  # seconds between checks of hosts_files and upstreams_file
 
 
 def _random_id() -> int:
-    return secrets.randbits(16)
+    # The kernel's CSPRNG (getrandom), like secrets, without importing hashlib and libcrypto.
+    return int.from_bytes(os.urandom(2), "big")
 
 
 class ResolverService:
@@ -129,10 +124,13 @@ class ResolverService:
 
     async def query(self, name: str, rdtype: str = "A") -> dict:
         """Resolve like a client would; the dict is what ``bootres query`` prints."""
+        import dns.message  # only here: see bootres/core/dnsmsg.py on startup time
+        import dns.rcode
+
         started = self._now()
         try:
             wire = dnsmsg.query_wire(name, rdtype)
-        except (dns.exception.DNSException, ValueError) as exc:
+        except Exception as exc:  # dnspython's own errors for a bad name or type: tell the asker
             return {"answered": False, "name": name, "type": rdtype, "error": str(exc)}
         future = self._loop.create_future()
         self.stub.query_received(wire, future, None, True, self._now())
