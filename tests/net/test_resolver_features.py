@@ -124,3 +124,26 @@ def test_query_and_status_report_what_happened(lab, tmp_path):
     assert upstream["queries"] == 1 and upstream["wins"] == 1 and upstream["timeouts"] == 0
     assert upstream["srtt_ms"] > 0
     assert resolver.stop() == 0
+
+
+def test_upstreams_file_is_followed_when_it_changes(lab, tmp_path):
+    host, servers = upstream_lab(lab)
+    first = lab.fakedns(servers, UPSTREAMS[0], default_address="198.18.0.80")
+    second = lab.fakedns(servers, UPSTREAMS[1], default_address="198.18.0.81")
+    resolv = tmp_path / "upstream-resolv.conf"
+    resolv.write_text(f"search example.test\nnameserver {UPSTREAMS[0]}\nnameserver {LISTEN}\n")  # ourselves: skipped
+    conf = resolver_config(tmp_path, upstreams="", upstreams_file=str(resolv))
+    resolver = ResolverProcess(host, conf, tmp_path)
+    client = Client(host)
+    assert client.ask("one.example.test")[0].answer[0][0].to_text() == "198.18.0.80"
+    assert [u["address"] for u in resolver.status()["upstreams"]] == [f"{UPSTREAMS[0]}:53"]
+
+    resolv.write_text(f"nameserver {UPSTREAMS[1]}\n")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:  # bounded: the file is checked every second
+        if [u["address"] for u in resolver.status()["upstreams"]] == [f"{UPSTREAMS[1]}:53"]:
+            break
+        time.sleep(0.1)
+    assert client.ask("two.example.test")[0].answer[0][0].to_text() == "198.18.0.81"
+    assert "two.example.test." not in first.qnames and "two.example.test." in second.qnames
+    assert resolver.stop() == 0
