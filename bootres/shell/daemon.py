@@ -2,8 +2,9 @@
 
 Start order, each step chosen so names work as early as possible:
 
-1. the resolver binds its listeners (a failure here is the only fatal one:
-   a resolver that cannot listen is no service at all);
+1. the resolver binds its listeners, or takes those systemd kept across a
+   restart (a failure here is the only fatal one: a resolver that cannot
+   listen is no service at all);
 2. the control socket, so ``bootres status`` works from now on;
 3. a real DNS query to our own listener; only once it is answered:
    ``/etc/resolv.conf`` (when managed) and ``READY=1``;
@@ -104,11 +105,14 @@ class Daemon:
     async def _start(self) -> None:
         from bootres.shell.resolverd import ResolverService
 
-        self.resolver = ResolverService(self._resolver_config(self.cfg), self.log.getChild("resolver"))
         try:
+            listeners = self._listeners()
+            self.resolver = ResolverService(self._resolver_config(self.cfg), self.log.getChild("resolver"),
+                                            listeners=listeners)
             await self.resolver.start()
         except OSError as exc:
             raise StartupFailed(exc.strerror or str(exc)) from None
+        self.notifier.store_fds([sock for _, udp, tcp in listeners for sock in (udp, tcp)], "listen")
         try:
             problem = await self.control.start(self.cfg.service.state_dir)
         except control.AlreadyRunning as exc:
@@ -124,6 +128,33 @@ class Daemon:
         self.log.info("ready: resolver on %s", ", ".join(str(e) for e in self.cfg.resolver.listen))
 
         await self._start_netlink_users()
+
+    def _listeners(self) -> list[tuple]:
+        """(endpoint, udp, tcp) for every ``listen`` address: kept by systemd across a restart, or bound now.
+
+        The sockets go to systemd's fd store once bound, so after a crash the
+        queries that arrived while no bootres ran are still in their buffers.
+        """
+        from bootres.shell import dnsio
+
+        kept = {(sock.type, sock.getsockname()[:2]): sock for sock in sd.listen_fds()}
+        listeners = []
+        for endpoint in self.cfg.resolver.listen:
+            udp = kept.pop((socket.SOCK_DGRAM, endpoint.sockaddr), None)
+            tcp = kept.pop((socket.SOCK_STREAM, endpoint.sockaddr), None)
+            if udp is not None and tcp is not None:
+                udp.setblocking(False)
+                tcp.setblocking(False)
+                self.log.info("listening on %s with the sockets kept across the restart", endpoint)
+            else:
+                for sock in (udp, tcp):
+                    if sock is not None:
+                        sock.close()
+                udp, tcp = dnsio.bind_listener(endpoint)
+            listeners.append((endpoint, udp, tcp))
+        for sock in kept.values():  # listen changed since they were stored
+            sock.close()
+        return listeners
 
     async def _start_netlink_users(self) -> None:
         # Imported here, after READY: they import pyroute2, which is slow.

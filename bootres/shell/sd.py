@@ -9,6 +9,7 @@ minus the journal fields.
 
 from __future__ import annotations
 
+import array
 import logging
 import os
 import socket
@@ -65,6 +66,26 @@ class Notifier:
     def watchdog(self) -> bool:
         return self.notify("WATCHDOG=1")
 
+    def store_fds(self, socks: list[socket.socket], name: str) -> bool:
+        """Replace the fds stored under ``name`` in systemd's fd store (FileDescriptorStoreMax=).
+
+        systemd keeps them open while the service restarts and hands them back
+        through ``listen_fds()``: datagrams sent meanwhile wait in the socket
+        buffer instead of being lost.
+        """
+        if not self.address:
+            return False
+        self.notify("FDSTOREREMOVE=1", f"FDNAME={name}")
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+                # sendmsg, not socket.send_fds: that one drops its address argument (3.11).
+                rights = array.array("i", [s.fileno() for s in socks])
+                sock.sendmsg([f"FDSTORE=1\nFDNAME={name}".encode()],
+                             [(socket.SOL_SOCKET, socket.SCM_RIGHTS, rights)], 0, self.address)
+        except OSError:
+            return False
+        return True
+
     def watchdog_interval(self) -> float | None:
         """Seconds between pings (half the timeout, as sd_watchdog_enabled(3) advises), or None."""
         if not self.watchdog_usec:
@@ -88,6 +109,26 @@ def _watchdog_usec(environ: MutableMapping[str, str]) -> int | None:
     except ValueError:
         return None
     return value if value > 0 else None
+
+
+def listen_fds(environ: MutableMapping[str, str] = os.environ) -> list[socket.socket]:
+    """Sockets passed by systemd (sd_listen_fds(3)): from fd 3 on, when ``LISTEN_PID`` is us.
+
+    The variables are popped so a child cannot mistake the fds for its own.
+    """
+    pid = environ.pop("LISTEN_PID", "")
+    count = environ.pop("LISTEN_FDS", "")
+    environ.pop("LISTEN_FDNAMES", None)
+    if pid != str(os.getpid()) or not count.isdigit():
+        return []
+    found = []
+    for fd in range(3, 3 + int(count)):
+        os.set_inheritable(fd, False)
+        try:
+            found.append(socket.socket(fileno=fd))
+        except OSError:  # not a socket: nothing of ours
+            os.close(fd)
+    return found
 
 
 # --- logging

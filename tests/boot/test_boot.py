@@ -172,10 +172,30 @@ def test_reload_with_a_broken_config_keeps_it_running(box):
     assert box.run("bootres", "query", "www.example.test", check=False).returncode == 0
 
 
+KILL_THEN_QUERY = """
+import socket, subprocess, time
+import dns.message
+subprocess.run(["systemctl", "kill", "-s", "KILL", "bootres.service"], check=True)
+query = dns.message.make_query("www.example.test.", "A")
+client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+client.settimeout(4)
+sent = time.monotonic()
+client.sendto(query.to_wire(), ("127.0.0.35", 53))
+reply = dns.message.from_wire(client.recv(4096))
+print(reply.id == query.id, reply.answer[0][0], round(time.monotonic() - sent, 3))
+"""
+
+
 def test_killed_it_is_restarted_and_answers_again(box):
     pid = box.show("bootres.service", "MainPID")
     restarts = int(box.show("bootres.service", "NRestarts"))
-    box.run("systemctl", "kill", "-s", "KILL", "bootres.service")
+    # A query sent the moment it dies waits in the socket systemd kept (the
+    # fd store) and is answered by the restarted bootres, not lost.
+    proc = box.run("python3", "-c", KILL_THEN_QUERY, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    matched, address, seconds = proc.stdout.split()
+    print(f"query sent while bootres was dead answered after {seconds} s")
+    assert matched == "True" and address == "198.18.0.80" and float(seconds) < 4
 
     def back():
         return (box.show("bootres.service", "ActiveState") == "active"
@@ -183,6 +203,8 @@ def test_killed_it_is_restarted_and_answers_again(box):
 
     wait_until(back, what="bootres restarted")
     assert int(box.show("bootres.service", "NRestarts")) == restarts + 1
+    log = box.run("journalctl", "-b", "-u", "bootres.service", "--no-pager", "-o", "cat").stdout
+    assert "listening on 127.0.0.35:53 with the sockets kept across the restart" in log
     wait_until(lambda: box.run("getent", "-s", "dns", "hosts", "www.example.test", check=False).returncode == 0,
                timeout=10, what="answers after the restart")
     assert box.run("bootres", "status", check=False).returncode == 0

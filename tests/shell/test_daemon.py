@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import dns.message
 import pytest
 
 from bootres import cli
@@ -68,6 +69,7 @@ class Notifications:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(self.path)
         self.seen: list[list[str]] = []
+        self.fds: list[list[int]] = []  # descriptors sent with each message (FDSTORE=1)
 
     def expect(self, field: str, timeout: float = 15.0) -> list[str]:
         """The next message containing ``field`` (e.g. ``READY=1``); earlier ones are kept in ``seen``."""
@@ -75,29 +77,33 @@ class Notifications:
         while time.monotonic() < deadline:
             self.sock.settimeout(max(deadline - time.monotonic(), 0.01))
             try:
-                message = self.sock.recv(4096).decode().split("\n")
+                data, fds, _, _ = socket.recv_fds(self.sock, 4096, 16)
             except socket.timeout:
                 break
+            message = data.decode().split("\n")
             self.seen.append(message)
+            self.fds.append(fds)
             if field in message:
                 return message
         raise AssertionError(f"no {field} from bootres within {timeout}s; got {self.seen}")
 
     def close(self) -> None:
         self.sock.close()
+        for fd in (fd for fds in self.fds for fd in fds):
+            os.close(fd)
 
 
 class Bootres:
     """``bootres run`` as a child process with stderr captured to a file."""
 
-    def __init__(self, conf: Path, notify: Notifications, work: Path, wrapper: list[str] = ()):
+    def __init__(self, conf: Path, notify: Notifications, work: Path, wrapper: list[str] = (), pass_fds=()):
         self.log_path = work / "bootres.log"
         env = dict(os.environ, NOTIFY_SOCKET=notify.path, WATCHDOG_USEC="1000000", PYTHONPATH=str(HERE))
         env.pop("JOURNAL_STREAM", None)
         self.log_file = open(self.log_path, "w")
         self.proc = subprocess.Popen(
             [*wrapper, sys.executable, "-m", "bootres", "run", "-c", str(conf)],
-            stdout=self.log_file, stderr=subprocess.STDOUT, env=env,
+            stdout=self.log_file, stderr=subprocess.STDOUT, env=env, pass_fds=pass_fds,
         )
 
     def log(self) -> str:
@@ -126,8 +132,8 @@ def setup(tmp_path, fake_upstream_factory):
     notify = Notifications(tmp_path / "notify")
     started = []
 
-    def start(wrapper: list[str] = ()) -> Bootres:
-        started.append(Bootres(conf, notify, tmp_path, wrapper))
+    def start(wrapper: list[str] = (), pass_fds=()) -> Bootres:
+        started.append(Bootres(conf, notify, tmp_path, wrapper, pass_fds))
         return started[-1]
 
     yield conf, notify, start
@@ -156,6 +162,10 @@ def test_lifecycle_ready_status_query_reload_stop(setup, capsys, tmp_path):
     daemon = start()
     ready = notify.expect("READY=1")
     assert any(field.startswith("STATUS=") and "upstreams up" in field for field in ready)
+    # Its listening sockets went to systemd's fd store (kept across restarts).
+    stored = [fds for message, fds in zip(notify.seen, notify.fds) if "FDSTORE=1" in message]
+    assert len(stored) == 1 and len(stored[0]) == 2
+    assert ["FDSTOREREMOVE=1", "FDNAME=listen"] in notify.seen
     notify.expect("WATCHDOG=1", timeout=3)  # pinged from the event loop
 
     code, out = cli_run(capsys, "status", "--json", "-c", str(conf))
@@ -250,3 +260,37 @@ def test_read_only_state_dir_and_etc_are_reported_not_fatal(setup, capsys, tmp_p
     assert code == 0 and "198.18.0.80" in out
     daemon.signal(signal.SIGTERM)
     assert daemon.wait() == 0
+
+
+def test_sockets_passed_by_systemd_are_used(setup, capsys):
+    """What systemd does after a crash: the stored sockets come back as LISTEN_FDS from fd 3."""
+    conf, notify, start = setup
+    port = int(conf.read_text().split("listen = 127.0.0.1:")[1].split()[0])
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    udp.bind(("127.0.0.1", port))
+    tcp.bind(("127.0.0.1", port))
+    tcp.listen()
+    # A query sent before bootres runs waits in the socket buffer.
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.settimeout(10)
+    early = dns.message.make_query("www.example.test.", "A")
+    client.sendto(early.to_wire(), ("127.0.0.1", port))
+    u, t = udp.fileno(), tcp.fileno()
+    # Like systemd: the sockets at fds 3 and 4, and LISTEN_PID naming the
+    # process that execs bootres (exec keeps the PID).
+    wrapper = (
+        f"import os, sys; os.dup2({u}, 3); os.dup2({t}, 4); os.close({u}); os.close({t}); "
+        "os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS='2'); os.execv(sys.argv[1], sys.argv[1:])"
+    )
+    try:
+        daemon = start([sys.executable, "-c", wrapper], pass_fds=(u, t))
+        notify.expect("READY=1")
+        reply = dns.message.from_wire(client.recv(4096))
+        assert reply.id == early.id and "198.18.0.80" in reply.to_text()
+        assert "with the sockets kept across the restart" in daemon.log()
+        code, out = cli_run(capsys, "query", "www.example.test", "-c", str(conf))
+        assert code == 0
+    finally:
+        for sock in (udp, tcp, client):
+            sock.close()

@@ -110,3 +110,27 @@ def test_plain_stderr_logging_outside_systemd(capsys):
 def test_priority_prefixes_when_journal_lacks_python_systemd():
     record = logging.LogRecord("bootres", logging.ERROR, __file__, 1, "cannot bind", None, None)
     assert sd._PriorityPrefix("%(message)s").format(record) == "<3>cannot bind"
+
+
+def test_store_fds_replaces_the_named_set(manager):
+    path, sock = manager
+    notifier = sd.Notifier({"NOTIFY_SOCKET": path})
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as one, socket.socket() as two:
+        assert notifier.store_fds([one, two], "listen")
+        assert received(sock) == ["FDSTOREREMOVE=1", "FDNAME=listen"]
+        data, fds, _, _ = socket.recv_fds(sock, 4096, 4)
+    try:
+        assert data.decode().split("\n") == ["FDSTORE=1", "FDNAME=listen"]
+        assert len(fds) == 2
+        with socket.socket(fileno=os.dup(fds[0])) as copy:
+            assert copy.type == socket.SOCK_DGRAM
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def test_listen_fds_only_when_meant_for_us():
+    env = {"LISTEN_PID": "1", "LISTEN_FDS": "2", "LISTEN_FDNAMES": "listen:listen"}
+    assert sd.listen_fds(env) == []
+    assert env == {}  # popped either way
+    assert sd.listen_fds({"LISTEN_PID": str(os.getpid()), "LISTEN_FDS": "0"}) == []
