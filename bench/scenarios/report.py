@@ -40,6 +40,34 @@ def table(cells: list[Cell]) -> str:
     return "\n".join([HEADER, *(row(cell) for cell in cells)])
 
 
+def bounds(cells: list[Cell]) -> list[str]:
+    """Issue 6's bounds for bootres, read off this run's cells: one line each, met or not."""
+    lines = []
+    for cell in cells:
+        if not cell.resolver.startswith("bootres") or not cell.ms:
+            continue
+        number = cell.scenario.split()[0]
+        s = cell.summary()
+        if number in ("1", "2", "3", "7", "8"):
+            lines.append(verdict(s["max_ms"] <= 100, cell, f"max {fmt_ms(s['max_ms'])} ms ≤ 100 ms (an upstream is alive)"))
+        if number in ("4", "5"):
+            slow = [ms for ms in cell.ms if ms > 5]
+            lines.append(verdict(not slow, cell, f"{len(cell.ms) - len(slow)} of {len(cell.ms)} stale answers ≤ 5 ms"
+                                 f"{f' (the slow ones: {len(slow)}, ≤ {fmt_ms(max(slow))} ms)' if slow else ''}"))
+        if cell.resolver == "bootres-hedge" and s["queries_per_miss"] is not None:
+            lines.append(verdict(s["queries_per_miss"] <= 1.1, cell,
+                                 f"{s['queries_per_miss']:.2f} upstream queries per miss ≤ 1.1"))
+        if number in ("8", "9"):
+            window = round((cell.extra.get("down_ms") or 0) / 1000 * cell.extra["qps"])
+            lost = cell.extra["lost"]
+            lines.append(verdict(lost <= window, cell, f"{lost} queries lost, ≤ {window} sent while down"))
+    return lines
+
+
+def verdict(ok: bool, cell: Cell, text: str) -> str:
+    return f"- {'met' if ok else '**not met**'}: {cell.scenario}, {cell.resolver}: {text}"
+
+
 def first_line(command: str) -> str:
     try:
         out = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=5)
@@ -56,7 +84,7 @@ def machine() -> dict:
         "kernel": platform.release(), "cpu": model, "cpus": os.cpu_count(), "python": platform.python_version(),
         "commit": first_line(f"git -C {REPO} rev-parse --short HEAD"),
         "nsd": first_line("nsd -v"), "dnsmasq": first_line("dnsmasq --version"),
-        "unbound": first_line("unbound -V"), "glibc": first_line("ldd --version"),
+        "unbound": "unbound " + first_line("unbound -V").removeprefix("Version "), "glibc": first_line("ldd --version"),
     }
 
 
@@ -79,4 +107,8 @@ def write_doc(cells: list[Cell], meta: dict, intro: str) -> None:
 - peers: {m['dnsmasq']}; {m['unbound']}; {m['nsd']} (upstreams); {m['glibc']}
 
 {table(cells)}
+
+## bootres's bounds in this run
+
+{chr(10).join(bounds(cells))}
 """)
