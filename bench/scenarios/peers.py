@@ -126,8 +126,10 @@ class Bootres(Resolver):
         self.name = f"bootres-{strategy}"
         self.proc: subprocess.Popen | None = None
 
-    def start(self, world, upstreams, wait_ready: bool = True, **settings) -> None:
+    def start(self, world, upstreams, wait_ready: bool = True, env: dict | None = None, **settings) -> None:
+        """Write a configuration and run bootres; `env` replaces the environment (default: ours)."""
         self.world = world
+        self.env = env
         self.dir = Path(tempfile.mkdtemp(prefix=f"{self.name}-", dir=world.workdir))
         (self.dir / "run").mkdir()
         self.config_path = self.dir / "bootres.conf"
@@ -138,11 +140,11 @@ class Bootres(Resolver):
         if wait_ready:
             self.wait_ready()
 
-    def exec(self) -> None:
-        """Start the process (again, with the same configuration)."""
+    def exec(self, prefix: list[str] = (), pass_fds: list[int] = ()) -> None:
+        """Start the process (again, with the same configuration), after `prefix` (a wrapper) if given."""
         self.started_at = time.monotonic()
-        self.proc = self.world.client.popen(sys.executable, "-m", "bootres", "run", "-c", str(self.config_path),
-                                            cwd=REPO)
+        self.proc = self.world.client.popen(*prefix, sys.executable, "-m", "bootres", "run", "-c",
+                                            str(self.config_path), cwd=REPO, env=self.env, pass_fds=pass_fds)
 
     def wait_ready(self, name: str = "ready.test", timeout: float = READY_TIMEOUT) -> float:
         """Seconds from exec to the first answer to `name` (any rcode)."""

@@ -1,17 +1,21 @@
 """Scenarios 8 and 9: a bad configuration on reload, and kill -9, both under load (bootres only).
 
 Load is dnsperf at 200 queries/s, four in five cached names.  There is no
-systemd here (no PID 1), so scenario 9's supervisor is the bench itself,
-doing what the unit's Restart=always with RestartSec=200ms does; no socket
-activation either, so queries sent while bootres is down are lost, and the
-table says how many against how long it was down.
+systemd here (no PID 1), so in scenario 9 the bench stands in for it
+(ServiceManager): the notify socket with the fd store the unit enables, and
+Restart=always with RestartSec=200ms.
 """
 
 from __future__ import annotations
 
+import os
+import secrets
 import signal
+import socket
+import sys
 import threading
 import time
+from pathlib import Path
 
 import dns.exception
 
@@ -25,6 +29,7 @@ QPS = 200
 SECONDS = 10
 HOT = 50
 RESTART_SEC = 0.2  # units/bootres.service RestartSec
+LISTEN_FDS_EXEC = Path(__file__).with_name("listen_fds_exec.py")
 BAD_LINE = "strategy = sideways"
 ADMIN_HOSTS = "127.0.0.1\tlocalhost\n# an administrator's line, kept byte for byte\n198.18.0.77\tadmin-box\n"
 
@@ -76,27 +81,74 @@ def bad_reload(world: World, resolver: Bootres, cell: Cell, tag: str) -> None:
     ]
 
 
-class Supervisor:
-    """Restarts bootres when it exits, like Restart=always (a thread; bounded by `stop`)."""
+class ServiceManager:
+    """What systemd does for units/bootres.service, as far as scenario 9 needs it.
 
-    def __init__(self, resolver: Bootres):
+    NOTIFY_SOCKET with the fd store (FileDescriptorStoreMax=): bootres hands
+    over its listening sockets with FDSTORE=1, and they stay open here while
+    it is down, so queries wait in their buffers.  Restart=always: when the
+    process exits it is started again after RestartSec, with the stored
+    sockets passed as LISTEN_FDS.  Two threads, both ended by `stop`.
+    """
+
+    def __init__(self, resolver: Bootres, workdir: Path):
         self.resolver = resolver
         self.restarts: list[float] = []
+        self.stored: dict[str, list[int]] = {}
+        self.lock = threading.Lock()
         self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self.watch, daemon=True)
-        self.thread.start()
+        path = workdir / f"notify-{secrets.token_hex(3)}"
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        self.notify.bind(str(path))
+        self.notify.settimeout(0.1)
+        self.env = dict(os.environ, NOTIFY_SOCKET=str(path))
+        self.threads = [threading.Thread(target=target, daemon=True) for target in (self.receive, self.watch)]
+
+    def start(self) -> None:
+        for thread in self.threads:
+            thread.start()
+
+    def receive(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                data, fds, _, _ = socket.recv_fds(self.notify, 4096, 16)
+            except socket.timeout:
+                continue
+            fields = dict(line.split("=", 1) for line in data.decode(errors="replace").splitlines() if "=" in line)
+            name = fields.get("FDNAME", "stored")
+            with self.lock:
+                if fields.get("FDSTOREREMOVE") == "1":
+                    for fd in self.stored.pop(name, []):
+                        os.close(fd)
+                if fields.get("FDSTORE") == "1":
+                    self.stored.setdefault(name, []).extend(fds)
+                    fds = []
+            for fd in fds:  # sent without FDSTORE=1: systemd closes them too
+                os.close(fd)
 
     def watch(self) -> None:
-        while not self.stopping.is_set():
-            if self.resolver.proc.poll() is not None:
-                time.sleep(RESTART_SEC)
-                self.resolver.exec()
-                self.restarts.append(self.resolver.started_at)
-            time.sleep(0.01)
+        while not self.stopping.wait(0.01):
+            if self.resolver.proc.poll() is None:
+                continue
+            time.sleep(RESTART_SEC)
+            with self.lock:
+                names = [name for name, fds in self.stored.items() for _ in fds]
+                fds = [fd for name_fds in self.stored.values() for fd in name_fds]
+            self.resolver.exec(prefix=[sys.executable, str(LISTEN_FDS_EXEC), ",".join(map(str, fds)),
+                                       ":".join(names), "--"], pass_fds=fds)
+            self.restarts.append(self.resolver.started_at)
 
     def stop(self) -> None:
         self.stopping.set()
-        self.thread.join(5)
+        for thread in self.threads:
+            if thread.is_alive():
+                thread.join(5)
+        self.notify.close()
+        with self.lock:
+            for fds in self.stored.values():
+                for fd in fds:
+                    os.close(fd)
+            self.stored.clear()
 
 
 def kill_under_load(world: World, resolver: Bootres, cell: Cell, tag: str) -> None:
@@ -105,43 +157,49 @@ def kill_under_load(world: World, resolver: Bootres, cell: Cell, tag: str) -> No
     hosts = world.client.etc / "hosts"
     hosts.write_text(ADMIN_HOSTS)
     world.reset()
-    resolver.start(world, world.addresses("ns1", "ns2"), hosts_file=hosts)
-    supervisor = None
+    manager = ServiceManager(resolver, world.workdir)
     try:
+        resolver.start(world, world.addresses("ns1", "ns2"), env=manager.env, hosts_file=hosts)
+        manager.start()
         Load(world, resolver.listen, hot, QPS, world.workdir / f"{tag}-warm").wait()
         wait_until(lambda: "# BEGIN bootres" in hosts.read_text(), 5)
-        entries_before = resolver.status().get("resolver", {}).get("cache", {}).get("entries")
+        stored = sum(len(fds) for fds in manager.stored.values())
         cache_file = resolver.dir / "cache.db"
-        supervisor = Supervisor(resolver)
         before = world.queries()
         load = Load(world, resolver.listen, mixed, QPS, world.workdir / tag)
         time.sleep(SECONDS / 3)
-        killed = resolver.proc
-        killed.send_signal(signal.SIGKILL)
+        entries_before = cache_entries(resolver)
+        resolver.proc.send_signal(signal.SIGKILL)
         killed_at = time.monotonic()
-        snapshot_age = killed_at - cache_file.stat().st_mtime if cache_file.exists() else None
-        back = wait_until(lambda: supervisor.restarts and answering(world, resolver), 10, interval=0.01)
+        snapshot_age = time.time() - cache_file.stat().st_mtime if cache_file.exists() else None
+        back = wait_until(lambda: manager.restarts and answering(world, resolver), 10, interval=0.01)
         down_ms = (time.monotonic() - killed_at) * 1000 if back else None
+        entries_after = cache_entries(resolver)
         result = load.wait()
         cell.upstream_queries = world.queries() - before
-        entries_after = resolver.status().get("resolver", {}).get("cache", {}).get("entries")
         hosts_text = hosts.read_text()
     finally:
-        if supervisor:
-            supervisor.stop()
+        manager.stop()
         resolver.stop()
     record_load(cell, result, misses=sum(1 for name in mixed if "-m" in name))
     intact = hosts_text.startswith(ADMIN_HOSTS) and "# BEGIN bootres" in hosts_text and "# END bootres" in hosts_text
     expected_loss = QPS * (down_ms or 0) / 1000
-    cell.extra.update(down_ms=down_ms, restarts=len(supervisor.restarts), hosts_intact=intact,
+    cell.extra.update(down_ms=down_ms, restarts=len(manager.restarts), stored_fds=stored, hosts_intact=intact,
                       cache_entries_before=entries_before, cache_entries_after=entries_after,
                       snapshot_age_s=snapshot_age)
     cell.notes += [
         f"answering again {fmt(down_ms)} ms after kill (restart delay {RESTART_SEC * 1000:.0f} ms)",
-        f"{result.lost} lost of {result.sent} (≈{expected_loss:.0f} sent while down; no socket activation)",
+        f"{result.lost} lost of {result.sent} (≈{expected_loss:.0f} sent while down; {stored} listening sockets "
+        "kept in the fd store)",
         f"/etc/hosts intact: {'yes' if intact else 'NO'}",
-        f"cache entries {entries_before} before, {entries_after} after restart",
+        f"cache: {entries_before} entries at the kill, {entries_after} after restart "
+        + ("(no snapshot yet: saved on stop and every 5 min)" if snapshot_age is None
+           else f"(snapshot {snapshot_age:.0f} s old)"),
     ]
+
+
+def cache_entries(resolver: Bootres) -> int | None:
+    return resolver.status().get("resolver", {}).get("cache", {}).get("entries")
 
 
 def answering(world: World, resolver: Bootres) -> bool:
