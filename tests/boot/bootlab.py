@@ -10,7 +10,8 @@ The image is a real little network: systemd-networkd creates a veth pair
 inside the container's private network namespace and
 systemd-networkd-wait-online makes network-online.target part of the boot
 transaction (otherwise ordering "before network-online.target" is satisfied
-trivially); nsd serves ``example.test`` on 198.18.0.10 as the upstream.
+trivially); nsd serves ``example.test`` on 198.18.0.10 as the upstream,
+started before bootres.
 """
 
 from __future__ import annotations
@@ -59,16 +60,27 @@ IMAGE_FILES = {
         "[Match]\nName=lab0\n[Network]\nAddress=198.18.0.2/24\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n"
     ),
     "etc/systemd/network/10-lab1.network": (
-        f"[Match]\nName=lab1\n[Network]\nAddress={UPSTREAM}/24\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n"
+        "[Match]\nName=lab1\n[Network]\nAddress=198.18.0.3/24\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n"
     ),
-    # freebind: nsd may start before networkd has added the address.
     "etc/nsd/nsd.conf": (
-        "server:\n  ip-address: " + UPSTREAM + "\n  ip-freebind: yes\n  do-ip6: no\n"
+        "server:\n  ip-address: " + UPSTREAM + "\n  do-ip6: no\n"
         "  zonesdir: /etc/nsd\n  log-only-syslog: yes\n"
         "remote-control:\n  control-enable: no\n"
         "zone:\n  name: example.test\n  zonefile: example.test.zone\n"
     ),
     "etc/nsd/example.test.zone": ZONE,
+    # The upstream is up before bootres starts, as a remote nameserver
+    # usually is (its address on lo, so it needs no network configuration):
+    # the pinned name's first lookup then has an answer, so the test does
+    # not depend on StubFiles retrying a failed lookup (every 5 min today).
+    "etc/systemd/system/lab-upstream.service": (
+        "[Unit]\nDescription=boot test: nsd as the upstream nameserver\n"
+        "DefaultDependencies=no\nAfter=local-fs.target\nBefore=bootres.service\nConflicts=shutdown.target\n"
+        "[Service]\nType=notify\nRuntimeDirectory=nsd\n"
+        f"ExecStartPre=/sbin/ip address add {UPSTREAM}/32 dev lo\n"
+        "ExecStart=/usr/sbin/nsd -d -P \"\"\n"
+        "[Install]\nWantedBy=sysinit.target\n"
+    ),
     # What DHCP would have written: bootres takes these nameservers as its
     # upstreams (manage_resolv_conf, no upstreams given) and puts this file
     # back when it stops.
@@ -178,7 +190,9 @@ def prepare_image(work: Path, deb: Path) -> Path:
     run(*chroot, "apt-get", "install", "-y", f"/tmp/{deb.name}",
         env={"PATH": CLEAN_PATH, "DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C.UTF-8"})
     (root / "tmp" / deb.name).unlink()
-    run(*chroot, "systemctl", "enable", "systemd-networkd.service", "systemd-networkd-wait-online.service")
+    run(*chroot, "systemctl", "enable", "systemd-networkd.service", "systemd-networkd-wait-online.service",
+        "lab-upstream.service")
+    run(*chroot, "systemctl", "disable", "nsd.service")  # lab-upstream.service runs it
     # Something must want network-online.target, as on a server with
     # services that need the network; else the target is never reached.
     run(*chroot, "systemctl", "add-wants", "multi-user.target", "network-online.target")
