@@ -22,8 +22,8 @@ GLIBC_LOOKUPS = 5          # 5 s each with a dead first server
 WARMUP = 10
 CELL_SECONDS = 30.0
 STALE_NAMES = 50
-ALL_DEAD_SECONDS = 20.0
-RETURN_WAIT_S = 10.0       # how long scenario 2 waits for a returned nameserver to be asked again    # the forwarders take 10 s (two glibc tries) per failed lookup
+ALL_DEAD_SECONDS = 20.0    # the forwarders take 10 s (two glibc tries) per failed lookup
+RETURN_WAIT_S = 10.0       # how long scenario 2 waits for a returned nameserver to be asked again
 
 
 @contextlib.contextmanager
@@ -91,8 +91,10 @@ def dies_mid_run(world: World, resolver: Resolver, cell: Cell, tag: str, lookups
         if revived_at < len(cell.ms):
             back = queried_again_after(client, ns1, ns1_before, revived, tag)
             cell.extra.update(killed_after=killed_at, revived_after=revived_at, ns1_queried_again_after_s=back)
-            cell.notes.append("ns1 not queried again within "
-                              f"{RETURN_WAIT_S:.0f} s" if back is None else f"ns1 queried again {back:.1f} s after return")
+            if back is None:
+                cell.notes.append(f"ns1 not queried again within {RETURN_WAIT_S:.0f} s of its return")
+            else:
+                cell.notes.append(f"ns1 queried again {back:.1f} s after its return")
 
 
 def queried_again_after(client: Client, upstream, count_before: int, since: float, tag: str) -> float | None:
