@@ -241,7 +241,7 @@ class Stub:
         settings = self.settings
         race = Race(
             dnsmsg.upstream_query(key),
-            self.upstreams.plan(settings.strategy, now),
+            self.upstreams.plan(now),
             hedge=settings.strategy == "hedge",
             hedge_delay=settings.hedge_delay,
             timeout=settings.timeout,

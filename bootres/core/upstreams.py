@@ -108,11 +108,11 @@ class Upstreams:
     def healthy(self) -> bool:
         return any(u.state != "down" for u in self.all)
 
-    def plan(self, strategy: str, now: float) -> tuple[list[Upstream], list[Upstream]]:
+    def plan(self, now: float) -> tuple[list[Upstream], list[Upstream]]:
         """Who to ask for one question: (the ones that race or hedge, probes sent at once).
 
-        In ``hedge`` order the best smoothed RTT comes first; unmeasured ones
-        follow in configuration order.  A probe is a down upstream whose
+        The best smoothed RTT comes first; unmeasured ones follow in
+        configuration order.  A probe is a down upstream whose
         backoff has run out; asking it reschedules the next probe.
         """
         alive = [u for u in self.all if u.state != "down"]
@@ -127,8 +127,9 @@ class Upstreams:
                 probes.append(u)
                 u.probe_interval = min(u.probe_interval * 2, PROBE_MAX)
                 u.next_probe_at = now + u.probe_interval
-        if strategy == "hedge":
-            alive.sort(key=lambda u: (u.srtt is None, u.srtt or 0.0))
+        # Best first in both strategies: in a race the order only decides whose
+        # query leaves first, which is still tens of microseconds of socket setup.
+        alive.sort(key=lambda u: (u.srtt is None, u.srtt or 0.0))
         return alive, probes
 
     def replaced_by(self, addresses: list[tuple[tuple[str, int], str]]) -> Upstreams:

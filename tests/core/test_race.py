@@ -17,7 +17,7 @@ def start(strategy="race", hedge_delay=None, timeout=3.0, labels=(A, B), now=0.0
     group = group or Upstreams([Upstream(a, f"{a[0]}:{a[1]}") for a in labels])
     out, routes = [], {}
     ids = itertools.count(0x100)
-    race = Race(dnsmsg.upstream_query(KEY), group.plan(strategy, now), hedge=strategy == "hedge",
+    race = Race(dnsmsg.upstream_query(KEY), group.plan(now), hedge=strategy == "hedge",
                 hedge_delay=hedge_delay, timeout=timeout, now=now, routes=routes,
                 new_token=itertools.count(1).__next__, random_id=ids.__next__, out=out)
     return race, out, group

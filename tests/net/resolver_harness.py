@@ -166,23 +166,24 @@ def silence(servers, address: str, on: bool = True) -> None:
         servers.iptables("-I" if on else "-D", "INPUT", "-d", address, "-p", proto, "--dport", "53", "-j", "DROP")
 
 
-def fake_upstream_process(ns, address: str, **knobs):
-    """tests/fakedns.py's server in a process of its own inside ``ns`` (knobs as keyword args).
+def slow_upstream_process(ns, address: str, backend: str, delay_ms: int):
+    """A real nsd made slow: bench/scenarios/delayproxy.py on ``address`` relays to ``backend``.
 
-    Latency tests use this instead of ``lab.fakedns``: a fake server on a
-    thread of the test process would hold the test's interpreter lock while
-    it parses and renders, and the client's timings would include that.
+    This kernel has no netem.  The proxy is a process of its own and light
+    (no DNS parsing), so it does not take the CPU the timings are about.
     """
-    tests_dir = str(Path(__file__).resolve().parent.parent)
-    script = (
-        "import sys, time; sys.path.insert(0, sys.argv[1]); from fakedns import FakeDNS; "
-        f"server = FakeDNS.bind({address!r}, 53, **{knobs!r}).start(); "
-        "print('ready', flush=True); time.sleep(3600)"
-    )
-    proc = ns.popen(sys.executable, "-c", script, tests_dir)
+    proxy = Path(__file__).resolve().parent.parent.parent / "bench" / "scenarios" / "delayproxy.py"
+    proc = ns.popen(sys.executable, str(proxy), address, backend, str(delay_ms))
+    query = dns.message.make_query("ready.example.test", "A").to_wire()
+    probe = ns.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.settimeout(0.2)
     deadline = time.monotonic() + 10
-    while "ready" not in proc.log_path.read_text():  # bounded: it binds within a second
+    while True:  # bounded: it answers within a second of starting
+        try:
+            probe.sendto(query, (address, 53))
+            if probe.recv(4096)[:2] == query[:2]:
+                return proc
+        except OSError:
+            pass
         if proc.poll() is not None or time.monotonic() > deadline:
-            raise AssertionError(f"fake upstream did not start:\n{proc.log_path.read_text()}")
-        time.sleep(0.02)
-    return proc
+            raise AssertionError(f"delay proxy did not start:\n{proc.log_path.read_text()}")

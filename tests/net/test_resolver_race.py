@@ -8,8 +8,8 @@ docs/resolver.md.
 
 import pytest
 
-from resolver_harness import (UPSTREAMS, Client, ResolverProcess, fake_upstream_process, p50, resolver_config,
-                              silence, upstream_lab)
+from resolver_harness import (UPSTREAMS, Client, ResolverProcess, p50, resolver_config, silence,
+                              slow_upstream_process, upstream_lab)
 
 WARM_UP = 20
 MISSES = 200
@@ -98,9 +98,8 @@ def test_dead_slow_and_fast_upstreams_answer_in_a_millisecond(lab, tmp_path):
     host, servers = upstream_lab(lab)
     lab.nsd(servers, UPSTREAMS[0], rate_limit=False)
     silence(servers, UPSTREAMS[0])
-    # No netem in this kernel: the slow upstream is the fake server with a 50 ms delay.
-    fake_upstream_process(servers, UPSTREAMS[1], default_address="198.18.0.99", delay=0.05)
     lab.nsd(servers, UPSTREAMS[2], rate_limit=False)
+    slow_upstream_process(servers, UPSTREAMS[1], UPSTREAMS[2], 50)  # the same nsd, 50 ms later
     resolver = ResolverProcess(host, resolver_config(tmp_path, upstreams=" ".join(UPSTREAMS)), tmp_path)
     client = Client(host)
     client.misses("warm", WARM_UP)
