@@ -26,8 +26,10 @@ import dataclasses
 import datetime
 import logging
 import os
+import secrets
 import signal
 import socket
+import struct
 import time
 
 from bootres import __version__, config, status
@@ -196,16 +198,19 @@ class Daemon:
     # --- readiness
 
     async def _wait_answering(self) -> None:
-        """Send DNS queries to our own listener until one is answered: READY means names work."""
-        import dns.message
+        """Send DNS queries to our own listener until one is answered: READY means names work.
 
+        The probe is a bare header with no question: the stub core itself
+        answers it (FORMERR), whatever hosts_files say and whether or not an
+        upstream is up, so it proves the listener and the core without
+        waiting on the network.
+        """
         endpoint = self.cfg.resolver.listen[0]
         host = str(endpoint.host)
         if endpoint.host.is_unspecified:
             host = "::1" if endpoint.host.version == 6 else "127.0.0.1"
         family = socket.AF_INET6 if endpoint.host.version == 6 else socket.AF_INET
-        query = dns.message.make_query("localhost.", "A")
-        wire = query.to_wire()
+        probe = struct.pack("!6H", secrets.randbits(16), 0x0100, 0, 0, 0, 0)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + READY_PROBE_TIMEOUT
         with socket.socket(family, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
@@ -213,11 +218,11 @@ class Daemon:
             sock.connect((host, endpoint.port))
             while loop.time() < deadline:
                 try:
-                    await loop.sock_sendall(sock, wire)
-                    reply = await asyncio.wait_for(loop.sock_recv(sock, 4096), 0.5)
+                    await loop.sock_sendall(sock, probe)
+                    reply = await asyncio.wait_for(loop.sock_recv(sock, 512), 0.5)
                 except (asyncio.TimeoutError, ConnectionRefusedError):
                     continue
-                if reply[:2] == wire[:2]:
+                if reply[:2] == probe[:2]:
                     return
         raise StartupFailed(f"the resolver on {endpoint} does not answer")
 
