@@ -6,7 +6,7 @@ Start order, each step chosen so names work as early as possible:
    restart (a failure here is the only fatal one: a resolver that cannot
    listen is no service at all);
 2. the control socket, so ``bootres status`` works from now on;
-3. a real DNS query to our own listener; only once it is answered:
+3. a DNS probe to our own listener; only once it is answered:
    ``/etc/resolv.conf`` (when managed) and ``READY=1``;
 4. the stub files and router discovery.  Both use netlink, and importing
    pyroute2 costs 150 ms or more, so they come after READY: the files
