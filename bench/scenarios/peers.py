@@ -93,6 +93,7 @@ listen = {listen}:53
 upstreams = {upstreams}
 strategy = {strategy}
 cache_file = {dir}/cache.db
+{resolver_extra}
 
 [hosts]
 file = {hosts_file}
@@ -102,7 +103,7 @@ pin = {pin}
 [router]
 discovery = {discovery}
 interfaces = {interfaces}
-defaultrouter_file = {dir}/defaultrouter
+defaultrouter_file = {defaultrouter_file}
 
 [service]
 state_dir = {dir}/run
@@ -113,12 +114,13 @@ class Bootres(Resolver):
     """`bootres run` from this tree, by the bench's own python, one instance per scenario.
 
     Settings are bootres's defaults except paths (all in a fresh work
-    directory per start) and what a scenario turns on with `settings`: the
-    hosts block, pinned names and router discovery are off by default.
+    directory per start) and what a scenario sets with `settings`: the
+    hosts block, pinned names and router discovery are off by default;
+    `resolver_extra` adds lines to [resolver].
     """
 
     listen = "127.0.0.35"
-    DEFAULT_SETTINGS = {"hosts_file": "", "pin": "", "discovery": "no", "interfaces": ""}
+    DEFAULT_SETTINGS = {"hosts_file": "", "pin": "", "discovery": "no", "interfaces": "", "resolver_extra": ""}
 
     def __init__(self, strategy: str):
         super().__init__()
@@ -135,7 +137,7 @@ class Bootres(Resolver):
         self.config_path = self.dir / "bootres.conf"
         self.config_path.write_text(BOOTRES_CONF.format(
             listen=self.listen, upstreams=" ".join(upstreams), strategy=self.strategy, dir=self.dir,
-            **{**self.DEFAULT_SETTINGS, **settings}))
+            **{**self.DEFAULT_SETTINGS, "defaultrouter_file": self.dir / "defaultrouter", **settings}))
         self.exec()
         if wait_ready:
             self.wait_ready()
