@@ -131,6 +131,7 @@ def test_status_json_healthy(box):
     assert report["resolver"]["listen"] == ["127.0.0.35:53"]
     assert report["resolver"]["upstreams"][0]["address"] == f"{bootlab.UPSTREAM}:53"  # from the original resolv.conf
     assert report["router"]["default"] == bootlab.ROUTER
+    assert all("error" not in entry for entry in report["files"].values())
     human = box.run("bootres", "status").stdout
     assert human.splitlines()[0].strip() == "Verdict: healthy"
 
@@ -215,6 +216,7 @@ def test_killed_it_is_restarted_and_answers_again(box):
 def test_stop_restores_resolv_conf_and_purge_removes_state(box):
     box.run("systemctl", "stop", "bootres.service")
     assert box.run("cat", "/etc/resolv.conf").stdout == ORIGINAL_RESOLV_CONF
+    assert box.run("test", "-s", "/var/lib/bootres/cache.db", check=False).returncode == 0  # saved on stop
     assert box.run("bootres", "status", check=False).returncode == 3
     box.run("systemctl", "start", "bootres.service")
     assert "127.0.0.35" in box.run("cat", "/etc/resolv.conf").stdout
