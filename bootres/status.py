@@ -27,15 +27,22 @@ def build_report(
     router: dict,
     files: dict,
     errors: list[dict],
+    service: dict | None = None,
     conditions: list[str] = (),
 ) -> dict:
-    """The whole status object; ``conditions`` are daemon-level problems (e.g. an unwritable state dir)."""
+    """The whole status object.
+
+    ``service``: the daemon's own facts (control socket address, managed
+    resolv.conf); ``conditions``: daemon-level problems (e.g. an unwritable
+    state dir).
+    """
     report = {
         "running": True,
         "pid": pid,
         "uptime_s": round(uptime_s, 1),
         "version": version,
         "config": config,
+        "service": service or {},
         "resolver": resolver,
         "router": router,
         "files": files,
@@ -128,6 +135,10 @@ def render_human(report: dict) -> str:
         f"running · pid {report['pid']} · up {_duration(report['uptime_s'])} · {report['version']}",
     )
     _field(lines, "Config", report.get("config"))
+    resolv_conf = report.get("service", {}).get("resolv_conf")
+    if resolv_conf:
+        state = "managed" if resolv_conf.get("managed") else "not managed yet"
+        _field(lines, "Resolv.conf", f"{resolv_conf['path']} {state}, original in {resolv_conf['saved']}")
 
     resolver = report["resolver"]
     cache = resolver.get("cache", {})

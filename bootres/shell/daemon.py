@@ -363,6 +363,12 @@ class Daemon:
             router=self.router.status() if self.router is not None else _no_router(self.cfg.router),
             files=self.files.status() if self.files is not None else {},
             errors=list(self.recent.entries),
+            service={
+                "control": self.control.address,
+                "resolv_conf": None if self.resolv is None else {
+                    "path": self.resolv.path, "managed": self.resolv.managing, "saved": self.resolv.saved,
+                },
+            },
             conditions=list(self.conditions.values()),
         )
 

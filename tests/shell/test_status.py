@@ -30,8 +30,14 @@ FILES = {
 }
 
 
+SERVICE = {
+    "control": "/run/bootres/control.sock",
+    "resolv_conf": {"path": "/etc/resolv.conf", "managed": True, "saved": "/var/lib/bootres/resolv.conf.orig"},
+}
+
+
 def report(**changes) -> dict:
-    parts = {"resolver": RESOLVER, "router": ROUTER, "files": FILES, "errors": []}
+    parts = {"resolver": RESOLVER, "router": ROUTER, "files": FILES, "errors": [], "service": SERVICE}
     parts.update(changes)
     return status.build_report(version="0.1.0", pid=1234, uptime_s=12.54, config="/etc/bootres/bootres.conf", **parts)
 
@@ -83,6 +89,7 @@ def test_human_view_verdict_first_keys_aligned():
     Verdict: healthy
     Service: running · pid 1234 · up 12s · 0.1.0
      Config: /etc/bootres/bootres.conf
+Resolv.conf: /etc/resolv.conf managed, original in /var/lib/bootres/resolv.conf.orig
    Resolver: 127.0.0.35:53 · 42 queries · cache 17 (80% hits, 1 stale)
   Upstreams: 198.18.0.10:53    up    1.2 ms  wins 30
              198.18.0.11:5353  down  -       wins 0   timeouts 4
