@@ -84,7 +84,8 @@ def is_healthy(report: dict) -> bool:
 def status_line(report: dict) -> str:
     upstreams = report["resolver"].get("upstreams", [])
     up = sum(1 for u in upstreams if u.get("state") == "up")
-    parts = [f"{up}/{len(upstreams)} upstreams up"]
+    untried = sum(1 for u in upstreams if u.get("state") == "unknown")
+    parts = [f"{up}/{len(upstreams)} upstreams up" + (f" ({untried} not tried yet)" if untried else "")]
     default = report["router"].get("default")
     parts.append(f"default via {default}" if default else "no default router")
     return ", ".join(parts)

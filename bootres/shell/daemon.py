@@ -125,11 +125,13 @@ class Daemon:
         await self._wait_answering()
         self._manage_resolv_conf()
         report = self.report()
-        self.notifier.ready(status.status_line(report))
+        self.last_status_line = status.status_line(report)
+        self.notifier.ready(self.last_status_line)
         self._write_metrics(report)
         self.log.info("ready: resolver on %s", ", ".join(str(e) for e in self.cfg.resolver.listen))
 
         await self._start_netlink_users()
+        self._publish(self.report())  # the router is known now: a truer STATUS= than READY's
 
     def _listeners(self) -> list[tuple]:
         """(endpoint, udp, tcp) for every ``listen`` address: kept by systemd across a restart, or bound now.
@@ -279,16 +281,19 @@ class Daemon:
     def _tick(self, next_save: float) -> float:
         """STATUS=, metrics, resolv.conf retry, cache save; returns when the cache is next due."""
         self._manage_resolv_conf()
-        report = self.report()
+        self._publish(self.report())
+        if time.monotonic() >= next_save:
+            next_save = time.monotonic() + CACHE_SAVE_INTERVAL
+            self.resolver.save_cache()  # logs its own failures
+        return next_save
+
+    def _publish(self, report: dict) -> None:
+        """STATUS= when it changed, and the metrics file."""
         line = status.status_line(report)
         if line != self.last_status_line:
             self.notifier.status(line)
             self.last_status_line = line
         self._write_metrics(report)
-        if time.monotonic() >= next_save:
-            next_save = time.monotonic() + CACHE_SAVE_INTERVAL
-            self.resolver.save_cache()  # logs its own failures
-        return next_save
 
     def _write_metrics(self, report: dict) -> None:
         path = self.cfg.service.metrics_file

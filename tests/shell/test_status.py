@@ -108,6 +108,8 @@ def test_human_view_says_why_degraded():
 def test_status_line_for_systemd():
     assert status.status_line(report()) == "1/2 upstreams up, default via 198.18.1.1"
     assert status.status_line(report(router=dict(ROUTER, default=None))) == "1/2 upstreams up, no default router"
+    fresh = dict(RESOLVER, upstreams=[dict(u, state="unknown") for u in RESOLVER["upstreams"]])
+    assert status.status_line(report(resolver=fresh)) == "0/2 upstreams up (2 not tried yet), default via 198.18.1.1"
 
 
 def test_render_query():
