@@ -12,6 +12,7 @@ import time
 from bench.scenarios.loadgen import Load
 from bench.scenarios.measure import Cell, percentile
 from bench.scenarios.peers import Resolver
+from bench.scenarios.report import fmt_ms
 from bench.scenarios.world import World
 
 QPS = 1000
@@ -25,6 +26,10 @@ def names(tag: str) -> tuple[list[str], list[str]]:
     hot = [f"{tag}-hot{i}.test" for i in range(HOT)]
     mixed = [f"{tag}-m{i}.test" if i % MISS_EVERY == 0 else hot[i % HOT] for i in range(QPS * SECONDS)]
     return hot, mixed
+
+
+def is_miss(name: str) -> bool:
+    return "-m" in name  # misses are TAG-mN.test, hits TAG-hotN.test
 
 
 def forwarder_failure_under_load(world: World, resolver: Resolver, cell: Cell, tag: str) -> None:
@@ -42,7 +47,6 @@ def forwarder_failure_under_load(world: World, resolver: Resolver, cell: Cell, t
         cell.upstream_queries = world.queries() - before
     finally:
         resolver.stop()
-    is_miss = lambda name: "-m" in name  # noqa: E731
     cell.ms = result.latencies(is_miss)
     cell.misses = sum(1 for name in mixed if is_miss(name))
     cell.planned = len(cell.ms)  # not a lookup budget: dnsperf ran to the end
@@ -52,10 +56,7 @@ def forwarder_failure_under_load(world: World, resolver: Resolver, cell: Cell, t
     cell.extra.update(sent=result.sent, lost=result.lost, qps=result.qps, hits_p50_ms=percentile(hits, 50),
                       hits_p99_ms=percentile(hits, 99), hits_max_ms=hits[-1] if hits else None)
     cell.notes += [
-        f"hits p50/p99/max {fmt(percentile(hits, 50))}/{fmt(percentile(hits, 99))}/{fmt(hits[-1] if hits else None)} ms",
+        f"hits p50/p99/max {fmt_ms(percentile(hits, 50))}/{fmt_ms(percentile(hits, 99))}/"
+        f"{fmt_ms(hits[-1] if hits else None)} ms",
         f"{result.qps:.0f} q/s achieved, {result.lost} lost of {result.sent}",
     ]
-
-
-def fmt(ms: float | None) -> str:
-    return "–" if ms is None else f"{ms:.2f}" if ms < 10 else f"{ms:.0f}"

@@ -19,10 +19,11 @@ from pathlib import Path
 
 import dns.exception
 
-from bench.scenarios.load import fmt
+from bench.scenarios.load import is_miss
 from bench.scenarios.loadgen import Load
 from bench.scenarios.measure import Cell
 from bench.scenarios.peers import Bootres
+from bench.scenarios.report import fmt_ms
 from bench.scenarios.world import World, wait_until
 
 QPS = 200
@@ -70,7 +71,7 @@ def bad_reload(world: World, resolver: Bootres, cell: Cell, tag: str) -> None:
         resolver.config_path.write_text(good)
     finally:
         resolver.stop()
-    record_load(cell, result, misses=sum(1 for name in mixed if "-m" in name))
+    record_load(cell, result, misses=sum(1 for name in mixed if is_miss(name)))
     named = f"{resolver.config_path}:{bad_line_number}:" in check.stdout + check.stderr
     cell.extra.update(alive_after_hup=alive, check_exit=check.returncode, check_output=check.stdout + check.stderr,
                       check_names_line=named, status_errors=status.get("errors"))
@@ -181,14 +182,14 @@ def kill_under_load(world: World, resolver: Bootres, cell: Cell, tag: str) -> No
     finally:
         manager.stop()
         resolver.stop()
-    record_load(cell, result, misses=sum(1 for name in mixed if "-m" in name))
+    record_load(cell, result, misses=sum(1 for name in mixed if is_miss(name)))
     intact = hosts_text.startswith(ADMIN_HOSTS) and "# BEGIN bootres" in hosts_text and "# END bootres" in hosts_text
     expected_loss = QPS * (down_ms or 0) / 1000
     cell.extra.update(down_ms=down_ms, restarts=len(manager.restarts), stored_fds=stored, hosts_intact=intact,
                       cache_entries_before=entries_before, cache_entries_after=entries_after,
                       snapshot_age_s=snapshot_age)
     cell.notes += [
-        f"answering again {fmt(down_ms)} ms after kill (restart delay {RESTART_SEC * 1000:.0f} ms)",
+        f"answering again {fmt_ms(down_ms)} ms after kill (restart delay {RESTART_SEC * 1000:.0f} ms)",
         f"{result.lost} lost of {result.sent} (≈{expected_loss:.0f} sent while down; {stored} listening sockets "
         "kept in the fd store)",
         f"/etc/hosts intact: {'yes' if intact else 'NO'}",
