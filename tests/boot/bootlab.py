@@ -30,7 +30,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 CLEAN_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"  # Debian's python3 for pybuild, not pyenv's
 CACHE_ROOT = Path(os.environ.get("BOOTRES_BOOT_CACHE", "/var/tmp/bootres-boot"))
-SOURCES = "/etc/apt/sources.list.d/debian.sources"
+# The machine's own apt sources (its mirror, its snapshot pin), deb822 or one-line format.
+SOURCES_CANDIDATES = ("/etc/apt/sources.list.d/debian.sources", "/etc/apt/sources.list")
 INCLUDE = [
     "systemd", "systemd-sysv", "dbus", "iproute2", "python3", "procps",
     # bootres's dependencies come from the archive, like on a real host
@@ -147,10 +148,19 @@ def build_deb(dest: Path) -> tuple[Path, Path, str]:
 # --- the root file system, cached across tests and runs
 
 
+def _sources() -> list[str]:
+    """mmdebstrap's mirror argument: the host's sources file, or none (deb.debian.org)."""
+    for path in SOURCES_CANDIDATES:
+        if Path(path).is_file() and Path(path).read_text().strip():
+            return [path]
+    return []
+
+
 def _base_key() -> str:
     digest = hashlib.sha256()
     digest.update(" ".join(INCLUDE).encode())
-    digest.update(Path(SOURCES).read_bytes())
+    for path in _sources():
+        digest.update(Path(path).read_bytes())
     digest.update(run("mmdebstrap", "--version").stdout.encode())
     # Refreshed daily so security updates reach the image.
     digest.update(time.strftime("%Y-%m-%d").encode())
@@ -170,7 +180,7 @@ def base_rootfs() -> Path:
         building = Path(tempfile.mkdtemp(prefix="building-", dir=CACHE_ROOT))
         building.rmdir()
         run("mmdebstrap", "--variant=minbase", f"--include={','.join(INCLUDE)}",
-            "bookworm", str(building), SOURCES, timeout=600)
+            "bookworm", str(building), *_sources(), timeout=600)
         building.rename(base)
     return base
 
