@@ -31,7 +31,7 @@ SECONDS = 10
 HOT = 50
 RESTART_SEC = 0.2  # units/bootres.service RestartSec
 LISTEN_FDS_EXEC = Path(__file__).with_name("listen_fds_exec.py")
-BAD_LINE = "strategy = sideways"
+BAD_LINE = "[resolver"  # a section header never closed: a syntax error
 ADMIN_HOSTS = "127.0.0.1\tlocalhost\n# an administrator's line, kept byte for byte\n198.18.0.77\tadmin-box\n"
 
 
@@ -60,8 +60,9 @@ def bad_reload(world: World, resolver: Bootres, cell: Cell, tag: str) -> None:
         before = world.queries()
         load = Load(world, resolver.listen, mixed, QPS, world.workdir / tag)
         time.sleep(SECONDS / 3)
-        resolver.config_path.write_text(good + f"\n[resolver]\n{BAD_LINE}\n")
-        bad_line_number = len((good + "\n[resolver]\n").splitlines()) + 1
+        bad = good.rstrip("\n") + f"\n{BAD_LINE}\n"
+        bad_line_number = bad.splitlines().index(BAD_LINE) + 1
+        resolver.config_path.write_text(bad)
         resolver.proc.send_signal(signal.SIGHUP)
         result = load.wait()
         cell.upstream_queries = world.queries() - before
@@ -73,11 +74,13 @@ def bad_reload(world: World, resolver: Bootres, cell: Cell, tag: str) -> None:
         resolver.stop()
     record_load(cell, result, misses=sum(1 for name in mixed if is_miss(name)))
     named = f"{resolver.config_path}:{bad_line_number}:" in check.stdout + check.stderr
+    refusal = any("refused" in error.get("message", "") for error in status.get("errors") or [])
     cell.extra.update(alive_after_hup=alive, check_exit=check.returncode, check_output=check.stdout + check.stderr,
                       check_names_line=named, status_errors=status.get("errors"))
     cell.notes += [
         f"still running after SIGHUP: {'yes' if alive else 'NO'}",
         f"bootres check exit {check.returncode}, names PATH:{bad_line_number}: {'yes' if named else 'NO'}",
+        f"status shows the refused reload: {'yes' if refusal else 'NO'}",
         f"{result.lost} lost of {result.sent}",
     ]
 
