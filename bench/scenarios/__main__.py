@@ -33,7 +33,7 @@ def scenario_list():
     does not touch.
     """
     return [
-        *((n + 1, label, fn, False, False) for n, (label, fn) in enumerate(nameserver_failures.SCENARIOS)),
+        *((n, label, fn, False, False) for n, (label, fn) in enumerate(nameserver_failures.SCENARIOS)),
         (5, "power restore", boot.power_restore, True, True),
         (6, "router failover", boot.router_failover, True, True),
         (7, "first dies under load", load.forwarder_failure_under_load, True, False),
@@ -52,7 +52,7 @@ def parse_args(argv):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    only = {int(n) for n in args.only.split(",")} if args.only else None
+    only = {int(n) for n in args.only.split(",")} if args.only else None  # 0 is the all-healthy baseline
     wanted = set(args.resolvers.split(",")) if args.resolvers else None
     resolvers = [r for r in all_resolvers() if wanted is None or r.name in wanted]
     # SIGTERM (a CI timeout, a ^C from a wrapper) must still tear the lab down.
@@ -62,7 +62,7 @@ def main(argv=None) -> int:
     cells: list[Cell] = []
     with tempfile.TemporaryDirectory(prefix="bootres-scenarios-") as workdir, World(workdir) as world:
         for number, label, scenario, daemons_only, bootres_only in scenario_list():
-            if only and number not in only:
+            if only is not None and number not in only:
                 continue
             for resolver in resolvers:
                 if (bootres_only and resolver.name != "bootres-race") or \

@@ -1,4 +1,4 @@
-"""Scenarios 1-4: nameservers dead, dying, slow; every resolver, one lookup at a time.
+"""Scenarios 0-4, the nameservers healthy, dead, dying, slow: every resolver, one lookup at a time.
 
 Each lookup is a name no one asked before (a cache miss) unless said
 otherwise.  Daemons get 10 unmeasured warm-up lookups after the failure is
@@ -55,6 +55,17 @@ def lookup_misses(cell: Cell, client: Client, names, budget: Budget) -> None:
         if not budget.take():
             return
         cell.record(client.lookup(name))
+
+
+def all_healthy(world: World, resolver: Resolver, cell: Cell, tag: str, lookups: int = LOOKUPS) -> None:
+    """0. The baseline: every nameserver up; 200 distinct misses."""
+    cell.planned = lookups
+    with running(world, resolver, ["ns1", "ns2"]) as client:
+        cell.extra["warmup_ms"] = warm_up(client, resolver, tag)
+        before = world.queries()
+        lookup_misses(cell, client, (f"{tag}-{i}.test" for i in range(cell.planned)),
+                      Budget(cell.planned, CELL_SECONDS))
+        cell.upstream_queries = world.queries() - before
 
 
 def dead_first(world: World, resolver: Resolver, cell: Cell, tag: str, lookups: int = LOOKUPS) -> None:
@@ -142,5 +153,5 @@ def all_dead_stale(world: World, resolver: Resolver, cell: Cell, tag: str, looku
             cell.notes.append(f"first lookup {cell.ms[0]:.0f} ms")
 
 
-SCENARIOS = [("dead first", dead_first), ("first dies mid-run", dies_mid_run),
+SCENARIOS = [("all healthy (baseline)", all_healthy), ("dead first", dead_first), ("first dies mid-run", dies_mid_run),
              ("dead + slow + fast", dead_slow_fast), ("all dead, expired names", all_dead_stale)]

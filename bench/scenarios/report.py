@@ -48,7 +48,7 @@ def bounds(cells: list[Cell]) -> list[str]:
             continue
         number = cell.scenario.split()[0]
         s = cell.summary()
-        if number in ("1", "2", "3", "7", "8"):
+        if number in ("0", "1", "2", "3", "7", "8"):
             lines.append(verdict(s["max_ms"] <= 100, cell, f"max {fmt_ms(s['max_ms'])} ms ≤ 100 ms (an upstream is alive)"))
         if number in ("4", "5"):
             slow = [ms for ms in cell.ms if ms > 5]
