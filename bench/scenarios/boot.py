@@ -100,9 +100,9 @@ def router_failover(world: World, resolver: Bootres, cell: Cell, tag: str) -> No
         kill(r1)
         died = time.monotonic()
         failover = route_ms(world, ROUTERS["r2"], died, ADVERT_LIFETIME_S + 5)
-        defaultrouter = (resolver.dir / "defaultrouter")
-        wait_until(lambda: defaultrouter.read_text().split()[:1] == [ROUTERS["r2"]], 3)
-        cell.extra.update(route_ms=first, failover_ms=failover, defaultrouter=defaultrouter.read_text().split(),
+        defaultrouter = resolver.dir / "defaultrouter"
+        wait_until(lambda: words(defaultrouter)[:1] == [ROUTERS["r2"]], 3)
+        cell.extra.update(route_ms=first, failover_ms=failover, defaultrouter=words(defaultrouter),
                           site_router=world.getent_files("site-router"))
     finally:
         resolver.stop()
@@ -113,6 +113,14 @@ def router_failover(world: World, resolver: Bootres, cell: Cell, tag: str) -> No
         f"r1 dies: route via r2 after {fmt(failover)} ms (lifetime {ADVERT_LIFETIME_S} s)",
         f"/etc/defaultrouter {' '.join(cell.extra['defaultrouter'])}, site-router → {cell.extra['site_router']}",
     ]
+
+
+def words(path) -> list[str]:
+    """The words of a file bootres writes, [] while it has not written it."""
+    try:
+        return path.read_text().split()
+    except FileNotFoundError:
+        return []
 
 
 def fmt(ms: float | None) -> str:

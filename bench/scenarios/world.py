@@ -97,7 +97,7 @@ class Upstream:
 class World:
     """The lab with the client, three nameservers and two router hosts; `close()` undoes it."""
 
-    def __init__(self, workdir: str):
+    def __init__(self, workdir: str | Path):
         self.workdir = Path(workdir)
         self.lab = testlab.Lab(self.workdir)
         try:
@@ -145,7 +145,6 @@ class World:
         """The client's default gateway, or None."""
         out = self.client.run("ip", "-4", "route", "show", "default").stdout.split()
         return out[out.index("via") + 1] if "via" in out else None
-
 
     def advertise(self, label: str, preference: int) -> subprocess.Popen:
         """Router `label` starts sending RFC 1256 advertisements; kill the process to make it die."""
