@@ -187,7 +187,11 @@ class ResolverService:
     # --- the core's effects
 
     def _pump(self) -> None:
-        for effect in self.stub.drain():
+        effects = self.stub.drain()
+        # Answers first: a client waiting on a reply should not also wait for
+        # the sockets of the race that produced it to be closed.
+        effects.sort(key=lambda effect: not isinstance(effect, Respond))
+        for effect in effects:
             if isinstance(effect, Respond):
                 client = effect.client
                 if isinstance(client, tuple):
