@@ -25,10 +25,13 @@ from __future__ import annotations
 import ipaddress
 import struct
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 # dnspython is imported where it is used, not here: importing it costs more
 # than a hundred milliseconds of startup on a small machine, and neither a
 # cache hit, nor a plain miss, nor a hosts-file answer needs it.
+if TYPE_CHECKING:
+    import dns.message
 
 NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED = 0, 1, 2, 3, 4, 5
 BADVERS = 16  # extended RCODE: 4 bits in the header, 8 more in the OPT TTL
