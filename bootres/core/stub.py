@@ -225,7 +225,7 @@ class Stub:
             # stale-refresh-time, driven by the probe backoff): asking dead
             # upstreams once per stale hit would only burn sockets.
             if self.upstreams.probe_due(now) and len(self._pending) < settings.max_inflight:
-                self._start(query.key, None, now).stale_served = True
+                self._start(query.key, None, now, None)
             return
         if len(self._pending) >= settings.max_inflight:
             if stale is not None:
@@ -235,9 +235,10 @@ class Stub:
                 self._out.append(Respond(waiter.client, self._servfail(query), "local"))
             return
         stale_at = now + settings.stale_answer_after if stale is not None else None
-        self._start(query.key, stale_at, now).waiters.append(waiter)
+        self._start(query.key, stale_at, now, waiter)
 
-    def _start(self, key: bytes, stale_at: float | None, now: float) -> _Pending:
+    def _start(self, key: bytes, stale_at: float | None, now: float, waiter: _Waiter | None) -> None:
+        """Race ``key`` upstream for ``waiter``; None: a background refresh whose asker got a stale answer."""
         settings = self.settings
         race = Race(
             dnsmsg.upstream_query(key),
@@ -252,11 +253,14 @@ class Stub:
             out=self._out,
         )
         pending = self._pending[key] = _Pending(key, race, stale_at)
+        if waiter is None:
+            pending.stale_served = True  # later askers get the stale answer at once too
+        else:
+            pending.waiters.append(waiter)
         race.pending = pending
         if stale_at is not None:
             heapq.heappush(self._timers, (stale_at, next(self._timer_seq), pending))
-        self._after(race, now)
-        return pending
+        self._after(race, now)  # settles at once when there is no upstream to ask
 
     def _after(self, race: Race, now: float) -> None:
         """Settle a race that just finished, and make sure its next deadline is on the heap."""

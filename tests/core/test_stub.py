@@ -173,6 +173,12 @@ def test_never_cached_name_gets_servfail_at_timeout():
     assert parsed(replies[0]).rcode() == dns.rcode.SERVFAIL
 
 
+def test_with_no_upstream_at_all_a_miss_gets_servfail_at_once():
+    stub = Stub(StubSettings(upstreams=()), Cache(10, 3600), lambda: 1)
+    (reply,) = responses(ask(stub, query("x.example.test"), 0.0))
+    assert parsed(reply).rcode() == dns.rcode.SERVFAIL
+
+
 def test_beyond_max_inflight_misses_get_servfail_at_once_and_hits_still_answer():
     stub = make_stub(max_inflight=1)
     resolve(stub, "cached.example.test", 0.0)
