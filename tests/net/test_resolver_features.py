@@ -14,9 +14,13 @@ from resolver_harness import HOST, LISTEN, UPSTREAMS, Client, ResolverProcess, r
 def test_dig_and_tcp_clients_get_answers_from_a_real_nsd(lab, tmp_path):
     host, servers = upstream_lab(lab)
     lab.nsd(servers, UPSTREAMS[0], records={"www": "198.18.0.80", "v6": "2001:db8::80"}, rate_limit=False)
-    resolver = ResolverProcess(host, resolver_config(tmp_path, upstreams=UPSTREAMS[0]), tmp_path)
+    conf = resolver_config(tmp_path, upstreams=UPSTREAMS[0], listen=f"{LISTEN}:53 [::1]:53")
+    resolver = ResolverProcess(host, conf, tmp_path)
     dig = host.run("dig", "+short", "+time=2", "+tries=1", f"@{LISTEN}", "www.example.test")
     assert dig.stdout.split() == ["198.18.0.80"]
+    for _ in range(2):  # over IPv6 loopback: a miss, then a hit from the batched UDP path
+        dig = host.run("dig", "+short", "+time=2", "+tries=1", "@::1", "v6.example.test", "AAAA")
+        assert dig.stdout.split() == ["2001:db8::80"]
     dig6 = host.run("dig", "+short", "+time=2", "+tries=1", "+tcp", f"@{LISTEN}", "v6.example.test", "AAAA")
     assert dig6.stdout.split() == ["2001:db8::80"]
     reply = host.dns_query(LISTEN, "www.example.test", tcp=True)
