@@ -8,7 +8,6 @@ when it cannot start.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from bootres import __version__, config
@@ -70,6 +69,8 @@ def state_dir_of(path: str) -> str:
 
 
 def cmd_status(args) -> int:
+    import json  # here, not at the top: `bootres run` has no use for it before its first answer
+
     from bootres import status
     from bootres.shell import control
 
@@ -86,6 +87,8 @@ def cmd_status(args) -> int:
 
 
 def cmd_query(args) -> int:
+    import json
+
     from bootres import status
     from bootres.shell import control
 

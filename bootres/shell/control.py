@@ -8,7 +8,6 @@ internals and gives ``status --json`` for free.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import socket
@@ -31,6 +30,8 @@ def socket_path(state_dir: str) -> str:
 
 def request(state_dir: str, message: dict, timeout: float = 10.0) -> dict:
     """Send one request to the running daemon and return its reply."""
+    import json  # json is imported where used: the daemon starts serving names before any request
+
     path = socket_path(state_dir)
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as sock:
         sock.settimeout(timeout)
@@ -108,6 +109,8 @@ class ControlServer:
             _remove_stale(self.address)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        import json
+
         try:
             line = await reader.readline()
             reply = await self._dispatch(line)
@@ -119,6 +122,8 @@ class ControlServer:
             writer.close()
 
     async def _dispatch(self, line: bytes) -> dict:
+        import json
+
         try:
             message = json.loads(line)
             handler = self.handlers[message["cmd"]]

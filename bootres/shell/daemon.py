@@ -9,9 +9,10 @@ Start order, each step chosen so names work as early as possible:
 3. a DNS probe to our own listener; only once it is answered:
    ``/etc/resolv.conf`` (when managed) and ``READY=1``;
 4. the stub files and router discovery.  Both use netlink, and importing
-   pyroute2 costs 150 ms or more, so they come after READY: the files
-   written by the previous boot are still in place meanwhile, and the
-   resolver need not wait.
+   pyroute2 costs 150 ms or more, so they come after READY, imported on a
+   worker thread so the loop keeps answering: the files written by the
+   previous boot are still in place meanwhile, and the resolver need not
+   wait.
 
 Everything after step 1 degrades instead of failing: a read-only /etc or
 state directory, a missing capability for raw ICMP, are logged, listed in
@@ -23,10 +24,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
-import datetime
+import importlib
 import logging
 import os
-import secrets
 import signal
 import socket
 import struct
@@ -55,6 +55,8 @@ class RecentErrors(logging.Handler):
         self.entries: collections.deque[dict] = collections.deque(maxlen=MAX_ERRORS)
 
     def emit(self, record: logging.LogRecord) -> None:
+        import datetime  # here, on the first warning: the first answer need not wait for it
+
         stamp = datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc)
         self.entries.append({"at": stamp.isoformat(timespec="seconds"), "message": record.getMessage()})
 
@@ -161,7 +163,9 @@ class Daemon:
         return listeners
 
     async def _start_netlink_users(self) -> None:
-        # Imported here, after READY: they import pyroute2, which is slow.
+        # They import pyroute2, which takes 150 ms or more: after READY, and on
+        # a worker thread, since importing it here would stall every query.
+        await asyncio.to_thread(importlib.import_module, "bootres.shell.netlinkio")
         from bootres.shell.routerd import RouterService
         from bootres.shell.stubfiles import StubFiles
 
@@ -212,7 +216,8 @@ class Daemon:
         if endpoint.host.is_unspecified:
             host = "::1" if endpoint.host.version == 6 else "127.0.0.1"
         family = socket.AF_INET6 if endpoint.host.version == 6 else socket.AF_INET
-        probe = struct.pack("!6H", secrets.randbits(16), 0x0100, 0, 0, 0, 0)
+        # os.urandom, not secrets: that imports hashlib (~4 ms and ~1 MiB before the first answer).
+        probe = os.urandom(2) + struct.pack("!5H", 0x0100, 0, 0, 0, 0)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + READY_PROBE_TIMEOUT
         with socket.socket(family, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
