@@ -16,7 +16,7 @@ import struct
 import zlib
 from collections import OrderedDict
 
-from bootres.core.dnsmsg import Answer
+from bootres.core.dnsmsg import Answer, shared_offsets
 
 MAGIC = b"bootres-cache\n\x01"  # name, then format version 1
 _FILE_HEADER = struct.Struct(">II")  # entry count, CRC-32 of everything after the header
@@ -98,7 +98,7 @@ class Cache:
             count += 1
             parts.append(_ENTRY.pack(
                 len(key), answer.rcode, answer.ad, answer.an, answer.ns, answer.ar,
-                len(answer.body), len(answer.ttls), left,
+                len(answer.body), len(answer.ttl_offsets), left,
             ))
             parts.append(key)
             parts.append(answer.body)
@@ -131,8 +131,10 @@ class Cache:
                 pos += nttl * _TTL.size
                 if len(key) != klen or len(body) != blen:
                     raise CacheFileError("truncated entry")
-                answer = Answer(rcode, bool(ad), an, ns, ar, body,
-                                tuple(o for o, _ in pairs), tuple(t for _, t in pairs), 0)
+                body = bytearray(body)
+                for offset, ttl in pairs:  # the body holds the TTLs as cached
+                    struct.pack_into(">I", body, offset, ttl)
+                answer = Answer(rcode, bool(ad), an, ns, ar, bytes(body), shared_offsets(o for o, _ in pairs), 0)
                 answer.stored_at = now
                 answer.expires_at = now  # stale from the start
                 answer.stale_until = now + min(self.stale_max_age, left - max(age, 0.0))

@@ -8,6 +8,9 @@ RD/CD bits and EDNS).
 """
 
 import struct
+import subprocess
+import sys
+from pathlib import Path
 
 import dns.edns
 import dns.flags
@@ -285,6 +288,18 @@ def test_other_opcodes_get_notimp(opcode):
     reply = dnsmsg.parse_query(header(flags=opcode << 11) + QUESTION)
     assert rcode_of(reply) == dns.rcode.NOTIMP
     assert reply[:2] == b"\x12\x34"
+
+
+@pytest.mark.parametrize("wire", [header(qd=0), header(qd=1), header(qd=0, ar=1)],
+                         ids=["no question", "question missing", "OPT missing"])
+def test_a_bare_header_gets_formerr_without_dnspython(wire):
+    """The daemon's readiness probe: answered by bytes, the same as the dnspython ladder answers it."""
+    reply = dns.message.from_wire(dnsmsg.parse_query(wire))
+    assert reply.id == 0x1234 and reply.rcode() == dns.rcode.FORMERR
+    assert not reply.question and reply.edns < 0
+    code = f"from bootres.core import dnsmsg; import sys; dnsmsg.parse_query({wire!r}); print('dns' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          cwd=Path(__file__).parents[2]).stdout.strip() == "False"
 
 
 @pytest.mark.parametrize("wire, rcode", [
