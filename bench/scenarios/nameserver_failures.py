@@ -15,6 +15,7 @@ import time
 
 from bench.scenarios.measure import Budget, Cell, Client
 from bench.scenarios.peers import Resolver
+from bench.scenarios.report import fmt_ms
 from bench.scenarios.world import World
 
 LOOKUPS = 200
@@ -98,14 +99,14 @@ def dies_mid_run(world: World, resolver: Resolver, cell: Cell, tag: str, lookups
         cell.upstream_queries = world.queries() - before
         after_death = cell.ms[killed_at:revived_at]
         if after_death:
-            cell.notes.append(f"while dead: max {max(after_death):.0f} ms")
+            cell.notes.append(f"while dead: max {fmt_ms(max(after_death))} ms")
         if revived_at < len(cell.ms):
             back = queried_again_after(client, ns1, ns1_before, revived, tag)
             cell.extra.update(killed_after=killed_at, revived_after=revived_at, ns1_queried_again_after_s=back)
             if back is None:
                 cell.notes.append(f"ns1 not queried again within {RETURN_WAIT_S:.0f} s of its return")
             else:
-                cell.notes.append(f"ns1 queried again {back:.1f} s after its return")
+                cell.notes.append(f"ns1 queried again {back:.2f} s after its return")
 
 
 def queried_again_after(client: Client, upstream, count_before: int, since: float, tag: str) -> float | None:
@@ -150,7 +151,7 @@ def all_dead_stale(world: World, resolver: Resolver, cell: Cell, tag: str, looku
         lookup_misses(cell, client, names, Budget(cell.planned, ALL_DEAD_SECONDS))
         cell.upstream_queries = world.queries() - before
         if cell.ms:
-            cell.notes.append(f"first lookup {cell.ms[0]:.0f} ms")
+            cell.notes.append(f"first lookup {fmt_ms(cell.ms[0])} ms")
 
 
 SCENARIOS = [("all healthy (baseline)", all_healthy), ("dead first", dead_first), ("first dies mid-run", dies_mid_run),
