@@ -58,26 +58,26 @@ def lookup_misses(cell: Cell, client: Client, names, budget: Budget) -> None:
         cell.record(client.lookup(name))
 
 
-def all_healthy(world: World, resolver: Resolver, cell: Cell, tag: str, lookups: int = LOOKUPS) -> None:
-    """0. The baseline: every nameserver up; 200 distinct misses."""
-    cell.planned = lookups
-    with running(world, resolver, ["ns1", "ns2"]) as client:
+def distinct_misses(world: World, resolver: Resolver, cell: Cell, tag: str, dead: tuple[str, ...]) -> None:
+    """Upstreams ns1 and ns2, the ``dead`` ones silent; ``cell.planned`` names nobody asked before."""
+    with running(world, resolver, ["ns1", "ns2"], dead=dead) as client:
         cell.extra["warmup_ms"] = warm_up(client, resolver, tag)
         before = world.queries()
         lookup_misses(cell, client, (f"{tag}-{i}.test" for i in range(cell.planned)),
                       Budget(cell.planned, CELL_SECONDS))
         cell.upstream_queries = world.queries() - before
+
+
+def all_healthy(world: World, resolver: Resolver, cell: Cell, tag: str, lookups: int = LOOKUPS) -> None:
+    """0. The baseline: every nameserver up; 200 distinct misses."""
+    cell.planned = lookups
+    distinct_misses(world, resolver, cell, tag, dead=())
 
 
 def dead_first(world: World, resolver: Resolver, cell: Cell, tag: str, lookups: int = LOOKUPS) -> None:
     """1. The first nameserver is a silent black hole; 200 distinct misses."""
     cell.planned = planned_lookups(resolver, lookups)
-    with running(world, resolver, ["ns1", "ns2"], dead=("ns1",)) as client:
-        cell.extra["warmup_ms"] = warm_up(client, resolver, tag)
-        before = world.queries()
-        lookup_misses(cell, client, (f"{tag}-{i}.test" for i in range(cell.planned)),
-                      Budget(cell.planned, CELL_SECONDS))
-        cell.upstream_queries = world.queries() - before
+    distinct_misses(world, resolver, cell, tag, dead=("ns1",))
 
 
 def dies_mid_run(world: World, resolver: Resolver, cell: Cell, tag: str, lookups: int = LOOKUPS) -> None:
