@@ -258,11 +258,9 @@ class Daemon:
             self.resolv.take_over([e.sockaddr for e in self.cfg.resolver.listen])
         except (OSError, ValueError) as exc:
             message = f"cannot manage {self.resolv.path}: {getattr(exc, 'strerror', None) or exc}"
-            if self.conditions.get("resolv.conf") != message:
-                self.log.error("%s; retrying", message)
-            self.conditions["resolv.conf"] = message
+            self._condition("resolv.conf", message, logging.ERROR, "; retrying")
         else:
-            self.conditions.pop("resolv.conf", None)
+            self._condition("resolv.conf", None)
 
     # --- periodic work, all from the event loop so a hung loop stops it too
 
@@ -307,12 +305,18 @@ class Daemon:
         try:
             atomic_write(path, status.to_prometheus(report))
         except OSError as exc:
-            message = f"cannot write {path}: {exc.strerror or exc}"
-            if self.conditions.get("metrics") != message:
-                self.log.warning("%s", message)
-            self.conditions["metrics"] = message
+            self._condition("metrics", f"cannot write {path}: {exc.strerror or exc}", logging.WARNING)
         else:
-            self.conditions.pop("metrics", None)
+            self._condition("metrics", None)
+
+    def _condition(self, topic: str, message: str | None, level: int = logging.WARNING, suffix: str = "") -> None:
+        """Record a standing problem for status (None: it is gone); log it once, not at every retry."""
+        if message is None:
+            self.conditions.pop(topic, None)
+            return
+        if self.conditions.get(topic) != message:
+            self.log.log(level, "%s%s", message, suffix)
+        self.conditions[topic] = message
 
     # --- reload: validate, then swap
 
