@@ -127,10 +127,6 @@ class ClientQuery:
     def qtype(self) -> int:
         return self.key[-5] << 8 | self.key[-4]
 
-    @property
-    def qclass(self) -> int:
-        return self.key[-3] << 8 | self.key[-2]
-
 
 def parse_query(data: bytes) -> ClientQuery | bytes | None:
     """A query to answer, the error reply to send (bytes), or None to drop it silently.
