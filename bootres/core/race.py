@@ -74,7 +74,7 @@ class Race:
         self._new_token = new_token
         self._random_id = random_id
         self._attempts: dict[int, _Attempt] = {}
-        self._asked: list[Upstream] = []
+        self._asked: dict[Upstream, float] = {}  # upstream -> when first asked
         self._errors: dict[Upstream, UpstreamReply | None] = {}
         ordered, probes = plan
         self._waiting = list(ordered[1:]) if hedge else []
@@ -103,14 +103,14 @@ class Race:
             return False
         if self.outcome is not None:  # a loser: only its RTT matters, no need to read it all
             self._close(attempt, out)
-            out.extend(upstream.answered(now - attempt.sent_at))
+            out.extend(upstream.answered(now - attempt.sent_at, now))
             return True
         reply = read_reply(data)
         if reply is None:
             upstream.bad_replies += 1
             return False
         self._close(attempt, out)
-        out.extend(upstream.answered(now - attempt.sent_at))
+        out.extend(upstream.answered(now - attempt.sent_at, now))
         if reply.tc and not attempt.tcp:
             self._ask(upstream, now, out, tcp=True)
         elif reply.rcode in (NOERROR, NXDOMAIN):
@@ -166,14 +166,13 @@ class Race:
         deadline = self.ends_at if tcp else now + (span or upstream.rto())
         self._attempts[token] = _Attempt(token, upstream, wire, now, deadline, tcp)
         self._routes[token] = self
-        if upstream not in self._asked:
-            self._asked.append(upstream)
-        upstream.queries += 1
+        upstream.asked(self._asked.setdefault(upstream, now))
         out.append(SendUpstream(token, upstream.address, wire, tcp))
 
     def _close(self, attempt: _Attempt, out: list) -> None:
         del self._attempts[attempt.token]
         self._routes.pop(attempt.token, None)
+        attempt.upstream.closed()
         out.append(CloseUpstream(attempt.token))
 
     def _delay_after(self, upstream: Upstream) -> float:

@@ -5,10 +5,11 @@ parse ladder of ``dnsmsg.parse_query``, hosts files, the cache, then the
 upstreams.  Identical questions in flight share one ``Race``; their askers
 wait on a ``_Pending``.  Serve-stale (RFC 8767): an expired answer goes out
 with TTL 30 when no upstream answered within ``stale_answer_after``, at
-once when every upstream is known down, and instead of a failure when the
-race fails; the race keeps running in the background and refreshes the
-cache.  While every upstream is down, a stale hit starts a refresh only when
-the probe backoff says one is due.
+once while every upstream is down or silent (see ``upstreams``), and instead
+of a failure when the race fails; the race keeps running in the background
+and refreshes the cache.  The moment every upstream becomes down or silent,
+every client still waiting for a stale answer gets it.  While that lasts, a
+stale hit starts a refresh only when the probe backoff says one is due.
 
 Cache hits on plain UDP queries take ``fast_answer``, the measured hot path:
 bytes in, bytes out, no dnspython, no effects.  Everything else goes through
@@ -34,6 +35,7 @@ from bootres.core.upstreams import Upstream, Upstreams
 _LOCAL_TYPES = (dnsmsg.A, dnsmsg.AAAA, dnsmsg.PTR)
 _ACL_MEMO_MAX = 4096  # distinct client addresses whose verdict we remember
 _SHAPES_MAX = 4096  # remembered query shapes (see fast_answer): the hot set; cleared wholesale when full
+_SILENCE_CHECK = object()  # timer heap item: every upstream may have become silent by then
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,8 @@ class Stub:
         self._pending: dict[bytes, _Pending] = {}
         self._timers: list[tuple[float, int, object]] = []
         self._timer_seq = itertools.count()
+        self._stale_waits: dict[bytes, _Pending] = {}  # pendings whose clients wait for a stale answer
+        self._silence_armed: float | None = None  # the _SILENCE_CHECK time on the heap
         self._acl: dict[str, bool] = {}
         self._shapes: dict[bytes, tuple] = {}  # query bytes after the ID -> (key, answer, age, reply after the ID)
         self._out: list = []
@@ -172,8 +176,11 @@ class Stub:
                     item.armed = None
                 item.timer(now, self._out)
                 self._after(item, now)
+            elif item is _SILENCE_CHECK:
+                if self._silence_armed == when:
+                    self._silence_armed = None
+                self._check_silence(now)
             elif item.stale_at is not None and self._pending.get(item.key) is item:
-                item.stale_at = None
                 self._serve_stale_to_waiters(item, now)
 
     def deadline(self) -> float | None:
@@ -214,16 +221,17 @@ class Stub:
         stale = self.cache.stale(query.key, now) if settings.serve_stale else None
         pending = self._pending.get(query.key)
         if pending is not None:
-            if pending.stale_served and stale is not None:
+            if stale is not None and (pending.stale_served or self._all_silent(now)):
                 self._respond_stale(waiter, stale)
             else:
                 pending.waiters.append(waiter)
             return
-        if stale is not None and self.upstreams.all_down():
+        if stale is not None and self._all_silent(now):
             self._respond_stale(waiter, stale)
             # Refresh in the background only when a probe is due (RFC 8767's
             # stale-refresh-time, driven by the probe backoff): asking dead
-            # upstreams once per stale hit would only burn sockets.
+            # upstreams once per stale hit would only burn sockets, and a
+            # silent one already has a query open, which notices its return.
             if self.upstreams.probe_due(now) and len(self._pending) < settings.max_inflight:
                 self._start(query.key, None, now, None)
             return
@@ -259,6 +267,7 @@ class Stub:
             pending.waiters.append(waiter)
         race.pending = pending
         if stale_at is not None:
+            self._stale_waits[key] = pending
             heapq.heappush(self._timers, (stale_at, next(self._timer_seq), pending))
         self._after(race, now)  # settles at once when there is no upstream to ask
 
@@ -269,11 +278,39 @@ class Stub:
             race.pending = None
             if self._pending.get(pending.key) is pending:
                 del self._pending[pending.key]
+            if self._stale_waits.get(pending.key) is pending:
+                del self._stale_waits[pending.key]
             self._settle(pending, race, now)
         when = race.deadline()
         if when is not None and when != race.armed:
             race.armed = when
             heapq.heappush(self._timers, (when, next(self._timer_seq), race))
+        self._check_silence(now)  # the race asked, heard or gave up on an upstream
+
+    def _all_silent(self, now: float) -> bool:
+        """Whether every upstream is down or silent: stale answers go out at once."""
+        since = self.upstreams.silent_from(self.settings.stale_answer_after)
+        return since is not None and since <= now
+
+    def _check_silence(self, now: float) -> None:
+        """Answer clients waiting for a stale answer once every upstream is down or silent, or wake up then.
+
+        Their own ``stale_at`` may be later: a client that asked just before
+        the last upstream fell silent would otherwise wait its full
+        ``stale_answer_after`` for what later clients get at once.
+        """
+        if not self._stale_waits:
+            return
+        since = self.upstreams.silent_from(self.settings.stale_answer_after)
+        if since is None:
+            return
+        if since <= now:
+            for pending in list(self._stale_waits.values()):
+                self._serve_stale_to_waiters(pending, now)
+        elif since != self._silence_armed:
+            # A reply may clear the silence first; the check then finds nothing to do.
+            self._silence_armed = since
+            heapq.heappush(self._timers, (since, next(self._timer_seq), _SILENCE_CHECK))
 
     def _settle(self, pending: _Pending, race: Race, now: float) -> None:
         outcome = race.outcome
@@ -294,6 +331,8 @@ class Stub:
                 self._out.append(Respond(waiter.client, self._servfail(waiter.query), "local"))
 
     def _serve_stale_to_waiters(self, pending: _Pending, now: float) -> None:
+        pending.stale_at = None
+        del self._stale_waits[pending.key]
         stale = self.cache.stale(pending.key, now)
         if stale is None:
             return

@@ -8,6 +8,11 @@ from it, probe or not, makes it *up* again.  When every upstream is down they
 are all asked anyway: there is nothing to lose, and it notices the first one
 to come back at once.
 
+Apart from that health, an upstream is *silent* while a query to it has been
+open for ``stale_answer_after`` with no valid reply from it since that query
+left: the one signal serve-stale needs that three timeouts in a row give too
+late.  It changes nothing about routing; the next valid reply clears it.
+
 RTT smoothing and the retransmission timeout follow RFC 6298 (SRTT, RTTVAR,
 RTO = SRTT + 4 * RTTVAR), with a floor suited to DNS rather than TCP.
 """
@@ -43,6 +48,11 @@ class Upstream:
         self.consecutive_timeouts = 0
         self.next_probe_at = 0.0
         self.probe_interval = PROBE_FIRST
+        self.outstanding = 0  # queries to it still open
+        self.replied_at = float("-inf")  # its last valid reply
+        # When the first query still open, unanswered since, left; None while
+        # nothing is open (a query lost long ago says nothing about now).
+        self.unanswered_since: float | None = None
 
     def rto(self) -> float:
         if self.srtt is None:
@@ -54,8 +64,23 @@ class Upstream:
             return HEDGE_UNKNOWN
         return min(max(self.srtt + 4 * self.rttvar, HEDGE_MIN), HEDGE_MAX)
 
-    def answered(self, rtt: float) -> list[Log]:
-        """A reply arrived ``rtt`` seconds after the query left."""
+    def asked(self, since: float) -> None:
+        """A query left for it; ``since``: when it was first asked this question (retries keep the first time)."""
+        self.queries += 1
+        self.outstanding += 1
+        if self.unanswered_since is None:
+            self.unanswered_since = max(since, self.replied_at)
+
+    def closed(self) -> None:
+        """One of its queries is done: answered, timed out or refused."""
+        self.outstanding -= 1
+        if not self.outstanding:
+            self.unanswered_since = None
+
+    def answered(self, rtt: float, now: float) -> list[Log]:
+        """A valid reply arrived at ``now``, ``rtt`` seconds after the query left."""
+        self.replied_at = now
+        self.unanswered_since = None
         if self.srtt is None or self.state == "down":  # back from the dead: the old estimate is history
             self.srtt, self.rttvar = rtt, rtt / 2
         else:
@@ -98,8 +123,22 @@ class Upstreams:
     def __init__(self, upstreams: list[Upstream]):
         self.all = upstreams
 
-    def all_down(self) -> bool:
-        return bool(self.all) and all(u.state == "down" for u in self.all)
+    def silent_from(self, after: float) -> float | None:
+        """From when every upstream is down or silent for ``after`` seconds, unless one replies first.
+
+        None while some upstream that is not down has no unanswered query
+        open (or when there is no upstream at all); minus infinity when every
+        one is down.
+        """
+        if not self.all:
+            return None
+        times = [float("-inf")]
+        for u in self.all:
+            if u.state != "down":
+                if u.unanswered_since is None:
+                    return None
+                times.append(u.unanswered_since + after)
+        return max(times)
 
     def probe_due(self, now: float) -> bool:
         """Whether some down upstream is due to be asked again."""

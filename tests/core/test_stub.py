@@ -157,6 +157,86 @@ def test_stale_at_once_when_every_upstream_is_down():
     assert sends(out) == []  # no probe due yet: dead upstreams are not asked per stale hit
 
 
+def resolve_two_then_let_them_expire(stub):
+    """www and other cached with TTL 10 at 0.0; the losers' queries closed, so nothing is left open."""
+    resolve(stub, "www.example.test", 0.0, ttl=10)
+    resolve(stub, "other.example.test", 0.0, ttl=10)
+    stub.timer_fired(5.0)
+    stub.drain()
+
+
+def sent_to(effects, address):
+    return [s for s in sends(effects) if s.address == address]
+
+
+def test_once_every_upstream_is_silent_the_next_stale_hit_is_answered_at_once():
+    stub = make_stub()  # stale_answer_after 0.4
+    resolve_two_then_let_them_expire(stub)
+    out = ask(stub, query(), 100.0, client="first")
+    assert len(sends(out)) == 2 and not responses(out)
+    stub.timer_fired(100.2)  # retransmissions: still the same silence, counted from 100.0
+    assert responses(stub.drain()) == []
+    stub.timer_fired(100.4)
+    assert [(r.client, r.source) for r in responses(stub.drain())] == [("first", "stale")]
+    out = ask(stub, query("other.example.test"), 100.41, client="second")
+    assert [(r.client, r.source) for r in responses(out)] == [("second", "stale")]
+    assert parsed(responses(out)[0]).answer[0].ttl == 30
+    # Neither is down, so no probe is due: their open queries notice a return.
+    assert sends(out) == []
+    assert all(u.state != "down" for u in stub.upstreams.all)
+
+
+def test_clients_waiting_when_the_last_upstream_falls_silent_are_answered_then():
+    stub = make_stub()
+    resolve_two_then_let_them_expire(stub)
+    ask(stub, query("new.example.test"), 100.0, client="new")  # nothing cached: no stale answer to wait for
+    out = ask(stub, query(), 100.3, client="www")  # its own stale_answer_after would end at 100.7
+    assert not responses(out)
+    assert stub.deadline() == pytest.approx(100.2)  # A's retransmission
+    stub.timer_fired(100.2)
+    stub.drain()
+    assert stub.deadline() == pytest.approx(100.4)  # both silent since 100.0
+    stub.timer_fired(100.4)
+    assert [(r.client, r.source) for r in responses(stub.drain())] == [("www", "stale")]
+    stub.timer_fired(100.7)
+    assert responses(stub.drain()) == []  # answered once
+
+
+def test_a_reply_from_one_upstream_ends_the_silence():
+    stub = make_stub()
+    resolve_two_then_let_them_expire(stub)
+    ask(stub, query(), 100.0)
+    stub.timer_fired(100.2)
+    (retry_a,) = sent_to(stub.drain(), A)
+    stub.timer_fired(100.4)
+    assert [r.source for r in responses(stub.drain())] == ["stale"]
+    stub.upstream_reply(retry_a.token, reply_to(retry_a, address="198.18.0.81", ttl=10), A, 100.5)
+    assert responses(stub.drain()) == []  # the refresh landed in the cache
+    out = ask(stub, query("other.example.test"), 100.6, client="other")
+    assert responses(out) == []  # B is still silent, A is not: ask, do not serve stale
+    (to_a,) = sent_to(out, A)
+    stub.upstream_reply(to_a.token, reply_to(to_a, address="198.18.0.82", ttl=10), A, 100.61)
+    (fresh,) = responses(stub.drain())
+    assert fresh.source == "upstream" and addresses(fresh) == ["198.18.0.82"]
+    assert stub.status()["cache"]["stale_served"] == 1
+
+
+def test_while_one_upstream_still_answers_stale_waits_its_full_time():
+    stub = make_stub()
+    resolve_two_then_let_them_expire(stub)
+    out = ask(stub, query(), 100.0, client="www")
+    (to_a,) = sent_to(out, A)
+    stub.upstream_reply(to_a.token, reply_to(to_a, ttl=10), A, 100.35)  # slow, but an answer
+    assert [r.source for r in responses(stub.drain())] == ["upstream"]
+    out = ask(stub, query("other.example.test"), 100.5, client="other")  # B has been silent since 100.0
+    assert responses(out) == []
+    stub.timer_fired(100.7)
+    assert responses(stub.drain()) == []  # A was asked at 100.5: not silent before 100.9
+    stub.timer_fired(100.9)
+    assert [(r.client, r.source) for r in responses(stub.drain())] == [("other", "stale")]
+    assert stub.status()["cache"]["stale_served"] == 1
+
+
 def test_never_cached_name_gets_servfail_at_timeout():
     stub = make_stub(timeout=2.0)
     out = ask(stub, query("new.example.test"), 0.0)

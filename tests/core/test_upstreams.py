@@ -14,9 +14,9 @@ def make(*labels):
 def test_rtt_is_smoothed_like_rfc_6298():
     u = Upstream(("198.18.0.10", 53), "198.18.0.10:53")
     assert u.rto() == upstreams.INITIAL_RTO
-    u.answered(0.010)
+    u.answered(0.010, 0.0)
     assert (u.srtt, u.rttvar) == (0.010, 0.005)
-    u.answered(0.020)
+    u.answered(0.020, 0.0)
     assert u.srtt == pytest.approx(0.01125)
     assert u.rttvar == pytest.approx(0.00625)
     assert u.rto() == upstreams.MIN_RTO  # DNS floor, not TCP's one second
@@ -26,11 +26,11 @@ def test_rtt_is_smoothed_like_rfc_6298():
 def test_down_after_three_timeouts_in_a_row_and_up_at_the_first_reply():
     u = Upstream(("198.18.0.10", 53), "198.18.0.10:53")
     assert u.timed_out(10.0) == [] and u.timed_out(10.1) == []
-    u.answered(0.001)  # a reply resets the count
+    u.answered(0.001, 10.2)  # a reply resets the count
     assert u.timed_out(11.0) == [] and u.timed_out(11.1) == []
     assert u.timed_out(11.2) == [Log(WARNING, "upstream 198.18.0.10:53 is down (3 queries in a row timed out)")]
     assert u.state == "down" and u.timeouts == 5
-    assert u.answered(0.002) == [Log(INFO, "upstream 198.18.0.10:53 is up again (answered in 2.0 ms)")]
+    assert u.answered(0.002, 11.3) == [Log(INFO, "upstream 198.18.0.10:53 is up again (answered in 2.0 ms)")]
     assert u.state == "up"
 
 
@@ -53,15 +53,43 @@ def test_when_everything_is_down_everyone_is_asked():
     for u in group.all:
         for t in (0.0, 0.1, 0.2):
             u.timed_out(t)
-    assert group.all_down() and not group.healthy()
+    assert not group.healthy() and group.silent_from(0.4) == float("-inf")
     assert group.plan(0.3) == (group.all, [])
+
+
+def test_silent_from_counts_unanswered_open_queries_only():
+    group = make("a", "b")
+    a, b = group.all
+    assert group.silent_from(0.4) is None  # nothing asked: nothing known
+    a.asked(10.0)
+    assert group.silent_from(0.4) is None  # b has nothing open
+    b.asked(10.1)
+    assert group.silent_from(0.4) == pytest.approx(10.5)
+    a.closed()
+    a.timed_out(10.2)
+    a.asked(10.0)  # the retry of the same question keeps its first time
+    assert group.silent_from(0.4) == pytest.approx(10.5)
+    b.closed()
+    b.answered(0.3, 10.4)  # one valid reply clears it
+    assert group.silent_from(0.4) is None
+    b.asked(10.3)  # a retry of a question first asked before that reply: counted from the reply
+    assert group.silent_from(0.4) == pytest.approx(10.8)
+    a.closed()  # a query lost and closed long ago says nothing about a new one
+    a.asked(20.0)
+    assert group.silent_from(0.4) == pytest.approx(20.4)
+    for t in (20.5, 20.6, 20.7):
+        b.timed_out(t)
+    assert group.silent_from(0.4) == pytest.approx(20.4)  # a down one no longer counts
+    for t in (20.5, 20.6, 20.7):
+        a.timed_out(t)
+    assert group.silent_from(0.4) == float("-inf")  # all down: stale at once, as before
 
 
 def test_order_is_best_rtt_first_then_unmeasured_in_config_order():
     group = make("a", "b", "c", "d")
     a, b, c, d = group.all
-    c.answered(0.002)
-    b.answered(0.050)
+    c.answered(0.002, 0.0)
+    b.answered(0.050, 0.0)
     # Both strategies: hedge asks in this order, race sends in it (whose query leaves first).
     assert group.plan(0.0) == ([c, b, a, d], [])
 
@@ -69,15 +97,15 @@ def test_order_is_best_rtt_first_then_unmeasured_in_config_order():
 def test_auto_hedge_delay_stays_within_bounds():
     u = Upstream(("a", 53), "a")
     assert u.auto_hedge_delay() == upstreams.HEDGE_UNKNOWN
-    u.answered(0.0001)
+    u.answered(0.0001, 0.0)
     assert u.auto_hedge_delay() == upstreams.HEDGE_MIN
-    u.answered(5.0)
+    u.answered(5.0, 0.0)
     assert u.auto_hedge_delay() == upstreams.HEDGE_MAX
 
 
 def test_a_new_configuration_keeps_the_history_of_upstreams_that_stay():
     group = make("a", "b")
-    group.all[0].answered(0.01)
+    group.all[0].answered(0.01, 0.0)
     new = group.replaced_by([(("a", 53), "a:53"), (("c", 53), "c:53")])
     assert new.all[0] is group.all[0]
     assert new.all[1].label == "c:53" and new.all[1].state == "unknown"
