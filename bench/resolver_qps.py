@@ -220,6 +220,7 @@ def main() -> int:
               f"{results['startup_ms_all'][name]}), RSS empty {results['rss_kib_empty'][key] / 1024:.1f} MiB, "
               f"10k names {results['rss_kib_10k_names'][key] / 1024:.1f} MiB")
     out = ROOT / "bench" / "results" / f"resolver_qps-{results['date'].replace(':', '').replace('+0000', 'Z')}.json"
+    out.parent.mkdir(exist_ok=True)  # bench/results/ is not committed: absent in a fresh clone
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"written to {out.relative_to(ROOT)}")
     return 0
