@@ -18,6 +18,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable
 
+from bootres.core.sources import normalize_domain
+
 DEFAULT_PATH = "/etc/bootres/bootres.conf"
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -44,7 +46,8 @@ class Endpoint:
 @dataclass(frozen=True)
 class ResolverConfig:
     listen: tuple[Endpoint, ...]
-    upstreams: tuple[Endpoint, ...]
+    upstreams: tuple[Endpoint, ...]  # plain items: override the host's sources
+    upstream_domains: tuple[tuple[str, Endpoint], ...]  # DOMAIN=ADDRESS items: split-DNS routes, always
     upstreams_file: str | None
     strategy: str
     hedge_delay: float | None  # None: derived from measured RTTs ("auto")
@@ -168,6 +171,18 @@ def parse_endpoint(text: str, default_port: int = 53) -> Endpoint:
     return Endpoint(address, int(port))
 
 
+def parse_upstream(text: str) -> Endpoint | tuple[str, Endpoint]:
+    """An ``upstreams`` item: an endpoint, or ``DOMAIN=ENDPOINT`` (``corp.example=198.18.5.53``)."""
+    if "=" not in text:
+        return parse_endpoint(text)
+    domain, address = text.split("=", 1)
+    try:
+        name = normalize_domain(domain)
+    except ValueError:
+        raise ValueError(f"bad domain {domain!r} in {text!r}") from None
+    return name, parse_endpoint(address)
+
+
 def parse_network(text: str) -> IPNetwork:
     try:
         return ipaddress.ip_network(text, strict=False)
@@ -249,7 +264,7 @@ class Key:
 SCHEMA: dict[str, dict[str, Key]] = {
     "resolver": {
         "listen": Key("127.0.0.35:53", _listof(parse_endpoint)),
-        "upstreams": Key("", _listof(parse_endpoint)),
+        "upstreams": Key("", _listof(parse_upstream)),
         "upstreams_file": Key("/etc/bootres/upstream-resolv.conf", _optional(parse_path)),
         "strategy": Key("race", parse_strategy),
         "hedge_delay": Key("auto", parse_hedge_delay),
@@ -262,7 +277,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "hosts_files": Key("/etc/hosts", _listof(parse_path)),
         "allow": Key("127.0.0.0/8 ::1/128", _listof(parse_network)),
         "max_inflight": Key("2048", _int_parser(1, 1_000_000)),
-        "manage_resolv_conf": Key("no", parse_bool),
+        "manage_resolv_conf": Key("yes", parse_bool),
     },
     "hosts": {
         "file": Key("/etc/hosts", _optional(parse_path)),
@@ -366,6 +381,7 @@ def parse(files: list[tuple[str, str]], main_path: str = DEFAULT_PATH) -> Config
                 where[(section, key)] = (setting.path, setting.line)
 
     if not problems:
+        _split_upstreams(sections["resolver"])
         problems.extend(_check_combinations(sections, where, main_path))
     if problems:
         order = {path: index for index, (path, _) in enumerate(files)}
@@ -375,6 +391,13 @@ def parse(files: list[tuple[str, str]], main_path: str = DEFAULT_PATH) -> Config
         path=main_path,
         sources=tuple(path for path, _ in files),
     )
+
+
+def _split_upstreams(resolver: dict[str, object]) -> None:
+    """One key, two fields: plain endpoints override the sources, domain items add routes."""
+    items = resolver["upstreams"]
+    resolver["upstreams"] = tuple(item for item in items if isinstance(item, Endpoint))
+    resolver["upstream_domains"] = tuple(item for item in items if not isinstance(item, Endpoint))
 
 
 def _check_combinations(sections, where, main_path: str) -> list[Problem]:
@@ -391,8 +414,6 @@ def _check_combinations(sections, where, main_path: str) -> list[Problem]:
     resolver = sections["resolver"]
     if not resolver["listen"]:
         problems.append(Problem(*at("resolver", "listen"), "listen: at least one address is needed"))
-    if not resolver["upstreams"] and not resolver["upstreams_file"]:
-        problems.append(Problem(*at("resolver", "upstreams", "upstreams_file"), "upstreams: none given and upstreams_file is empty"))
     if resolver["timeout"] <= 0:
         problems.append(Problem(*at("resolver", "timeout"), "timeout: must be more than 0"))
     if resolver["serve_stale"] and resolver["stale_answer_after"] >= resolver["timeout"]:

@@ -31,7 +31,8 @@ def problems_of(tmp_path, text):
 def test_empty_file_gives_the_documented_defaults(tmp_path):
     cfg = config.load(write(tmp_path, ""))
     assert cfg.resolver.listen == (Endpoint(ipaddress.ip_address("127.0.0.35"), 53),)
-    assert cfg.resolver.upstreams == ()
+    assert cfg.resolver.upstreams == () and cfg.resolver.upstream_domains == ()
+    assert cfg.resolver.manage_resolv_conf is True  # installed means in the path
     assert cfg.resolver.upstreams_file == "/etc/bootres/upstream-resolv.conf"
     assert cfg.resolver.strategy == "race"
     assert cfg.resolver.hedge_delay is None
@@ -59,7 +60,7 @@ def test_shipped_file_documents_every_key_with_its_default():
     expected = {(s, k): key.default for s, keys in config.SCHEMA.items() for k, key in keys.items()}
     assert documented == expected
     # Uncommenting every documented line must give a valid configuration too.
-    uncommented = re.sub(r"^#(\w+ = )", r"\1", text, flags=re.M).replace("upstreams =\n", "upstreams = 198.18.0.10\n")
+    uncommented = re.sub(r"^#(\w+ = )", r"\1", text, flags=re.M)
     config.parse([("bootres.conf", uncommented)])
 
 
@@ -112,7 +113,10 @@ MISTAKES = [
     ("[resolver]\nstrategy = fastest\n", 2, "strategy must be race or hedge"),
     ("[resolver]\ncache_file = var/cache.db\n", 2, "path must be absolute"),
     ("[resolver]\nlisten =\n", 2, "at least one address"),
-    ("[resolver]\nupstreams =\nupstreams_file =\n", 2, "none given and upstreams_file is empty"),
+    ("[resolver]\nupstreams = corp..example=198.18.5.53\n", 2, "bad domain 'corp..example'"),
+    ("[resolver]\nupstreams = 198.18.0.10\n  =198.18.5.53\n", 2, "bad domain ''"),
+    ("[resolver]\nupstreams = corp.example=ns1.corp.example\n", 2, "bad address 'ns1.corp.example'"),
+    ("[resolver]\nupstreams = corp.example=[2001:db8::1]:0\n", 2, "bad port"),
     ("[resolver]\ntimeout = 300ms\n", 2, "stale_answer_after: must be shorter than timeout"),
     ("[resolver]\ntimeout = 2s\n\ntimeout = 3s\n", 4, "duplicate key 'timeout' in [resolver] (first on line 2)"),
     ("[resolvers]\ntimeout = 2s\n", 1, "unknown section [resolvers]"),
@@ -134,6 +138,20 @@ def test_each_kind_of_mistake_is_reported_at_its_line(tmp_path, text, line, mess
     assert len(problems) == 1, problems
     assert problems[0].startswith(f"{path}:{line}: ")
     assert message in problems[0]
+
+
+def test_upstreams_split_into_plain_endpoints_and_domain_routes(tmp_path):
+    cfg = config.load(write(tmp_path, "[resolver]\nupstreams = 198.18.0.10 Corp.Example.=198.18.5.53\n"
+                                      "  corp.example=[2001:db8::1]:5353 lab_1.test=198.18.6.1:53\n"))
+    assert [str(e) for e in cfg.resolver.upstreams] == ["198.18.0.10:53"]
+    assert [(d, str(e)) for d, e in cfg.resolver.upstream_domains] == [
+        ("corp.example", "198.18.5.53:53"), ("corp.example", "[2001:db8::1]:5353"), ("lab_1.test", "198.18.6.1:53"),
+    ]
+
+
+def test_no_upstreams_at_all_is_valid_they_come_from_the_host(tmp_path):
+    cfg = config.load(write(tmp_path, "[resolver]\nupstreams =\nupstreams_file =\n"))
+    assert cfg.resolver.upstreams == () and cfg.resolver.upstreams_file is None
 
 
 def test_every_bad_item_of_a_list_is_named(tmp_path):

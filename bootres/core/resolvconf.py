@@ -1,61 +1,168 @@
-"""The text of a managed /etc/resolv.conf (``manage_resolv_conf = yes``).
+"""resolv.conf text: the one parser of the format, and the files bootres writes.
 
 Pure functions on strings; ``bootres/shell/resolvconf.py`` does the file
-dance (save the original, replace, restore).  The managed file points every
-``nameserver`` at bootres's ``listen`` addresses and keeps the original's
-``search``, ``domain``, ``options`` and ``sortlist`` lines, adding ``options
-edns0 trust-ad``: the local stub speaks EDNS0 and sits on loopback, so the
-AD bit it passes on can be trusted (resolv.conf(5)).
+dance (save the original, replace, restore).  Two files carry bootres's
+name, each marked on its first line so bootres knows its own work:
+
+- the managed file (``MARKER``), while bootres runs: every ``nameserver``
+  points at its ``listen`` addresses, with the sources' search domains and
+  the original's options plus ``edns0 trust-ad`` (the local stub speaks
+  EDNS0 and sits on loopback, so the AD bit it passes on can be trusted,
+  resolv.conf(5));
+- the stopped file (``STOPPED_MARKER``), left when bootres stops: the
+  upstreams it was using, listed directly, so the host resolves without it.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
+from dataclasses import dataclass
 
 MARKER = "# managed by bootres"
+STOPPED_MARKER = "# written by bootres when it stopped"
 HEADER = (
     f"{MARKER}: names are resolved by its local caching resolver.",
     "# The original file is put back when bootres stops; see `bootres status`.",
 )
+STOPPED_HEADER = (
+    f"{STOPPED_MARKER}: the nameservers it was using, asked directly.",
+    "# bootres takes this file over again when it starts; see `bootres status`.",
+)
 KEPT = ("search", "domain", "options", "sortlist")
+KEYWORDS = ("nameserver", "search", "domain", "options", "sortlist")
 ADDED_OPTIONS = ("edns0", "trust-ad")
 MAXNS = 3  # resolv.conf(5): the C library reads at most three nameserver lines
 
+# glibc splits a line on blanks only; "\r" too, so a file saved with CRLF still reads.
+_BLANKS = re.compile(r"[ \t\r]+")
+
+
+@dataclass(frozen=True)
+class ResolvConf:
+    """What a resolv.conf says, read the way glibc's res_init reads it."""
+
+    nameservers: tuple[str, ...] = ()  # IP address text as written (IPv6 may carry %scope), in order, no duplicates
+    search: tuple[str, ...] = ()  # the last search or domain line's domains, as written
+    options: tuple[str, ...] = ()  # every options line's words, in order, no duplicates
+    problems: tuple[str, ...] = ()  # one message per line skipped
+    nameserver_lines: int = 0  # nameserver lines seen, usable or not: all bad means a broken file, not an empty one
+
+
+def _words(line: str) -> list[str]:
+    return [word for word in _BLANKS.split(line) if word]
+
+
+def parse(text: str) -> ResolvConf:
+    """Never raises: a line that cannot be used is skipped and named in ``problems``.
+
+    Like glibc, the last ``search`` or ``domain`` line sets the search list
+    (``domain X`` means ``search X``), words after a nameserver's address are
+    ignored and a line starting with ``#`` or ``;`` is a comment.  Unlike
+    glibc, a keyword may be indented.
+    """
+    nameservers: list[str] = []
+    search: tuple[str, ...] = ()
+    options: list[str] = []
+    problems: list[str] = []
+    nameserver_lines = 0
+    for number, line in enumerate(text.split("\n"), start=1):
+        words = _words(line)
+        if not words or words[0][0] in "#;":
+            continue
+        keyword, arguments = words[0], words[1:]
+        if keyword == "nameserver":
+            nameserver_lines += 1
+            if not arguments:
+                problems.append(f"line {number}: nameserver without an address")
+            elif not _is_ip_address(arguments[0]):
+                problems.append(f"line {number}: nameserver {arguments[0][:80]!r} is not an IP address")
+            elif arguments[0] not in nameservers:
+                nameservers.append(arguments[0])
+        elif keyword == "search":
+            search = tuple(arguments)
+        elif keyword == "domain":
+            if arguments:
+                search = (arguments[0],)
+            else:
+                problems.append(f"line {number}: domain without a name")
+        elif keyword == "options":
+            options += [word for word in arguments if word not in options]
+        elif keyword not in KEYWORDS:
+            problems.append(f"line {number}: unknown keyword {keyword[:40]!r}")
+    return ResolvConf(tuple(nameservers), search, tuple(options), tuple(problems), nameserver_lines)
+
+
+def _is_ip_address(text: str) -> bool:
+    """IPv4 or IPv6 text; IPv6 may name its zone (``fe80::1%eth0``), as glibc allows."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
 
 def is_managed(text: str) -> bool:
+    """bootres's file for while it runs is in place."""
     return any(line.startswith(MARKER) for line in text.splitlines())
+
+
+def is_bootres(text: str) -> bool:
+    """Either file bootres writes: the managed one or the one it leaves when it stops."""
+    return any(line.startswith((MARKER, STOPPED_MARKER)) for line in text.splitlines())
 
 
 def nameservers(text: str) -> list[str]:
     """The nameserver addresses of a resolv.conf, in order, without duplicates."""
-    found = []
-    for line in text.splitlines():
-        words = line.split()
-        if len(words) >= 2 and words[0] == "nameserver" and words[1] not in found:
-            found.append(words[1])
-    return found
+    return list(parse(text).nameservers)
 
 
-def render(original: str, listen: list[tuple[str, int]]) -> str:
-    """The managed file; ``listen`` is (address, port) pairs, of which only port 53 can be named.
+def _listen_servers(listen: list[tuple[str, int]]) -> list[str]:
+    """The listen addresses resolv.conf can name: port 53, not a wildcard; at most MAXNS.
 
-    Raises ValueError when no listen address is on port 53: resolv.conf has
-    no way to name another port.
+    Raises ValueError when there is none: resolv.conf has no way to name another port.
     """
     servers = [host for host, port in listen if port == 53 and not ipaddress.ip_address(host).is_unspecified]
     if not servers:
         raise ValueError("no listen address on port 53 to put in resolv.conf")
-    lines = list(HEADER)
-    lines += [f"nameserver {host}" for host in servers[:MAXNS]]
-    options: list[str] = []
-    for line in original.splitlines():
-        words = line.split()
-        if not words or words[0] not in KEPT:
-            continue
-        if words[0] == "options":
-            options += [word for word in words[1:] if word not in options]
-        else:
+    return servers[:MAXNS]
+
+
+def _options_line(options: tuple[str, ...] | list[str], added: tuple[str, ...] = ()) -> list[str]:
+    words = list(dict.fromkeys([*options, *added]))
+    return [f"options {' '.join(words)}"] if words else []
+
+
+def render(original: str, listen: list[tuple[str, int]]) -> str:
+    """The managed file keeping the original's search, domain and sortlist lines as they are.
+
+    ``listen`` is (address, port) pairs; raises ValueError when none is on port 53.
+    """
+    lines = list(HEADER) + [f"nameserver {host}" for host in _listen_servers(listen)]
+    for line in original.split("\n"):
+        words = _words(line)
+        if words and words[0] in KEPT and words[0] != "options":
             lines.append(line.rstrip())
-    options += [word for word in ADDED_OPTIONS if word not in options]
-    lines.append("options " + " ".join(options))
+    lines += _options_line(parse(original).options, ADDED_OPTIONS)
+    return "\n".join(lines) + "\n"
+
+
+def render_managed(listen: list[tuple[str, int]], search: tuple[str, ...], options: tuple[str, ...]) -> str:
+    """The managed file: ``search`` from the sources, ``options`` from the original plus edns0 trust-ad.
+
+    Raises ValueError when no listen address is on port 53.
+    """
+    lines = list(HEADER) + [f"nameserver {host}" for host in _listen_servers(listen)]
+    if search:
+        lines.append(f"search {' '.join(search)}")
+    lines += _options_line(options, ADDED_OPTIONS)
+    return "\n".join(lines) + "\n"
+
+
+def render_stopped(nameservers: list[str], search: tuple[str, ...], options: tuple[str, ...]) -> str:
+    """The file bootres leaves when it stops: the upstreams it used (at most MAXNS, all glibc reads)."""
+    lines = list(STOPPED_HEADER) + [f"nameserver {host}" for host in nameservers[:MAXNS]]
+    if search:
+        lines.append(f"search {' '.join(search)}")
+    lines += _options_line(options)
     return "\n".join(lines) + "\n"

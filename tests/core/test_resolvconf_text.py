@@ -1,6 +1,10 @@
-from bootres.core import resolvconf
+import ipaddress
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bootres.core import resolvconf
 
 ORIGINAL = """\
 # written by DHCP
@@ -40,3 +44,76 @@ def test_only_port_53_listen_addresses_can_be_named():
 def test_at_most_three_nameservers():
     listen = [(f"127.0.0.{n}", 53) for n in range(30, 35)]
     assert len(resolvconf.nameservers(resolvconf.render("", listen))) == resolvconf.MAXNS
+
+
+# --- the parser
+
+
+def test_parse_reads_like_glibc():
+    parsed = resolvconf.parse(
+        "# comment\n; also a comment\nsearch a.example b.example\nnameserver 198.18.0.10 trailing words\n"
+        "nameserver\t2001:db8::1\r\n  nameserver fe80::1%eth0\nnameserver 198.18.0.10\n"
+        "domain c.example\noptions rotate\noptions timeout:1 rotate\nsortlist 198.18.0.0/255.254.0.0\n"
+    )
+    assert parsed.nameservers == ("198.18.0.10", "2001:db8::1", "fe80::1%eth0")
+    assert parsed.search == ("c.example",)  # the last search or domain line wins
+    assert parsed.options == ("rotate", "timeout:1")
+    assert parsed.problems == () and parsed.nameserver_lines == 4
+
+
+def test_parse_names_every_skipped_line():
+    parsed = resolvconf.parse("nameserver foo\nnameserver\ndomain\nlookup file bind\nnameserver 198.18.0.300\n")
+    assert parsed.nameservers == () and parsed.nameserver_lines == 3
+    assert parsed.problems == (
+        "line 1: nameserver 'foo' is not an IP address",
+        "line 2: nameserver without an address",
+        "line 3: domain without a name",
+        "line 4: unknown keyword 'lookup'",
+        "line 5: nameserver '198.18.0.300' is not an IP address",
+    )
+
+
+def test_search_line_without_domains_empties_the_list():
+    assert resolvconf.parse("search a.example\nsearch\n").search == ()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=300))
+def test_parse_never_raises_and_keeps_only_addresses(text):
+    parsed = resolvconf.parse(text)
+    for address in parsed.nameservers:
+        ipaddress.ip_address(address)
+    assert len(parsed.problems) <= text.count("\n") + 1
+
+
+# --- bootres's own files
+
+
+def test_is_bootres_knows_both_files():
+    managed = resolvconf.render_managed([("127.0.0.35", 53)], (), ())
+    stopped = resolvconf.render_stopped(["198.18.0.10"], (), ())
+    assert resolvconf.is_bootres(managed) and resolvconf.is_bootres(stopped)
+    assert resolvconf.is_managed(managed) and not resolvconf.is_managed(stopped)
+    assert not resolvconf.is_bootres(ORIGINAL)
+    assert not resolvconf.is_bootres("nameserver 1.2.3.4 # managed by bootres\n")
+
+
+def test_render_managed_carries_the_sources_search_and_the_original_options():
+    text = resolvconf.render_managed([("127.0.0.35", 53), ("::1", 53)], ("lab.example", "corp.example"),
+                                     ("rotate", "edns0"))
+    assert text.splitlines()[2:] == [
+        "nameserver 127.0.0.35",
+        "nameserver ::1",
+        "search lab.example corp.example",
+        "options rotate edns0 trust-ad",
+    ]
+    with pytest.raises(ValueError):
+        resolvconf.render_managed([("0.0.0.0", 53)], (), ())
+
+
+def test_render_stopped_lists_the_upstreams_directly():
+    text = resolvconf.render_stopped(["198.18.0.10", "198.18.0.11", "2001:db8::1", "198.18.0.12"], ("lab.example",), ())
+    parsed = resolvconf.parse(text)
+    assert parsed.nameservers == ("198.18.0.10", "198.18.0.11", "2001:db8::1")
+    assert parsed.search == ("lab.example",) and parsed.options == ()  # trust-ad only for the local stub
+    assert text.startswith(resolvconf.STOPPED_MARKER)
