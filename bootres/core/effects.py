@@ -18,14 +18,16 @@ WARNING = 30
 class Respond:
     """Send ``wire`` to the client that asked (``client`` is the shell's own handle).
 
-    ``source`` (hosts, cache, stale, upstream, local) and ``upstream`` (the
-    winner's label or None) are for ``bootres query``; clients never see them.
+    ``source`` (hosts, cache, stale, upstream, local), ``upstream`` (the
+    winner's label or None) and ``reason`` (why a failure, e.g. SERVFAIL, was
+    answered, or None) are for ``bootres query``; clients never see them.
     """
 
     client: Any
     wire: bytes
     source: str
     upstream: str | None = None
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

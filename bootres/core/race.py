@@ -14,9 +14,10 @@ again over TCP.  An upstream silent for its RTO is asked again (fresh ID and
 port) while time is left.
 
 The race ends with an ``Outcome``: ``answer``, ``error`` (every upstream
-refused or failed; ``reply`` is None when none replied at all) or
-``timeout``.  It then lingers until its last open query answers or times out,
-so an upstream that lost still gets its RTT measured, or its silence counted.
+refused or failed; ``reply`` is None when none replied at all, ``reason``
+says what each said) or ``timeout``.  It then lingers until its last open
+query answers or times out, so an upstream that lost still gets its RTT
+measured, or its silence counted.
 """
 
 from __future__ import annotations
@@ -28,12 +29,16 @@ from bootres.core.dnsmsg import NOERROR, NXDOMAIN, UpstreamReply, read_reply, re
 from bootres.core.effects import CloseUpstream, SendUpstream
 from bootres.core.upstreams import MAX_RTO, MIN_RTO, Upstream
 
+_RCODE_NAMES = {1: "FORMERR", 2: "SERVFAIL", 4: "NOTIMP", 5: "REFUSED", 6: "YXDOMAIN", 7: "YXRRSET",
+                8: "NXRRSET", 9: "NOTAUTH", 10: "NOTZONE"}
+
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
     kind: str  # "answer", "error" or "timeout"
     reply: UpstreamReply | None = None
     upstream: Upstream | None = None
+    reason: str | None = None  # for "error": what the upstreams said, for ``bootres query``
 
 
 class _Attempt:
@@ -75,7 +80,7 @@ class Race:
         self._random_id = random_id
         self._attempts: dict[int, _Attempt] = {}
         self._asked: dict[Upstream, float] = {}  # upstream -> when first asked
-        self._errors: dict[Upstream, UpstreamReply | None] = {}
+        self._errors: dict[Upstream, UpstreamReply | str] = {}  # its error reply, or why it failed
         ordered, probes = plan
         self._waiting = list(ordered[1:]) if hedge else []
         self._next_start: float | None = None
@@ -129,7 +134,7 @@ class Race:
         self._close(attempt, out)
         out.extend(attempt.upstream.timed_out(now, why))
         if self.outcome is None:
-            self._errors.setdefault(attempt.upstream, None)
+            self._errors.setdefault(attempt.upstream, why)
             self._failed_over(now, out)
 
     def timer(self, now: float, out: list) -> None:
@@ -189,8 +194,15 @@ class Race:
             self._start_next(now, out)
             return
         if all(u in self._errors for u in self._asked):
-            replies = [m for m in self._errors.values() if m is not None]
-            self._finish(Outcome("error", replies[0] if replies else None))
+            replies = [m for m in self._errors.values() if not isinstance(m, str)]
+            said = [(u.label, m if isinstance(m, str) else _RCODE_NAMES.get(m.rcode, f"rcode {m.rcode}"))
+                    for u, m in self._errors.items()]
+            kinds = {what for _, what in said}
+            if len(replies) == len(said) and len(kinds) == 1:
+                reason = f"every upstream answered {kinds.pop()}"
+            else:
+                reason = "every upstream failed: " + ", ".join(f"{label} {what}" for label, what in said)
+            self._finish(Outcome("error", replies[0] if replies else None, reason=reason))
 
     def _finish(self, outcome: Outcome) -> None:
         self.outcome = outcome

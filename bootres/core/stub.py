@@ -2,14 +2,20 @@
 
 For each query, in order: the ``allow`` list (others get REFUSED), the
 parse ladder of ``dnsmsg.parse_query``, hosts files, the cache, then the
-upstreams.  Identical questions in flight share one ``Race``; their askers
-wait on a ``_Pending``.  Serve-stale (RFC 8767): an expired answer goes out
-with TTL 30 when no upstream answered within ``stale_answer_after``, at
-once while every upstream is down or silent (see ``upstreams``), and instead
-of a failure when the race fails; the race keeps running in the background
-and refreshes the cache.  The moment every upstream becomes down or silent,
-every client still waiting for a stale answer gets it.  While that lasts, a
-stale hit starts a refresh only when the probe backoff says one is due.
+upstreams of the question's group (split DNS, see ``routing``): a miss is
+raced within that group only.  Identical questions in flight share one
+``Race``; their askers wait on a ``_Pending``.  Serve-stale (RFC 8767): an
+expired answer goes out with TTL 30 when no upstream answered within
+``stale_answer_after``, at once while every upstream of its group is down or
+silent (see ``upstreams``), and instead of a failure when the race fails; the
+race keeps running in the background and refreshes the cache.  The moment
+every upstream of a group becomes down or silent, every client still waiting
+for a stale answer from that group gets it.  While that lasts, a stale hit
+starts a refresh only when the group's probe backoff says one is due.  A dead
+VPN server thus never makes public names stale, nor the other way round.
+
+Each upstream is one ``Upstream`` (health, SRTT, counters) shared by every
+group that lists it and kept across ``reconfigure`` while it stays.
 
 Cache hits on plain UDP queries take ``fast_answer``, the measured hot path:
 bytes in, bytes out, no dnspython, no effects.  Everything else goes through
@@ -29,20 +35,21 @@ from bootres.core.cache import Cache
 from bootres.core.dnsmsg import Answer, ClientQuery
 from bootres.core.effects import WARNING, Log, Respond
 from bootres.core.hostsdb import LOCAL_TTL, HostsDB
-from bootres.core.race import Race
+from bootres.core.race import Outcome, Race
+from bootres.core.routing import NamesUnder, Routing
 from bootres.core.upstreams import Upstream, Upstreams
 
 _LOCAL_TYPES = (dnsmsg.A, dnsmsg.AAAA, dnsmsg.PTR)
 _ACL_MEMO_MAX = 4096  # distinct client addresses whose verdict we remember
 _SHAPES_MAX = 4096  # remembered query shapes (see fast_answer): the hot set; cleared wholesale when full
-_SILENCE_CHECK = object()  # timer heap item: every upstream may have become silent by then
+_SILENCE_CHECK = object()  # timer heap item: every upstream of some group may have become silent by then
 
 
 @dataclass(frozen=True)
 class StubSettings:
-    """The parts of ResolverConfig the core uses, with upstreams as ((host, port), label)."""
+    """The parts of ResolverConfig the core uses; ``routing`` says which upstreams serve which names."""
 
-    upstreams: tuple[tuple[tuple[str, int], str], ...]
+    routing: Routing = Routing()
     strategy: str = "race"
     hedge_delay: float | None = None
     timeout: float = 3.0
@@ -62,11 +69,12 @@ class _Waiter:
 class _Pending:
     """Clients waiting on one question, and when they get a stale answer instead."""
 
-    __slots__ = ("key", "race", "waiters", "stale_at", "stale_served")
+    __slots__ = ("key", "race", "group", "waiters", "stale_at", "stale_served")
 
-    def __init__(self, key: bytes, race: Race, stale_at: float | None):
+    def __init__(self, key: bytes, race: Race, group: Upstreams, stale_at: float | None):
         self.key = key
         self.race = race
+        self.group = group
         self.waiters: list[_Waiter] = []
         self.stale_at = stale_at
         self.stale_served = False
@@ -76,7 +84,10 @@ class Stub:
     def __init__(self, settings: StubSettings, cache: Cache, random_id: Callable[[], int]):
         self.settings = settings
         self.cache = cache
-        self.upstreams = Upstreams([Upstream(a, label) for a, label in settings.upstreams])
+        self._pool: dict[tuple[str, int], Upstream] = {}  # address -> its one Upstream
+        self._groups: dict[tuple, Upstreams] = {}  # a group's addresses -> its Upstreams
+        self.upstreams = Upstreams([])  # every upstream once, in routing order: for status and health
+        self._use_routing(settings.routing)
         self.hosts = HostsDB()
         self._random_id = random_id
         self._tokens = itertools.count(1)
@@ -84,7 +95,9 @@ class Stub:
         self._pending: dict[bytes, _Pending] = {}
         self._timers: list[tuple[float, int, object]] = []
         self._timer_seq = itertools.count()
-        self._stale_waits: dict[bytes, _Pending] = {}  # pendings whose clients wait for a stale answer
+        # Pendings whose clients wait for a stale answer, by identity: after a
+        # reconfigure, a detached pending and a new one may share a key.
+        self._stale_waits: dict[_Pending, None] = {}
         self._silence_armed: float | None = None  # the _SILENCE_CHECK time on the heap
         self._acl: dict[str, bool] = {}
         self._shapes: dict[bytes, tuple] = {}  # query bytes after the ID -> (key, answer, age, reply after the ID)
@@ -154,7 +167,7 @@ class Stub:
         except Exception as exc:  # our bug, not the client's: answer SERVFAIL, say so, keep serving
             self.internal_errors += 1
             self._out.append(Log(WARNING, f"internal error answering a query: {exc!r}"))
-            self._out.append(Respond(client, self._servfail(parsed), "local"))
+            self._out.append(Respond(client, self._servfail(parsed), "local", None, "internal error (see the log)"))
 
     def upstream_reply(self, token: int, data: bytes, source: tuple | None, now: float) -> None:
         race = self._routes.get(token)
@@ -180,7 +193,7 @@ class Stub:
                 if self._silence_armed == when:
                     self._silence_armed = None
                 self._check_silence(now)
-            elif item.stale_at is not None and self._pending.get(item.key) is item:
+            elif item in self._stale_waits:
                 self._serve_stale_to_waiters(item, now)
 
     def deadline(self) -> float | None:
@@ -197,9 +210,41 @@ class Stub:
         self._shapes.clear()
 
     def reconfigure(self, settings: StubSettings) -> None:
+        """New settings; the cache and the upstreams that stay (their objects, health and counters) are kept.
+
+        Races in flight finish with the upstreams they had; new questions use
+        the new groups.  Names whose routing domain came or went were answered
+        by another view of the namespace: their cached answers are dropped,
+        and their races in flight no longer take new askers nor fill the cache.
+        """
+        old = self.settings.routing
         self.settings = settings
-        self.upstreams = self.upstreams.replaced_by(list(settings.upstreams))
         self._acl.clear()
+        if settings.routing == old:
+            return
+        self._use_routing(settings.routing)
+        moved = {r.domain for r in old.routes} ^ {r.domain for r in settings.routing.routes}
+        if moved:
+            names = NamesUnder(moved)
+            for key in [key for key in self._pending if key[:-5] in names]:
+                del self._pending[key]
+            self.cache.drop_names(names)
+            self._shapes.clear()
+
+    def _use_routing(self, routing: Routing) -> None:
+        """Build the groups, reusing the Upstream of every address that stays and every unchanged group."""
+        pool = {}
+        for spec in routing.upstreams:
+            upstream = self._pool.get(spec.address) or Upstream(spec.address, spec.label)
+            upstream.label, upstream.source, upstream.domains = spec.label, spec.source, spec.domains
+            pool[spec.address] = upstream
+        groups = {}
+        for addresses in (routing.default, *(route.upstreams for route in routing.routes)):
+            if addresses not in groups:
+                # Same addresses, same Upstream objects: the old group object stays valid.
+                groups[addresses] = self._groups.get(addresses) or Upstreams([pool[a] for a in addresses])
+        self._pool, self._groups = pool, groups
+        self.upstreams = Upstreams(list(pool.values()))
 
     # --- answering
 
@@ -221,36 +266,36 @@ class Stub:
         stale = self.cache.stale(query.key, now) if settings.serve_stale else None
         pending = self._pending.get(query.key)
         if pending is not None:
-            if stale is not None and (pending.stale_served or self._all_silent(now)):
+            if stale is not None and (pending.stale_served or self._all_silent(pending.group, now)):
                 self._respond_stale(waiter, stale)
             else:
                 pending.waiters.append(waiter)
             return
-        if stale is not None and self._all_silent(now):
+        group = self._groups[settings.routing.group_of(query.key[:-5])]
+        if stale is not None and self._all_silent(group, now):
             self._respond_stale(waiter, stale)
             # Refresh in the background only when a probe is due (RFC 8767's
             # stale-refresh-time, driven by the probe backoff): asking dead
             # upstreams once per stale hit would only burn sockets, and a
             # silent one already has a query open, which notices its return.
-            if self.upstreams.probe_due(now) and len(self._pending) < settings.max_inflight:
-                self._start(query.key, None, now, None)
+            if group.probe_due(now) and len(self._pending) < settings.max_inflight:
+                self._start(query.key, group, None, now, None)
             return
         if len(self._pending) >= settings.max_inflight:
             if stale is not None:
                 self._respond_stale(waiter, stale)
             else:
-                self.servfail += 1
-                self._out.append(Respond(waiter.client, self._servfail(query), "local"))
+                self._respond_servfail(waiter, "too many queries in flight (max_inflight)")
             return
         stale_at = now + settings.stale_answer_after if stale is not None else None
-        self._start(query.key, stale_at, now, waiter)
+        self._start(query.key, group, stale_at, now, waiter)
 
-    def _start(self, key: bytes, stale_at: float | None, now: float, waiter: _Waiter | None) -> None:
-        """Race ``key`` upstream for ``waiter``; None: a background refresh whose asker got a stale answer."""
+    def _start(self, key: bytes, group: Upstreams, stale_at: float | None, now: float, waiter: _Waiter | None) -> None:
+        """Race ``key`` within ``group`` for ``waiter``; None: a background refresh whose asker got a stale answer."""
         settings = self.settings
         race = Race(
             dnsmsg.upstream_query(key),
-            self.upstreams.plan(now),
+            group.plan(now),
             hedge=settings.strategy == "hedge",
             hedge_delay=settings.hedge_delay,
             timeout=settings.timeout,
@@ -260,79 +305,99 @@ class Stub:
             random_id=self._random_id,
             out=self._out,
         )
-        pending = self._pending[key] = _Pending(key, race, stale_at)
+        pending = self._pending[key] = _Pending(key, race, group, stale_at)
         if waiter is None:
             pending.stale_served = True  # later askers get the stale answer at once too
         else:
             pending.waiters.append(waiter)
         race.pending = pending
         if stale_at is not None:
-            self._stale_waits[key] = pending
+            self._stale_waits[pending] = None
             heapq.heappush(self._timers, (stale_at, next(self._timer_seq), pending))
-        self._after(race, now)  # settles at once when there is no upstream to ask
+        self._after(race, now)  # settles at once when the group has no upstream to ask
 
     def _after(self, race: Race, now: float) -> None:
         """Settle a race that just finished, and make sure its next deadline is on the heap."""
         pending = race.pending
         if race.outcome is not None and pending is not None:
             race.pending = None
-            if self._pending.get(pending.key) is pending:
+            # Not there: reconfigure detached it, its name now belongs to another view.
+            current = self._pending.get(pending.key) is pending
+            if current:
                 del self._pending[pending.key]
-            if self._stale_waits.get(pending.key) is pending:
-                del self._stale_waits[pending.key]
-            self._settle(pending, race, now)
+            self._stale_waits.pop(pending, None)
+            self._settle(pending, race, now, current)
         when = race.deadline()
         if when is not None and when != race.armed:
             race.armed = when
             heapq.heappush(self._timers, (when, next(self._timer_seq), race))
         self._check_silence(now)  # the race asked, heard or gave up on an upstream
 
-    def _all_silent(self, now: float) -> bool:
-        """Whether every upstream is down or silent: stale answers go out at once."""
-        since = self.upstreams.silent_from(self.settings.stale_answer_after)
+    def _all_silent(self, group: Upstreams, now: float) -> bool:
+        """Whether every upstream of ``group`` is down or silent: stale answers go out at once."""
+        since = group.silent_from(self.settings.stale_answer_after)
         return since is not None and since <= now
 
     def _check_silence(self, now: float) -> None:
-        """Answer clients waiting for a stale answer once every upstream is down or silent, or wake up then.
+        """Answer clients waiting for a stale answer once their group is all down or silent, or wake up then.
 
         Their own ``stale_at`` may be later: a client that asked just before
-        the last upstream fell silent would otherwise wait its full
-        ``stale_answer_after`` for what later clients get at once.
+        the last upstream of its group fell silent would otherwise wait its
+        full ``stale_answer_after`` for what later clients get at once.
         """
         if not self._stale_waits:
             return
-        since = self.upstreams.silent_from(self.settings.stale_answer_after)
-        if since is None:
-            return
-        if since <= now:
-            for pending in list(self._stale_waits.values()):
+        after = self.settings.stale_answer_after
+        silent_from: dict[Upstreams, float | None] = {}
+        wake = None
+        for pending in list(self._stale_waits):
+            group = pending.group
+            if group not in silent_from:
+                silent_from[group] = group.silent_from(after)
+            since = silent_from[group]
+            if since is None:
+                continue
+            if since <= now:
                 self._serve_stale_to_waiters(pending, now)
-        elif since != self._silence_armed:
+            elif wake is None or since < wake:
+                wake = since
+        if wake is not None and wake != self._silence_armed:
             # A reply may clear the silence first; the check then finds nothing to do.
-            self._silence_armed = since
-            heapq.heappush(self._timers, (since, next(self._timer_seq), _SILENCE_CHECK))
+            self._silence_armed = wake
+            heapq.heappush(self._timers, (wake, next(self._timer_seq), _SILENCE_CHECK))
 
-    def _settle(self, pending: _Pending, race: Race, now: float) -> None:
+    def _settle(self, pending: _Pending, race: Race, now: float, current: bool) -> None:
+        """Answer the race's askers; ``current``: its answer may go into the cache."""
         outcome = race.outcome
         answer = outcome.reply.answer if outcome.reply is not None else None
         if outcome.kind == "answer":
-            self.cache.put(pending.key, answer, now)
+            if current:
+                self.cache.put(pending.key, answer, now)
             for waiter in pending.waiters:
                 self._respond(waiter, answer, answer.body_at(0), "upstream", outcome.upstream.label)
             return
         stale = self.cache.stale(pending.key, now) if self.settings.serve_stale else None
+        reason = self._failure_reason(pending, outcome) if stale is None else None
         for waiter in pending.waiters:
             if stale is not None:
                 self._respond_stale(waiter, stale)
             elif answer is not None:
-                self._respond(waiter, answer, answer.body_at(0), "upstream")
+                self._respond(waiter, answer, answer.body_at(0), "upstream", None, reason)
             else:
-                self.servfail += 1
-                self._out.append(Respond(waiter.client, self._servfail(waiter.query), "local"))
+                self._respond_servfail(waiter, reason)
+
+    def _failure_reason(self, pending: _Pending, outcome: Outcome) -> str:
+        """Why no answer came, for ``bootres query``."""
+        if not pending.group.all:
+            route = self.settings.routing.route_of(pending.key[:-5])
+            return "no upstream configured" + (f" for {route.domain}" if route is not None else "")
+        if not pending.group.healthy():
+            return "all upstreams down"
+        return outcome.reason or "timeout"
 
     def _serve_stale_to_waiters(self, pending: _Pending, now: float) -> None:
         pending.stale_at = None
-        del self._stale_waits[pending.key]
+        del self._stale_waits[pending]
         stale = self.cache.stale(pending.key, now)
         if stale is None:
             return
@@ -341,14 +406,19 @@ class Stub:
             self._respond_stale(waiter, stale)
         pending.waiters.clear()
 
-    def _respond(self, waiter: _Waiter, answer: Answer, body: bytes, source: str, upstream: str | None = None) -> None:
+    def _respond(self, waiter: _Waiter, answer: Answer, body: bytes, source: str, upstream: str | None = None,
+                 reason: str | None = None) -> None:
         q = waiter.query
         wire = dnsmsg.render(answer, q.head, q.question, q.payload, q.do, body, waiter.tcp)
-        self._out.append(Respond(waiter.client, wire, source, upstream))
+        self._out.append(Respond(waiter.client, wire, source, upstream, reason))
 
     def _respond_stale(self, waiter: _Waiter, stale: Answer) -> None:
         self.stale_served += 1
         self._respond(waiter, stale, stale.body_stale(), "stale")
+
+    def _respond_servfail(self, waiter: _Waiter, reason: str) -> None:
+        self.servfail += 1
+        self._out.append(Respond(waiter.client, self._servfail(waiter.query), "local", None, reason))
 
     def _servfail(self, query: ClientQuery) -> bytes:
         return dnsmsg.error_reply(query.head, query.question, dnsmsg.SERVFAIL, query.payload)
@@ -381,6 +451,8 @@ class Stub:
                 "stale_served": self.stale_served,
             },
             "upstreams": [u.status() for u in self.upstreams.all],
+            "routes": [{"domain": route.domain, "upstreams": [self._pool[a].label for a in route.upstreams]}
+                       for route in self.settings.routing.routes],
             "inflight": len(self._pending),
             "refused": self.refused,
             "malformed": self.malformed,

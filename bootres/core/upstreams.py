@@ -35,9 +35,11 @@ HEDGE_UNKNOWN = 0.05
 
 
 class Upstream:
-    def __init__(self, address: tuple[str, int], label: str):
+    def __init__(self, address: tuple[str, int], label: str, source: str = "", domains: tuple[str, ...] = ()):
         self.address = address
         self.label = label
+        self.source = source  # where bootres learned it, and the routing domains it serves: for status
+        self.domains = domains
         self.state = "unknown"
         self.srtt: float | None = None
         self.rttvar = 0.0
@@ -108,6 +110,8 @@ class Upstream:
     def status(self) -> dict:
         return {
             "address": self.label,
+            "source": self.source,
+            "domains": list(self.domains),
             "state": self.state,
             "srtt_ms": None if self.srtt is None else round(self.srtt * 1000, 3),
             "queries": self.queries,
@@ -118,13 +122,17 @@ class Upstream:
 
 
 class Upstreams:
-    """The configured upstreams, in configuration order."""
+    """A group of upstreams asked for the same names, in configuration order.
+
+    An upstream in several groups is one ``Upstream`` object shared by them:
+    its health is the server's, whichever names it was asked for.
+    """
 
     def __init__(self, upstreams: list[Upstream]):
         self.all = upstreams
 
     def silent_from(self, after: float) -> float | None:
-        """From when every upstream is down or silent for ``after`` seconds, unless one replies first.
+        """From when every upstream of the group is down or silent for ``after`` seconds, unless one replies first.
 
         None while some upstream that is not down has no unanswered query
         open (or when there is no upstream at all); minus infinity when every
@@ -170,11 +178,6 @@ class Upstreams:
         # query leaves first, which is still tens of microseconds of socket setup.
         alive.sort(key=lambda u: (u.srtt is None, u.srtt or 0.0))
         return alive, probes
-
-    def replaced_by(self, addresses: list[tuple[tuple[str, int], str]]) -> Upstreams:
-        """A new set for a new configuration, keeping the history of upstreams that stay."""
-        old = {u.address: u for u in self.all}
-        return Upstreams([old.get(address) or Upstream(address, label) for address, label in addresses])
 
 
 def parse_resolv_conf(text: str) -> list[str]:

@@ -6,10 +6,25 @@ import dns.rcode
 import dns.rrset
 
 from bootres.core.effects import Respond, SendUpstream
+from bootres.core.routing import Route, Routing, UpstreamSpec
 
 A = ("198.18.0.10", 53)
 B = ("198.18.0.11", 53)
 C = ("198.18.0.12", 53)
+D = ("198.18.0.13", 53)
+
+
+def label(address) -> str:
+    return f"{address[0]}:{address[1]}"
+
+
+def routing(default=(A, B), routes=None, source="config") -> Routing:
+    """A Routing with ``default`` servers and ``routes`` ({domain: servers}), every upstream from ``source``."""
+    routes = routes or {}
+    addresses = dict.fromkeys([*default, *(a for servers in routes.values() for a in servers)])
+    specs = tuple(UpstreamSpec(a, label(a), source, tuple(d for d, servers in routes.items() if a in servers))
+                  for a in addresses)
+    return Routing(specs, tuple(default), tuple(Route(d, tuple(servers)) for d, servers in routes.items()))
 
 
 def reply_to(send: SendUpstream, *, address="198.18.0.80", rcode=dns.rcode.NOERROR, ttl=300,

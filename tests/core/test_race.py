@@ -56,6 +56,22 @@ def test_servfail_waits_for_the_others_and_wins_only_when_all_fail():
     race.reply(to_a.token, reply_to(to_a, rcode=dns.rcode.SERVFAIL), A, 0.001, out)
     race.reply(to_b.token, reply_to(to_b, rcode=dns.rcode.REFUSED), B, 0.002, out)
     assert race.outcome.kind == "error" and race.outcome.reply.rcode == dns.rcode.SERVFAIL
+    assert race.outcome.reason == "every upstream failed: 198.18.0.10:53 SERVFAIL, 198.18.0.11:53 REFUSED"
+
+
+def test_the_reason_says_what_every_upstream_said():
+    race, out, _ = start()
+    for send in sends(out):
+        race.reply(send.token, reply_to(send, rcode=dns.rcode.REFUSED), send.address, 0.001, out)
+    assert race.outcome.reason == "every upstream answered REFUSED"
+
+    race, out, _ = start()
+    to_a, to_b = sends(out)
+    race.failed(to_a.token, 0.001, out, "refused")
+    race.failed(to_b.token, 0.001, out, "failed (Network is unreachable)")
+    assert race.outcome.kind == "error" and race.outcome.reply is None
+    assert race.outcome.reason == ("every upstream failed: 198.18.0.10:53 refused, "
+                                   "198.18.0.11:53 failed (Network is unreachable)")
 
 
 def test_bad_replies_are_counted_and_the_real_one_still_wins():

@@ -16,11 +16,11 @@ from bootres.core.cache import Cache
 from bootres.core.effects import Respond
 from bootres.core.hostsdb import HostsDB, parse_hosts
 from bootres.core.stub import Stub, StubSettings
-from resolver_helpers import A, B, addresses, parsed, query, reply_to, responses, sends
+from resolver_helpers import A, B, C, D, addresses, label, parsed, query, reply_to, responses, routing, sends
 
 
 def make_stub(**overrides) -> Stub:
-    settings = StubSettings(upstreams=((A, "198.18.0.10:53"), (B, "198.18.0.11:53")), **overrides)
+    settings = StubSettings(**{"routing": routing((A, B)), **overrides})
     ids = itertools.count(0x4000)
     return Stub(settings, Cache(1000, 3600), lambda: next(ids) & 0xFFFF)
 
@@ -31,10 +31,10 @@ def ask(stub, wire, now, client="c", host="127.0.0.1", tcp=False):
 
 
 def resolve(stub, name, now, address="198.18.0.80", ttl=300):
-    """Ask for ``name`` and let upstream A answer it."""
+    """Ask for ``name`` and let the first upstream asked (A in the default group) answer it."""
     out = ask(stub, query(name), now)
-    to_a = sends(out)[0]
-    stub.upstream_reply(to_a.token, reply_to(to_a, address=address, ttl=ttl), A, now)
+    first = sends(out)[0]
+    stub.upstream_reply(first.token, reply_to(first, address=address, ttl=ttl), first.address, now)
     return responses(stub.drain())
 
 
@@ -251,12 +251,14 @@ def test_never_cached_name_gets_servfail_at_timeout():
         when = stub.deadline()
     assert when == pytest.approx(2.0)
     assert parsed(replies[0]).rcode() == dns.rcode.SERVFAIL
+    assert replies[0].reason == "timeout"
 
 
 def test_with_no_upstream_at_all_a_miss_gets_servfail_at_once():
-    stub = Stub(StubSettings(upstreams=()), Cache(10, 3600), lambda: 1)
+    stub = Stub(StubSettings(), Cache(10, 3600), lambda: 1)
     (reply,) = responses(ask(stub, query("x.example.test"), 0.0))
     assert parsed(reply).rcode() == dns.rcode.SERVFAIL
+    assert reply.reason == "no upstream configured"
 
 
 def test_beyond_max_inflight_misses_get_servfail_at_once_and_hits_still_answer():
@@ -265,6 +267,7 @@ def test_beyond_max_inflight_misses_get_servfail_at_once_and_hits_still_answer()
     ask(stub, query("one.example.test"), 1.0)
     (reply,) = responses(ask(stub, query("two.example.test"), 1.0))
     assert parsed(reply).rcode() == dns.rcode.SERVFAIL
+    assert reply.reason == "too many queries in flight (max_inflight)"
     assert stub.fast_answer(query("cached.example.test"), "127.0.0.1", 1.0) is not None
 
 
@@ -278,6 +281,211 @@ def test_truncated_upstream_reply_is_retried_over_tcp_and_tcp_clients_get_it_who
     stub.upstream_reply(tcp.token, reply_to(tcp), None, 0.003)
     (reply,) = responses(stub.drain())
     assert addresses(reply) == ["198.18.0.80"]
+
+
+# --- split DNS: a question goes to its group only
+
+CORP = {"corp.test": (C, D)}
+
+
+def kill(stub, *addresses, now=50.0):
+    for u in stub.upstreams.all:
+        if u.address in addresses:
+            for _ in range(3):
+                u.timed_out(now)
+
+
+@pytest.mark.parametrize("strategy", ["race", "hedge"])
+def test_a_routed_name_is_raced_within_its_group_and_other_names_within_the_default(strategy):
+    asked = []
+    for name in ("www.corp.test", "www.example.test"):
+        stub = make_stub(routing=routing((A, B), CORP), strategy=strategy, hedge_delay=0.01)
+        asked.append([s.address for s in sends(ask(stub, query(name), 0.0))])
+        stub.timer_fired(0.01)  # hedge: the second of the group
+        asked[-1] += [s.address for s in sends(stub.drain())]
+    assert asked == [[C, D], [A, B]]
+
+
+def test_the_longest_routing_domain_wins():
+    stub = make_stub(routing=routing((A,), {"corp.test": (C,), "lab.corp.test": (D,)}))
+    assert [s.address for s in sends(ask(stub, query("db.lab.corp.test"), 0.0))] == [D]
+    assert [s.address for s in sends(ask(stub, query("www.corp.test"), 0.0))] == [C]
+    assert [s.address for s in sends(ask(stub, query("corp.test.example"), 0.0))] == [A]
+
+
+def test_a_default_server_never_sees_a_routed_name_so_the_internal_answer_always_wins():
+    # The lab's case: the default server would answer NXDOMAIN fast, the internal one 20 ms later.
+    stub = make_stub(routing=routing((A,), {"corp.test": (C,)}))
+    effects = []
+    for i in range(20):
+        now = float(i)
+        out = ask(stub, query(f"host{i}.Corp.Test"), now, client=i)
+        effects += out
+        (to_c,) = sends(out)
+        stub.upstream_reply(to_c.token, reply_to(to_c, address="10.1.0.5"), C, now + 0.020)
+        (reply,) = responses(stub.drain())
+        assert reply.client == i and reply.upstream == label(C) and addresses(reply) == ["10.1.0.5"]
+    assert {s.address for s in sends(effects)} == {C}
+    assert stub.status()["upstreams"][0]["queries"] == 0  # A
+
+
+def test_an_upstream_in_two_groups_is_one_upstream():
+    stub = make_stub(routing=routing((A, C), {"corp.test": (C,)}))
+    resolve(stub, "www.corp.test", 0.0)  # C answers a corp name...
+    (c,) = [u for u in stub.upstreams.all if u.address == C]
+    assert c.state == "up" and c.wins == 1
+    out = ask(stub, query("www.example.test"), 1.0)
+    assert [s.address for s in sends(out)] == [C, A]  # ...and is measured for the default group too
+    assert len(stub.status()["upstreams"]) == 2
+
+
+def test_status_shows_each_upstreams_source_and_domains_and_the_routes():
+    stub = make_stub(routing=routing((A,), {"corp.test": (C, D), "lab.test": ()}, source="networkd vpn0"))
+    got = stub.status()
+    assert [(u["address"], u["source"], u["domains"]) for u in got["upstreams"]] == [
+        (label(A), "networkd vpn0", []),
+        (label(C), "networkd vpn0", ["corp.test"]),
+        (label(D), "networkd vpn0", ["corp.test"]),
+    ]
+    assert got["routes"] == [{"domain": "corp.test", "upstreams": [label(C), label(D)]},
+                             {"domain": "lab.test", "upstreams": []}]
+
+
+def test_a_dead_group_serves_its_names_stale_at_once_while_the_other_group_is_asked():
+    stub = make_stub(routing=routing((A,), {"corp.test": (C,)}))
+    for name in ("www.example.test", "www.corp.test", "mail.corp.test"):
+        resolve(stub, name, 0.0, ttl=10)
+    kill(stub, C)
+    out = ask(stub, query("www.corp.test"), 100.0)
+    assert [r.source for r in responses(out)] == ["stale"]
+    assert [s.address for s in sends(out)] == [C]  # the refresh: C's probe was due
+    out = ask(stub, query("www.example.test"), 100.0)
+    assert responses(out) == [] and [s.address for s in sends(out)] == [A]  # the public name is not stale
+    kill(stub, A)
+    (c,) = [u for u in stub.upstreams.all if u.address == C]
+    c.answered(0.01, 100.1)  # the corp server is back, the default one is dead
+    out = ask(stub, query("mail.corp.test"), 100.2)
+    assert [s.address for s in sends(out)] == [C]  # not stale at once: its group is alive
+    # The public client still waiting is answered stale now that its own group is all down.
+    (public,) = responses(out)
+    assert (parsed(public).question[0].name.to_text(), public.source) == ("www.example.test.", "stale")
+
+
+def test_clients_wait_for_their_own_groups_silence_only():
+    stub = make_stub(routing=routing((A,), {"corp.test": (C,)}))  # stale_answer_after 0.4
+    resolve(stub, "www.example.test", 0.0, ttl=10)
+    resolve(stub, "www.corp.test", 0.0, ttl=10)
+    stub.timer_fired(5.0)
+    stub.drain()
+    ask(stub, query("new.example.test"), 100.0)  # A asked at 100.0; C idle (not silent)
+    ask(stub, query("www.example.test"), 100.3, client="public")  # its own stale_answer_after ends at 100.7
+    corp = ask(stub, query("www.corp.test"), 100.3, client="corp")
+    stub.timer_fired(100.2)  # A's retransmission
+    stub.drain()
+    stub.timer_fired(100.4)  # A silent since 100.0: its group's waiter gets the stale answer, C's does not
+    assert [(r.client, r.source) for r in responses(stub.drain())] == [("public", "stale")]
+    (to_c,) = sends(corp)
+    stub.upstream_reply(to_c.token, reply_to(to_c, address="10.1.0.9", ttl=10), C, 100.45)
+    (fresh,) = responses(stub.drain())
+    assert (fresh.client, fresh.source) == ("corp", "upstream") and addresses(fresh) == ["10.1.0.9"]
+
+
+# --- reconfigure: stats, races in flight and the cache are kept
+
+
+def test_reconfigure_keeps_upstreams_that_stay_races_in_flight_and_the_cache():
+    stub = make_stub()
+    resolve(stub, "cached.example.test", 0.0)
+    out = ask(stub, query("inflight.example.test"), 1.0, client="old")
+    (to_b,) = sent_to(out, B)
+    a = stub.upstreams.all[0]
+    before = a.status()
+    stub.reconfigure(StubSettings(routing=routing((A, C), source="dhclient eth0")))
+    assert stub.upstreams.all[0] is a and a.srtt is not None
+    assert a.status() == {**before, "source": "dhclient eth0"}
+    assert [(u["address"], u["state"]) for u in stub.status()["upstreams"]] == [(label(A), "up"), (label(C), "unknown")]
+    stub.upstream_reply(to_b.token, reply_to(to_b, address="198.18.0.81"), B, 1.01)  # B is gone, its race is not
+    (old,) = responses(stub.drain())
+    assert (old.client, old.upstream, addresses(old)) == ("old", label(B), ["198.18.0.81"])
+    assert [s.address for s in sends(ask(stub, query("new.example.test"), 1.1))] == [A, C]
+    assert stub.fast_answer(query("cached.example.test"), "127.0.0.1", 2.0) is not None
+
+
+def test_a_routing_domain_that_appears_drops_what_the_old_view_said_about_its_names():
+    stub = make_stub()
+    out = ask(stub, query("www.corp.test"), 0.0)
+    stub.upstream_reply(sends(out)[0].token, reply_to(sends(out)[0], rcode=dns.rcode.NXDOMAIN), A, 0.001)
+    resolve(stub, "www.example.test", 0.0)
+    out = ask(stub, query("db.corp.test"), 1.0, client="before")  # in flight to the default group
+    (old_b,) = sent_to(out, B)
+    stub.reconfigure(StubSettings(routing=routing((A, B), {"corp.test": (C,)})))
+    assert [r.source for r in responses(ask(stub, query("www.example.test"), 1.0))] == ["cache"]
+    assert stub.fast_answer(query("www.corp.test"), "127.0.0.1", 1.0) is None  # the public NXDOMAIN is gone
+    out = ask(stub, query("db.corp.test"), 1.1, client="after")
+    (to_c,) = sends(out)  # a race of its own, in the new group, not the old race
+    assert to_c.address == C
+    stub.upstream_reply(to_c.token, reply_to(to_c, address="10.1.0.7"), C, 1.2)
+    stub.upstream_reply(old_b.token, reply_to(old_b, rcode=dns.rcode.NXDOMAIN), B, 1.3)
+    assert [(r.client, parsed(r).rcode()) for r in responses(stub.drain())] == [
+        ("after", dns.rcode.NOERROR), ("before", dns.rcode.NXDOMAIN)]
+    hit = dns.message.from_wire(stub.fast_answer(query("db.corp.test"), "127.0.0.1", 1.4))
+    assert hit.answer[0][0].to_text() == "10.1.0.7"  # the old race's reply did not overwrite it
+
+
+# --- why a SERVFAIL was answered (for bootres query; clients never see it)
+
+
+def servfail_after_the_race(stub, name="new.example.test", now=0.0):
+    ask(stub, query(name), now)
+    for _ in range(20):  # bounded: follow the core's own deadlines
+        got = responses(stub.drain())
+        if got:
+            (reply,) = got
+            assert parsed(reply).rcode() == dns.rcode.SERVFAIL
+            return reply.reason
+        stub.timer_fired(stub.deadline())
+    raise AssertionError("no reply")
+
+
+def test_servfail_reason_a_route_without_servers():
+    stub = make_stub(routing=routing((A,), {"corp.test": ()}))
+    out = ask(stub, query("www.corp.test"), 0.0)
+    assert sends(out) == []
+    (reply,) = responses(out)
+    assert parsed(reply).rcode() == dns.rcode.SERVFAIL and reply.reason == "no upstream configured for corp.test"
+
+
+def test_servfail_reason_all_upstreams_down():
+    stub = make_stub(timeout=1.0)
+    kill_both_upstreams(stub, 0.0)
+    assert servfail_after_the_race(stub, now=0.5) == "all upstreams down"
+
+
+@pytest.mark.parametrize("rcodes, reason", [
+    ((dns.rcode.SERVFAIL, dns.rcode.SERVFAIL), "every upstream answered SERVFAIL"),
+    ((dns.rcode.REFUSED, dns.rcode.REFUSED), "every upstream answered REFUSED"),
+    ((dns.rcode.SERVFAIL, None), "every upstream failed: 198.18.0.10:53 SERVFAIL, 198.18.0.11:53 refused"),
+])
+def test_servfail_reason_what_the_upstreams_said(rcodes, reason):
+    stub = make_stub()
+    out = ask(stub, query("new.example.test"), 0.0)
+    for send, rcode in zip(sends(out), rcodes):
+        if rcode is None:
+            stub.upstream_failed(send.token, 0.002, "refused")
+        else:
+            stub.upstream_reply(send.token, reply_to(send, rcode=rcode), send.address, 0.001)
+    (reply,) = responses(stub.drain())
+    assert parsed(reply).rcode() == rcodes[0] and reply.reason == reason
+
+
+def test_a_stale_answer_instead_of_a_failure_has_no_reason():
+    stub = make_stub(stale_answer_after=5.0)
+    resolve(stub, "www.example.test", 0.0, ttl=10)
+    out = ask(stub, query(), 100.0)
+    for send in sends(out):
+        stub.upstream_reply(send.token, reply_to(send, rcode=dns.rcode.SERVFAIL), send.address, 100.001)
+    (reply,) = responses(stub.drain())
+    assert reply.source == "stale" and reply.reason is None
 
 
 # --- hostile input never crashes the core

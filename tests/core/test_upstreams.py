@@ -103,12 +103,11 @@ def test_auto_hedge_delay_stays_within_bounds():
     assert u.auto_hedge_delay() == upstreams.HEDGE_MAX
 
 
-def test_a_new_configuration_keeps_the_history_of_upstreams_that_stay():
-    group = make("a", "b")
-    group.all[0].answered(0.01, 0.0)
-    new = group.replaced_by([(("a", 53), "a:53"), (("c", 53), "c:53")])
-    assert new.all[0] is group.all[0]
-    assert new.all[1].label == "c:53" and new.all[1].state == "unknown"
+def test_status_says_where_an_upstream_came_from_and_what_it_serves():
+    u = Upstream(("198.18.0.12", 53), "198.18.0.12:53", "networkd vpn0", ("corp.test",))
+    u.answered(0.002, 0.0)
+    assert u.status() == {"address": "198.18.0.12:53", "source": "networkd vpn0", "domains": ["corp.test"],
+                          "state": "up", "srtt_ms": 2.0, "queries": 0, "wins": 0, "timeouts": 0, "bad_replies": 0}
 
 
 def test_resolv_conf_nameservers_in_order():
