@@ -95,6 +95,7 @@ hosts_files =
     service = workdir / "service.conf"
     service.write_text(f"""[resolver]
 listen = {SERVICE}:53
+manage_resolv_conf = no
 upstreams = {UPSTREAM}
 upstreams_file =
 cache_size = 20000

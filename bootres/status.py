@@ -138,8 +138,15 @@ def render_human(report: dict) -> str:
     _field(lines, "Config", report.get("config"))
     resolv_conf = report.get("service", {}).get("resolv_conf")
     if resolv_conf:
-        state = "managed" if resolv_conf.get("managed") else "not managed yet"
-        _field(lines, "Resolv.conf", f"{resolv_conf['path']} {state}, original in {resolv_conf['saved']}")
+        if resolv_conf.get("in_path"):
+            state = [f"{resolv_conf['path']} points at bootres (original saved in {resolv_conf['saved']})"]
+        else:
+            state = [resolv_conf.get("conflict") or f"{resolv_conf['path']} not taken over yet"]
+        rewrite = resolv_conf.get("last_rewrite")
+        if rewrite:
+            state.append(f"rewritten by another program at {rewrite['at']}: "
+                         f"nameservers {' '.join(rewrite['nameservers']) or 'none'}")
+        _field(lines, "Resolv.conf", state)
 
     resolver = report["resolver"]
     cache = resolver.get("cache", {})
@@ -162,11 +169,18 @@ def render_human(report: dict) -> str:
                     _ms(u.get("srtt_ms")),
                     f"wins {u.get('wins', 0)}",
                     f"timeouts {u.get('timeouts', 0)}" if u.get("timeouts") else "",
+                    f"from {u['source']}" if u.get("source") else "",
                 ]
                 for u in resolver.get("upstreams", [])
             ]
         ),
     )
+    _field(lines, "Split DNS", [f"{r['domain']} -> {' '.join(r['upstreams']) or 'no upstream'}"
+                                for r in resolver.get("routes", [])])
+    _field(lines, "Sources", [
+        f"{s['name']}: {' '.join(s['nameservers']) or 'no nameserver'}" + (f" ({s['error']})" if s.get("error") else "")
+        for s in resolver.get("sources", [])
+    ])
 
     router = report["router"]
     routers = router.get("routers", [])
@@ -218,7 +232,8 @@ def render_query(reply: dict) -> str:
     """``bootres query`` output: the answer, then where it came from, like resolvectl query."""
     lines = list(reply.get("answers") or [])
     if not reply.get("answered"):
-        lines.append(f"{reply.get('name', '')}: {reply.get('error') or reply.get('rcode') or 'no answer'}")
+        reason = f" ({reply['reason']})" if reply.get("reason") else ""
+        lines.append(f"{reply.get('name', '')}: {reply.get('error') or reply.get('rcode') or 'no answer'}{reason}")
     elif not lines:
         lines.append(f"{reply.get('name', '')}: {reply.get('rcode', 'NOERROR')}, no records")
     source = reply.get("source") or "unknown"

@@ -32,6 +32,7 @@ from rdisc_lab import TestRouter  # noqa: E402
 CONFIG = """\
 [resolver]
 listen = 127.0.0.35:53
+manage_resolv_conf = no
 upstreams = 198.18.0.10 198.18.0.11
 cache_file = {work}/cache.db
 hosts_files =

@@ -60,3 +60,31 @@ def no_namespace_left_behind():
     yield
     left = lab_module.leftovers()
     assert not left, f"network namespaces left behind: {left}"
+
+
+# Files of this machine that no test may change (the tests' own copies live in
+# namespaces, containers and tmp_path), and bootres's state directory, which a
+# daemon started with the host's defaults would create.
+_HOST_FILES = ("/etc/resolv.conf", "/etc/hosts", "/etc/defaultrouter", "/var/lib/bootres", "/run/bootres")
+
+
+def _host_snapshot() -> dict:
+    snapshot = {}
+    for path in _HOST_FILES:
+        if os.path.isdir(path):
+            snapshot[path] = sorted(os.listdir(path))
+        elif os.path.lexists(path):
+            snapshot[path] = (os.readlink(path) if os.path.islink(path) else None, open(path, "rb").read())
+        else:
+            snapshot[path] = None
+    return snapshot
+
+
+@pytest.fixture(scope="session", autouse=True)
+def host_files_untouched():
+    """Fail the run if any test changed this machine's resolver files or bootres state."""
+    before = _host_snapshot()
+    yield
+    after = _host_snapshot()
+    changed = [path for path in _HOST_FILES if before[path] != after[path]]
+    assert not changed, f"a test changed this machine's {changed}"

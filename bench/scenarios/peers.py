@@ -90,6 +90,7 @@ class Unbound(Resolver):
 BOOTRES_CONF = """\
 [resolver]
 listen = {listen}:53
+manage_resolv_conf = no
 upstreams = {upstreams}
 strategy = {strategy}
 cache_file = {dir}/cache.db

@@ -36,8 +36,10 @@ from bootres import __version__, config, status
 from bootres.shell import control, sd
 from bootres.shell.fileio import atomic_write
 from bootres.shell.resolvconf import ManagedResolvConf
+from bootres.shell.sourcewatch import SourcePaths
 
 TICK = 5.0  # seconds between status refreshes (STATUS=, metrics, retries)
+GUARD_INTERVAL = 0.5  # how soon another program's rewrite of /etc/resolv.conf is noticed
 CACHE_SAVE_INTERVAL = 300.0  # a crash loses at most this much of the cache
 READY_PROBE_TIMEOUT = 20.0  # under TimeoutStartSec=30s in units/bootres.service
 MAX_ERRORS = 20
@@ -48,17 +50,36 @@ class StartupFailed(Exception):
 
 
 class RecentErrors(logging.Handler):
-    """Keeps the last warnings and errors for ``status``'s ``errors`` list."""
+    """Keeps the last warnings and errors for ``status``'s ``errors`` list, until they no longer apply.
+
+    A warning logged with ``extra={"topic": T}`` is dropped from the list
+    when a later record says ``extra={"resolves": T}`` (or a tuple of topics: the route that could
+    not be installed is installed, the refused reload is followed by a good
+    one), so status lists what is wrong now, not what was wrong at boot.
+    """
 
     def __init__(self):
-        super().__init__(logging.WARNING)
-        self.entries: collections.deque[dict] = collections.deque(maxlen=MAX_ERRORS)
+        super().__init__(logging.INFO)
+        self._entries: collections.deque[tuple[str | None, dict]] = collections.deque(maxlen=MAX_ERRORS)
+
+    @property
+    def entries(self) -> list[dict]:
+        return [entry for _, entry in self._entries]
 
     def emit(self, record: logging.LogRecord) -> None:
+        resolves = getattr(record, "resolves", ())
+        if resolves:
+            resolves = (resolves,) if isinstance(resolves, str) else resolves
+            kept = [(topic, entry) for topic, entry in self._entries if topic not in resolves]
+            if len(kept) != len(self._entries):
+                self._entries = collections.deque(kept, maxlen=MAX_ERRORS)
+        if record.levelno < logging.WARNING:
+            return
         import datetime  # here, on the first warning: the first answer need not wait for it
 
         stamp = datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc)
-        self.entries.append({"at": stamp.isoformat(timespec="seconds"), "message": record.getMessage()})
+        self._entries.append((getattr(record, "topic", None),
+                              {"at": stamp.isoformat(timespec="seconds"), "message": record.getMessage()}))
 
 
 class Daemon:
@@ -70,7 +91,8 @@ class Daemon:
         log.addHandler(self.recent)
         self.started = time.monotonic()
         self.conditions: dict[str, str] = {}  # daemon-level problems by topic, for status
-        self.resolv = ManagedResolvConf(log) if cfg.resolver.manage_resolv_conf else None
+        self.resolv = (ManagedResolvConf(log.getChild("resolv.conf"), [e.sockaddr for e in cfg.resolver.listen])
+                       if cfg.resolver.manage_resolv_conf else None)
         self.resolver = None
         self.router = None
         self.files = None
@@ -96,6 +118,7 @@ class Daemon:
             asyncio.create_task(self._watchdog(), name="bootres-watchdog"),
             asyncio.create_task(self._ticker(), name="bootres-tick"),
             asyncio.create_task(self._reloader(), name="bootres-reload"),
+            asyncio.create_task(self._guard(), name="bootres-resolv-conf"),
         ]
         await self.stop_requested.wait()
         self.log.info("stopping")
@@ -111,8 +134,10 @@ class Daemon:
 
         try:
             listeners = self._listeners()
-            self.resolver = ResolverService(self._resolver_config(self.cfg), self.log.getChild("resolver"),
-                                            listeners=listeners)
+            self.resolver = ResolverService(
+                self.cfg.resolver, self.log.getChild("resolver"), listeners=listeners,
+                source_paths=SourcePaths(), on_upstreams=self._upstreams_changed,
+                original_resolv_conf=self.resolv.saved if self.resolv is not None else None)
             await self.resolver.start()
         except OSError as exc:
             raise StartupFailed(exc.strerror or str(exc)) from None
@@ -184,11 +209,11 @@ class Daemon:
         """Undo what was started, in reverse; each step on its own so one failure stops nothing else."""
         if self.router is not None:
             await self._quietly("router discovery", self.router.stop())
-        if self.resolv is not None and self.resolv.managing:
+        if self.resolv is not None and self.resolver is not None:
             try:
-                self.resolv.restore()
-            except OSError as exc:
-                self.log.error("cannot restore %s: %s", self.resolv.path, exc.strerror or exc)
+                self.resolv.stop(_classic_nameservers(self.resolver.selection.routing))
+            except (OSError, ValueError) as exc:
+                self.log.error("cannot write %s on stop: %s", self.resolv.path, getattr(exc, "strerror", None) or exc)
         if self.files is not None:
             await self._quietly("stub files", self.files.stop())
         if self.resolver is not None:
@@ -235,32 +260,41 @@ class Daemon:
 
     # --- resolv.conf
 
-    def _resolver_config(self, cfg: config.Config) -> config.ResolverConfig:
-        """With manage_resolv_conf and no upstreams given, the original resolv.conf's nameservers are the upstreams."""
-        resolver = cfg.resolver
-        if self.resolv is None or resolver.upstreams or _has_nameservers(resolver.upstreams_file):
-            return resolver
-        own = [str(e.host) for e in resolver.listen]
-        upstreams = []
-        for address in self.resolv.original_nameservers(own):
-            try:
-                upstreams.append(config.parse_endpoint(address))
-            except ValueError:
-                self.log.warning("nameserver %s from %s skipped: not usable as an upstream", address, self.resolv.path)
-        if upstreams:
-            self.log.info("upstreams from the original %s: %s", self.resolv.path, " ".join(map(str, upstreams)))
-        return dataclasses.replace(resolver, upstreams=tuple(upstreams))
-
     def _manage_resolv_conf(self) -> None:
-        if self.resolv is None or self.resolv.managing:
+        """Take /etc/resolv.conf over (at READY, then at every tick until it worked)."""
+        if self.resolv is None or self.resolv.managing or self.resolv.conflict:
             return
         try:
-            self.resolv.take_over([e.sockaddr for e in self.cfg.resolver.listen])
+            self.resolv.take_over(self.resolver.selection.search)
         except (OSError, ValueError) as exc:
             message = f"cannot manage {self.resolv.path}: {getattr(exc, 'strerror', None) or exc}"
             self._condition("resolv.conf", message, logging.ERROR, "; retrying")
         else:
-            self._condition("resolv.conf", None)
+            self._condition("resolv.conf", self.resolv.conflict)
+
+    def _upstreams_changed(self, selection) -> None:
+        """New sources: resolv.conf's search list follows them."""
+        if self.resolv is None:
+            return
+        try:
+            self.resolv.set_search(selection.search)
+        except (OSError, ValueError) as exc:
+            self._condition("resolv.conf", f"cannot update {self.resolv.path}: {getattr(exc, 'strerror', None) or exc}")
+
+    async def _guard(self) -> None:
+        """Notice another program's rewrite of /etc/resolv.conf within GUARD_INTERVAL."""
+        if self.resolv is None:
+            return
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(GUARD_INTERVAL)
+            try:
+                record = self.resolv.check(loop.time())
+                if record is not None:
+                    self.resolver.set_rewritten_resolv_conf(record)
+                self._condition("resolv.conf", self.resolv.conflict)
+            except Exception:  # our bug: log it, look again next time
+                self.log.exception("checking %s failed", self.resolv.path)
 
     # --- periodic work, all from the event loop so a hung loop stops it too
 
@@ -310,12 +344,13 @@ class Daemon:
             self._condition("metrics", None)
 
     def _condition(self, topic: str, message: str | None, level: int = logging.WARNING, suffix: str = "") -> None:
-        """Record a standing problem for status (None: it is gone); log it once, not at every retry."""
+        """Record a standing problem for status (None: it is gone, and so are its lines in ``errors``); log it once."""
         if message is None:
-            self.conditions.pop(topic, None)
+            if self.conditions.pop(topic, None) is not None:
+                self.log.info("%s: resolved", topic, extra={"resolves": topic})
             return
         if self.conditions.get(topic) != message:
-            self.log.log(level, "%s%s", message, suffix)
+            self.log.log(level, "%s%s", message, suffix, extra={"topic": topic})
         self.conditions[topic] = message
 
     # --- reload: validate, then swap
@@ -337,8 +372,9 @@ class Daemon:
             new = config.load(path)
         except config.ConfigError as exc:
             for problem in exc.problems:
-                self.log.error("reload refused: %s", problem)
-            self.log.error("reload refused: keeping the running configuration (%d problem(s))", len(exc.problems))
+                self.log.error("reload refused: %s", problem, extra={"topic": "reload"})
+            self._condition("reload", f"reload refused, the running configuration is kept: {exc.problems[0]}"
+                            + (f" (and {len(exc.problems) - 1} more)" if len(exc.problems) > 1 else ""), logging.ERROR)
             return
         unchangeable = [
             key for key, old, now in (
@@ -358,11 +394,12 @@ class Daemon:
                     manage_resolv_conf=self.cfg.resolver.manage_resolv_conf,
                 ),
             )
-        self.resolver.reconfigure(self._resolver_config(new))
+        self.resolver.reconfigure(new.resolver)
         self.files.reconfigure(new.hosts, new.router)
         if self.router is not None:
             self.router.reconfigure(new.router)
         self.cfg = new
+        self._condition("reload", None)
         self.log.info("configuration reloaded from %s", path)
 
     # --- status
@@ -379,9 +416,7 @@ class Daemon:
             errors=list(self.recent.entries),
             service={
                 "control": self.control.address,
-                "resolv_conf": None if self.resolv is None else {
-                    "path": self.resolv.path, "managed": self.resolv.managing, "saved": self.resolv.saved,
-                },
+                "resolv_conf": None if self.resolv is None else self.resolv.status(),
             },
             conditions=list(self.conditions.values()),
         )
@@ -398,14 +433,15 @@ class Daemon:
         return {"name": name, "type": rdtype, **reply}
 
 
-def _has_nameservers(path: str | None) -> bool:
-    if not path:
-        return False
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            return any(line.split()[:1] == ["nameserver"] for line in handle)
-    except OSError:
-        return False
+def _classic_nameservers(routing) -> list[str]:
+    """What a classic resolv.conf can name of the default upstreams: port 53, not loopback, at most three."""
+    import ipaddress
+
+    found = []
+    for host, port in routing.default:
+        if port == 53 and not ipaddress.ip_address(host.split("%", 1)[0]).is_loopback:
+            found.append(host)
+    return found[:3]
 
 
 def _no_router(cfg: config.RouterConfig) -> dict:

@@ -20,6 +20,7 @@ import signal
 import socket
 import sys
 import time
+from typing import Callable
 
 from bootres import config
 from bootres.config import Endpoint, ResolverConfig
@@ -27,12 +28,13 @@ from bootres.core import dnsmsg
 from bootres.core.cache import Cache, CacheFileError
 from bootres.core.effects import CloseUpstream, Log, Respond, SendUpstream
 from bootres.core.hostsdb import HostsDB, parse_hosts
+from bootres.core import sources
 from bootres.core.stub import Stub, StubSettings
-from bootres.core.upstreams import parse_resolv_conf
 from bootres.shell import control, dnsio
 from bootres.shell.fileio import atomic_write
+from bootres.shell.sourcewatch import POLL_INTERVAL, SourcePaths, SourceWatcher
 
-WATCH_INTERVAL = 1.0  # seconds between checks of hosts_files and upstreams_file
+WATCH_INTERVAL = POLL_INTERVAL  # seconds between checks of hosts_files and the upstream sources
 
 
 def _random_id() -> int:
@@ -44,14 +46,29 @@ class ResolverService:
     """See docs/internals.md for the interface the daemon relies on."""
 
     def __init__(self, cfg: ResolverConfig, log: logging.Logger,
-                 listeners: list[tuple[Endpoint, socket.socket, socket.socket]] | None = None):
-        """``listeners``: pre-bound (endpoint, udp, tcp) sockets instead of binding ``cfg.listen``."""
+                 listeners: list[tuple[Endpoint, socket.socket, socket.socket]] | None = None,
+                 source_paths: SourcePaths | None = None,
+                 on_upstreams: Callable[[sources.Selection], None] | None = None,
+                 original_resolv_conf: str | None = None):
+        """``listeners``: pre-bound (endpoint, udp, tcp) sockets instead of binding ``cfg.listen``.
+
+        ``source_paths``: follow the host's nameserver sources there (the
+        daemon passes the real paths; None: only ``upstreams`` and
+        ``upstreams_file``).  ``on_upstreams`` is called with every new
+        selection (the daemon keeps resolv.conf's search list in step).
+        ``original_resolv_conf``: the saved copy of the resolv.conf bootres
+        replaced, the static list of last resort.
+        """
+        self.original_resolv_conf = original_resolv_conf
         self.cfg = cfg
         self.log = log
         self._given_listeners = listeners
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.stub = Stub(self._settings(cfg, self._read_upstreams_file(cfg)),
-                         Cache(cfg.cache_size, cfg.stale_max_age), _random_id)
+        self._on_upstreams = on_upstreams
+        self.sources = SourceWatcher(source_paths, self._static_files(cfg), log)
+        self.sources.poll()
+        self.selection = self._select(cfg)
+        self.stub = Stub(self._settings(cfg, self.selection), Cache(cfg.cache_size, cfg.stale_max_age), _random_id)
         self._udp: list[dnsio.UdpListener] = []
         self._tcp: list[dnsio.TcpListener] = []
         self._upstream_io: dnsio.UpstreamSockets | None = None
@@ -108,7 +125,9 @@ class ResolverService:
         ``listen`` changes need a restart (the daemon's reload compares it).
         """
         self.cfg = cfg
-        self.stub.reconfigure(self._settings(cfg, self._read_upstreams_file(cfg)))
+        self.sources.set_static(self._static_files(cfg))
+        self.sources.poll()
+        self._apply_sources()
         self.stub.cache.resize(cfg.cache_size, cfg.stale_max_age)
         self._watched.clear()
         if self._loop is not None:
@@ -117,7 +136,12 @@ class ResolverService:
     # --- questions from the daemon
 
     def status(self) -> dict:
-        return {"listen": list(self.listening), **self.stub.status()}
+        return {"listen": list(self.listening), **self.stub.status(), "sources": self.sources.status()}
+
+    def set_rewritten_resolv_conf(self, record: sources.SourceRecord | None) -> None:
+        """Nameservers another program wrote into /etc/resolv.conf: one more source (the daemon's guard)."""
+        self.sources.set_rewritten(record)
+        self._apply_sources()
 
     def healthy(self) -> bool:
         return self.stub.upstreams.healthy()
@@ -138,7 +162,7 @@ class ResolverService:
         effect: Respond = await future
         reply = dns.message.from_wire(effect.wire)
         rcode = reply.rcode()
-        return {
+        result = {
             "answered": rcode in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN),
             "name": name,
             "type": rdtype.upper(),
@@ -148,6 +172,9 @@ class ResolverService:
             "source": effect.source,
             "ms": round((self._now() - started) * 1000, 3),
         }
+        if not result["answered"] and effect.reason:
+            result["reason"] = effect.reason  # why SERVFAIL (or the upstreams' error) was answered
+        return result
 
     async def lookup_addresses(self, name: str) -> list[str]:
         """A and AAAA addresses of ``name``; [] when nothing answers."""
@@ -242,7 +269,7 @@ class ResolverService:
         self._watch = self._loop.call_later(WATCH_INTERVAL, self._watch_files)
 
     def _check_files(self, force: bool = False) -> None:
-        """Re-read hosts_files (and upstreams_file when it is in use) when they change."""
+        """Re-read hosts_files and the upstream sources that changed."""
         hosts_changed = self._changed(self.cfg.hosts_files) or force
         if hosts_changed:
             entries = []
@@ -253,9 +280,8 @@ class ResolverService:
                 except OSError:
                     continue  # a missing hosts file answers nothing
             self.stub.set_hosts(HostsDB(entries))
-        if not self.cfg.upstreams and self.cfg.upstreams_file:
-            if self._changed([self.cfg.upstreams_file]) and not force:  # at start, __init__ read it
-                self.stub.reconfigure(self._settings(self.cfg, self._read_upstreams_file(self.cfg)))
+        if self.sources.poll():
+            self._apply_sources()
 
     def _changed(self, paths) -> bool:
         changed = False
@@ -270,31 +296,40 @@ class ResolverService:
                 changed = True
         return changed
 
-    def _read_upstreams_file(self, cfg: ResolverConfig) -> list[Endpoint]:
-        if cfg.upstreams or not cfg.upstreams_file:
-            return list(cfg.upstreams)
-        try:
-            with open(cfg.upstreams_file, encoding="utf-8", errors="replace") as handle:
-                addresses = parse_resolv_conf(handle.read())
-        except OSError as exc:
-            self.log.warning("cannot read upstreams_file %s: %s", cfg.upstreams_file, exc.strerror or exc)
-            return []
-        found = []
-        for text in addresses:
-            try:
-                endpoint = config.parse_endpoint(text)
-            except ValueError as exc:
-                self.log.warning("%s: %s", cfg.upstreams_file, exc)
-                continue
-            if endpoint in cfg.listen:
-                continue  # that is us: asking ourselves would loop
-            found.append(endpoint)
-        return found
+    # --- upstream sources
+
+    def _static_files(self, cfg: ResolverConfig) -> list[tuple[str, str]]:
+        static = [(cfg.upstreams_file, f"file {cfg.upstreams_file}")] if cfg.upstreams_file else []
+        if self.original_resolv_conf:
+            static.append((self.original_resolv_conf, f"the resolv.conf found at takeover ({self.original_resolv_conf})"))
+        return static
+
+    def _select(self, cfg: ResolverConfig) -> sources.Selection:
+        selection = sources.select(
+            self.sources.records(),
+            tuple(u.sockaddr for u in cfg.upstreams),
+            tuple((domain, u.sockaddr) for domain, u in cfg.upstream_domains),
+            frozenset(e.sockaddr for e in cfg.listen),
+        )
+        for warning in selection.warnings:
+            self.log.warning("%s", warning)
+        return selection
+
+    def _apply_sources(self) -> None:
+        """Use what the sources say now; the cache, in-flight queries and upstream statistics stay."""
+        selection = self._select(self.cfg)
+        changed = selection.routing != self.selection.routing
+        self.selection = selection
+        self.stub.reconfigure(self._settings(self.cfg, selection))
+        if changed:
+            self.log.info("upstreams now: %s", describe(selection) or "none")
+        if self._on_upstreams is not None:
+            self._on_upstreams(selection)
 
     @staticmethod
-    def _settings(cfg: ResolverConfig, upstreams: list[Endpoint]) -> StubSettings:
+    def _settings(cfg: ResolverConfig, selection: sources.Selection) -> StubSettings:
         return StubSettings(
-            upstreams=tuple((u.sockaddr, str(u)) for u in upstreams),
+            routing=selection.routing,
             strategy=cfg.strategy,
             hedge_delay=cfg.hedge_delay,
             timeout=cfg.timeout,
@@ -303,6 +338,16 @@ class ResolverService:
             allow=cfg.allow,
             max_inflight=cfg.max_inflight,
         )
+
+
+def describe(selection: sources.Selection) -> str:
+    """One log line's worth: each upstream with its source, then each split-DNS route."""
+    routing = selection.routing
+    parts = [f"{u.label} ({u.source})" for u in routing.upstreams if u.address in routing.default]
+    labels = {u.address: u.label for u in routing.upstreams}
+    parts += [f"{r.domain} -> {' '.join(labels.get(a, str(a)) for a in r.upstreams) or 'none'}"
+              for r in routing.routes]
+    return ", ".join(parts)
 
 
 def _raise_fd_limit() -> None:
@@ -321,6 +366,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-c", "--config", default=config.DEFAULT_PATH)
     parser.add_argument("--control", metavar="DIR",
                         help="serve status and query requests on a control socket in DIR")
+    parser.add_argument("--sources-under", metavar="DIR",
+                        help="follow the host's nameserver sources (dhclient, networkd, NetworkManager,"
+                             " resolvconf files) at their usual paths below DIR; default: not at all")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s: %(message)s")
     log = logging.getLogger("bootres.resolver")
@@ -331,7 +379,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     async def serve() -> int:
-        service = ResolverService(cfg.resolver, log)
+        paths = SourcePaths.under(args.sources_under) if args.sources_under else None
+        service = ResolverService(cfg.resolver, log, source_paths=paths)
         try:
             await service.start()
         except OSError as exc:

@@ -244,18 +244,20 @@ class RouterService:
         if error is not None:
             # The core asks again at every poll; say it once until something changes.
             if problem != self._route_problem:
-                self.log.warning("%s", problem)
+                self.log.warning("%s", problem, extra={"topic": "default-route"})
             self._route_problem = problem
             return
         self._route_problem = None
         if success:
-            self.log.info("%s", success)
+            self.log.info("%s", success, extra={"resolves": "default-route"})
 
     def _routers_changed(self, effect: RoutersChanged) -> None:
         routers = [str(r) for r in effect.routers]
         if routers:
-            self.log.info("default router %s (from %s)", routers[0], effect.source)
+            # A route that exists now, installed or found, ends any earlier failure to install one.
+            self.log.info("default router %s (from %s)", routers[0], effect.source,
+                          extra={"resolves": ("no-router", "default-route") if effect.source == "netlink" else "no-router"})
         else:
-            self.log.warning("no default router known")
+            self.log.warning("no default router known", extra={"topic": "no-router"})
         self.on_change(routers)
 

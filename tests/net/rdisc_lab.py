@@ -134,7 +134,7 @@ class BootresHost:
         self.defaultrouter = workdir / "defaultrouter"
         self.config = workdir / "bootres.conf"
         self.config.write_text(
-            "[resolver]\nupstreams = 198.18.0.53\ncache_file =\n"
+            "[resolver]\nupstreams = 198.18.0.53\ncache_file =\nmanage_resolv_conf = no\n"
             f"[hosts]\nfile = {ns.etc / 'hosts'}\nrouter_names = site-router gw\n{hosts}\n"
             f"[router]\ndefaultrouter_file = {self.defaultrouter}\n{router}\n"
         )

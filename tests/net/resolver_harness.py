@@ -57,11 +57,13 @@ class ResolverProcess:
     disturbed by the test's own Python threads (one interpreter lock).
     """
 
-    def __init__(self, ns, conf: Path, tmp_path: Path):
+    def __init__(self, ns, conf: Path, tmp_path: Path, sources_under: Path | None = None):
+        """``sources_under``: follow the host's nameserver sources at their usual paths below it."""
         self.ns = ns
         self.control_dir = str(tmp_path / f"control-{time.monotonic_ns()}")
+        extra = ["--sources-under", str(sources_under)] if sources_under else []
         self.proc = ns.popen(sys.executable, "-m", "bootres.shell.resolverd", "-c", str(conf),
-                             "--control", self.control_dir)
+                             "--control", self.control_dir, *extra)
         deadline = time.monotonic() + 15
         while True:  # bounded: the service answers its control socket once it listens
             try:

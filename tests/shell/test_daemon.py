@@ -37,6 +37,7 @@ def write_config(path: Path, *, work: Path, upstream: tuple[str, int], port: int
         f"""\
 [resolver]
 listen = 127.0.0.1:{port}
+manage_resolv_conf = no
 upstreams = {upstream[0]}:{upstream[1]}
 cache_file = {work}/cache.db
 hosts_files =

@@ -11,9 +11,16 @@ RESOLVER = {
     "queries": 42,
     "cache": {"entries": 17, "hits": 8, "misses": 2, "stale_served": 1},
     "upstreams": [
-        {"address": "198.18.0.10:53", "state": "up", "srtt_ms": 1.23, "queries": 40, "wins": 30, "timeouts": 0},
-        {"address": "198.18.0.11:5353", "state": "down", "srtt_ms": None, "queries": 40, "wins": 0, "timeouts": 4},
+        {"address": "198.18.0.10:53", "state": "up", "srtt_ms": 1.23, "queries": 40, "wins": 30, "timeouts": 0,
+         "source": "dhclient eth0", "domains": ["example.test"]},
+        {"address": "198.18.0.11:5353", "state": "down", "srtt_ms": None, "queries": 40, "wins": 0, "timeouts": 4,
+         "source": "config", "domains": ["corp.test"]},
     ],
+    "routes": [{"domain": "example.test", "upstreams": ["198.18.0.10:53"]},
+               {"domain": "corp.test", "upstreams": ["198.18.0.11:5353"]}],
+    "sources": [{"name": "dhclient eth0", "path": "/run/bootres/dhclient/eth0.inet", "nameservers": ["198.18.0.10"]},
+                {"name": "networkd eth1", "path": "/run/systemd/netif/links/3", "nameservers": [],
+                 "error": "not UTF-8"}],
 }
 ROUTER = {
     "discovery": True,
@@ -32,7 +39,9 @@ FILES = {
 
 SERVICE = {
     "control": "/run/bootres/control.sock",
-    "resolv_conf": {"path": "/etc/resolv.conf", "managed": True, "saved": "/var/lib/bootres/resolv.conf.orig"},
+    "resolv_conf": {"path": "/etc/resolv.conf", "managed": True, "in_path": True,
+                    "saved": "/var/lib/bootres/resolv.conf.orig", "conflict": None,
+                    "last_rewrite": {"at": "2026-11-21T01:59:00+00:00", "nameservers": ["198.18.0.99"], "says": ""}},
 }
 
 
@@ -89,10 +98,15 @@ def test_human_view_verdict_first_keys_aligned():
     Verdict: healthy
     Service: running · pid 1234 · up 12s · 0.1.0
      Config: /etc/bootres/bootres.conf
-Resolv.conf: /etc/resolv.conf managed, original in /var/lib/bootres/resolv.conf.orig
+Resolv.conf: /etc/resolv.conf points at bootres (original saved in /var/lib/bootres/resolv.conf.orig)
+             rewritten by another program at 2026-11-21T01:59:00+00:00: nameservers 198.18.0.99
    Resolver: 127.0.0.35:53 · 42 queries · cache 17 (80% hits, 1 stale)
-  Upstreams: 198.18.0.10:53    up    1.2 ms  wins 30
-             198.18.0.11:5353  down  -       wins 0   timeouts 4
+  Upstreams: 198.18.0.10:53    up    1.2 ms  wins 30              from dhclient eth0
+             198.18.0.11:5353  down  -       wins 0   timeouts 4  from config
+  Split DNS: example.test -> 198.18.0.10:53
+             corp.test -> 198.18.0.11:5353
+    Sources: dhclient eth0: 198.18.0.10
+             networkd eth1: no nameserver (not UTF-8)
 Default via: 198.18.1.1 dev eth0 (rdisc, pref 0, expires in 29 min)
     Routers: 198.18.1.2  eth0  pref -5  expires in 10 min
       Files: /etc/defaultrouter 198.18.1.1

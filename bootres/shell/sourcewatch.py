@@ -1,0 +1,204 @@
+"""Follow the files where the host's nameservers come from, polled twice a second.
+
+Each source is a file another program writes (docs/upstreams.md):
+
+| kind           | file                                           | written by                         |
+|----------------|------------------------------------------------|------------------------------------|
+| dhclient       | /run/bootres/dhclient/IFACE.inet, IFACE.inet6  | the package's dhclient enter hook  |
+| networkd       | /run/systemd/netif/links/IFINDEX               | systemd-networkd                   |
+| networkmanager | /run/NetworkManager/no-stub-resolv.conf        | NetworkManager                     |
+| resolvconf     | /run/resolvconf/interface/*, …/interfaces/*    | resolvconf, openresolv             |
+| file           | ``upstreams_file``                             | the admin (or postinst, at install)|
+| resolv.conf    | /etc/resolv.conf, when rewritten by others     | handed in by the daemon            |
+
+Polling, not inotify: a few stat() calls every half second cost microseconds,
+work for files that do not exist yet, and need nothing beyond the standard
+library.  A file that cannot be used (not text, too big, no usable
+nameserver) is logged once and its last good record is kept, so a
+half-broken write never empties the upstream list.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass
+
+from bootres.core import sources
+from bootres.core.sources import SourceError, SourceRecord
+
+POLL_INTERVAL = 0.5  # a changed nameserver list is in use within this much (plus a parse)
+
+
+@dataclass(frozen=True)
+class SourcePaths:
+    """Where the host's sources live; tests point these into a temporary directory."""
+
+    dhclient: str = "/run/bootres/dhclient"
+    networkd: str = "/run/systemd/netif/links"
+    networkmanager: str = "/run/NetworkManager/no-stub-resolv.conf"
+    resolvconf: tuple[str, ...] = ("/run/resolvconf/interface", "/run/resolvconf/interfaces")
+
+    @classmethod
+    def under(cls, root: str) -> SourcePaths:
+        """The same layout below ``root`` (tests, and the resolver run alone)."""
+        def moved(path: str) -> str:
+            return os.path.join(root, path.lstrip("/"))
+
+        host = cls()
+        return cls(moved(host.dhclient), moved(host.networkd), moved(host.networkmanager),
+                   tuple(moved(p) for p in host.resolvconf))
+
+
+class _Watched:
+    __slots__ = ("signature", "record", "error")
+
+    def __init__(self):
+        self.signature = None
+        self.record: SourceRecord | None = None  # the last good one
+        self.error: str | None = None
+
+
+class SourceWatcher:
+    """The current records of every source; ``poll()`` says whether they changed."""
+
+    def __init__(self, paths: SourcePaths | None, static: list[tuple[str, str]], log: logging.Logger):
+        """``paths`` None: the host's sources are not followed (only the static files).
+
+        ``static``: (path, name) of the static lists, best first; only the
+        first that names a nameserver is used (``upstreams_file``, then the
+        resolv.conf found when bootres took it over: an admin who removes a
+        server from the first must not see it come back from the second).
+        """
+        self.paths = paths
+        self.static = static
+        self.log = log
+        self._files: dict[str, _Watched] = {}
+        self._rewritten: SourceRecord | None = None
+
+    def set_static(self, static: list[tuple[str, str]]) -> None:
+        self.static = static
+
+    def set_rewritten(self, record: SourceRecord | None) -> None:
+        """The nameservers another program wrote into /etc/resolv.conf (the daemon's guard hands them in)."""
+        self._rewritten = record
+
+    def records(self) -> list[SourceRecord]:
+        found, static = [], None
+        for watched in self._files.values():
+            record = watched.record
+            if record is None:
+                continue
+            if record.kind != "file":
+                found.append(record)
+            elif static is None and record.servers:
+                static = record
+        if static is not None:
+            found.append(static)
+        if self._rewritten is not None:
+            found.append(self._rewritten)
+        return found
+
+    def status(self) -> list[dict]:
+        """One entry per file seen: its name, path, nameservers and, when it is unusable, why."""
+        out = []
+        for path, watched in self._files.items():
+            record = watched.record
+            entry = {"name": record.name if record else path, "path": path,
+                     "nameservers": [host for host, _ in record.servers] if record else []}
+            if watched.error:
+                entry["error"] = watched.error
+            out.append(entry)
+        if self._rewritten is not None:
+            out.append({"name": self._rewritten.name, "path": self._rewritten.origin,
+                        "nameservers": [host for host, _ in self._rewritten.servers]})
+        return out
+
+    def poll(self) -> bool:
+        """Re-read what changed; True when the set of records is different."""
+        before = self.records()
+        present = self._candidates()
+        for path in [p for p in self._files if p not in present]:
+            gone = self._files.pop(path).record
+            if gone is not None and gone.servers:
+                self.log.info("source %s is gone (%s): its nameservers %s are no longer used",
+                              gone.name, path, " ".join(host for host, _ in gone.servers))
+        for path, (kind, name) in present.items():
+            self._refresh(path, kind, name)
+        return self.records() != before
+
+    # --- the files
+
+    def _candidates(self) -> dict[str, tuple[str, str]]:
+        """path -> (kind, human name) of every source file that exists now, in a stable order."""
+        found: dict[str, tuple[str, str]] = {}
+        paths = self.paths
+        if paths is not None:
+            for entry in _listdir(paths.dhclient):
+                iface, _, family = entry.rpartition(".")
+                if iface and family in ("inet", "inet6"):
+                    name = f"dhclient {iface}" + (" (IPv6)" if family == "inet6" else "")
+                    found[os.path.join(paths.dhclient, entry)] = ("dhclient", name)
+            for entry in sorted(_listdir(paths.networkd), key=lambda e: (len(e), e)):
+                if entry.isdigit():
+                    found[os.path.join(paths.networkd, entry)] = ("networkd", f"networkd {_ifname(entry)}")
+            if os.path.isfile(paths.networkmanager):
+                found[paths.networkmanager] = ("networkmanager", "NetworkManager")
+            for directory in paths.resolvconf:
+                for entry in _listdir(directory):
+                    found[os.path.join(directory, entry)] = ("resolvconf", f"resolvconf {entry}")
+        for path, name in self.static:
+            if os.path.exists(path):
+                found[path] = ("file", name)
+        return found
+
+    def _refresh(self, path: str, kind: str, name: str) -> None:
+        watched = self._files.setdefault(path, _Watched())
+        try:
+            st = os.stat(path)
+            signature = (st.st_ino, st.st_mtime_ns, st.st_size)
+            if signature == watched.signature:
+                return
+            with open(path, "rb") as handle:
+                data = handle.read(sources.MAX_SOURCE_BYTES + 1)
+        except OSError as exc:
+            self._failed(watched, path, name, f"{path}: cannot read: {exc.strerror or exc}")
+            return
+        watched.signature = signature
+        try:
+            if kind == "networkd":
+                record, warnings = sources.read_networkd_link(name, path, data)
+            else:
+                record, warnings = sources.read_resolv_conf_record(kind, name, path, data)
+        except SourceError as exc:  # its message starts with the path
+            self._failed(watched, path, name, str(exc))
+            return
+        for warning in warnings:
+            self.log.warning("%s: %s", path, warning)
+        if watched.error is not None:
+            self.log.info("source %s is usable again (%s)", name, path, extra={"resolves": f"source {path}"})
+        watched.error = None
+        watched.record = record
+
+    def _failed(self, watched: _Watched, path: str, name: str, message: str) -> None:
+        if watched.error != message:
+            kept = watched.record
+            keeping = (f"; keeping its last good nameservers {' '.join(h for h, _ in kept.servers)}"
+                       if kept is not None and kept.servers else "")
+            self.log.warning("source %s ignored: %s%s", name, message, keeping, extra={"topic": f"source {path}"})
+        watched.error = message
+
+
+def _listdir(directory: str) -> list[str]:
+    try:
+        return sorted(entry for entry in os.listdir(directory) if not entry.startswith("."))
+    except OSError:  # not there (that source is not installed) or unreadable: nothing from it
+        return []
+
+
+def _ifname(index: str) -> str:
+    try:
+        return socket.if_indextoname(int(index))
+    except (OSError, ValueError, OverflowError):
+        return f"link {index}"
