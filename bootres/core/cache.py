@@ -15,6 +15,7 @@ from __future__ import annotations
 import struct
 import zlib
 from collections import OrderedDict
+from typing import Container
 
 from bootres.core.dnsmsg import Answer, shared_offsets
 
@@ -74,8 +75,8 @@ class Cache:
         while len(self._entries) > self.size:
             self._entries.popitem(last=False)
 
-    def drop_names(self, names: set[bytes]) -> int:
-        """Forget every type of record for these wire names (they moved to a hosts file)."""
+    def drop_names(self, names: Container[bytes]) -> int:
+        """Forget every type of record for these wire names (they moved to a hosts file, or under a new routing domain)."""
         doomed = [key for key in self._entries if key[: -5] in names]
         for key in doomed:
             del self._entries[key]

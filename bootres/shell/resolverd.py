@@ -65,6 +65,7 @@ class ResolverService:
         self._given_listeners = listeners
         self._loop: asyncio.AbstractEventLoop | None = None
         self._on_upstreams = on_upstreams
+        self._warned: set[str] = set()
         self.sources = SourceWatcher(source_paths, self._static_files(cfg), log)
         self.sources.poll()
         self.selection = self._select(cfg)
@@ -311,8 +312,11 @@ class ResolverService:
             tuple((domain, u.sockaddr) for domain, u in cfg.upstream_domains),
             frozenset(e.sockaddr for e in cfg.listen),
         )
+        # Said once: the same loopback nameserver would otherwise be reported at every change.
         for warning in selection.warnings:
-            self.log.warning("%s", warning)
+            if warning not in self._warned:
+                self.log.warning("%s", warning)
+        self._warned = set(selection.warnings)
         return selection
 
     def _apply_sources(self) -> None:

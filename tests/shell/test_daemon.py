@@ -201,6 +201,12 @@ def test_lifecycle_ready_status_query_reload_stop(setup, capsys, tmp_path):
     assert "reload refused" in daemon.log()
     code, out = cli_run(capsys, "query", "www.example.test", "-c", str(conf))
     assert code == 0
+    # The refusal shows in the verdict (and `bootres status` exits 1) until a good reload.
+    code, out = cli_run(capsys, "status", "--json", "-c", str(conf))
+    refused = json.loads(out)
+    assert code == 1
+    assert [p for p in refused["health"]["problems"] if p.startswith("reload refused")], refused["health"]
+    assert any("reload refused" in e["message"] for e in refused["errors"])
 
     # A good one is applied.
     conf.write_text(good.replace("pin = www.example.test", "pin = www.example.test mail.example.test"))
@@ -208,6 +214,10 @@ def test_lifecycle_ready_status_query_reload_stop(setup, capsys, tmp_path):
     notify.expect("RELOADING=1")
     notify.expect("READY=1")
     wait_for(lambda: "configuration reloaded" in daemon.log(), what="the reload log line")
+    _, out = cli_run(capsys, "status", "--json", "-c", str(conf))
+    reloaded = json.loads(out)
+    assert not [p for p in reloaded["health"]["problems"] if "reload" in p]
+    assert not any("reload refused" in e["message"] for e in reloaded["errors"])  # no longer applies
 
     daemon.signal(signal.SIGTERM)
     notify.expect("STOPPING=1")
