@@ -80,9 +80,11 @@ def test_package_builds_and_lintian_is_clean(built):
     findings = [line for line in proc.stdout.splitlines() if re.match(r"^[EW]: ", line)]
     assert proc.returncode == 0 and not findings, proc.stdout + proc.stderr
     contents = bootlab.run("dpkg-deb", "--contents", str(deb)).stdout
-    for path in ("./lib/systemd/system/bootres.service", "./etc/bootres/bootres.conf", "./usr/bin/bootres"):
+    for path in ("./lib/systemd/system/bootres.service", "./etc/bootres/bootres.conf", "./usr/bin/bootres",
+                 "./etc/dhcp/dhclient-enter-hooks.d/bootres", "./usr/lib/NetworkManager/conf.d/50-bootres.conf"):
         assert path in contents
-    assert bootlab.run("dpkg-deb", "--info", str(deb), "conffiles").stdout.split() == ["/etc/bootres/bootres.conf"]
+    assert sorted(bootlab.run("dpkg-deb", "--info", str(deb), "conffiles").stdout.split()) == [
+        "/etc/bootres/bootres.conf", "/etc/dhcp/dhclient-enter-hooks.d/bootres"]
 
 
 def test_unit_security_exposure_at_most_2_5():
@@ -157,22 +159,31 @@ def test_names_resolve_through_the_stub(box):
     assert reply["answered"] and reply["source"] in ("upstream", "cache")
 
 
-def test_reload_with_a_broken_config_keeps_it_running(box):
+def test_reload_with_a_broken_config_fails_and_keeps_it_running(box):
     pid = box.show("bootres.service", "MainPID")
     sh(box, "printf '[resolver]\\nlisten = nowhere\\n' > /etc/bootres/conf.d/99-broken.conf")
     try:
-        box.run("systemctl", "reload", "bootres.service")
+        # ExecReload runs `bootres check` first: the admin's reload fails, naming the line.
+        reload = box.run("systemctl", "reload", "bootres.service", check=False)
+        assert reload.returncode != 0, reload.stdout + reload.stderr
 
-        def refused():
-            log = box.run("journalctl", "-b", "-u", "bootres.service", "--no-pager", "-o", "cat").stdout
-            return "reload refused" in log and "99-broken.conf:2: listen" in log
+        def journal(text):
+            return text in box.run("journalctl", "-b", "-u", "bootres.service", "--no-pager", "-o", "cat").stdout
 
-        wait_until(refused, what="the refusal in the journal")
+        wait_until(lambda: journal("99-broken.conf:2: listen"), what="the check's PATH:LINE in the journal")
+        # A SIGHUP that bypasses the check is refused by the service itself and shows in the verdict.
+        box.run("systemctl", "kill", "-s", "HUP", "bootres.service")
+        wait_until(lambda: journal("reload refused"), what="the refusal in the journal")
+        degraded = json.loads(box.run("bootres", "status", "--json", check=False).stdout)
+        assert any(p.startswith("reload refused") for p in degraded["health"]["problems"]), degraded["health"]
     finally:
         box.run("rm", "-f", "/etc/bootres/conf.d/99-broken.conf")
     assert box.show("bootres.service", "ActiveState") == "active"
     assert box.show("bootres.service", "MainPID") == pid
     assert box.run("bootres", "query", "www.example.test", check=False).returncode == 0
+    box.run("systemctl", "reload", "bootres.service")  # a good one clears the refusal
+    wait_until(lambda: not any("reload" in p for p in json.loads(
+        box.run("bootres", "status", "--json", check=False).stdout)["health"]["problems"]), what="the refusal cleared")
 
 
 KILL_THEN_QUERY = """
@@ -213,9 +224,12 @@ def test_killed_it_is_restarted_and_answers_again(box):
     assert box.run("bootres", "status", check=False).returncode == 0
 
 
-def test_stop_restores_resolv_conf_and_purge_removes_state(box):
+def test_stop_leaves_a_classic_resolv_conf_and_purge_restores_the_original(box):
     box.run("systemctl", "stop", "bootres.service")
-    assert box.run("cat", "/etc/resolv.conf").stdout == ORIGINAL_RESOLV_CONF
+    # Stopped, the host resolves the classic way, through the upstreams bootres was using.
+    stopped = box.run("cat", "/etc/resolv.conf").stdout
+    assert stopped.startswith("# written by bootres when it stopped"), stopped
+    assert f"nameserver {bootlab.UPSTREAM}\n" in stopped and "search example.test\n" in stopped
     assert box.run("test", "-s", "/var/lib/bootres/cache.db", check=False).returncode == 0  # saved on stop
     assert box.run("bootres", "status", check=False).returncode == 3
     box.run("systemctl", "start", "bootres.service")
