@@ -156,33 +156,51 @@ def _sources() -> list[str]:
     return []
 
 
-def _base_key() -> str:
+def _base_key(include: list[str]) -> str:
     digest = hashlib.sha256()
-    digest.update(" ".join(INCLUDE).encode())
+    digest.update(" ".join(include).encode())
     for path in _sources():
         digest.update(Path(path).read_bytes())
     digest.update(run("mmdebstrap", "--version").stdout.encode())
-    # Refreshed daily so security updates reach the image.
-    digest.update(time.strftime("%Y-%m-%d").encode())
     return digest.hexdigest()[:16]
 
 
-def base_rootfs() -> Path:
-    """A bookworm minbase tree with systemd, bootres's dependencies and nsd; built once, then reused."""
+def base_rootfs(extra: tuple[str, ...] = ()) -> Path:
+    """A bookworm minbase tree with systemd, bootres's dependencies, nsd and ``extra``; built once a day, then reused.
+
+    One tree per package set (the boot tests of tests/boot/test_setups.py
+    each want their network stack), built in parallel if asked at once.
+    """
     CACHE_ROOT.mkdir(parents=True, exist_ok=True)
-    base = CACHE_ROOT / f"base-{_base_key()}"
-    with open(CACHE_ROOT / "lock", "w") as lock:
+    # Refreshed daily so security updates reach the image.
+    day = time.strftime("%Y-%m-%d")
+    base = CACHE_ROOT / f"base-{day}-{_base_key([*INCLUDE, *extra])}"
+    with open(CACHE_ROOT / f"lock-{base.name}", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two test runs at once build it once
         if base.is_dir():
             return base
-        for stale in CACHE_ROOT.glob("base-*"):
-            shutil.rmtree(stale, ignore_errors=True)
+        for stale in (*CACHE_ROOT.glob("base-*"), *CACHE_ROOT.glob("lock-base-*")):
+            if f"-{day}-" not in stale.name:
+                if stale.is_dir():
+                    shutil.rmtree(stale, ignore_errors=True)
+                else:
+                    stale.unlink(missing_ok=True)
         building = Path(tempfile.mkdtemp(prefix="building-", dir=CACHE_ROOT))
         building.rmdir()
-        run("mmdebstrap", "--variant=minbase", f"--include={','.join(INCLUDE)}",
+        run("mmdebstrap", "--variant=minbase", f"--include={','.join([*INCLUDE, *extra])}",
             "bookworm", str(building), *_sources(), timeout=600)
         building.rename(base)
     return base
+
+
+def install_deb(root: Path, deb: Path) -> None:
+    """``apt-get install`` the .deb in a chroot of ``root``: its dependencies are already in the base, so offline."""
+    shutil.copy(deb, root / "tmp" / deb.name)
+    # Maintainer scripts cannot start services in a chroot (no systemd
+    # running: deb-systemd-invoke skips it); enabling is what must happen.
+    run("chroot", str(root), "apt-get", "install", "-y", f"/tmp/{deb.name}",
+        env={"PATH": CLEAN_PATH, "DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C.UTF-8"})
+    (root / "tmp" / deb.name).unlink()
 
 
 def prepare_image(work: Path, deb: Path) -> Path:
@@ -193,13 +211,8 @@ def prepare_image(work: Path, deb: Path) -> Path:
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
-    shutil.copy(deb, root / "tmp" / deb.name)
+    install_deb(root, deb)
     chroot = ["chroot", str(root)]
-    # Maintainer scripts cannot start services in a chroot (no systemd
-    # running: deb-systemd-invoke skips it); enabling is what must happen.
-    run(*chroot, "apt-get", "install", "-y", f"/tmp/{deb.name}",
-        env={"PATH": CLEAN_PATH, "DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C.UTF-8"})
-    (root / "tmp" / deb.name).unlink()
     run(*chroot, "systemctl", "enable", "systemd-networkd.service", "systemd-networkd-wait-online.service",
         "lab-upstream.service")
     run(*chroot, "systemctl", "disable", "nsd.service")  # lab-upstream.service runs it
