@@ -85,17 +85,12 @@ class SourceWatcher:
         self._rewritten = record
 
     def records(self) -> list[SourceRecord]:
-        found, static = [], None
-        for watched in self._files.values():
-            record = watched.record
-            if record is None:
-                continue
-            if record.kind != "file":
-                found.append(record)
-            elif static is None and record.servers:
-                static = record
-        if static is not None:
-            found.append(static)
+        found = [w.record for w in self._files.values() if w.record is not None and w.record.kind != "file"]
+        for path, _ in self.static:  # best first, whatever order the files appeared in
+            watched = self._files.get(path)
+            if watched is not None and watched.record is not None and watched.record.servers:
+                found.append(watched.record)
+                break
         if self._rewritten is not None:
             found.append(self._rewritten)
         return found
