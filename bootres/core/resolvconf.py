@@ -23,7 +23,7 @@ MARKER = "# managed by bootres"
 STOPPED_MARKER = "# written by bootres when it stopped"
 HEADER = (
     f"{MARKER}: names are resolved by its local caching resolver.",
-    "# The original file is put back when bootres stops; see `bootres status`.",
+    "# When bootres stops it lists the nameservers here directly; see `bootres status`.",
 )
 STOPPED_HEADER = (
     f"{STOPPED_MARKER}: the nameservers it was using, asked directly.",

@@ -59,7 +59,7 @@ CONFIG_SOURCE = "config"
 NETWORKD_DNS_OPER_STATES = frozenset({"degraded-carrier", "degraded", "routable"})
 NETWORKD_CONFIGURED = frozenset({"configuring", "configured"})
 
-_LABEL = re.compile(r"[a-z0-9_-]{1,63}", re.ASCII)
+_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?", re.ASCII)  # no hyphen at either end (RFC 1123)
 # systemd's in_addr_port_ifindex_name_to_string(): [V6]:PORT%IFINDEX (the #NAME is split off first).
 _BRACKETED = re.compile(r"\[([^\]%]+)\](?::([0-9]{1,5}))?(?:%([0-9]{1,10}))?", re.ASCII)
 _IFINDEX = re.compile(r"[0-9]{1,10}", re.ASCII)

@@ -256,12 +256,13 @@ def test_resolv_conf_record_skips_bad_lines_with_warnings():
             b"nameserver FE80::1%eth0\nsearch ok.example -bad_ok.example not!ok\nlookup file bind\n")
     record, warnings = sources.read_resolv_conf_record("resolv.conf", "resolv.conf", "/etc/resolv.conf", data)
     assert record.servers == (("127.0.0.53", 53), ("fe80::1%eth0", 53))  # loopback kept here: select decides
-    assert record.search == ("ok.example", "-bad_ok.example")
+    assert record.search == ("ok.example",)  # a label may not start or end with a hyphen (RFC 1123)
     assert [w.split(": ", 1)[1] for w in warnings] == [
         "line 2: nameserver 'ns1.example' is not an IP address",
         "line 7: unknown keyword 'lookup'",
         "nameserver '0.0.0.0' is not a unicast address",
         "link-local nameserver 'fe80::1' names no interface (%scope)",
+        "domain skipped: '-bad_ok.example' is not a domain name",
         "domain skipped: 'not!ok' is not a domain name",
     ]
 
