@@ -7,22 +7,30 @@ served when upstreams fail), then gone.
 
 ``snapshot``/``restore`` turn the cache into bytes for ``cache_file``.
 Restored entries are stale-only: early in boot the clock may be wrong, so
-their TTLs mean nothing until an upstream refreshes them.
+their TTLs mean nothing until an upstream refreshes them.  The file is
+untrusted input like an upstream reply: a checksum only catches accidents,
+so every entry is read again as a reply would be before any is used.
 """
 
 from __future__ import annotations
 
+import math
 import struct
 import zlib
 from collections import OrderedDict
 from typing import Container
 
-from bootres.core.dnsmsg import Answer, shared_offsets
+from bootres.core.dnsmsg import (
+    AD, AXFR, IXFR, MAILA, MAILB, NOERROR, NXDOMAIN, OPT, QR, RA, RD, TKEY, TSIG, Answer, read_reply,
+)
 
-MAGIC = b"bootres-cache\n\x01"  # name, then format version 1
+# Name, then format version 2 (version 1 held records as the upstream
+# compressed them, with pointers anywhere into its reply).
+MAGIC = b"bootres-cache\n\x02"
 _FILE_HEADER = struct.Struct(">II")  # entry count, CRC-32 of everything after the header
 _ENTRY = struct.Struct(">HBBHHHIHf")  # key len, rcode, ad, an, ns, ar, body len, TTL count, stale seconds left
 _TTL = struct.Struct(">HI")
+_NEVER_ASKED = frozenset({OPT, TSIG, TKEY, IXFR, AXFR, MAILB, MAILA})  # parse_query answers these itself
 
 
 class CacheFileError(ValueError):
@@ -110,7 +118,9 @@ class Cache:
     def restore(self, blob: bytes, now: float, age: float) -> int:
         """Load a snapshot taken ``age`` seconds ago as stale-only entries; return how many.
 
-        Raises CacheFileError (nothing loaded) when the file is foreign or damaged.
+        Raises CacheFileError, and loads nothing, when the file is foreign or
+        damaged or any field of any entry is not what ``snapshot`` writes
+        (``_entry``); never any other exception.
         """
         if not blob.startswith(MAGIC):
             raise CacheFileError("not a bootres cache file (or another version)")
@@ -121,7 +131,7 @@ class Cache:
                 raise CacheFileError("checksum mismatch (damaged file)")
             loaded = []
             pos = 0
-            for _ in range(count):
+            for n in range(count):
                 klen, rcode, ad, an, ns, ar, blen, nttl, left = _ENTRY.unpack_from(payload, pos)
                 pos += _ENTRY.size
                 key = bytes(payload[pos:pos + klen])
@@ -132,10 +142,12 @@ class Cache:
                 pos += nttl * _TTL.size
                 if len(key) != klen or len(body) != blen:
                     raise CacheFileError("truncated entry")
-                body = bytearray(body)
-                for offset, ttl in pairs:  # the body holds the TTLs as cached
-                    struct.pack_into(">I", body, offset, ttl)
-                answer = Answer(rcode, bool(ad), an, ns, ar, bytes(body), shared_offsets(o for o, _ in pairs), 0)
+                if not (math.isfinite(left) and left > 0):
+                    raise CacheFileError(f"entry {n}: stale life left {left!r}")
+                try:
+                    answer = _entry(key, rcode, ad, an, ns, ar, body, pairs)
+                except CacheFileError as exc:
+                    raise CacheFileError(f"entry {n}: {exc}") from None
                 answer.stored_at = now
                 answer.expires_at = now  # stale from the start
                 answer.stale_until = now + min(self.stale_max_age, left - max(age, 0.0))
@@ -155,3 +167,35 @@ class Cache:
         while len(self._entries) > self.size:
             self._entries.popitem(last=False)
         return added
+
+
+def _entry(key: bytes, rcode: int, ad: int, an: int, ns: int, ar: int, body: bytes, pairs: list) -> Answer:
+    """The answer a cache file entry stands for; CacheFileError if any field is not what ``snapshot`` writes.
+
+    The key must be one the stub asks upstream for (a lower-case wire name
+    without compression, a type a query may ask for, class IN, the flags
+    byte DO + 2 * CD), the answer a NOERROR or NXDOMAIN that ``read_reply``
+    would have cached: the body, given the key's question and the counts,
+    must read back as an upstream reply to exactly itself (so counts, names,
+    record data and capped TTLs are all as ``read_reply`` leaves them), its
+    TTLs exactly at the offsets the file lists.
+    """
+    name_end = 0
+    while name_end < len(key) - 6 and 0 < key[name_end] < 64:
+        name_end += key[name_end] + 1
+    if (name_end != len(key) - 6 or key[name_end] or name_end >= 255 or key[:name_end] != key[:name_end].lower()
+            or (key[-5] << 8 | key[-4]) in _NEVER_ASKED or key[-3:-1] != b"\x00\x01" or key[-1] > 3):
+        raise CacheFileError("not a question bootres asks")
+    if rcode not in (NOERROR, NXDOMAIN) or ad > 1:
+        raise CacheFileError(f"RCODE {rcode}, AD {ad}: not an answer bootres caches")
+    if any(offset + 4 > len(body) for offset, _ in pairs):
+        raise CacheFileError("TTL offset past the records")
+    body = bytearray(body)
+    for offset, ttl in pairs:  # the body holds the TTLs as cached
+        struct.pack_into(">I", body, offset, ttl)
+    flags = QR | RD | RA | (AD if ad else 0) | rcode
+    reply = read_reply(b"\x00\x00" + struct.pack(">HHHHH", flags, 1, an, ns, ar) + key[:-1] + body)
+    if (reply is None or reply.rcode != rcode or reply.answer.lifetime <= 0 or reply.answer.body != body
+            or list(reply.answer.ttl_offsets) != [offset for offset, _ in pairs]):
+        raise CacheFileError("records, counts or TTLs not as bootres caches them")
+    return reply.answer

@@ -8,16 +8,20 @@ reaches hundreds of thousands.  So:
 * ``peek_query`` reads a plain query (one question, optionally one OPT with
   harmless options) straight from the bytes; anything unusual returns None
   and goes to ``parse_query``, which uses dnspython.
-* An upstream reply is turned once, with dnspython, into an ``Answer``: the
-  records after the question rendered to wire, plus where each TTL sits.  A
-  hit then only copies the client's ID, flags and question (same length as
-  ours, so compression pointers into it stay valid), patches the TTLs and
-  appends a fresh OPT record.  ``tests/core/test_dnsmsg.py`` proves this
-  equal to building the reply with dnspython, property by property.
+* An upstream reply is checked whole and turned once, by ``read_reply``, into
+  an ``Answer``: the records after the question, decompressed but for
+  pointers into the question, plus where each TTL sits.  A hit then only
+  copies the client's ID, flags and question (same length as ours, so those
+  pointers stay valid), patches the TTLs and appends a fresh OPT record.
+  ``tests/core/test_dnsmsg.py`` proves this equal to building the reply with
+  dnspython, property by property; ``tests/core/test_reply_validation.py``
+  that nothing dnspython refuses gets in.
 
 Cache keys are bytes: the question name in wire form, lower-cased (DNS case
 folding is ASCII-only, RFC 4343, and label-length bytes are below ``A``), then
-type and class, then one byte for the DNSSEC OK bit.
+type and class, then one byte of flags: 1 for the DNSSEC OK bit, 2 for
+Checking Disabled (an answer asked for with CD may hold data a validating
+upstream would refuse without it: RFC 4035 section 3.2.2, RFC 6840 section 5.9).
 """
 
 from __future__ import annotations
@@ -34,11 +38,13 @@ if TYPE_CHECKING:
     import dns.message
 
 NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED = 0, 1, 2, 3, 4, 5
-BADVERS = 16  # extended RCODE: 4 bits in the header, 8 more in the OPT TTL
+BADVERS, BADCOOKIE = 16, 23  # extended RCODEs: 4 bits in the header, 8 more in the OPT TTL
 
 QR, AA, TC, RD, RA, AD, CD = 0x8000, 0x0400, 0x0200, 0x0100, 0x0080, 0x0020, 0x0010
 A, SOA, PTR, AAAA, OPT = 1, 6, 12, 28, 41
-TKEY, TSIG, IXFR, AXFR, MAILB, MAILA = 249, 250, 251, 252, 253, 254
+TKEY, TSIG, IXFR, AXFR, MAILB, MAILA, ANY = 249, 250, 251, 252, 253, 254, 255
+IN = 1  # the one class bootres answers or forwards
+COOKIE, PADDING = 10, 12  # EDNS option codes
 
 PAYLOAD = 1232  # our EDNS buffer size, the DNS Flag Day 2020 value
 MAX_TTL = 86400  # longest a positive answer is kept, like unbound's cache-max-ttl
@@ -46,9 +52,16 @@ MAX_NEGATIVE_TTL = 3 * 3600  # RFC 2308 section 5 suggests one to three hours
 STALE_TTL = 30  # RFC 8767 section 4
 
 # EDNS options a cache hit can ignore without changing the answer: COOKIE (we
-# do not implement server cookies, RFC 7873 section 5.2 says to ignore it) and
-# PADDING.  Any other option sends the query down the dnspython path.
-_HARMLESS_OPTIONS = frozenset({10, 12})
+# do not implement server cookies: RFC 7873 section 5.2 says such a server
+# ignores the option, and echoing the client cookie alone is no valid reply)
+# and PADDING.  Any other option sends the query down the dnspython path, as
+# does a COOKIE of a length RFC 7873 section 5.2.2 answers FORMERR: anything
+# but an 8-byte client cookie alone or with an 8- to 32-byte server cookie.
+_HARMLESS_OPTIONS = frozenset({COOKIE, PADDING})
+_COOKIE_LENGTHS = frozenset({8, *range(16, 41)})
+
+# The flags byte that ends a cache key, by DO + 2 * CD.
+_KEY_FLAGS = (b"\x00", b"\x01", b"\x02", b"\x03")
 
 # These ask for zone transfers or mailbox records or are not question types.
 _UNSUPPORTED_TYPES = frozenset({AXFR, IXFR, MAILB, MAILA, TKEY})
@@ -102,14 +115,18 @@ def peek_query(data: bytes):
             return None
         j = end + 11
         while j < rdend:
-            if j + 4 > rdend or (data[j] << 8 | data[j + 1]) not in _HARMLESS_OPTIONS:
+            if j + 4 > rdend:
                 return None
-            j += 4 + (data[j + 2] << 8 | data[j + 3])
+            code = data[j] << 8 | data[j + 1]
+            length = data[j + 2] << 8 | data[j + 3]
+            if code not in _HARMLESS_OPTIONS or (code == COOKIE and length not in _COOKIE_LENGTHS):
+                return None
+            j += 4 + length
         if j != rdend:
             return None
     elif end != len(data):
         return None
-    key = data[12:i].lower() + data[i:end] + (b"\x01" if do else b"\x00")
+    key = data[12:i].lower() + data[i:end] + _KEY_FLAGS[do + (data[3] >> 3 & 2)]
     return key, end, payload, do
 
 
@@ -127,14 +144,19 @@ class ClientQuery:
     def qtype(self) -> int:
         return self.key[-5] << 8 | self.key[-4]
 
+    @property
+    def qclass(self) -> int:
+        return self.key[-3] << 8 | self.key[-2]
+
 
 def parse_query(data: bytes) -> ClientQuery | bytes | None:
     """A query to answer, the error reply to send (bytes), or None to drop it silently.
 
     The ladder: no full header, or a response rather than a query: drop
     (answering responses invites loops); opcode other than QUERY: NOTIMP;
-    dnspython cannot parse it, or it does not ask exactly one question:
-    FORMERR; EDNS version above 0: BADVERS (RFC 6891 section 6.1.3).
+    dnspython cannot parse it, or it does not ask exactly one question, or
+    it carries a malformed COOKIE (RFC 7873 section 5.2.2): FORMERR; EDNS
+    version above 0: BADVERS (RFC 6891 section 6.1.3).
     """
     if len(data) < 12 or data[2] & 0x80:
         return None
@@ -153,6 +175,9 @@ def parse_query(data: bytes) -> ClientQuery | bytes | None:
         # A bare header (the daemon's readiness probe) asks nothing: FORMERR, as
         # dnspython would conclude, without importing it before the first answer.
         return error_reply(data[:4], b"", FORMERR)
+    if _has_bad_cookie(data):
+        # With an OPT: RFC 6891 section 7 wants one in a FORMERR about an option.
+        return error_reply(data[:4], _question_if_readable(data), FORMERR, PAYLOAD)
     import dns.flags
     import dns.message
 
@@ -172,8 +197,38 @@ def parse_query(data: bytes) -> ClientQuery | bytes | None:
         return error_reply(data[:4], question, FORMERR, payload)
     if rrset.rdtype in _UNSUPPORTED_TYPES:
         return error_reply(data[:4], question, NOTIMP, payload)
-    key = rrset.name.canonicalize().to_wire() + question[-4:] + (b"\x01" if do else b"\x00")
+    key = rrset.name.canonicalize().to_wire() + question[-4:] + _KEY_FLAGS[do + (data[3] >> 3 & 2)]
     return ClientQuery(data[:4], question, key, payload, do)
+
+
+def _has_bad_cookie(data: bytes) -> bool:
+    """Whether the query's OPT holds a COOKIE option of a length RFC 7873 section 5.2.2 answers FORMERR.
+
+    Read from the bytes rather than dnspython's parse: newer dnspython
+    refuses such a message outright while 2.3 takes it, and either way the
+    FORMERR must carry an OPT.  Anything this walk cannot follow is left to
+    dnspython's verdict.
+    """
+    try:
+        qd, an, ns, ar = struct.unpack_from(">HHHH", data, 4)
+        pos = 12
+        for index in range(qd + an + ns + ar):
+            while 0 < data[pos] < 0xC0:
+                pos += data[pos] + 1
+            pos += 1 if data[pos] == 0 else 2
+            if index < qd:
+                pos += 4
+                continue
+            rdtype, _, _, rdlength = struct.unpack_from(">HHIH", data, pos)
+            rdata, pos = pos + 10, pos + 10 + rdlength
+            while rdtype == OPT and rdata + 4 <= pos:
+                code, length = struct.unpack_from(">HH", data, rdata)
+                if code == COOKIE and length not in _COOKIE_LENGTHS:
+                    return True
+                rdata += 4 + length
+    except (IndexError, struct.error):
+        pass
+    return False
 
 
 def _question_if_readable(data: bytes) -> bytes:
@@ -209,16 +264,33 @@ def upstream_query(key: bytes) -> bytes:
 
     RD asks for recursion; AD asks the upstream to tell us whether it
     validated (RFC 6840 section 5.7); our own OPT carries the client's DO bit.
-    The client's OPT itself is hop-by-hop and never forwarded (RFC 6891
-    section 6.1.1), so neither are its options.
+    The client's CD bit goes along (RFC 4035 section 3.2.2, RFC 6840 section
+    5.9): it asks a validating upstream for data even where validation
+    fails, and only the client can judge that data.  The client's OPT itself
+    is hop-by-hop and never forwarded (RFC 6891 section 6.1.1), so neither
+    are its options.
     """
-    opt = _OPT_DO if key[-1] else _OPT_PLAIN
-    return b"\x00\x00" + _HEADER.pack(RD | AD, 1, 0, 0, 1) + question_of(key) + opt
+    flags = key[-1]
+    opt = _OPT_DO if flags & 1 else _OPT_PLAIN
+    return b"\x00\x00" + _HEADER.pack(RD | AD | (CD if flags & 2 else 0), 1, 0, 0, 1) + question_of(key) + opt
 
 
 def reply_header_matches(data: bytes, query: bytes) -> bool:
-    """RFC 5452 section 9.1 on bytes: same ID, a response, and the same question."""
-    if len(data) < 12 or data[:2] != query[:2] or not data[2] & 0x80 or data[4:6] != b"\x00\x01":
+    """RFC 5452 section 9.1 on bytes: same ID, a response, and the same question.
+
+    An error reply may come without the question (nsd's REFUSED to a class
+    it does not serve, a FORMERR): it matches on the ID alone (the race
+    checked the source address and port) when its header says error, or
+    when it has records after it that may carry an extended RCODE, which
+    ``read_reply`` then requires.  Its only power is to say this upstream
+    failed, as a SERVFAIL with the question could; waiting out the timeout
+    for it would hold the client 3 s for nothing (unbound: milliseconds).
+    """
+    if len(data) < 12 or data[:2] != query[:2] or not data[2] & 0x80:
+        return False
+    if data[4:6] == b"\x00\x00":
+        return (data[3] & 0x0F) not in (NOERROR, NXDOMAIN) or data[10:12] != b"\x00\x00"
+    if data[4:6] != b"\x00\x01":
         return False
     question = query[12:-11]  # our queries always end with an 11-byte OPT
     name_end = len(question) - 4
@@ -248,6 +320,11 @@ def shared_offsets(offsets) -> tuple[int, ...]:
 
 class Answer:
     """A reply ready to send: the records after the question as wire, and where the TTLs are.
+
+    ``body`` holds no compression pointer except to a label of the question
+    (offset 12 on): ``render`` rewrites the header and the TTLs, and puts in
+    the client's spelling of the question, which differs from ours only in
+    case, so every name in ``body`` means the same in every reply made from it.
 
     The TTLs (already capped) live only in ``body``, not also in a tuple of
     ints beside it: that tuple cost ~55 bytes per cached name, and reading
@@ -297,8 +374,11 @@ class Answer:
 def render(answer: Answer, head: bytes, question: bytes, payload: int, do: bool, body: bytes, tcp: bool) -> bytes:
     """The reply to one client: its ID and question, our records, an OPT if it sent one.
 
-    Part of the measured hot path.  Too big for the client's buffer: an empty
-    reply with TC set, so it retries over TCP (RFC 7766).
+    Part of the measured hot path.  Too big for UDP: an empty reply (header,
+    question, OPT) with TC set, so the client retries over TCP (RFC 7766), as
+    unbound and dnsmasq do.  Too big means over the client's EDNS buffer (512
+    without EDNS) or over the 1232 we advertise, whichever is less (DNS Flag
+    Day 2020: larger datagrams fragment, and fragments get lost or spoofed).
     """
     flags = QR | RA | ((head[2] << 8 | head[3]) & (RD | CD)) | answer.rcode
     if answer.ad and (do or head[3] & 0x20):
@@ -309,67 +389,35 @@ def render(answer: Answer, head: bytes, question: bytes, payload: int, do: bool,
     else:
         opt = b""
         wire = b"".join((head[:2], _HEADER.pack(flags, 1, answer.an, answer.ns, answer.ar), question, body))
-    if not tcp and len(wire) > (payload or 512):
+    if not tcp and len(wire) > ((payload if payload < PAYLOAD else PAYLOAD) if payload else 512):
         wire = b"".join((head[:2], _HEADER.pack(flags | TC, 1, 0, 0, 1 if opt else 0), question, opt))
     return wire
 
 
 def answer_from_response(msg: dns.message.Message) -> Answer:
-    """Turn a reply parsed by dnspython into an ``Answer``: the reference ``read_reply`` is held to.
+    """The ``Answer`` for a reply parsed by dnspython (tests, and replies built with it).
 
-    TTLs are capped (MAX_TTL, and the RFC 2308 negative TTL on the SOA) so
-    what clients see never outlives what we cache.
+    The records are rendered without compression and read back by
+    ``read_reply``, so the result is exactly what the byte path caches for
+    the same reply; ValueError if ``read_reply`` would drop it.
     """
+    import io
+
     import dns.flags
-    import dns.message
-    import dns.rdatatype
-    import dns.rrset
 
+    records = io.BytesIO()
+    counts = []
+    for section in (msg.answer, msg.authority, msg.additional):
+        counts.append(sum(rrset.to_wire(records, None, None, want_shuffle=False) for rrset in section))
     rcode = msg.rcode()
-    lifetime = 0
-    soa_ttl = None
-    if rcode == NXDOMAIN or (rcode == NOERROR and not msg.answer):
-        for rrset in msg.authority:
-            if rrset.rdtype == dns.rdatatype.SOA and len(rrset):
-                soa_ttl = min(rrset.ttl, rrset[0].minimum, MAX_NEGATIVE_TTL)
-                lifetime = soa_ttl
-                break
-    elif rcode == NOERROR:
-        lifetime = min(min(rrset.ttl for rrset in msg.answer), MAX_TTL)
-
-    out = dns.message.Message(id=0)
-    out.flags = dns.flags.QR
-    out.question = [dns.rrset.RRset(r.name, r.rdclass, r.rdtype) for r in msg.question]
-    for src, dst in ((msg.answer, out.answer), (msg.authority, out.authority), (msg.additional, out.additional)):
-        for rrset in src:
-            copy = rrset.copy()
-            if soa_ttl is not None and rrset.rdtype == dns.rdatatype.SOA:
-                copy.ttl = soa_ttl
-            else:
-                copy.ttl = min(rrset.ttl, MAX_TTL)
-            dst.append(copy)
-    wire = out.to_wire()
-    _, _, an, ns, ar = _HEADER.unpack_from(wire, 2)
-    start = _skip_name(wire, 12) + 4
-    offsets = []
-    pos = start
-    for _ in range(an + ns + ar):
-        pos = _skip_name(wire, pos)
-        offsets.append(pos + 4 - start)
-        pos += 10 + struct.unpack_from(">H", wire, pos + 8)[0]
-    ad = bool(msg.flags & dns.flags.AD)
-    return Answer(rcode & 0x0F, ad, an, ns, ar, wire[start:], shared_offsets(offsets), lifetime if rcode <= 15 else 0)
-
-
-def _skip_name(wire: bytes, pos: int) -> int:
-    """Offset just past the (possibly compressed) name at ``pos`` in a message we rendered."""
-    while True:
-        length = wire[pos]
-        if length == 0:
-            return pos + 1
-        if length >= 0xC0:
-            return pos + 2
-        pos += length + 1
+    opt = b"\x00" + struct.pack(">HHBBHH", OPT, PAYLOAD, rcode >> 4, 0, 0, 0) if rcode > 15 else b""
+    question = b"".join(r.name.to_wire() + struct.pack(">HH", r.rdtype, r.rdclass) for r in msg.question)
+    flags = QR | (msg.flags & dns.flags.AD) | (rcode & 0x0F)
+    head = _HEADER.pack(flags, len(msg.question), counts[0], counts[1], counts[2] + (1 if opt else 0))
+    reply = read_reply(b"\x00\x00" + head + question + records.getvalue() + opt)
+    if reply is None:
+        raise ValueError("not a reply bootres would use")
+    return reply.answer
 
 
 def wire_name(text: str) -> bytes:
@@ -383,21 +431,32 @@ def wire_name(text: str) -> bytes:
     return wire
 
 
-def local_answer(rdtype: int, texts: list[str], ttl: int) -> Answer:
-    """An answer made here (hosts files): A/AAAA addresses or PTR names; none is NODATA.
+def local_answer(records: list[tuple[int, str]], ttl: int, negative_ttl: int) -> Answer:
+    """An answer made here (hosts files) from ``(type, text)``: A/AAAA addresses, PTR names.
 
-    Every record's owner is a pointer to the question, so it fits whichever
-    question it answers.
+    Every owner is a pointer to the question, so it fits whichever question
+    it answers.  No record is NODATA, which carries an SOA for the question's
+    name in the authority section, as if the name were a zone of its own, so
+    that a client may cache the "no" (RFC 2308 sections 3 and 5: for the
+    lesser of the SOA's TTL and MINIMUM, both ``negative_ttl`` here).  Its
+    primary server is the name itself and its mailbox ``nobody.invalid.``,
+    the other fields those of the SOA unbound makes for its local zones.
     """
-    records = []
-    for text in texts:
+    parts = []
+    for rdtype, text in records:
         rdata = wire_name(text) if rdtype == PTR else ipaddress.ip_address(text).packed
-        records.append(b"\xc0\x0c" + struct.pack(">HHIH", rdtype, 1, ttl, len(rdata)) + rdata)
+        parts.append(b"\xc0\x0c" + struct.pack(">HHIH", rdtype, IN, ttl, len(rdata)) + rdata)
+    if not parts:
+        rdata = b"\xc0\x0c" + _NOBODY_INVALID + struct.pack(">IIIII", 1, 3600, 1200, 604800, negative_ttl)
+        parts.append(b"\xc0\x0c" + struct.pack(">HHIH", SOA, IN, negative_ttl, len(rdata)) + rdata)
     offsets, pos = [], 0
-    for record in records:
+    for part in parts:
         offsets.append(pos + 6)  # pointer (2), type (2), class (2), then the TTL
-        pos += len(record)
-    return Answer(NOERROR, False, len(records), 0, 0, b"".join(records), tuple(offsets), 0)
+        pos += len(part)
+    return Answer(NOERROR, False, len(records), 0 if records else 1, 0, b"".join(parts), tuple(offsets), 0)
+
+
+_NOBODY_INVALID = b"\x06nobody\x07invalid\x00"  # RFC 6761 section 6.4: a name that is never anyone's
 
 
 class UpstreamReply:
@@ -412,107 +471,234 @@ class UpstreamReply:
 
 
 def read_reply(data: bytes) -> UpstreamReply | None:
-    """An upstream reply read straight from the bytes, or None when it does not parse.
+    """An upstream reply, checked whole and made into an ``Answer``; None when it must be dropped.
 
-    Every cache miss pays for this, twice in a race, so it is written by hand:
-    dnspython's ``from_wire`` plus re-rendering cost ~0.4 ms per reply on a
-    small machine, which alone would break the 1 ms miss budget.  It checks
-    the structure (one question, every record inside the message, labels and
-    backward-only compression pointers, OPT only in the additional section,
-    no trailing bytes) without decoding record data, which is passed through
-    as the upstream sent it.  ``tests/core/test_dnsmsg.py`` proves the result
-    equal to ``answer_from_response(dns.message.from_wire(data))``.  A reply
-    whose OPT record is not the last one is rare enough to take that
-    dnspython path instead.
+    Every cache miss pays for this, so it is written by hand (dnspython's
+    ``from_wire`` costs ~0.25 ms per reply on a small machine) except for
+    record types it does not know, whose data dnspython checks one record
+    at a time.  Nothing it accepts fails the installed dnspython's
+    ``from_wire`` (``tests/core/test_reply_validation.py``, byte flips and
+    all), and its own rules are the strictest of dnspython 2.3 to the newest:
+
+    * a response (QR) to a QUERY, with one question, or none if it is an error
+      (SERVFAIL, REFUSED, ...: servers leave the question out of some);
+    * names: see ``_read_name``;
+    * every record whole inside the message, no byte after the last one (as
+      ``from_wire`` by default: trailing bytes are not ours to forward);
+    * record data as its type says (``_RDATA``; any other type: dnspython);
+      compression only in the names of the types RFC 3597 section 4 lets a
+      receiver decompress;
+    * at most one OPT (RFC 6891 section 6.1.1), in the additional section,
+      owned by the root, its options (if any) as dnspython reads them; no TSIG
+      (we sign nothing, so a signed reply is not an answer to us);
+    * TTLs with the top bit set are 0 (RFC 2181 section 8), the rest capped.
+
+    The ``Answer`` holds the records decompressed (pointers only into the
+    question, see ``Answer``), so a reply whose records then make a message
+    over 65,535 bytes is dropped too.  Never raises.
     """
     try:
         flags, qd, an, ns, ar = _HEADER.unpack_from(data, 2)
-        if qd != 1:
+        if flags & 0xF800 != QR:  # a response, opcode QUERY
             return None
-        pos = _checked_name_end(data, 12) + 4
-        if pos > len(data):
+        end = len(data)
+        suffixes = {}
+        if qd == 1:
+            qname, pos = _read_name(data, 12, end)
+            pos += 4
+            if pos > end:
+                return None
+            question_size = len(qname) + 4
+            i = 0
+            while qname[i]:  # every label of the question is a place a name in the body may point to
+                suffixes[qname[i:].lower()] = (0xC00C + i).to_bytes(2, "big")
+                i += qname[i] + 1
+        elif qd == 0:
+            pos, question_size = 12, 259  # the longest question a client's reply can carry
+        else:
             return None
-        start = pos
-        offsets, capped = [], []
-        answer_ttl = None
-        soa_ttl = None
-        opt_at = None
+        parts = []
+        size = 0
+        offsets = []
+        answer_ttl = soa_ttl = None
+        opt_seen = False
         rcode = flags & 0x0F
         negative = rcode == NXDOMAIN or (rcode == NOERROR and an == 0)
         for index in range(an + ns + ar):
-            rr_start = pos
-            pos = _checked_name_end(data, pos)
-            rdtype, _, sent_ttl, rdlength = struct.unpack_from(">HHIH", data, pos)
+            owner, pos = _read_name(data, pos, end)
+            rdtype, rdclass, sent_ttl, rdlength = _RR.unpack_from(data, pos)
             rdata = pos + 10
-            end = rdata + rdlength
-            if end > len(data):
+            pos = rdata + rdlength
+            if pos > end:
                 return None
-            if rdtype == OPT or rdtype == TSIG:
-                if index < an + ns or opt_at is not None or rdtype != OPT or data[rr_start] != 0:
+            if rdtype == OPT:
+                if index < an + ns or opt_seen or owner != b"\x00":
                     return None
-                opt_at = rr_start
-                rcode |= data[pos + 4] << 4  # extended RCODE bits live in the OPT "TTL"
+                if rdlength and _rdata_by_dnspython(data, rdclass, OPT, rdata, pos) is None:
+                    return None
+                opt_seen = True
+                rcode |= sent_ttl >> 24 << 4  # extended RCODE bits live in the OPT "TTL"
+                continue
+            if rdtype == TSIG:
+                return None
+            ttl = 0 if sent_ttl & 0x80000000 else min(sent_ttl, MAX_TTL)
+            layout = _RDATA.get(rdtype)
+            if layout is None or (rdclass != IN and rdtype in _IN_ONLY):
+                out = _rdata_by_dnspython(data, rdclass, rdtype, rdata, pos)
+                # Written back differently: it held a pointer where none may be (or dnspython
+                # would change it), unless RFC 3597 lets a receiver decompress this type.
+                if out is None or len(out) > 0xFFFF or (rdtype not in _MAY_DECOMPRESS and out != data[rdata:pos]):
+                    return None
             else:
-                ttl = min(sent_ttl, MAX_TTL)
-                if index < an:
-                    answer_ttl = ttl if answer_ttl is None else min(answer_ttl, ttl)
-                elif rdtype == SOA and negative:
+                out = _rdata_by_layout(data, rdata, pos, layout, suffixes)
+                if rdtype == SOA and negative:
                     # RFC 2308 section 5: a negative answer lives min(SOA TTL, SOA MINIMUM).
-                    minimum = struct.unpack_from(">I", data, _checked_name_end(data, _checked_name_end(data, rdata)) + 16)[0]
-                    ttl = min(ttl, minimum, MAX_NEGATIVE_TTL)
-                    if soa_ttl is None and index < an + ns:
+                    minimum = _TTL.unpack_from(data, pos - 4)[0]
+                    ttl = min(ttl, 0 if minimum & 0x80000000 else minimum, MAX_NEGATIVE_TTL)
+                    if soa_ttl is None and an <= index < an + ns:
                         soa_ttl = ttl
-                offsets.append(pos + 4 - start)
-                if ttl != sent_ttl:
-                    capped.append((pos + 4 - start, ttl))
-            pos = end
-        if pos != len(data):
+            if index < an:
+                answer_ttl = ttl if answer_ttl is None else min(answer_ttl, ttl)
+            owner = _into_question(owner, suffixes)
+            offsets.append(size + len(owner) + 4)
+            record = _RR.pack(rdtype, rdclass, ttl, len(out))
+            parts += (owner, record, out)
+            size += len(owner) + 10 + len(out)
+        if pos != end or (not qd and rcode in (NOERROR, NXDOMAIN)):
             return None
-    except (IndexError, struct.error):
+    except (_Malformed, struct.error):
         return None
-    if opt_at is not None and opt_at + 11 != len(data):
-        msg = _parse_with_dnspython(data)
-        return None if msg is None else UpstreamReply(msg.rcode(), bool(flags & TC), answer_from_response(msg))
-    body = data[start:opt_at] if opt_at is not None else data[start:]
-    if capped:  # what clients see must never outlive what we cache
-        body = bytearray(body)
-        for offset, ttl in capped:
-            _TTL.pack_into(body, offset, ttl)
-        body = bytes(body)
+    if 12 + question_size + size + 11 > 65535:  # with our OPT, must still fit a TCP message
+        return None
     lifetime = 0  # SERVFAIL and the rest, and extended RCODEs, are never cached
     if rcode == NOERROR and answer_ttl is not None:
         lifetime = answer_ttl
-    elif negative and soa_ttl is not None:
+    elif (rcode == NXDOMAIN or (rcode == NOERROR and an == 0)) and soa_ttl is not None:
         lifetime = soa_ttl
-    answer = Answer(rcode & 0x0F, bool(flags & AD), an, ns, ar - (opt_at is not None), body,
+    answer = Answer(rcode & 0x0F, bool(flags & AD), an, ns, ar - opt_seen, b"".join(parts),
                     shared_offsets(offsets), lifetime)
     return UpstreamReply(rcode, bool(flags & TC), answer)
 
 
-def _checked_name_end(data: bytes, pos: int) -> int:
-    """Offset past a name, checking labels and that pointers only point backwards (no loops)."""
-    start = pos
-    length = data[pos]
-    while length:
-        if length >= 0xC0:
-            if ((length & 0x3F) << 8 | data[pos + 1]) >= start:
-                raise IndexError("forward compression pointer")
-            return pos + 2
-        if length > 63:
-            raise IndexError("reserved label type")
-        pos += length + 1
-        if pos - start > 255:
-            raise IndexError("name too long")
+class _Malformed(Exception):
+    """Raised inside ``read_reply`` for a reply it drops."""
+
+
+_RR = struct.Struct(">HHIH")  # type, class, TTL, RDLENGTH
+_MAX_POINTERS = 16  # newer dnspython refuses a longer chain (dns.name.MAX_COMPRESSION_POINTER_CHAIN)
+
+
+def _read_name(data: bytes, pos: int, end: int, pointers: bool = True) -> tuple[bytes, int]:
+    """The name at ``pos`` without compression (case as sent), and the offset just past it.
+
+    The rules are the strictest of the dnspython versions bootres runs with
+    (2.3 to the newest), so a name read here reads in each: labels of at
+    most 63 octets, at most 255 octets in all; a pointer only to before the
+    previous one (so no loops) and at most ``_MAX_POINTERS`` of them, the
+    labels it points at ending before those that pointed; nothing read at or
+    past ``end`` (the record data's end, for names inside it).  ``pointers``
+    False: no compression at all.
+    """
+    labels = []
+    size = 1
+    start = pos  # start of the labels being read: where the next pointer must point below
+    after = 0
+    hops = 0
+    while True:
+        if pos >= end:
+            raise _Malformed("name runs out")
         length = data[pos]
-    return pos + 1
+        if not length:
+            break
+        if length < 64:
+            size += length + 1
+            following = pos + 1 + length
+            if size > 255 or following > end:
+                raise _Malformed("name too long or runs out")
+            labels.append(data[pos:following])
+            pos = following
+        elif length >= 0xC0 and pointers:
+            if pos + 2 > end:
+                raise _Malformed("pointer runs out")
+            target = (length & 0x3F) << 8 | data[pos + 1]
+            if target >= start or hops == _MAX_POINTERS:
+                raise _Malformed("pointer not backwards, or too many")
+            if not hops:
+                after = pos + 2
+            hops += 1
+            end = start
+            pos = start = target
+        else:
+            raise _Malformed("reserved label type, or compression where the type forbids it")
+    return b"".join(labels) + b"\x00", after or pos + 1
 
 
-def _parse_with_dnspython(data: bytes) -> dns.message.Message | None:
-    import dns.message
+def _into_question(name: bytes, suffixes: dict[bytes, bytes]) -> bytes:
+    """``name`` with its longest ending shared with the question (any case) as a pointer into it."""
+    i = 0
+    while name[i]:
+        pointer = suffixes.get(name[i:].lower())
+        if pointer is not None:
+            return name[:i] + pointer
+        i += name[i] + 1
+    return name
+
+
+# Record data bootres reads itself, as dnspython does: fixed octets (int),
+# "name" (compressed in, may point into the question out: RFC 1035's types),
+# "plain" (compressed in, written out whole: RFC 3597 section 4's "MAY
+# decompress" types), "whole" (never compressed: a pointer drops the reply),
+# "text" (one or more character strings), "rest" (any octets).  MD, MF, MB, MG,
+# MR, MINFO and NXT are opaque to dnspython, and so is SIG to 2.3: requiring
+# their names whole keeps a pointer from being passed through to where it
+# would point elsewhere (SIG only signs transactions, RFC 2931: never cached).
+_RDATA = {
+    1: (4,), 28: (16,), 2: ("name",), 5: ("name",), 12: ("name",), 15: (2, "name"), 6: ("name", "name", 20),
+    16: ("text",), 99: ("text",), 33: (6, "plain"), 39: ("whole",),
+    3: ("whole",), 4: ("whole",), 7: ("whole",), 8: ("whole",), 9: ("whole",), 14: ("whole", "whole"),
+    30: ("whole", "rest"), 24: (18, "whole", "rest"),
+}
+_IN_ONLY = frozenset({1, 28, 33})  # A, AAAA, SRV: in other classes dnspython has other layouts, or none
+# Types outside _RDATA whose names RFC 3597 section 4 lets a receiver
+# decompress (RP, AFSDB, RT, PX, NAPTR); any other type's data must come back
+# from dnspython byte for byte, or it held a pointer where none may be.
+_MAY_DECOMPRESS = frozenset({17, 18, 21, 26, 35})
+
+
+def _rdata_by_layout(data: bytes, pos: int, end: int, layout: tuple, suffixes: dict[bytes, bytes]) -> bytes:
+    """Record data checked against ``layout`` (see ``_RDATA``), names decompressed."""
+    out = []
+    for item in layout:
+        if item.__class__ is int:
+            if pos + item > end:
+                raise _Malformed("record data too short")
+            out.append(data[pos:pos + item])
+            pos += item
+        elif item == "text":
+            start = pos
+            while pos < end:
+                pos += data[pos] + 1
+            if pos != end or start == end:
+                raise _Malformed("character strings do not fill the record data")
+            out.append(data[start:end])
+        elif item == "rest":
+            out.append(data[pos:end])
+            pos = end
+        else:
+            name, pos = _read_name(data, pos, end, item != "whole")
+            out.append(_into_question(name, suffixes) if item == "name" else name)
+    if pos != end:
+        raise _Malformed("record data longer than its type")
+    return b"".join(out) if len(out) > 1 else out[0]
+
+
+def _rdata_by_dnspython(data: bytes, rdclass: int, rdtype: int, start: int, end: int) -> bytes | None:
+    """Record data read by dnspython and written back without compression; None if it refuses it."""
+    import dns.rdata
 
     try:
-        return dns.message.from_wire(data)
-    except Exception:  # whatever dnspython rejects is a bad reply, counted by the caller
+        return dns.rdata.from_wire(rdclass, rdtype, data, start, end - start).to_wire()
+    except Exception:  # dnspython's verdict on untrusted bytes: whatever it raises is a refusal
         return None
 
 

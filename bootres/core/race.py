@@ -6,10 +6,11 @@ one fails (the semantics of CPython's ``asyncio.staggered``, as a timer
 schedule).  Down upstreams due for a probe are asked alongside in both.
 
 A reply counts only if it comes from the address and port we asked, carries
-the ID we chose and asks our question (RFC 5452 section 9.1); anything else
-is counted against the upstream and the question keeps waiting.  The first
-NOERROR or NXDOMAIN reply wins.  SERVFAIL, REFUSED, FORMERR and the like
-win only when every upstream asked has said so.  A truncated reply is asked
+the ID we chose and asks our question (RFC 5452 section 9.1), or is an error
+without a question (``reply_header_matches``); anything else is counted
+against the upstream and the question keeps waiting.  The first NOERROR or
+NXDOMAIN reply wins.  SERVFAIL, REFUSED, FORMERR, extended RCODEs (BADVERS,
+BADCOOKIE) and the like win only when every upstream asked has said so.  A truncated reply is asked
 again over TCP.  An upstream silent for its RTO is asked again (fresh ID and
 port) while time is left.
 
@@ -30,7 +31,7 @@ from bootres.core.effects import CloseUpstream, SendUpstream
 from bootres.core.upstreams import MAX_RTO, MIN_RTO, Upstream
 
 _RCODE_NAMES = {1: "FORMERR", 2: "SERVFAIL", 4: "NOTIMP", 5: "REFUSED", 6: "YXDOMAIN", 7: "YXRRSET",
-                8: "NXRRSET", 9: "NOTAUTH", 10: "NOTZONE"}
+                8: "NXRRSET", 9: "NOTAUTH", 10: "NOTZONE", 16: "BADVERS", 23: "BADCOOKIE"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +163,16 @@ class Race:
             if self._next_start is not None:
                 times.append(self._next_start)
         return min(times) if times else None
+
+    def abort(self, out: list) -> None:
+        """Stop now (the stub hit a bug of its own on this race): close every open query, end unfinished.
+
+        Only closes and forgets, so it works whatever state the bug left behind.
+        """
+        for attempt in list(self._attempts.values()):
+            self._close(attempt, out)
+        if self.outcome is None:
+            self._finish(Outcome("error", reason="internal error"))
 
     # --- internals
 

@@ -87,7 +87,7 @@ def parse(text: str) -> ResolvConf:
             else:
                 problems.append(f"line {number}: domain without a name")
         elif keyword == "options":
-            options += [word for word in arguments if word not in options]
+            options += [word for word in dict.fromkeys(arguments) if word not in options]  # repeats within a line too
         elif keyword not in KEYWORDS:
             problems.append(f"line {number}: unknown keyword {keyword[:40]!r}")
     return ResolvConf(tuple(nameservers), search, tuple(options), tuple(problems), nameserver_lines)

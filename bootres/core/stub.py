@@ -20,6 +20,14 @@ group that lists it and kept across ``reconfigure`` while it stays.
 Cache hits on plain UDP queries take ``fast_answer``, the measured hot path:
 bytes in, bytes out, no dnspython, no effects.  Everything else goes through
 ``query_received`` and comes back as effects from ``drain``.
+
+Every input (those two, ``upstream_reply``, ``upstream_failed`` and each
+item of ``timer_fired``) is guarded: an exception is our bug, never the
+network's, so it is counted (``internal_errors``), logged with its traceback
+(once per bug), and every client waiting on the race it touched is answered
+SERVFAIL at once and the race stopped, rather than left to wait on state the
+bug may have broken.  A bug in ``fast_answer`` hands the query to the slow
+path, which drains the log line with its own effects.
 """
 
 from __future__ import annotations
@@ -27,6 +35,8 @@ from __future__ import annotations
 import heapq
 import ipaddress
 import itertools
+import sys
+import traceback
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -34,12 +44,14 @@ from bootres.core import dnsmsg
 from bootres.core.cache import Cache
 from bootres.core.dnsmsg import Answer, ClientQuery
 from bootres.core.effects import WARNING, Log, Respond
-from bootres.core.hostsdb import LOCAL_TTL, HostsDB
+from bootres.core.hostsdb import LOCAL_NEGATIVE_TTL, LOCAL_TTL, HostsDB
 from bootres.core.race import Outcome, Race
 from bootres.core.routing import NamesUnder, Routing
 from bootres.core.upstreams import Upstream, Upstreams
 
-_LOCAL_TYPES = (dnsmsg.A, dnsmsg.AAAA, dnsmsg.PTR)
+_CLASS_NAMES = {3: "CH", 4: "HS", 254: "NONE", 255: "ANY"}
+_INTERNAL = "internal error (see the log)"  # the reason given with the SERVFAIL of a bug of ours
+_BUG_SITES_MAX = 256  # distinct bugs (type and call path) remembered as logged
 _ACL_MEMO_MAX = 4096  # distinct client addresses whose verdict we remember
 _SHAPES_MAX = 4096  # remembered query shapes (see fast_answer): the hot set; cleared wholesale when full
 _SILENCE_CHECK = object()  # timer heap item: every upstream of some group may have become silent by then
@@ -59,11 +71,12 @@ class StubSettings:
     max_inflight: int = 2048
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Waiter:
     client: Any
     query: ClientQuery
     tcp: bool
+    answered: bool = False  # so a bug's clean-up answers only those still waiting
 
 
 class _Pending:
@@ -102,6 +115,7 @@ class Stub:
         self._acl: dict[str, bool] = {}
         self._shapes: dict[bytes, tuple] = {}  # query bytes after the ID -> (key, answer, age, reply after the ID)
         self._out: list = []
+        self._bug_sites: set[tuple] = set()  # every bug logged: its type and (file, line) of each frame
         self.queries = self.hits = self.misses = self.stale_served = 0
         self.refused = self.malformed = self.servfail = self.internal_errors = 0
 
@@ -117,84 +131,119 @@ class Stub:
         ran when the shape was first seen; the entry is used only while the
         cache still holds that very answer, fresh, at the same age.
         """
-        if self._acl.get(host) is not True:
+        try:
+            if self._acl.get(host) is not True:
+                return None
+            shape = data[2:]
+            seen = self._shapes.get(shape)
+            if seen is not None:
+                key, answer, age, tail = seen
+                if now < answer.expires_at and int(now - answer.stored_at) == age and self.cache.holds(key, answer):
+                    self.queries += 1
+                    self.hits += 1
+                    self.cache.touch(key)
+                    return data[:2] + tail
+            peek = dnsmsg.peek_query(data)
+            if peek is None:
+                return None
+            key, end, payload, do = peek
+            answer = self.cache.fresh(key, now)
+            if answer is None:
+                return None
+            self.queries += 1
+            self.hits += 1
+            age = int(now - answer.stored_at)
+            wire = dnsmsg.render(answer, data, data[12:end], payload, do, answer.body_at(age), False)
+            if len(self._shapes) >= _SHAPES_MAX:
+                self._shapes.clear()
+            self._shapes[shape] = (key, answer, age, wire[2:])
+            return wire
+        except Exception:  # our bug: the slow path, guarded too, answers the query
+            self._internal_error("answering from the cache", ())
             return None
-        shape = data[2:]
-        seen = self._shapes.get(shape)
-        if seen is not None:
-            key, answer, age, tail = seen
-            if now < answer.expires_at and int(now - answer.stored_at) == age and self.cache.holds(key, answer):
-                self.queries += 1
-                self.hits += 1
-                self.cache.touch(key)
-                return data[:2] + tail
-        peek = dnsmsg.peek_query(data)
-        if peek is None:
-            return None
-        key, end, payload, do = peek
-        answer = self.cache.fresh(key, now)
-        if answer is None:
-            return None
-        self.queries += 1
-        self.hits += 1
-        age = int(now - answer.stored_at)
-        wire = dnsmsg.render(answer, data, data[12:end], payload, do, answer.body_at(age), False)
-        if len(self._shapes) >= _SHAPES_MAX:
-            self._shapes.clear()
-        self._shapes[shape] = (key, answer, age, wire[2:])
-        return wire
 
     # --- inputs
 
     def query_received(self, data: bytes, client: Any, host: str | None, tcp: bool, now: float) -> None:
         """A query from ``host`` (None: the service itself, e.g. ``bootres query``)."""
         self.queries += 1
-        if host is not None and not self._allowed(host):
-            self.refused += 1
-            parsed = dnsmsg.parse_query(data)
-            if isinstance(parsed, ClientQuery):
-                reply = dnsmsg.error_reply(parsed.head, parsed.question, dnsmsg.REFUSED, parsed.payload)
-                self._out.append(Respond(client, reply, "local"))
-            return
-        parsed = dnsmsg.parse_query(data)
-        if not isinstance(parsed, ClientQuery):
-            self.malformed += 1
-            if parsed is not None:
-                self._out.append(Respond(client, parsed, "local"))
-            return
+        waiter = before = None
         try:
-            self._answer(_Waiter(client, parsed, tcp), now)
-        except Exception as exc:  # our bug, not the client's: answer SERVFAIL, say so, keep serving
-            self.internal_errors += 1
-            self._out.append(Log(WARNING, f"internal error answering a query: {exc!r}"))
-            self._out.append(Respond(client, self._servfail(parsed), "local", None, "internal error (see the log)"))
+            if host is not None and not self._allowed(host):
+                self.refused += 1
+                parsed = dnsmsg.parse_query(data)
+                if isinstance(parsed, ClientQuery):
+                    reply = dnsmsg.error_reply(parsed.head, parsed.question, dnsmsg.REFUSED, parsed.payload)
+                    self._out.append(Respond(client, reply, "local"))
+                return
+            parsed = dnsmsg.parse_query(data)
+            if not isinstance(parsed, ClientQuery):
+                self.malformed += 1
+                if parsed is not None:
+                    self._out.append(Respond(client, parsed, "local"))
+                return
+            waiter = _Waiter(client, parsed, tcp)
+            before = self._pending.get(parsed.key)
+            self._answer(waiter, now)
+        except Exception:  # our bug, not the client's: answer SERVFAIL, say so, keep serving
+            if waiter is None:  # while reading it: answer from the header alone
+                self._internal_error("reading a query", ())
+                if len(data) >= 12 and not data[2] & 0x80:
+                    reply = dnsmsg.error_reply(data[:4], b"", dnsmsg.SERVFAIL)
+                    self._out.append(Respond(client, reply, "local", None, _INTERNAL))
+                return
+            # The race it joined or started (a background refresh included) may be
+            # half set up: it and whoever waits on it go too.
+            pending = self._pending.get(waiter.query.key)
+            joined = pending is not None and (pending is not before or any(w is waiter for w in pending.waiters))
+            self._internal_error("answering a query", (pending,) if joined else (), waiter)
 
     def upstream_reply(self, token: int, data: bytes, source: tuple | None, now: float) -> None:
         race = self._routes.get(token)
         if race is not None:
-            race.reply(token, data, source, now, self._out)
-            self._after(race, now)
+            pending = race.pending  # before _after takes it off the race to settle it
+            try:
+                race.reply(token, data, source, now, self._out)
+                self._after(race, now)
+            except Exception:
+                self._internal_error("handling an upstream reply", (pending,), race=race)
 
     def upstream_failed(self, token: int, now: float, why: str = "refused") -> None:
         race = self._routes.get(token)
         if race is not None:
-            race.failed(token, now, self._out, why)
-            self._after(race, now)
+            pending = race.pending
+            try:
+                race.failed(token, now, self._out, why)
+                self._after(race, now)
+            except Exception:
+                self._internal_error("handling an upstream failure", (pending,), race=race)
 
     def timer_fired(self, now: float) -> None:
         while self._timers and self._timers[0][0] <= now:
             when, _, item = heapq.heappop(self._timers)
+            # Each item guarded on its own: one bug does not hold up the others' timers.
             if isinstance(item, Race):
-                if item.armed == when:
-                    item.armed = None
-                item.timer(now, self._out)
-                self._after(item, now)
+                pending = item.pending
+                try:
+                    if item.armed == when:
+                        item.armed = None
+                    item.timer(now, self._out)
+                    self._after(item, now)
+                except Exception:
+                    self._internal_error("on a race's timer", (pending,), race=item)
             elif item is _SILENCE_CHECK:
-                if self._silence_armed == when:
-                    self._silence_armed = None
-                self._check_silence(now)
+                waiting = tuple(self._stale_waits)
+                try:
+                    if self._silence_armed == when:
+                        self._silence_armed = None
+                    self._check_silence(now)
+                except Exception:
+                    self._internal_error("checking for silent upstreams", waiting)
             elif item in self._stale_waits:
-                self._serve_stale_to_waiters(item, now)
+                try:
+                    self._serve_stale_to_waiters(item, now)
+                except Exception:
+                    self._internal_error("serving a stale answer", (item,))
 
     def deadline(self) -> float | None:
         return self._timers[0][0] if self._timers else None
@@ -250,12 +299,21 @@ class Stub:
 
     def _answer(self, waiter: _Waiter, now: float) -> None:
         query = waiter.query
-        if query.qtype in _LOCAL_TYPES:
-            texts = self.hosts.lookup(query.key[:-5], query.qtype)
-            if texts is not None:
-                answer = dnsmsg.local_answer(query.qtype, texts, LOCAL_TTL)
-                self._respond(waiter, answer, answer.body_at(0), "hosts")
-                return
+        qclass = query.qclass
+        if qclass != dnsmsg.IN:
+            # Never forwarded: CH version.bind, id.server and hostname.bind would
+            # tell whoever asks which server and software answer upstream, and
+            # neither the upstreams nor the hosts files serve any other class.
+            # REFUSED, as unbound with hide-identity/hide-version and nsd say.
+            self.refused += 1
+            name = _CLASS_NAMES.get(qclass, f"CLASS{qclass}")
+            self._respond_error(waiter, dnsmsg.REFUSED, f"class {name} is not served")
+            return
+        records = self.hosts.lookup(query.key[:-5], query.qtype)
+        if records is not None:
+            answer = dnsmsg.local_answer(records, LOCAL_TTL, LOCAL_NEGATIVE_TTL)
+            self._respond(waiter, answer, answer.body_at(0), "hosts")
+            return
         answer = self.cache.fresh(query.key, now)
         if answer is not None:
             self.hits += 1
@@ -376,6 +434,12 @@ class Stub:
             for waiter in pending.waiters:
                 self._respond(waiter, answer, answer.body_at(0), "upstream", outcome.upstream.label)
             return
+        if outcome.reply is not None and outcome.reply.rcode > 15:
+            # An extended RCODE (BADVERS, BADCOOKIE, ...) is about the upstream's
+            # EDNS exchange with us, which is hop by hop (RFC 6891 section
+            # 6.1.1), not about the client's question; and cut to the header's
+            # 4 bits it would say NOERROR or YXRRSET: the client gets SERVFAIL.
+            answer = None
         stale = self.cache.stale(pending.key, now) if self.settings.serve_stale else None
         reason = self._failure_reason(pending, outcome) if stale is None else None
         for waiter in pending.waiters:
@@ -410,6 +474,7 @@ class Stub:
                  reason: str | None = None) -> None:
         q = waiter.query
         wire = dnsmsg.render(answer, q.head, q.question, q.payload, q.do, body, waiter.tcp)
+        waiter.answered = True
         self._out.append(Respond(waiter.client, wire, source, upstream, reason))
 
     def _respond_stale(self, waiter: _Waiter, stale: Answer) -> None:
@@ -418,10 +483,51 @@ class Stub:
 
     def _respond_servfail(self, waiter: _Waiter, reason: str) -> None:
         self.servfail += 1
-        self._out.append(Respond(waiter.client, self._servfail(waiter.query), "local", None, reason))
+        self._respond_error(waiter, dnsmsg.SERVFAIL, reason)
 
-    def _servfail(self, query: ClientQuery) -> bytes:
-        return dnsmsg.error_reply(query.head, query.question, dnsmsg.SERVFAIL, query.payload)
+    def _respond_error(self, waiter: _Waiter, rcode: int, reason: str) -> None:
+        q = waiter.query
+        waiter.answered = True
+        self._out.append(Respond(waiter.client, dnsmsg.error_reply(q.head, q.question, rcode, q.payload),
+                                 "local", None, reason))
+
+    def _internal_error(self, doing: str, pendings, waiter: _Waiter | None = None, race: Race | None = None) -> None:
+        """Our bug, not the network's: count it, log it, and answer SERVFAIL to whoever its work was for.
+
+        Called from an ``except`` block.  The traceback is logged the first
+        time a bug is raised along a given call path; repeats only count in
+        ``internal_errors`` (a bug a packet can trigger must not also be a
+        way to flood the log).  Every race of ``pendings`` (and ``race``) is
+        stopped, its queries closed, and its pending forgotten: the exception
+        may have left them half changed (``_after`` takes a pending off its
+        race before settling it, so the callers name it from before).  Its
+        clients not yet answered, and ``waiter``, get SERVFAIL.
+        """
+        self.internal_errors += 1
+        exc = sys.exc_info()[1]
+        site = (type(exc), *((frame.f_code.co_filename, line) for frame, line in traceback.walk_tb(exc.__traceback__)))
+        if site not in self._bug_sites:
+            if len(self._bug_sites) < _BUG_SITES_MAX:
+                self._bug_sites.add(site)
+            self._out.append(Log(WARNING, f"internal error {doing} (logged once, repeats only counted in "
+                                          f"internal_errors): {traceback.format_exc().rstrip()}"))
+        races = {} if race is None else {race: None}
+        waiters = [] if waiter is None else [waiter]
+        for pending in pendings:
+            if pending is None:
+                continue
+            if self._pending.get(pending.key) is pending:
+                del self._pending[pending.key]
+            self._stale_waits.pop(pending, None)
+            races[pending.race] = None
+            waiters += pending.waiters
+            pending.waiters = []
+        for each in races:
+            each.pending = None
+            each.abort(self._out)
+        for each in waiters:
+            if not each.answered:
+                self._respond_servfail(each, _INTERNAL)
 
     def _allowed(self, host: str) -> bool:
         verdict = self._acl.get(host)

@@ -1,12 +1,18 @@
 """cache: TTL expiry, the LRU bound, the stale window, and the cache file format."""
 
+import struct
+import zlib
+
 import dns.message
+import dns.name
 import dns.rcode
 import dns.rrset
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bootres.core import dnsmsg
-from bootres.core.cache import Cache, CacheFileError
+from bootres.core.cache import MAGIC, Cache, CacheFileError
 
 
 def answer(name="www.example.test.", ttl=60, address="198.18.0.1"):
@@ -106,3 +112,187 @@ def test_foreign_or_damaged_files_are_refused_with_a_reason(blob, reason):
         blob = good[:20]
     with pytest.raises(CacheFileError, match=reason):
         Cache(10, 3600).restore(blob, now=0.0, age=0.0)
+
+
+# --- a cache file is untrusted input (issue 10): every field is checked, nothing half-loaded
+
+ENTRY = struct.Struct(">HBBHHHIHf")
+PAIR = struct.Struct(">HI")
+
+
+def upstream_answer(name: str, rdtype: str, build) -> tuple[bytes, dnsmsg.Answer]:
+    """(key, answer) as the stub caches them: the reply read by ``read_reply``, compression and all."""
+    query = dns.message.make_query(name, rdtype, use_edns=0, want_dnssec=rdtype == "AAAA")
+    reply = dns.message.make_response(query)
+    build(reply, dns.name.from_text(name))
+    return dnsmsg.peek_query(query.to_wire())[0], dnsmsg.read_reply(reply.to_wire()).answer
+
+
+def add(section, name, ttl, rdtype, *texts):
+    section.append(dns.rrset.from_text_list(name, ttl, "IN", rdtype, list(texts)))
+
+
+def nxdomain(reply, name):
+    reply.set_rcode(dns.rcode.NXDOMAIN)
+    add(reply.authority, name.parent(), 600, "SOA", "ns1.example.test. host.example.test. 1 2 3 4 60")
+
+
+SAMPLES = [
+    ("www.example.test.", "A", lambda r, n: (add(r.answer, n, 300, "CNAME", "web.example.test."),
+                                            add(r.answer, "web.example.test.", 60, "A", "198.18.0.1", "198.18.0.2"),
+                                            add(r.authority, "example.test.", 3600, "NS", "ns1.example.test."),
+                                            add(r.additional, "ns1.example.test.", 3600, "A", "198.18.0.53"))),
+    ("no.example.test.", "A", nxdomain),
+    ("www.example.test.", "AAAA", lambda r, n: add(r.answer, n, 120, "AAAA", "2001:db8::1")),
+    ("example.test.", "MX", lambda r, n: add(r.answer, n, 300, "MX", "10 mail.example.test.", "20 mx.other.test.")),
+    ("www.example.test.", "HTTPS", lambda r, n: add(r.answer, n, 300, "HTTPS", "1 . alpn=h2,h3 ipv4hint=198.18.0.1")),
+    ("example.test.", "TXT", lambda r, n: add(r.answer, n, 300, "TXT", '"v=spf1 -all"', '"a" "b"')),
+]
+
+
+CACHED = [upstream_answer(*sample) for sample in SAMPLES]  # once: dnspython shuffles records as it writes
+
+
+def snapshot() -> bytes:
+    cache = Cache(100, 3600)
+    for k, cached in CACHED:
+        cache.put(k, cached, now=0.0)
+    return cache.snapshot(now=10.0)
+
+
+def entries(blob: bytes) -> list[dict]:
+    """A snapshot's entries as fields, to edit."""
+    payload, pos, out = blob[len(MAGIC) + 8:], 0, []
+    for _ in range(struct.unpack_from(">I", blob, len(MAGIC))[0]):
+        klen, rcode, ad, an, ns, ar, blen, nttl, left = ENTRY.unpack_from(payload, pos)
+        pos += ENTRY.size
+        key_, body = payload[pos:pos + klen], payload[pos + klen:pos + klen + blen]
+        pos += klen + blen
+        pairs = [PAIR.unpack_from(payload, pos + i * PAIR.size) for i in range(nttl)]
+        pos += nttl * PAIR.size
+        out.append(dict(key=key_, rcode=rcode, ad=ad, an=an, ns=ns, ar=ar, body=body, pairs=pairs, left=left))
+    return out
+
+
+def blob_of(items: list[dict], count=None, trailing=b"") -> bytes:
+    """A snapshot of ``items``, with a valid checksum whatever they hold."""
+    payload = b"".join(
+        ENTRY.pack(len(e["key"]), e["rcode"], e["ad"], e["an"], e["ns"], e["ar"], len(e["body"]), len(e["pairs"]),
+                   e["left"]) + e["key"] + e["body"] + b"".join(PAIR.pack(*p) for p in e["pairs"])
+        for e in items) + trailing
+    return MAGIC + struct.pack(">II", len(items) if count is None else count, zlib.crc32(payload)) + payload
+
+
+def edited(index=0, **fields):
+    def edit(items):
+        items[index].update({k: (v(items[index]) if callable(v) else v) for k, v in fields.items()})
+        return blob_of(items)
+    return edit
+
+
+def cname_loop_body(e):
+    """The issue's example, as an entry: a CNAME whose target points at itself."""
+    return bytes.fromhex("c00c000500010000012c0002c02e")
+
+
+@pytest.mark.parametrize("edit", [
+    edited(rcode=dnsmsg.SERVFAIL), edited(rcode=16), edited(ad=2),
+    edited(an=lambda e: e["an"] + 1), edited(ns=lambda e: e["ns"] + 1), edited(ar=lambda e: e["ar"] + 1),
+    edited(an=0),
+    edited(body=lambda e: e["body"][:-1]), edited(body=lambda e: e["body"] + b"\x00"),
+    edited(body=lambda e: e["body"][:-4] + b"\x01\x02\x03"),  # the last A record's data one byte short
+    edited(body=lambda e: e["body"].replace(b"\xc0\x0c", b"\xc0\xff", 1)),  # a pointer forward
+    edited(body=cname_loop_body, an=1, ns=0, ar=0, pairs=[(6, 300)]),
+    edited(pairs=lambda e: e["pairs"][:-1]), edited(pairs=lambda e: e["pairs"] + [(0, 60)]),
+    edited(pairs=lambda e: [(e["pairs"][0][0] + 1, e["pairs"][0][1])] + e["pairs"][1:]),
+    edited(pairs=lambda e: e["pairs"][:-1] + [(len(e["body"]) - 2, 60)]),  # past the body's end
+    edited(pairs=lambda e: e["pairs"][:-1] + [(60000, 60)]),
+    edited(pairs=lambda e: [(e["pairs"][0][0], dnsmsg.MAX_TTL + 1)] + e["pairs"][1:]),
+    edited(pairs=lambda e: [(e["pairs"][0][0], 0x80000000)] + e["pairs"][1:]),
+    edited(index=1, pairs=lambda e: [(e["pairs"][0][0], 3600)]),  # negative TTL above the SOA MINIMUM
+    edited(key=lambda e: e["key"].upper()), edited(key=lambda e: b"\xc0\x0c" + e["key"][-5:]),
+    edited(key=lambda e: e["key"][:-6] + e["key"][-5:]),  # no root label
+    edited(key=lambda e: b"\x3f" + b"a" * 63 + e["key"] * 0 + b"\x3f" + b"b" * 63 + b"\x3f" + b"c" * 63
+           + b"\x3f" + b"d" * 63 + e["key"][-6:]),  # name over 255 octets
+    edited(key=lambda e: e["key"][:-5] + b"\x00\x29\x00\x01\x00"),  # type OPT
+    edited(key=lambda e: e["key"][:-5] + b"\x00\x01\x00\x03\x00"),  # class CH
+    edited(key=lambda e: e["key"][:-1] + b"\x04"),  # unknown flags
+    edited(key=lambda e: e["key"] + b"\x00"),
+    edited(left=float("nan")), edited(left=float("inf")), edited(left=-1.0), edited(left=0.0),
+    lambda items: blob_of(items, count=len(items) + 1), lambda items: blob_of(items, trailing=b"\x00"),
+], ids=[
+    "SERVFAIL", "extended rcode", "AD 2", "an+1", "ns+1", "ar+1", "an 0", "body cut", "body longer",
+    "A data short", "forward pointer", "CNAME loop", "TTL pair missing", "TTL pair extra", "TTL offset off by one",
+    "TTL offset past end", "TTL offset far", "TTL over cap", "TTL top bit", "negative TTL over MINIMUM", "key upper",
+    "key compressed", "key no root", "key name too long", "key type OPT", "key class CH", "key flags", "key longer",
+    "left NaN", "left inf", "left negative", "left zero", "count too high", "trailing bytes",
+])
+def test_a_checksummed_file_with_any_field_out_of_range_is_refused_whole(edit):
+    blob = edit(entries(snapshot()))
+    cache = Cache(100, 3600)
+    cache.put(key("kept.test."), answer("kept.test."), now=0.0)
+    with pytest.raises(CacheFileError):
+        cache.restore(blob, now=5.0, age=0.0)
+    assert len(cache) == 1  # nothing loaded, nothing lost
+
+
+def test_an_unedited_snapshot_round_trips_every_kind_of_answer():
+    blob = snapshot()
+    assert blob_of(entries(blob)) == blob
+    restored = Cache(100, 3600)
+    assert restored.restore(blob, now=5.0, age=0.0) == len(SAMPLES)
+    for k, original in CACHED:
+        entry = restored.stale(k, 5.0)
+        assert (entry.body, entry.ttl_offsets, entry.an, entry.ns, entry.ar, entry.rcode) == \
+               (original.body, original.ttl_offsets, original.an, original.ns, original.ar, original.rcode)
+
+
+def test_a_version_1_file_is_another_version():
+    with pytest.raises(CacheFileError, match="another version"):
+        Cache(10, 3600).restore(b"bootres-cache\n\x01" + snapshot()[len(MAGIC):], now=0.0, age=0.0)
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["set", "insert", "delete", "cut"]), st.integers(0, 1 << 16),
+                          st.integers(0, 255)), min_size=1, max_size=3))
+def test_mutated_snapshots_with_a_valid_checksum_load_only_answers_that_parse(steps):
+    """Byte flips past the checksum: CacheFileError, or entries every one of which makes a reply dnspython reads."""
+    base = snapshot()
+    payload = bytearray(base[len(MAGIC) + 8:])
+    header = bytearray(base[len(MAGIC):len(MAGIC) + 4])
+    for kind, where, value in steps:
+        target = header if where % 16 == 0 else payload  # now and then the entry count
+        if not target:
+            break
+        i = where % len(target)
+        if kind == "set":
+            target[i] = value
+        elif kind == "insert" and target is payload:
+            target[i:i] = bytes([value])
+        elif kind == "delete" and target is payload:
+            del target[i]
+        elif kind == "cut" and target is payload:
+            del target[i:]
+    blob = MAGIC + bytes(header) + struct.pack(">I", zlib.crc32(payload)) + bytes(payload)
+    cache = Cache(100, 3600)
+    try:
+        cache.restore(blob, now=5.0, age=0.0)
+    except CacheFileError:
+        assert len(cache) == 0
+        return
+    for k in list(cache._entries):
+        entry = cache.stale(k, 5.0)
+        query = b"\x00\x01\x01\x00"
+        for body in (entry.body_stale(), entry.body_at(0)):
+            msg = dns.message.from_wire(dnsmsg.render(entry, query, dnsmsg.question_of(k), 1232, False, body, True))
+            assert msg.rcode() in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200), st.booleans())
+def test_any_bytes_with_a_valid_checksum_raise_only_cache_file_error(payload, count_them):
+    blob = MAGIC + struct.pack(">II", len(payload) // 20 if count_them else 1, zlib.crc32(payload)) + payload
+    try:
+        Cache(10, 3600).restore(blob, now=0.0, age=0.0)
+    except CacheFileError:
+        pass

@@ -137,3 +137,21 @@ def test_lingering_queries_to_a_dead_upstream_mark_it_down():
     assert group.all[0].state == "down"
     race, out, _ = start(group=group, now=3.1)
     assert [s.address for s in sends(out)] == [B]  # no longer asked, costs nothing
+
+
+def test_abort_closes_every_open_query_and_ends_the_race():
+    race, out, group = start(labels=(A, B))
+    to_a, to_b = sends(out)
+    out.clear()
+    race.abort(out)
+    assert out == [CloseUpstream(to_a.token), CloseUpstream(to_b.token)]
+    assert race.outcome.kind == "error" and race.outcome.reason == "internal error"
+    assert race.deadline() is None and all(u.status()["queries"] == 1 for u in group.all)
+
+
+def test_an_error_reply_without_the_question_counts_as_that_upstreams_error():
+    race, out, _ = start(labels=(A,))
+    (to_a,) = sends(out)
+    refused = to_a.wire[:2] + b"\x81\x05" + b"\x00" * 8  # QR RD REFUSED, no question (nsd to class HS)
+    assert race.reply(to_a.token, refused, A, 0.002, out)
+    assert race.outcome.kind == "error" and race.outcome.reason == "every upstream answered REFUSED"

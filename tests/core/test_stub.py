@@ -12,9 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bootres.core import dnsmsg
 from bootres.core.cache import Cache
-from bootres.core.effects import Respond
+from bootres.core.effects import CloseUpstream, Log, Respond
 from bootres.core.hostsdb import HostsDB, parse_hosts
+from bootres.core.race import Race
 from bootres.core.stub import Stub, StubSettings
 from resolver_helpers import A, B, C, D, addresses, label, parsed, query, reply_to, responses, routing, sends
 
@@ -486,6 +488,139 @@ def test_a_stale_answer_instead_of_a_failure_has_no_reason():
         stub.upstream_reply(send.token, reply_to(send, rcode=dns.rcode.SERVFAIL), send.address, 100.001)
     (reply,) = responses(stub.drain())
     assert reply.source == "stale" and reply.reason is None
+
+
+# --- a bug of ours: one guard per entry point, logged once, every waiting client answered
+
+
+def boom(*args, **kwargs):
+    raise RuntimeError("boom")
+
+
+def servfails(effects):
+    return [(r.client, r.reason) for r in responses(effects) if parsed(r).rcode() == dns.rcode.SERVFAIL]
+
+
+def logs(effects):
+    return [e for e in effects if isinstance(e, Log)]
+
+
+INTERNAL = "internal error (see the log)"
+
+
+def two_waiters(stub, now=0.0):
+    """Clients "one" and "two" wait on one race for www.example.test; its queries to A and B."""
+    out = ask(stub, query(qid=1), now, client="one")
+    assert sends(ask(stub, query(qid=2), now, client="two")) == []
+    return sends(out)
+
+
+def test_a_bug_reading_an_upstream_reply_answers_every_waiter_and_stops_the_race(monkeypatch):
+    stub = make_stub()
+    to_a, to_b = two_waiters(stub)
+    monkeypatch.setattr(Race, "reply", boom)
+    stub.upstream_reply(to_a.token, reply_to(to_a), A, 0.001)
+    effects = stub.drain()
+    assert servfails(effects) == [("one", INTERNAL), ("two", INTERNAL)]
+    (log,) = logs(effects)
+    assert log.message.startswith("internal error handling an upstream reply")
+    assert "Traceback (most recent call last)" in log.message and "RuntimeError: boom" in log.message
+    assert {CloseUpstream(to_a.token), CloseUpstream(to_b.token)} <= set(effects)  # nothing left open
+    assert stub.status()["internal_errors"] == 1 and stub.status()["inflight"] == 0
+    stub.upstream_reply(to_b.token, reply_to(to_b), B, 0.002)  # a late reply to the stopped race
+    assert responses(stub.drain()) == []
+    monkeypatch.undo()
+    assert len(sends(ask(stub, query(qid=3), 0.1))) == 2  # the name is asked afresh
+
+
+def test_a_bug_while_settling_still_answers_the_waiters(monkeypatch):
+    # _after takes the pending off the race and the table before _settle runs.
+    stub = make_stub()
+    to_a, _ = two_waiters(stub)
+    monkeypatch.setattr(Cache, "put", boom)
+    stub.upstream_reply(to_a.token, reply_to(to_a), A, 0.001)
+    assert servfails(stub.drain()) == [("one", INTERNAL), ("two", INTERNAL)]
+
+
+def test_a_bug_half_way_through_answering_the_waiters_answers_the_rest_once(monkeypatch):
+    stub = make_stub()
+    to_a, _ = two_waiters(stub)
+    render = dnsmsg.render
+    calls = itertools.count()
+    monkeypatch.setattr(dnsmsg, "render", lambda *a: render(*a) if next(calls) == 0 else boom())
+    stub.upstream_reply(to_a.token, reply_to(to_a), A, 0.001)
+    got = responses(stub.drain())
+    assert [(r.client, parsed(r).rcode()) for r in got] == [("one", dns.rcode.NOERROR), ("two", dns.rcode.SERVFAIL)]
+
+
+def test_a_bug_on_one_races_timer_leaves_the_other_timers_alone(monkeypatch):
+    stub = make_stub(timeout=1.0)
+    ask(stub, query("one.example.test"), 0.0, client="one")
+    ask(stub, query("two.example.test"), 0.0, client="two")
+    timer = Race.timer
+    monkeypatch.setattr(Race, "timer", lambda self, now, out: boom() if b"\x03one" in self.query else timer(self, now, out))
+    stub.timer_fired(0.5)  # the first RTO of both races
+    effects = stub.drain()
+    assert servfails(effects) == [("one", INTERNAL)]
+    assert len(sends(effects)) == 2  # two's race goes on: asked again
+    stub.timer_fired(1.0)
+    assert servfails(stub.drain()) == [("two", "timeout")]
+    assert stub.internal_errors == 1
+
+
+def test_a_bug_handling_an_upstream_failure_answers_servfail(monkeypatch):
+    stub = make_stub()
+    to_a, _ = two_waiters(stub)
+    monkeypatch.setattr(Race, "failed", boom)
+    stub.upstream_failed(to_a.token, 0.001, "refused")
+    assert servfails(stub.drain()) == [("one", INTERNAL), ("two", INTERNAL)]
+
+
+def test_a_bug_serving_a_stale_answer_answers_servfail(monkeypatch):
+    stub = make_stub(stale_answer_after=0.1)
+    resolve(stub, "www.example.test", 0.0, ttl=10)
+    ask(stub, query(), 100.0, client="late")
+    monkeypatch.setattr(Stub, "_serve_stale_to_waiters", boom)
+    stub.timer_fired(100.1)
+    assert servfails(stub.drain()) == [("late", INTERNAL)]
+
+
+def test_a_bug_starting_a_race_stops_it_so_later_askers_are_not_stuck_on_it(monkeypatch):
+    stub = make_stub()
+    monkeypatch.setattr(Race, "deadline", boom)  # _start made the pending and sent the queries, then this
+    effects = ask(stub, query(), 0.0, client="first")
+    assert servfails(effects) == [("first", INTERNAL)]
+    assert len([e for e in effects if isinstance(e, CloseUpstream)]) == 2
+    assert stub.status()["inflight"] == 0
+    monkeypatch.undo()
+    out = ask(stub, query(), 0.1, client="second")
+    assert len(sends(out)) == 2  # a race of its own, not the broken one
+
+
+def test_a_bug_reading_a_query_answers_servfail_from_its_header(monkeypatch):
+    stub = make_stub()
+    monkeypatch.setattr(dnsmsg, "parse_query", boom)
+    (reply,) = responses(ask(stub, query(qid=77), 0.0))
+    assert parsed(reply).id == 77 and parsed(reply).rcode() == dns.rcode.SERVFAIL and reply.reason == INTERNAL
+
+
+def test_a_bug_on_the_fast_path_falls_back_to_the_guarded_slow_path(monkeypatch):
+    stub = make_stub()
+    resolve(stub, "www.example.test", 0.0)
+    monkeypatch.setattr(stub, "_shapes", None)
+    assert stub.fast_answer(query(qid=5), "127.0.0.1", 1.0) is None
+    (log,) = logs(stub.drain())
+    assert log.message.startswith("internal error answering from the cache")
+    (reply,) = responses(ask(stub, query(qid=5), 1.0))
+    assert reply.source == "cache" and addresses(reply) == ["198.18.0.80"]
+
+
+def test_the_same_bug_is_logged_with_its_traceback_once_and_counted_every_time(monkeypatch):
+    stub = make_stub()
+    monkeypatch.setattr(dnsmsg, "parse_query", boom)
+    effects = ask(stub, query(qid=1), 0.0) + ask(stub, query(qid=2), 0.0)
+    assert len(responses(effects)) == 2 and len(logs(effects)) == 1
+    assert stub.status()["internal_errors"] == 2
 
 
 # --- hostile input never crashes the core
