@@ -6,6 +6,14 @@ small reader.  It understands exactly what the shipped bootres.conf uses:
 ``#``/``;`` comments and inline comments after whitespace.  All problems in
 all files are collected before anything is reported.
 
+Lines are the lines an editor shows: only ``\n`` ends one (a ``\r`` before
+it, a Windows line ending, is dropped), so PATH:LINE is what ``sed -n LINEp``
+prints.  ``str.splitlines`` would also break at ``\r``, ``\v``, ``\f``,
+``\x1c``-``\x1e``, U+0085, U+2028 and U+2029, shifting every line number
+after one and starting a new key inside a value; here such a character on a
+line with text is reported at that line (a line holding only blanks and page
+breaks is blank).
+
 ``load()`` is the only function here that touches the file system.
 """
 
@@ -61,6 +69,9 @@ class ResolverConfig:
     allow: tuple[IPNetwork, ...]
     max_inflight: int
     manage_resolv_conf: bool
+    tcp_connections: int  # client TCP connections open at once; the least recently active makes room
+    tcp_idle_timeout: float  # seconds without a query before a client TCP connection is closed
+    tcp_output_queue: int  # bytes of replies a client TCP connection may have waiting
 
 
 @dataclass(frozen=True)
@@ -278,6 +289,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "allow": Key("127.0.0.0/8 ::1/128", _listof(parse_network)),
         "max_inflight": Key("2048", _int_parser(1, 1_000_000)),
         "manage_resolv_conf": Key("yes", parse_bool),
+        "tcp_connections": Key("256", _int_parser(1, 65535)),
+        "tcp_idle_timeout": Key("10s", parse_duration),
+        "tcp_output_queue": Key("262144", _int_parser(131072, 64 * 1024 * 1024)),
     },
     "hosts": {
         "file": Key("/etc/hosts", _optional(parse_path)),
@@ -314,14 +328,36 @@ class Setting:
     line: int
 
 
+# What str.splitlines() breaks at besides "\n" (and "\r\n"): never a line end here.
+_STRAY_BREAKS = {
+    "\r": "carriage return", "\v": "vertical tab", "\f": "form feed", "\x1c": "file separator",
+    "\x1d": "group separator", "\x1e": "record separator", "\x85": "next line (NEL)",
+    "\u2028": "line separator", "\u2029": "paragraph separator",
+}
+_STRAY = re.compile("[" + "".join(_STRAY_BREAKS) + "]")
+
+
+def numbered_lines(text: str):
+    """``(number, line)`` for every line: only "\n" ends one, and a "\r" just before it is dropped."""
+    for number, line in enumerate(text.split("\n"), start=1):
+        yield number, line[:-1] if line.endswith("\r") else line
+
+
 def read_ini(path: str, text: str, problems: list[Problem]) -> dict[tuple[str, str], Setting]:
     """One file's settings keyed by (section, key); syntax problems go to ``problems``."""
     settings: dict[tuple[str, str], Setting] = {}
     section: str | None = None
     current: tuple[str, str] | None = None  # the key a continuation line extends
-    for number, raw in enumerate(text.splitlines(), start=1):
+    for number, raw in numbered_lines(text):
         stripped = raw.strip()
-        if not stripped or stripped[0] in "#;":
+        if not stripped:
+            continue
+        stray = _STRAY.search(raw)
+        if stray:  # reported, then read as it stands: an editor may show it as a line break, or not at all
+            char = stray.group()
+            problems.append(Problem(path, number, f"stray {_STRAY_BREAKS[char]} (U+{ord(char):04X}) in the line: "
+                                                  "only a newline ends a line"))
+        if stripped[0] in "#;":
             continue
         line = re.split(r"\s[#;]", raw, maxsplit=1)[0].rstrip()
         if raw[0] in " \t":
@@ -416,6 +452,8 @@ def _check_combinations(sections, where, main_path: str) -> list[Problem]:
         problems.append(Problem(*at("resolver", "listen"), "listen: at least one address is needed"))
     if resolver["timeout"] <= 0:
         problems.append(Problem(*at("resolver", "timeout"), "timeout: must be more than 0"))
+    if resolver["tcp_idle_timeout"] <= 0:
+        problems.append(Problem(*at("resolver", "tcp_idle_timeout"), "tcp_idle_timeout: must be more than 0"))
     if resolver["serve_stale"] and resolver["stale_answer_after"] >= resolver["timeout"]:
         problems.append(
             Problem(
@@ -436,7 +474,7 @@ def load(main_path: str = DEFAULT_PATH) -> Config:
     files, problems = [], []
     for path in [main_path, *conf_d_paths(main_path)]:
         try:
-            with open(path, encoding="utf-8") as handle:
+            with open(path, encoding="utf-8", newline="") as handle:  # newline="": read_ini sees every "\r"
                 files.append((path, handle.read()))
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)

@@ -232,3 +232,75 @@ def test_check_reports_three_mistakes_on_lines_3_7_9_and_exits_2(capsys):
     assert "bad address 'nameserver.example.com'" in lines[0]
     assert "unknown key 'colour' in [hosts]" in lines[1]
     assert "expected yes or no" in lines[2]
+
+
+# --- lines are what an editor shows: only "\n" ends one ("\r\n" tolerated)
+
+STRAYS = {"\r": "carriage return", "\v": "vertical tab", "\f": "form feed", "\x1c": "file separator",
+          "\x1d": "group separator", "\x1e": "record separator", "\x85": "next line", "\u2028": "line separator",
+          "\u2029": "paragraph separator"}
+
+
+@pytest.mark.parametrize("char", list(STRAYS), ids=[f"U+{ord(c):04X}" for c in STRAYS])
+def test_a_stray_line_break_is_reported_at_its_line_and_shifts_nothing(tmp_path, char):
+    path = write(tmp_path, f"[resolver]\ntimeout = 2s{char}strategy = hedge\n\n[hosts]\nself = maybe\n", "x.conf")
+    with pytest.raises(ConfigError) as caught:
+        config.load(path)
+    problems = caught.value.problems
+    assert {p.line for p in problems} <= {2, 5}, [str(p) for p in problems]
+    assert any(p.line == 2 and f"stray {STRAYS[char]}" in p.message and f"U+{ord(char):04X}" in p.message
+               for p in problems)
+    assert any(p.line == 5 and p.message.startswith("self: expected yes or no") for p in problems)
+
+
+def test_a_stray_line_break_in_a_comment_is_reported_too(tmp_path):
+    # An editor that breaks the line there shows "timeout = 1s" as a setting that is not one.
+    problems = problems_of(tmp_path, "[resolver]\n# note\u2028timeout = 1s\n")
+    assert problems == [f"{tmp_path / 'bootres.conf'}:2: stray line separator (U+2028) in the line: "
+                        "only a newline ends a line"]
+
+
+def test_crlf_line_endings_read_like_lf(tmp_path):
+    text = "[resolver]\ntimeout = 2s\nupstreams = 198.18.0.10\n  198.18.0.11\n"
+    crlf = tmp_path / "crlf.conf"
+    crlf.write_bytes(text.replace("\n", "\r\n").encode())
+    assert config.load(str(crlf)).resolver == config.load(write(tmp_path, text)).resolver
+    crlf.write_bytes(b"[resolver]\r\ntimeout = soon\r\n")
+    with pytest.raises(ConfigError) as caught:
+        config.load(str(crlf))
+    assert [str(p) for p in caught.value.problems] == [f"{crlf}:2: timeout: bad duration 'soon' (use a number with "
+                                                        "ms, s, m, h or d)"]
+
+
+def test_a_lone_carriage_return_in_the_file_is_not_a_line_end(tmp_path):
+    """load() reads the file without universal newlines: the reader, not open(), decides what a line is."""
+    path = tmp_path / "bootres.conf"
+    path.write_bytes(b"[resolver]\ntimeout = 2s\rstrategy = hedge\n[hosts]\nself = maybe\n")
+    with pytest.raises(ConfigError) as caught:
+        config.load(str(path))
+    assert [(p.line, p.message.split(" (")[0]) for p in caught.value.problems][0] == (2, "stray carriage return")
+    assert caught.value.problems[-1].line == 4
+
+
+def test_a_page_break_alone_on_a_line_is_a_blank_line(tmp_path):
+    problems = problems_of(tmp_path, "[resolver]\n\f\n\x1c \t\ntimeout = soon\n")
+    assert len(problems) == 1 and problems[0].startswith(f"{tmp_path / 'bootres.conf'}:4: timeout: bad duration")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["[resolver]", "timeout = 2s", "strategy = hedge", "  198.18.0.1", "# c", "",
+                                 "[hosts]", "self = no", "bogus", "\n", "\n", "\r\n", *STRAYS]),
+                max_size=40).map("".join)
+       | st.lists(st.text(alphabet="[]=# a\n\r\x0b\x0c\x1c\x85\u2028", max_size=8), max_size=20).map("\n".join))
+def test_every_problem_is_at_a_line_that_exists_and_every_stray_is_reported(text):
+    lines = [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
+    strays = {number for number, line in enumerate(lines, start=1)
+              if line.strip() and any(char in line for char in STRAYS)}
+    try:
+        config.parse([("fuzz.conf", text)], "fuzz.conf")
+    except ConfigError as exc:
+        assert all(0 <= p.line <= len(lines) for p in exc.problems)
+        assert all(lines[p.line - 1].strip() for p in exc.problems if p.line)
+        assert strays <= {p.line for p in exc.problems if p.message.startswith("stray ")}
+    else:
+        assert not strays

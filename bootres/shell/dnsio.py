@@ -20,13 +20,18 @@ import errno
 import socket
 import struct
 import sys
-from typing import Callable
+from collections import OrderedDict
+from typing import Callable, NamedTuple
 
 from bootres.config import Endpoint
+from bootres.core import dnsmsg
 
 UDP_BURST = 1000  # datagrams per wake-up before other work gets a turn
-TCP_IDLE = 10.0  # seconds a client TCP connection may sit idle (RFC 7766 suggests tens of seconds)
-TCP_MAX_CONNECTIONS = 256
+TCP_BACKLOG = 1024  # connections the kernel holds until accepted: absorbs a burst of them
+TCP_ACCEPT_BURST = 64  # connections accepted per wake-up, so a flood of them cannot hold up the loop
+TCP_BURST = 64  # messages from one TCP client per turn of the loop...
+TCP_BURST_BYTES = 65536  # ...or fewer, once their answers reach this many bytes
+TCP_READ_SIZE = 4096  # input buffer of a TCP connection, grown only for a longer message
 RECV_BUFFER = 4 * 1024 * 1024
 
 
@@ -50,7 +55,7 @@ def bind_listener(endpoint: Endpoint) -> tuple[socket.socket, socket.socket]:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECV_BUFFER)
             sock.bind(endpoint.sockaddr)
             if kind == socket.SOCK_STREAM:
-                sock.listen(128)
+                sock.listen(TCP_BACKLOG)
     except OSError as exc:
         for sock in made:
             sock.close()
@@ -251,46 +256,277 @@ def send_udp_reply(client: tuple, wire: bytes) -> None:
         pass
 
 
+class TcpLimits(NamedTuple):
+    """Bounds on client TCP connections (RFC 7766 sections 6.2.3 and 10); see ``TcpPool``."""
+
+    connections: int  # open at once, over every listener
+    idle_timeout: float  # seconds without activity (see TcpPool) before a connection is closed
+    output_queue: int  # bytes of answers waiting for one client; reading stops at a quarter of it
+
+
+class TcpPool:
+    """Every client TCP connection of a service, least recently active first.
+
+    A connection is active when a whole message that can be a query arrives
+    (a header and one question, QR clear: ``_looks_like_query``), or when an
+    answer is written while its client keeps up.  A trickle of bytes, a
+    partial message or a message too short to be a query is not activity, so
+    it cannot keep a connection open: every query must arrive whole within
+    ``idle_timeout`` of the last activity, which is the per-message read
+    deadline as well as the idle timeout.
+
+    The connections sit in an OrderedDict in order of last activity, so one
+    timer at the first one's deadline finds every idle connection, and the
+    first one is the one closed to make room for a newcomer at
+    ``connections``: clients that hold connections without asking cannot
+    lock out those that ask.
+    """
+
+    def __init__(self, limits: TcpLimits):
+        self.limits = limits
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._active: OrderedDict[_TcpConnection, float] = OrderedDict()  # -> time of last activity
+        self._timer: asyncio.TimerHandle | None = None
+        self.counts = dict.fromkeys(("accepted", "evicted", "idle_closed", "backpressured",
+                                     "overflow_closed", "oversized"), 0)
+
+    def __len__(self) -> int:
+        return len(self._active)
+
+    def __iter__(self):
+        return iter(list(self._active))
+
+    def status(self) -> dict:
+        return {"connections": len(self._active), **self.counts}
+
+    def add(self, conn: _TcpConnection) -> None:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        for _ in range(len(self._active) - self.limits.connections + 1):  # more than 1 after a reload lowered it
+            oldest = next(iter(self._active))
+            oldest.abort()
+            self.counts["evicted"] += 1
+        self._active[conn] = self._loop.time()
+        self.counts["accepted"] += 1
+        if self._timer is None:
+            self._arm()
+
+    def touch(self, conn: _TcpConnection) -> None:
+        if conn in self._active:
+            self._active[conn] = self._loop.time()
+            self._active.move_to_end(conn)
+
+    def remove(self, conn: _TcpConnection) -> None:
+        self._active.pop(conn, None)
+        if not self._active and self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _arm(self) -> None:
+        if self._active:
+            first = next(iter(self._active.values()))
+            self._timer = self._loop.call_at(first + self.limits.idle_timeout, self._expire)
+
+    def _expire(self) -> None:
+        self._timer = None
+        idle_since = self._loop.time() - self.limits.idle_timeout
+        for conn, last in list(self._active.items()):
+            if last > idle_since:
+                break
+            conn.close_idle()
+            self.counts["idle_closed"] += 1
+        self._arm()
+
+
 class TcpListener:
     """Client queries over TCP (RFC 7766): length-prefixed, several per connection."""
 
-    def __init__(self, sock: socket.socket, handle: Callable):
+    def __init__(self, sock: socket.socket, handle: Callable, pool: TcpPool):
         self._sock = sock
-        self._handle = handle  # (data, writer, host) -> None; the reply comes back via send_tcp_reply
+        self._handle = handle  # (data, connection, host) -> None; the reply comes back via send_tcp_reply
+        self._pool = pool
         self._server: asyncio.base_events.Server | None = None
-        self._connections: set[asyncio.StreamWriter] = set()
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, sock=self._sock)
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if len(self._connections) >= TCP_MAX_CONNECTIONS:
-            writer.close()
-            return
-        self._connections.add(writer)
-        host = writer.get_extra_info("peername")[0]
-        try:
-            while True:
-                length = struct.unpack(">H", await asyncio.wait_for(reader.readexactly(2), TCP_IDLE))[0]
-                data = await asyncio.wait_for(reader.readexactly(length), TCP_IDLE)
-                self._handle(data, writer, host)
-        except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError, OSError):
-            pass  # client closed, went idle or broke the framing: just hang up
-        finally:
-            self._connections.discard(writer)
-            writer.close()
+        loop = asyncio.get_running_loop()
+        # asyncio accepts up to ``backlog`` connections per wake-up and also
+        # passes it to listen(2); listening again gives the kernel's queue its length.
+        self._server = await loop.create_server(lambda: _TcpConnection(self._pool, self._handle, self),
+                                                sock=self._sock, backlog=TCP_ACCEPT_BURST)
+        self._sock.listen(TCP_BACKLOG)
 
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
-            for writer in list(self._connections):
-                writer.close()
+            for conn in self._pool:
+                if conn.listener is self:
+                    conn.abort()
             await self._server.wait_closed()
 
 
-def send_tcp_reply(writer: asyncio.StreamWriter, wire: bytes) -> None:
-    if not writer.is_closing():
-        writer.write(struct.pack(">H", len(wire)) + wire)
+class _TcpConnection(asyncio.BufferedProtocol):
+    """One client connection: frames in, handed on; replies out, with backpressure.
+
+    Input goes into a buffer of TCP_READ_SIZE bytes, grown to hold the one
+    message being read when it is longer, so a connection holds at most one
+    unread message however fast its client sends.  Reading stops while the
+    replies waiting to be sent are above the transport's high-water mark (a
+    quarter of ``output_queue``): a client that does not read gets no more
+    answers queued, only the ones still due for queries already read, and a
+    connection those would push past ``output_queue`` is closed.  Reading
+    also pauses after TCP_BURST messages, or TCP_BURST_BYTES of answers,
+    until the loop has had a turn, so one pipelining client cannot hold up
+    the UDP listeners.
+    """
+
+    def __init__(self, pool: TcpPool, handle: Callable, listener: TcpListener):
+        self.pool = pool
+        self.listener = listener
+        self._handle = handle
+        self.transport: asyncio.Transport | None = None
+        self._host = ""
+        self._buf = bytearray(TCP_READ_SIZE)
+        self._start = self._end = 0  # unread bytes are _buf[_start:_end]
+        self._closed = False
+        self._blocked = False  # write buffer above the high-water mark
+        self._more = False  # whole messages left for the next turn of the loop
+        self._burst_bytes = 0  # bytes of answers written since this turn's messages began
+        self._reading = True
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self._host = transport.get_extra_info("peername")[0]
+        transport.set_write_buffer_limits(high=self.pool.limits.output_queue // 4)
+        self.pool.add(self)
+
+    def connection_lost(self, exc) -> None:
+        self._closed = True
+        self.pool.remove(self)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        buf, start, end = self._buf, self._start, self._end
+        if start == end:
+            start = end = self._start = self._end = 0
+        need = TCP_READ_SIZE
+        if end - start >= 2:
+            need = max(need, 2 + (buf[start] << 8 | buf[start + 1]))
+        # A new buffer rather than a resize: the transport may still hold a view of the old one.
+        if start or len(buf) < need or (start == end and len(buf) > need):  # compact, grow or shrink
+            kept = buf[start:end]
+            self._buf = buf = bytearray(need)
+            buf[:len(kept)] = kept
+            self._start, self._end = 0, len(kept)
+        return memoryview(buf)[self._end:]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._end += nbytes
+        self._work()
+
+    def eof_received(self) -> bool:
+        return False  # close: a client that is done sending gets the answers already written
+
+    def pause_writing(self) -> None:
+        self._blocked = True
+        self.pool.counts["backpressured"] += 1
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self._blocked = False
+        self._more = True  # messages read before the pause may be waiting
+        asyncio.get_running_loop().call_soon(self._work)
+        self._update_reading()
+
+    def _work(self) -> None:
+        """Hand on the whole messages received, TCP_BURST (or TCP_BURST_BYTES of answers) per turn of the loop."""
+        self._more = False
+        self._burst_bytes = 0
+        for _ in range(TCP_BURST):
+            length = self._whole_message()
+            if length is None or self._blocked or self._closed or self._burst_bytes >= TCP_BURST_BYTES:
+                break
+            start = self._start + 2
+            message = bytes(self._buf[start:start + length])
+            self._start = start + length
+            if _looks_like_query(message):
+                self.pool.touch(self)
+            self._handle(message, self, self._host)
+        if not (self._blocked or self._closed) and self._whole_message() is not None:
+            self._more = True
+            asyncio.get_running_loop().call_soon(self._work)
+        self._update_reading()
+
+    def _whole_message(self) -> int | None:
+        """The length of the next message if it is all in the buffer."""
+        buf, start, end = self._buf, self._start, self._end
+        if end - start < 2:
+            return None
+        length = buf[start] << 8 | buf[start + 1]
+        return length if end - start - 2 >= length else None
+
+    def _update_reading(self) -> None:
+        want = not (self._blocked or self._more or self._closed)
+        if want != self._reading:
+            self._reading = want
+            if want:
+                self.transport.resume_reading()
+            else:
+                self.transport.pause_reading()
+
+    def send(self, wire: bytes) -> None:
+        if self._closed or self.transport.is_closing():
+            return  # the answer to a client that went away, or was sent away
+        if len(wire) > 65535:  # cannot be framed (RFC 1035 section 4.2.2): say so instead
+            wire = _servfail_for(wire)
+            self.pool.counts["oversized"] += 1
+        if self.transport.get_write_buffer_size() + 2 + len(wire) > self.pool.limits.output_queue:
+            self.pool.counts["overflow_closed"] += 1
+            self.abort()
+            return
+        self.transport.write(_LENGTH.pack(len(wire)) + wire)
+        self._burst_bytes += len(wire)
+        if not self._blocked:
+            self.pool.touch(self)
+
+    def abort(self) -> None:
+        """Close now, dropping what is not sent (RFC 7766 section 6.2.4: the client asks again)."""
+        self._closed = True
+        self.pool.remove(self)
+        self.transport.abort()
+
+    def close_idle(self) -> None:
+        if self.transport.get_write_buffer_size():
+            self.abort()  # blocked by a client that does not read: close() would wait for it forever
+        else:
+            self._closed = True
+            self.pool.remove(self)
+            self.transport.close()
+
+
+_LENGTH = struct.Struct(">H")
+
+
+def _looks_like_query(message: bytes) -> bool:
+    """A header and one question at least, QR clear: what restarts a connection's idle timer."""
+    return len(message) >= 17 and not message[2] & 0x80 and message[4:6] == b"\x00\x01"
+
+
+def _servfail_for(wire: bytes) -> bytes:
+    """SERVFAIL in place of an answer too big for TCP framing, with its question and OPT.
+
+    Replies are rendered by the core with the question uncompressed right
+    after the header and, for a client that sent an OPT, our own OPT with no
+    options last; those are what is kept.
+    """
+    end = 12
+    while end < len(wire) and 0 < wire[end] < 64:
+        end += wire[end] + 1
+    question = wire[12:end + 5] if wire[4:6] == b"\x00\x01" and end + 5 <= len(wire) and not wire[end] else b""
+    edns = wire[10:12] != b"\x00\x00" and wire[-11:-8] == b"\x00\x00\x29" and wire[-2:] == b"\x00\x00"
+    return dnsmsg.error_reply(wire[:4], question, dnsmsg.SERVFAIL, dnsmsg.PAYLOAD if edns else 0)
+
+
+def send_tcp_reply(conn: _TcpConnection, wire: bytes) -> None:
+    conn.send(wire)
 
 
 class UpstreamSockets:

@@ -72,6 +72,7 @@ class ResolverService:
         self.stub = Stub(self._settings(cfg, self.selection), Cache(cfg.cache_size, cfg.stale_max_age), _random_id)
         self._udp: list[dnsio.UdpListener] = []
         self._tcp: list[dnsio.TcpListener] = []
+        self._tcp_pool = dnsio.TcpPool(self._tcp_limits(cfg))
         self._upstream_io: dnsio.UpstreamSockets | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -90,7 +91,7 @@ class ResolverService:
         self._upstream_io = dnsio.UpstreamSockets(self._loop, self._upstream_reply, self._upstream_failed)
         for endpoint, udp, tcp in bound:
             self._udp.append(dnsio.UdpListener(self._loop, udp, self.stub.fast_answer, self._udp_query))
-            listener = dnsio.TcpListener(tcp, self._tcp_query)
+            listener = dnsio.TcpListener(tcp, self._tcp_query, self._tcp_pool)
             await listener.start()
             self._tcp.append(listener)
             self.listening.append(str(endpoint))
@@ -130,6 +131,7 @@ class ResolverService:
         self.sources.poll()
         self._apply_sources()
         self.stub.cache.resize(cfg.cache_size, cfg.stale_max_age)
+        self._tcp_pool.limits = self._tcp_limits(cfg)
         self._watched.clear()
         if self._loop is not None:
             self._check_files(force=True)
@@ -137,7 +139,8 @@ class ResolverService:
     # --- questions from the daemon
 
     def status(self) -> dict:
-        return {"listen": list(self.listening), **self.stub.status(), "sources": self.sources.status()}
+        return {"listen": list(self.listening), **self.stub.status(), "tcp": self._tcp_pool.status(),
+                "sources": self.sources.status()}
 
     def set_rewritten_resolv_conf(self, record: sources.SourceRecord | None) -> None:
         """Nameservers another program wrote into /etc/resolv.conf: one more source (the daemon's guard)."""
@@ -329,6 +332,10 @@ class ResolverService:
             self.log.info("upstreams now: %s", describe(selection) or "none")
         if self._on_upstreams is not None:
             self._on_upstreams(selection)
+
+    @staticmethod
+    def _tcp_limits(cfg: ResolverConfig) -> dnsio.TcpLimits:
+        return dnsio.TcpLimits(cfg.tcp_connections, cfg.tcp_idle_timeout, cfg.tcp_output_queue)
 
     @staticmethod
     def _settings(cfg: ResolverConfig, selection: sources.Selection) -> StubSettings:

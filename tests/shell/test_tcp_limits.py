@@ -1,0 +1,238 @@
+"""Client TCP limits (RFC 7766 sections 6.2 and 10) on real loopback sockets, no root needed.
+
+A ``TcpListener`` with a stand-in for the core: ``Core.handle`` answers
+every query-shaped message with a reply of ``size`` bytes at once, or keeps
+it for ``answer_later`` when ``hold`` is set (a cache miss).  Clients are
+blocking sockets driven from a thread, so the listener's loop runs freely.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+import time
+
+import dns.message
+import dns.rcode
+import pytest
+
+from bootres.shell import dnsio
+
+QUERY = dns.message.make_query("www.example.test", "A").to_wire()
+
+
+def frame(message: bytes) -> bytes:
+    return struct.pack(">H", len(message)) + message
+
+
+class Core:
+    def __init__(self, size: int = 100, hold: bool = False):
+        self.size, self.hold = size, hold
+        self.handled = 0
+        self.held: list = []
+
+    def handle(self, data: bytes, conn, host: str) -> None:
+        self.handled += 1
+        if len(data) < 12:
+            return  # like the core: no whole header, dropped
+        if self.hold:
+            self.held.append((conn, data))
+        else:
+            dnsio.send_tcp_reply(conn, self.reply(data))
+
+    def reply(self, data: bytes) -> bytes:
+        return data[:2] + b"\x81\x80" + bytes(self.size - 4)
+
+    def answer_later(self) -> None:
+        for conn, data in self.held:
+            dnsio.send_tcp_reply(conn, self.reply(data))
+        self.held.clear()
+
+
+def run(limits: dnsio.TcpLimits, core: Core, clients, timeout: float = 20.0):
+    """Serve on 127.0.0.1 while ``clients(port, pool)`` runs in a thread; returns its result and the pool."""
+
+    async def main():
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(dnsio.TCP_BACKLOG)
+        pool = dnsio.TcpPool(limits)
+        listener = dnsio.TcpListener(sock, core.handle, pool)
+        await listener.start()
+        try:
+            result = await asyncio.wait_for(asyncio.to_thread(clients, sock.getsockname()[1], pool), timeout)
+        finally:
+            await listener.close()
+        return result, pool
+
+    return asyncio.run(main())
+
+
+def connect(port: int, timeout: float = 5.0, rcvbuf: int | None = None) -> socket.socket:
+    """``rcvbuf``: a small receive buffer, set before connecting (the window is agreed then)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if rcvbuf:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.settimeout(timeout)
+    sock.connect(("127.0.0.1", port))
+    return sock
+
+
+def read_frame(sock: socket.socket) -> bytes:
+    def exactly(n: int) -> bytes:
+        data = b""
+        while len(data) < n:  # bounded by the socket timeout
+            chunk = sock.recv(n - len(data))
+            if not chunk:
+                raise ConnectionResetError("closed")
+            data += chunk
+        return data
+
+    return exactly(struct.unpack(">H", exactly(2))[0])
+
+
+def closed_by_server(sock: socket.socket, within: float) -> float | None:
+    """Seconds until the server closed ``sock`` (EOF or reset), None if not within ``within``."""
+    started = time.monotonic()
+    sock.settimeout(within)
+    try:
+        while True:  # bounded by the timeout; a closed socket ends it
+            if not sock.recv(65536):
+                return time.monotonic() - started
+    except (ConnectionResetError, BrokenPipeError):
+        return time.monotonic() - started
+    except socket.timeout:
+        return None
+
+
+def ask(sock: socket.socket, qid: int) -> bytes:
+    sock.sendall(frame(struct.pack(">H", qid) + QUERY[2:]))
+    return read_frame(sock)
+
+
+def test_a_new_connection_closes_the_least_recently_active_one():
+    def clients(port, pool):
+        silent = [connect(port) for _ in range(3)]
+        asker = connect(port)
+        assert ask(asker, 1)[:2] == b"\x00\x01"  # now the most recently active
+        for sock in silent:
+            sock.sendall(frame(b"\x00\x00"))  # not a query: no activity
+        newcomer = connect(port)
+        reply = ask(newcomer, 2)
+        first_gone = closed_by_server(silent[0], 2.0)
+        others_open = [closed_by_server(sock, 0.2) for sock in silent[1:]]
+        reply_again = ask(asker, 3)
+        return reply, first_gone, others_open, reply_again
+
+    (reply, first_gone, others_open, reply_again), pool = run(dnsio.TcpLimits(4, 30.0, 1 << 20), Core(), clients)
+    assert reply[:2] == b"\x00\x02" and reply_again[:2] == b"\x00\x03"
+    assert first_gone is not None and others_open == [None, None]
+    assert pool.counts["evicted"] == 1 and pool.counts["accepted"] == 5
+
+
+def test_a_trickle_of_bytes_or_tiny_messages_does_not_hold_a_connection():
+    idle = 0.6
+
+    def clients(port, pool):
+        tiny, slow, asker = connect(port), connect(port), connect(port)
+        slow.sendall(struct.pack(">H", 200))  # a message that never completes
+        started = time.monotonic()
+        closed = {}
+        for i in range(40):  # 40 rounds of 0.05 s: 2 s, more than three idle timeouts
+            for name, sock, data in (("tiny", tiny, frame(b"\x00\x00")), ("slow", slow, b"x")):
+                if name not in closed:
+                    try:
+                        sock.send(data)
+                    except OSError:
+                        closed[name] = time.monotonic() - started
+            if i % 4 == 0:
+                ask(asker, i)  # a real client asking every 0.2 s stays
+            time.sleep(0.05)
+        return closed, ask(asker, 99)
+
+    (closed, last), pool = run(dnsio.TcpLimits(16, idle, 1 << 20), Core(), clients)
+    assert set(closed) == {"tiny", "slow"}, closed
+    assert all(seconds < idle + 0.5 for seconds in closed.values()), closed
+    assert last[:2] == b"\x00\x63"
+    assert pool.counts["idle_closed"] == 2
+
+
+def test_a_client_that_does_not_read_stops_being_read_then_gets_every_answer_when_it_does():
+    size, queries, queue = 10_000, 3000, 131072
+    core = Core(size)
+
+    def clients(port, pool):
+        sock = connect(port, timeout=10, rcvbuf=4096)  # small kernel buffers: backpressure sooner
+        sock.sendall(b"".join(frame(struct.pack(">H", i) + QUERY[2:]) for i in range(queries)))
+        time.sleep(0.5)
+        stalled = core.handled
+        [conn] = list(pool)
+        waiting = conn.transport.get_write_buffer_size()
+        ids = [struct.unpack(">H", read_frame(sock)[:2])[0] for _ in range(queries)]
+        return stalled, waiting, ids
+
+    (stalled, waiting, ids), pool = run(dnsio.TcpLimits(16, 10.0, queue), core, clients)
+    print(f"\nnot reading: {stalled} of {queries} queries read, {waiting} bytes waiting in the transport")
+    assert stalled < queries // 2
+    assert waiting <= queue
+    assert ids == list(range(queries))  # reading resumed, in order, nothing lost
+    assert pool.counts["backpressured"] >= 1 and pool.counts["overflow_closed"] == 0
+
+
+def test_a_client_blocked_past_the_idle_timeout_is_closed():
+    def clients(port, pool):
+        sock = connect(port, rcvbuf=4096)
+        sock.sendall(b"".join(frame(struct.pack(">H", i) + QUERY[2:]) for i in range(2000)))
+        return closed_by_server(sock, 5.0)
+
+    gone, pool = run(dnsio.TcpLimits(16, 0.5, 131072), Core(10_000), clients)
+    assert gone is not None and gone < 2.0
+    assert pool.counts["backpressured"] >= 1 and pool.counts["idle_closed"] == 1
+
+
+def test_answers_that_would_overflow_the_output_queue_close_the_connection():
+    core = Core(60_000, hold=True)  # misses: read at full speed, answered later all at once
+
+    def clients(port, pool):
+        sock = connect(port, rcvbuf=4096)
+        sock.sendall(b"".join(frame(struct.pack(">H", i) + QUERY[2:]) for i in range(200)))
+        deadline = time.monotonic() + 5
+        while len(core.held) < 200 and time.monotonic() < deadline:  # bounded: 5 s
+            time.sleep(0.01)
+        pool._loop.call_soon_threadsafe(core.answer_later)  # on the loop's thread, as the core would
+        return closed_by_server(sock, 5.0)
+
+    gone, pool = run(dnsio.TcpLimits(16, 10.0, 131072), core, clients)
+    assert gone is not None
+    assert pool.counts["overflow_closed"] == 1 and len(pool) == 0
+
+
+@pytest.mark.parametrize("edns", [False, True])
+def test_an_answer_too_big_to_frame_becomes_servfail(edns):
+    query = dns.message.make_query("big.example.test", "TXT", use_edns=0 if edns else None)
+    query.id = 0x4242
+    opt = b"\x00\x00\x29\x04\xd0\x00\x00\x00\x00\x00\x00"
+    question = query.to_wire()[12:12 + len(b"\x03big\x07example\x04test\x00") + 4]
+
+    class Oversized(Core):
+        def reply(self, data):
+            if data[:2] != b"\x42\x42":
+                return super().reply(data)
+            # 65,525 bytes of answer and then our OPT: the framing limit plus one.
+            body = bytes(65_536 - 12 - len(question) - (len(opt) if edns else 0))
+            header = data[:2] + struct.pack(">HHHHH", 0x8180, 1, 1, 0, 1 if edns else 0)
+            return header + question + body + (opt if edns else b"")
+
+    def clients(port, pool):
+        sock = connect(port)
+        sock.sendall(frame(query.to_wire()))
+        first = read_frame(sock)
+        return first, ask(sock, 7)  # the connection still works
+
+    (first, after), pool = run(dnsio.TcpLimits(16, 10.0, 1 << 20), Oversized(), clients)
+    reply = dns.message.from_wire(first)
+    assert query.is_response(reply) and reply.rcode() == dns.rcode.SERVFAIL
+    assert (reply.edns == 0) if edns else (reply.edns == -1)
+    assert after[:2] == b"\x00\x07"
+    assert pool.counts["oversized"] == 1
