@@ -59,7 +59,7 @@ def state_dir_of(path: str) -> str:
     found = config.SCHEMA["service"]["state_dir"].default
     for source in [path, *config.conf_d_paths(path)]:
         try:
-            with open(source, encoding="utf-8") as handle:
+            with open(source, encoding="utf-8", newline="") as handle:  # lines as config.load reads them
                 setting = config.read_ini(source, handle.read(), []).get(("service", "state_dir"))
             if setting:
                 found = config.parse_path(setting.value)

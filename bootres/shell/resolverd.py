@@ -279,7 +279,8 @@ class ResolverService:
             entries = []
             for path in self.cfg.hosts_files:
                 try:
-                    with open(path, encoding="utf-8", errors="replace") as handle:
+                    # newline="": a lone \r is a blank to glibc, not a line break
+                    with open(path, encoding="utf-8", errors="replace", newline="") as handle:
                         entries += parse_hosts(handle.read())
                 except OSError:
                     continue  # a missing hosts file answers nothing
