@@ -554,16 +554,17 @@ def target_resolvconf(data: bytes) -> None:
     for word in parsed.search + parsed.options:
         check(word and not re.search(r"[ \t\r\n]", word), "a word with a blank", word)
     check(parsed.nameserver_lines >= len(parsed.nameservers), "more nameservers than nameserver lines", text)
-    managed = resolvconf.render(text, _LISTEN)
+    managed = resolvconf.render_managed(_LISTEN, parsed.search, parsed.options)
     check(resolvconf.parse(managed).nameservers == ("127.0.0.35",), "the managed file names other nameservers",
           text, managed)
-    check(resolvconf.is_managed(managed), "the managed file is not recognised as bootres's", managed)
+    check(managed.startswith(resolvconf.MARKER) and resolvconf.is_bootres(managed),
+          "the managed file is not recognised as bootres's", managed)
     stopped = resolvconf.render_stopped(list(parsed.nameservers), parsed.search, parsed.options)
     again = resolvconf.parse(stopped)
     check((again.nameservers, again.search, again.options)
           == (parsed.nameservers[:resolvconf.MAXNS], parsed.search, tuple(dict.fromkeys(parsed.options))),
           "the stopped file does not read back", text, stopped)
-    check(resolvconf.is_bootres(stopped) and not resolvconf.is_managed(stopped), "stopped file not recognised")
+    check(resolvconf.is_bootres(stopped) and stopped.startswith(resolvconf.STOPPED_MARKER), "stopped file not recognised")
     # Last, so that this one does not hide the checks above.
     check(len(set(parsed.options)) == len(parsed.options), "duplicate options (ResolvConf.options promises none)",
           parsed.options)

@@ -29,7 +29,6 @@ STOPPED_HEADER = (
     f"{STOPPED_MARKER}: the nameservers it was using, asked directly.",
     "# bootres takes this file over again when it starts; see `bootres status`.",
 )
-KEPT = ("search", "domain", "options", "sortlist")
 KEYWORDS = ("nameserver", "search", "domain", "options", "sortlist")
 ADDED_OPTIONS = ("edns0", "trust-ad")
 MAXNS = 3  # resolv.conf(5): the C library reads at most three nameserver lines
@@ -102,19 +101,9 @@ def _is_ip_address(text: str) -> bool:
     return True
 
 
-def is_managed(text: str) -> bool:
-    """bootres's file for while it runs is in place."""
-    return any(line.startswith(MARKER) for line in text.splitlines())
-
-
 def is_bootres(text: str) -> bool:
     """Either file bootres writes: the managed one or the one it leaves when it stops."""
     return any(line.startswith((MARKER, STOPPED_MARKER)) for line in text.splitlines())
-
-
-def nameservers(text: str) -> list[str]:
-    """The nameserver addresses of a resolv.conf, in order, without duplicates."""
-    return list(parse(text).nameservers)
 
 
 def _listen_servers(listen: list[tuple[str, int]]) -> list[str]:
@@ -131,20 +120,6 @@ def _listen_servers(listen: list[tuple[str, int]]) -> list[str]:
 def _options_line(options: tuple[str, ...] | list[str], added: tuple[str, ...] = ()) -> list[str]:
     words = list(dict.fromkeys([*options, *added]))
     return [f"options {' '.join(words)}"] if words else []
-
-
-def render(original: str, listen: list[tuple[str, int]]) -> str:
-    """The managed file keeping the original's search, domain and sortlist lines as they are.
-
-    ``listen`` is (address, port) pairs; raises ValueError when none is on port 53.
-    """
-    lines = list(HEADER) + [f"nameserver {host}" for host in _listen_servers(listen)]
-    for line in original.split("\n"):
-        words = _words(line)
-        if words and words[0] in KEPT and words[0] != "options":
-            lines.append(line.rstrip())
-    lines += _options_line(parse(original).options, ADDED_OPTIONS)
-    return "\n".join(lines) + "\n"
 
 
 def render_managed(listen: list[tuple[str, int]], search: tuple[str, ...], options: tuple[str, ...]) -> str:

@@ -178,13 +178,3 @@ class Upstreams:
         # query leaves first, which is still tens of microseconds of socket setup.
         alive.sort(key=lambda u: (u.srtt is None, u.srtt or 0.0))
         return alive, probes
-
-
-def parse_resolv_conf(text: str) -> list[str]:
-    """The ``nameserver`` addresses of a resolv.conf-format file, in order."""
-    servers = []
-    for line in text.splitlines():
-        words = line.split()
-        if len(words) >= 2 and words[0] == "nameserver":
-            servers.append(words[1])
-    return servers

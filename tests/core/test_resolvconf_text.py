@@ -17,33 +17,33 @@ options rotate timeout:1 edns0
 """
 
 
-def test_points_at_listen_and_keeps_search_and_options():
-    text = resolvconf.render(ORIGINAL, [("127.0.0.35", 53)])
+def test_managed_file_points_at_listen_with_the_sources_search_and_the_original_options():
+    original = resolvconf.parse(ORIGINAL)
+    text = resolvconf.render_managed([("127.0.0.35", 53)], ("lease.test",), original.options)
     assert text.splitlines()[2:] == [
         "nameserver 127.0.0.35",
-        "domain example.test",
-        "search example.test corp.example.test",
+        "search lease.test",
         "options rotate timeout:1 edns0 trust-ad",
     ]
-    assert resolvconf.is_managed(text) and not resolvconf.is_managed(ORIGINAL)
-    assert resolvconf.nameservers(text) == ["127.0.0.35"]
+    assert text.startswith(resolvconf.MARKER) and resolvconf.is_bootres(text) and not resolvconf.is_bootres(ORIGINAL)
+    assert resolvconf.parse(text).nameservers == ("127.0.0.35",)
 
 
 def test_original_nameservers_without_duplicates():
-    assert resolvconf.nameservers(ORIGINAL) == ["198.18.0.10", "198.18.0.11"]
+    assert resolvconf.parse(ORIGINAL).nameservers == ("198.18.0.10", "198.18.0.11")
 
 
 def test_only_port_53_listen_addresses_can_be_named():
-    text = resolvconf.render("", [("127.0.0.35", 5353), ("::1", 53), ("127.0.0.36", 53)])
-    assert resolvconf.nameservers(text) == ["::1", "127.0.0.36"]
+    text = resolvconf.render_managed([("127.0.0.35", 5353), ("::1", 53), ("127.0.0.36", 53)], (), ())
+    assert resolvconf.parse(text).nameservers == ("::1", "127.0.0.36")
     assert text.endswith("options edns0 trust-ad\n")
     with pytest.raises(ValueError):
-        resolvconf.render("", [("127.0.0.35", 5353)])
+        resolvconf.render_managed([("127.0.0.35", 5353)], (), ())
 
 
 def test_at_most_three_nameservers():
     listen = [(f"127.0.0.{n}", 53) for n in range(30, 35)]
-    assert len(resolvconf.nameservers(resolvconf.render("", listen))) == resolvconf.MAXNS
+    assert len(resolvconf.parse(resolvconf.render_managed(listen, (), ())).nameservers) == resolvconf.MAXNS
 
 
 # --- the parser
@@ -93,7 +93,7 @@ def test_is_bootres_knows_both_files():
     managed = resolvconf.render_managed([("127.0.0.35", 53)], (), ())
     stopped = resolvconf.render_stopped(["198.18.0.10"], (), ())
     assert resolvconf.is_bootres(managed) and resolvconf.is_bootres(stopped)
-    assert resolvconf.is_managed(managed) and not resolvconf.is_managed(stopped)
+    assert managed.startswith(resolvconf.MARKER) and stopped.startswith(resolvconf.STOPPED_MARKER)
     assert not resolvconf.is_bootres(ORIGINAL)
     assert not resolvconf.is_bootres("nameserver 1.2.3.4 # managed by bootres\n")
 

@@ -4,7 +4,7 @@ import pytest
 
 from bootres.core import upstreams
 from bootres.core.effects import INFO, WARNING, Log
-from bootres.core.upstreams import Upstream, Upstreams, parse_resolv_conf
+from bootres.core.upstreams import Upstream, Upstreams
 
 
 def make(*labels):
@@ -108,8 +108,3 @@ def test_status_says_where_an_upstream_came_from_and_what_it_serves():
     u.answered(0.002, 0.0)
     assert u.status() == {"address": "198.18.0.12:53", "source": "networkd vpn0", "domains": ["corp.test"],
                           "state": "up", "srtt_ms": 2.0, "queries": 0, "wins": 0, "timeouts": 0, "bad_replies": 0}
-
-
-def test_resolv_conf_nameservers_in_order():
-    text = "# comment\nsearch example.test\nnameserver 198.18.0.10\nnameserver  2001:db8::1 \noptions edns0\n"
-    assert parse_resolv_conf(text) == ["198.18.0.10", "2001:db8::1"]
