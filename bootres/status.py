@@ -179,6 +179,7 @@ def render_human(report: dict) -> str:
                                 for r in resolver.get("routes", [])])
     _field(lines, "Sources", [
         f"{s['name']}: {' '.join(s['nameservers']) or 'no nameserver'}" + (f" ({s['error']})" if s.get("error") else "")
+        + (" (not used)" if s.get("in_use") is False else "")
         for s in resolver.get("sources", [])
     ])
 

@@ -20,10 +20,10 @@ Pure: text, the symlink target and ``now`` in, a verdict out.
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 
 from bootres.core import resolvconf
+from bootres.core.sources import is_loopback
 
 FIGHT_LIMIT = 5
 FIGHT_WINDOW = 300.0  # seconds
@@ -45,17 +45,10 @@ def classify(text: str, link_target: str | None, own: frozenset[str]) -> Verdict
     parsed = resolvconf.parse(text)
     says = next((line.strip() for line in text.splitlines() if line.startswith("#")), "")[:120]
     servers = tuple(parsed.nameservers)
-    local = [ns for ns in servers if _is_loopback(ns) and ns not in own]
+    local = [ns for ns in servers if is_loopback(ns) and ns not in own]  # parse keeps only addresses
     if (link_target or "").startswith(RESOLVED_TARGETS) or (servers and len(local) == len(servers)):
         return Verdict("local-stub", servers, says)
     return Verdict("foreign", servers, says)
-
-
-def _is_loopback(text: str) -> bool:
-    try:
-        return ipaddress.ip_address(text.split("%", 1)[0]).is_loopback
-    except ValueError:
-        return False
 
 
 class FightCounter:

@@ -268,7 +268,8 @@ def read_networkd_link(name: str, origin: str, data: bytes) -> tuple[SourceRecor
     return SourceRecord("networkd", name, origin, tuple(servers), search, routing, default_route), warnings
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """A loopback address, also as an IPv4-mapped IPv6 one (``::ffff:127.0.0.1``); ``host`` is a valid address."""
     address = ipaddress.ip_address(host)
     if address.version == 6 and address.ipv4_mapped is not None:
         return address.ipv4_mapped.is_loopback
@@ -291,7 +292,7 @@ def _upstream_servers(record: SourceRecord, own: frozenset[Address], warnings: l
             warnings.append(_loop_warning(record.name, address))
             continue
         try:
-            loopback = _is_loopback(address[0])
+            loopback = is_loopback(address[0])
         except ValueError:
             warnings.append(f"{record.name}: nameserver {address[0][:80]!r} is not an IP address: not used")
             continue

@@ -33,6 +33,8 @@ import struct
 import time
 
 from bootres import __version__, config, status
+from bootres.core import resolvconf
+from bootres.core.sources import is_loopback
 from bootres.shell import control, sd
 from bootres.shell.fileio import atomic_write
 from bootres.shell.resolvconf import ManagedResolvConf
@@ -435,13 +437,7 @@ class Daemon:
 
 def _classic_nameservers(routing) -> list[str]:
     """What a classic resolv.conf can name of the default upstreams: port 53, not loopback, at most three."""
-    import ipaddress
-
-    found = []
-    for host, port in routing.default:
-        if port == 53 and not ipaddress.ip_address(host.split("%", 1)[0]).is_loopback:
-            found.append(host)
-    return found[:3]
+    return [host for host, port in routing.default if port == 53 and not is_loopback(host)][:resolvconf.MAXNS]
 
 
 def _no_router(cfg: config.RouterConfig) -> dict:

@@ -139,8 +139,9 @@ class ResolverService:
     # --- questions from the daemon
 
     def status(self) -> dict:
+        used = set(self.selection.used)  # a static list stands by while a dynamic source has nameservers
         return {"listen": list(self.listening), **self.stub.status(), "tcp": self._tcp_pool.status(),
-                "sources": self.sources.status()}
+                "sources": [{**entry, "in_use": entry["name"] in used} for entry in self.sources.status()]}
 
     def set_rewritten_resolv_conf(self, record: sources.SourceRecord | None) -> None:
         """Nameservers another program wrote into /etc/resolv.conf: one more source (the daemon's guard)."""

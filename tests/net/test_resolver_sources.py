@@ -90,11 +90,13 @@ def test_split_dns_from_networkd_and_dhclient_sources(split_lab, tmp_path):
     conf = resolver_config(tmp_path, upstreams="", upstreams_file="")
     resolver = ResolverProcess(host, conf, tmp_path, sources_under=root)
     corp_test(default_fake, Client(host))
-    upstreams = {u["address"]: u for u in resolver.status()["upstreams"]}
+    status = resolver.status()
+    upstreams, resolver_sources = {u["address"]: u for u in status["upstreams"]}, status["sources"]
     assert resolver.stop() == 0
     assert upstreams[f"{DEFAULT}:53"]["source"] == "dhclient eth0"
     assert upstreams[f"{INTERNAL}:53"]["source"].startswith("networkd")
     assert upstreams[f"{INTERNAL}:53"]["domains"] == ["corp.test"]
+    assert all(source["in_use"] for source in resolver_sources)
 
 
 def test_a_new_lease_is_in_use_within_a_second_and_the_cache_stays(lab, tmp_path):

@@ -18,9 +18,12 @@ RESOLVER = {
     ],
     "routes": [{"domain": "example.test", "upstreams": ["198.18.0.10:53"]},
                {"domain": "corp.test", "upstreams": ["198.18.0.11:5353"]}],
-    "sources": [{"name": "dhclient eth0", "path": "/run/bootres/dhclient/eth0.inet", "nameservers": ["198.18.0.10"]},
+    "sources": [{"name": "dhclient eth0", "path": "/run/bootres/dhclient/eth0.inet", "nameservers": ["198.18.0.10"],
+                 "in_use": True},
                 {"name": "networkd eth1", "path": "/run/systemd/netif/links/3", "nameservers": [],
-                 "error": "not UTF-8"}],
+                 "error": "not UTF-8"},
+                {"name": "file /etc/bootres/upstream-resolv.conf", "path": "/etc/bootres/upstream-resolv.conf",
+                 "nameservers": ["198.18.0.9"], "in_use": False}],
 }
 ROUTER = {
     "discovery": True,
@@ -107,6 +110,7 @@ Resolv.conf: /etc/resolv.conf points at bootres (original saved in /var/lib/boot
              corp.test -> 198.18.0.11:5353
     Sources: dhclient eth0: 198.18.0.10
              networkd eth1: no nameserver (not UTF-8)
+             file /etc/bootres/upstream-resolv.conf: 198.18.0.9 (not used)
 Default via: 198.18.1.1 dev eth0 (rdisc, pref 0, expires in 29 min)
     Routers: 198.18.1.2  eth0  pref -5  expires in 10 min
       Files: /etc/defaultrouter 198.18.1.1
