@@ -1,10 +1,10 @@
-"""Netlink through pyroute2: links, addresses, and bootres's default route.
+"""Netlink through pyroute2: links, addresses, default routes, and bootres's default route.
 
 The only module that imports pyroute2.  Every call here blocks (briefly);
-``RouterService`` runs them on one worker thread, which also keeps them in
-order and keeps pyroute2 0.9's own event loop out of ours.  The calls used
-exist with the same meaning in pyroute2 0.7.2 (Debian 12) and the newest
-releases: ``IPRoute.get_links/get_addr/get_routes/route``.
+``NetlinkWatch`` (bootres/shell/netwatch.py) runs them on one worker thread,
+which also keeps them in order and keeps pyroute2 0.9's own event loop out
+of ours.  The calls used exist with the same meaning in pyroute2 0.7.2
+(Debian 12) and the newest releases: ``IPRoute.get_links/get_addr/get_routes/route``.
 
 bootres's routes carry protocol 9 (RTPROT_RA).  Deletion always names that
 protocol, which the kernel matches, and only deletes routes a fresh dump
@@ -33,11 +33,16 @@ _IFF_BROADCAST = 0x2
 _IFF_LOOPBACK = 0x8
 _IFF_MULTICAST = 0x1000
 _RT_SCOPE_UNIVERSE = 0
+_RTN_UNICAST = 1
+# linux/if_addr.h: an IPv6 address that cannot, or should not, name this host:
+# a privacy address (changes daily), one still in or failed duplicate
+# address detection, or one being phased out.
+_IFA_F_UNUSABLE = 0x01 | 0x08 | 0x20 | 0x40  # TEMPORARY | DADFAILED | DEPRECATED | TENTATIVE
 
 
 @dataclass(frozen=True)
 class Link:
-    """An interface as netlink describes it, with its IPv4 addresses."""
+    """An interface as netlink describes it, with its IPv4 addresses and its stable global IPv6 ones."""
 
     index: int
     name: str
@@ -46,13 +51,28 @@ class Link:
     broadcast: bool
     multicast: bool
     addresses: tuple[ipaddress.IPv4Interface, ...]
+    addresses6: tuple[ipaddress.IPv6Interface, ...] = ()
+
+
+@dataclass(frozen=True)
+class DefaultRoute6:
+    """An IPv6 default route of the main table: the kernel's own (learned from RAs, proto 9) or configured."""
+
+    gateway: ipaddress.IPv6Address | None
+    ifindex: int | None
+    proto: int
+    metric: int
 
 
 @dataclass(frozen=True)
 class Snapshot:
+    """What the kernel says now; equal snapshots mean nothing bootres looks at changed."""
+
     links: tuple[Link, ...]
     default_routes: tuple[KernelRoute, ...]  # IPv4 defaults of the main table, any protocol
     primary_address: ipaddress.IPv4Address | None
+    default_routes6: tuple[DefaultRoute6, ...] = ()
+    primary_address6: ipaddress.IPv6Address | None = None
 
 
 class Netlink:
@@ -79,6 +99,12 @@ class Netlink:
             if local:
                 iface = ipaddress.IPv4Interface(f"{local}/{msg['prefixlen']}")
                 addresses.setdefault(msg["index"], []).append((iface, msg["scope"]))
+        addresses6: dict[int, list[ipaddress.IPv6Interface]] = {}
+        for msg in ipr.get_addr(family=socket.AF_INET6):
+            flags = msg.get_attr("IFA_FLAGS") or msg["flags"]  # IFA_FLAGS has the 32-bit flags where present
+            local = msg.get_attr("IFA_ADDRESS")
+            if local and msg["scope"] == _RT_SCOPE_UNIVERSE and not flags & _IFA_F_UNUSABLE:
+                addresses6.setdefault(msg["index"], []).append(ipaddress.IPv6Interface(f"{local}/{msg['prefixlen']}"))
         links = []
         for msg in ipr.get_links():
             flags = msg["flags"]
@@ -91,10 +117,13 @@ class Netlink:
                     broadcast=bool(flags & _IFF_BROADCAST),
                     multicast=bool(flags & _IFF_MULTICAST),
                     addresses=tuple(a for a, _ in addresses.get(msg["index"], [])),
+                    addresses6=tuple(addresses6.get(msg["index"], ())),
                 )
             )
         routes = self._default_routes(ipr)
-        return Snapshot(tuple(links), tuple(r for r, _, _ in routes), _primary(routes, addresses))
+        routes6 = _default_routes6(ipr)
+        return Snapshot(tuple(links), tuple(r for r, _, _ in routes), _primary(routes, addresses),
+                        routes6, _primary6(routes6, addresses6))
 
     def _default_routes(self, ipr: IPRoute) -> list[tuple[KernelRoute, int, str | None]]:
         """(route, metric, preferred source) of every IPv4 default route in the main table."""
@@ -142,6 +171,33 @@ class Netlink:
         if route.gateway is not None:
             spec["gateway"] = str(route.gateway)
         ipr.route("del", **spec)
+
+
+def _default_routes6(ipr: IPRoute) -> tuple[DefaultRoute6, ...]:
+    """Every unicast IPv6 default route in the main table, lowest metric first."""
+    found = []
+    for msg in ipr.get_routes(family=socket.AF_INET6):
+        table = msg.get_attr("RTA_TABLE") or msg["table"]
+        if msg["dst_len"] != 0 or table != MAIN_TABLE or msg["type"] != _RTN_UNICAST:
+            continue
+        gateway = msg.get_attr("RTA_GATEWAY")
+        found.append(DefaultRoute6(
+            gateway=ipaddress.IPv6Address(gateway) if gateway else None,
+            ifindex=msg.get_attr("RTA_OIF"),
+            proto=msg["proto"],
+            metric=msg.get_attr("RTA_PRIORITY") or 0,
+        ))
+    return tuple(sorted(found, key=lambda route: route.metric))
+
+
+def _primary6(routes: tuple[DefaultRoute6, ...], addresses: dict[int, list[ipaddress.IPv6Interface]]):
+    """This host's IPv6 address: a stable global one on the default route's interface, else the first one."""
+    for route in routes:
+        if addresses.get(route.ifindex):
+            return addresses[route.ifindex][0].ip
+    for index in sorted(addresses):
+        return addresses[index][0].ip
+    return None
 
 
 def _primary(routes, addresses) -> ipaddress.IPv4Address | None:
