@@ -30,6 +30,7 @@ import os
 import signal
 import socket
 import struct
+import sys
 import time
 
 from bootres import __version__, config, status
@@ -45,6 +46,7 @@ GUARD_INTERVAL = 0.5  # how soon another program's rewrite of /etc/resolv.conf i
 CACHE_SAVE_INTERVAL = 300.0  # a crash loses at most this much of the cache
 READY_PROBE_TIMEOUT = 20.0  # under TimeoutStartSec=30s in units/bootres.service
 MAX_ERRORS = 20
+_PROBE_QUESTION = b"\x02id\x06server\x00" + struct.pack("!HH", 16, 3)  # id.server TXT CH
 
 
 class StartupFailed(Exception):
@@ -102,6 +104,8 @@ class Daemon:
         self.stop_requested = asyncio.Event()
         self.reload_requested = asyncio.Event()
         self.last_status_line = ""
+        self._metrics_due: tuple[str, str] | None = None  # the next metrics file to write
+        self._metrics_writer: asyncio.Future | None = None
 
     # --- lifecycle
 
@@ -221,6 +225,8 @@ class Daemon:
         if self.resolver is not None:
             await self._quietly("resolver", self.resolver.stop())
         await self._quietly("control socket", self.control.stop())
+        if self._metrics_writer is not None:
+            await self._quietly("metrics file", self._metrics_writer)
 
     async def _quietly(self, what: str, stopping) -> None:
         try:
@@ -233,10 +239,12 @@ class Daemon:
     async def _wait_answering(self) -> None:
         """Send DNS queries to our own listener until one is answered: READY means names work.
 
-        The probe is a bare header with no question: the stub core itself
-        answers it (FORMERR), whatever hosts_files say and whether or not an
-        upstream is up, so it proves the listener and the core without
-        waiting on the network.
+        The probe asks ``id.server`` in class CH, which the stub core answers
+        itself with REFUSED, whether the question is allowed (no class but IN
+        is served) or not (``allow`` need not list the loopback address the
+        probe comes from), whatever hosts_files say and whether or not an
+        upstream is up: it proves the listener and the core without waiting
+        on the network.
         """
         endpoint = self.cfg.resolver.listen[0]
         host = str(endpoint.host)
@@ -244,7 +252,7 @@ class Daemon:
             host = "::1" if endpoint.host.version == 6 else "127.0.0.1"
         family = socket.AF_INET6 if endpoint.host.version == 6 else socket.AF_INET
         # os.urandom, not secrets: that imports hashlib (~4 ms and ~1 MiB before the first answer).
-        probe = os.urandom(2) + struct.pack("!5H", 0x0100, 0, 0, 0, 0)
+        probe = os.urandom(2) + struct.pack("!5H", 0x0100, 1, 0, 0, 0) + _PROBE_QUESTION
         loop = asyncio.get_running_loop()
         deadline = loop.time() + READY_PROBE_TIMEOUT
         with socket.socket(family, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
@@ -335,15 +343,26 @@ class Daemon:
         self._write_metrics(report)
 
     def _write_metrics(self, report: dict) -> None:
+        """Render the metrics file now; write it on a worker thread (only the latest, one write at a time)."""
         path = self.cfg.service.metrics_file
         if not path:
             return
+        self._metrics_due = (path, status.to_prometheus(report))
+        if self._metrics_writer is None:
+            self._metrics_writer = asyncio.ensure_future(self._write_metrics_off_loop())
+
+    async def _write_metrics_off_loop(self) -> None:
         try:
-            atomic_write(path, status.to_prometheus(report))
-        except OSError as exc:
-            self._condition("metrics", f"cannot write {path}: {exc.strerror or exc}", logging.WARNING)
-        else:
-            self._condition("metrics", None)
+            while self._metrics_due is not None:
+                (path, text), self._metrics_due = self._metrics_due, None
+                try:
+                    await asyncio.to_thread(atomic_write, path, text)
+                except OSError as exc:
+                    self._condition("metrics", f"cannot write {path}: {exc.strerror or exc}", logging.WARNING)
+                else:
+                    self._condition("metrics", None)
+        finally:
+            self._metrics_writer = None
 
     def _condition(self, topic: str, message: str | None, level: int = logging.WARNING, suffix: str = "") -> None:
         """Record a standing problem for status (None: it is gone, and so are its lines in ``errors``); log it once."""
@@ -446,6 +465,10 @@ def _no_router(cfg: config.RouterConfig) -> dict:
 
 def run(cfg: config.Config, verbose: bool = False) -> int:
     """The service in the foreground; 0 on a clean stop, 1 when it cannot start."""
+    # Threads hold the interpreter lock for up to this long before the loop
+    # gets it back (default 5 ms): the netlink dumps and file writes on worker
+    # threads must not add milliseconds to an answer.
+    sys.setswitchinterval(0.0005)
     notifier = sd.Notifier()
     log = sd.setup_logging(verbose)
     daemon = Daemon(cfg, notifier, log)

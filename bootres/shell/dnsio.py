@@ -609,6 +609,13 @@ class UpstreamSockets:
 
 
 def _why(exc: OSError) -> str:
-    if exc.errno in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH):
-        return "refused"
+    """How a query to an upstream failed, for "upstream X is down (3 queries in a row ...)"."""
+    if exc.errno == errno.ECONNREFUSED:
+        return "refused"  # an ICMP port unreachable: the host is up, nothing listens
+    # At boot, before any route exists, this is what every query gets: say so,
+    # or an operator looks for a broken nameserver instead of a missing route.
+    if exc.errno == errno.ENETUNREACH:
+        return "unreachable (no route to its network)"
+    if exc.errno == errno.EHOSTUNREACH:
+        return "unreachable (no route to the host)"
     return f"failed ({exc.strerror or exc})"

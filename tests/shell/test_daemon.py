@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 
 import dns.message
+import dns.query
+import dns.rcode
 import pytest
 
 from bootres import cli
@@ -227,6 +229,19 @@ def test_lifecycle_ready_status_query_reload_stop(setup, capsys, tmp_path):
 
     code, _ = cli_run(capsys, "status", "-c", str(conf))
     assert code == 3
+
+
+def test_ready_when_allow_does_not_list_loopback(setup):
+    """The readiness probe comes from loopback; an ``allow`` without it must not fail the start."""
+    conf, notify, start = setup
+    conf.write_text(conf.read_text().replace("allow = 127.0.0.0/8", "allow = 198.18.0.0/15"))
+    daemon = start()
+    notify.expect("READY=1")
+    port = int(conf.read_text().split("listen = 127.0.0.1:")[1].split()[0])
+    reply = dns.query.udp(dns.message.make_query("www.example.test", "A"), "127.0.0.1", timeout=3, port=port)
+    assert dns.rcode.to_text(reply.rcode()) == "REFUSED"  # and loopback is still not allowed
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait() == 0
 
 
 def test_cannot_bind_is_a_one_line_reason(setup, tmp_path):
