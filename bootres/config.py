@@ -29,6 +29,7 @@ from typing import Callable
 from bootres.core.sources import normalize_domain
 
 DEFAULT_PATH = "/etc/bootres/bootres.conf"
+MIN_REFRESH_INTERVAL = 1.0  # [hosts] refresh_interval, seconds
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -80,6 +81,7 @@ class HostsConfig:
     self_entry: bool  # the "self" key; "self" would shadow the convention
     router_names: tuple[str, ...]
     pin: tuple[str, ...]
+    refresh_interval: float  # seconds between DNS lookups of each pinned name
 
 
 @dataclass(frozen=True)
@@ -298,6 +300,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "self": Key("yes", parse_bool, attr="self_entry"),
         "router_names": Key("site-router", _listof(parse_hostname)),
         "pin": Key("", _listof(parse_hostname)),
+        "refresh_interval": Key("5m", parse_duration),
     },
     "router": {
         "discovery": Key("yes", parse_bool),
@@ -460,6 +463,11 @@ def _check_combinations(sections, where, main_path: str) -> list[Problem]:
                 *at("resolver", "stale_answer_after", "timeout"), "stale_answer_after: must be shorter than timeout"
             )
         )
+    hosts = sections["hosts"]
+    if hosts["refresh_interval"] < MIN_REFRESH_INTERVAL:
+        # Each refresh asks every upstream for every pin: a typo such as "5ms" must not flood them.
+        problems.append(Problem(*at("hosts", "refresh_interval"),
+                                f"refresh_interval: must be at least {MIN_REFRESH_INTERVAL:g}s"))
     return problems
 
 

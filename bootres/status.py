@@ -210,6 +210,12 @@ def render_human(report: dict) -> str:
             ]
         ),
     )
+    # The kernel's own IPv6 default routes (from Router Advertisements, DHCPv6, ...): shown, never changed.
+    _field(lines, "IPv6 via", [
+        (r.get("gateway") or "no gateway") + (f" dev {r['interface']}" if r.get("interface") else "")
+        + f" ({r.get('origin')}, metric {r.get('metric')})"
+        for r in router.get("ipv6_default_routes", [])
+    ])
 
     file_lines = []
     for name, entry in sorted(report.get("files", {}).items()):

@@ -381,7 +381,8 @@ def target_rdisc(data: bytes) -> None:
     PacketError (with a reason); an advertisement they read has 1..255
     entries that round-trip through ``bytes()``.  ``RouterDiscovery`` fed the
     raw bytes and a datagram wrapping them (checksum fixed) never raises,
-    and only learns on-link routers that were advertised.
+    and only learns on-link routers that were advertised; the datagram's IP
+    source makes no difference (RFC 1256 section 5.2 does not check it).
     """
     packet = _expect((rdisc.PacketError,), rdisc.IPv4Datagram.from_bytes, data)
     messages = [data, with_checksum(data)]
@@ -398,12 +399,16 @@ def target_rdisc(data: bytes) -> None:
                   message.hex())
             advertised.update(entry.address for entry in advert.entries)
         _expect((rdisc.PacketError,), rdisc.Solicitation.from_bytes, message)
-    discovery = router.RouterDiscovery(solicit=True, install_route=True)
-    discovery.set_interface(_ETH0, 0.0, 0.5)
-    discovery.kernel_routes_observed(())
-    discovery.datagram_received(data, _ETH0.index, 1.0)
-    discovery.datagram_received(ipv4_datagram("198.18.1.1", "224.0.0.1", fixed), _ETH0.index, 2.0)
-    discovery.drain()
+    learned = []
+    for source in ("198.18.1.1", "1.1.18.198"):  # on-link, and off-link as Debian 12's FRR sends it
+        discovery = router.RouterDiscovery(solicit=True, install_route=True)
+        discovery.set_interface(_ETH0, 0.0, 0.5)
+        discovery.kernel_routes_observed(())
+        discovery.datagram_received(data, _ETH0.index, 1.0)
+        discovery.datagram_received(ipv4_datagram(source, "224.0.0.1", fixed), _ETH0.index, 2.0)
+        discovery.drain()
+        learned.append(discovery.status(2.0)["routers"])
+    check(learned[0] == learned[1], "the IP source changed what was learned", data.hex(), learned)
     for address in discovery.routers:
         check(address in advertised and _ETH0.on_link(address), f"learned {address}, not advertised on-link",
               data.hex())
@@ -509,8 +514,10 @@ def target_hosts_block(data: bytes) -> None:
     for entry in entries:
         check(ipaddress.ip_address(entry.address) is not None and str(ipaddress.ip_address(entry.address))
               == entry.address, "block entry address is not canonical", entry)
-        check(entry.names and all(name and not any(c.isspace() or c == "#" for c in name) for name in entry.names),
+        # Fields as glibc splits them: no C blank (\x1c-\x1f and U+0085 are not), no "#", no NUL; A-Z folded.
+        check(entry.names and all(name and not any(c in " \t\n\v\f\r#\x00" for c in name) for name in entry.names),
               "block entry names are not fields", entry)
+        check(all(name == etcfiles.fold(name) for name in entry.names), "block entry names are not folded", entry)
     block = etcfiles.render_block(entries)
     merged = etcfiles.merge_block(text, block)
     check(etcfiles.parse_block(merged) == entries, "the rendered block does not read back", text, merged)

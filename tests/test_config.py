@@ -126,6 +126,8 @@ MISTAKES = [
     ("[resolver]\njust words\n", 2, "expected 'key = value'"),
     ("  indented = 1\n", 1, "indented line continues no key"),
     ("[hosts]\npin = -bad-.example.com\n", 2, "bad host name"),
+    ("[hosts]\nrefresh_interval = often\n", 2, "refresh_interval: bad duration 'often'"),
+    ("[hosts]\npin = a.example.com\nrefresh_interval = 5ms\n", 3, "refresh_interval: must be at least 1s"),
     ("[router]\nstatic = 2001:db8::1\n", 2, "bad IPv4 address"),
     ("[router]\ninterfaces = eth0 a/b\n", 2, "bad interface name"),
 ]
@@ -216,12 +218,26 @@ def test_arbitrary_text_gives_a_config_or_clean_problems(text):
         assert exc.problems and all(re.match(r"^fuzz\.conf:\d+: \S", str(p)) for p in exc.problems)
 
 
+def test_hosts_refresh_interval_defaults_to_five_minutes_and_takes_any_duration(tmp_path):
+    assert config.load(write(tmp_path, "")).hosts.refresh_interval == 300.0
+    assert config.load(write(tmp_path, "[hosts]\nrefresh_interval = 2s\n")).hosts.refresh_interval == 2.0
+    assert config.load(write(tmp_path, "[hosts]\nrefresh_interval = 1h\n")).hosts.refresh_interval == 3600.0
+
+
 # --- bootres check ----------------------------------------------------------------
 
 
 def test_check_accepts_a_good_file(capsys):
     assert cli.main(["check", "-c", str(DATA / "good.conf")]) == 0
     assert "valid" in capsys.readouterr().out
+
+
+def test_check_validates_the_hosts_refresh_interval(tmp_path, capsys):
+    path = write(tmp_path, "[hosts]\n# every 30 seconds\nrefresh_interval = 30ms\n")
+    assert cli.main(["check", "-c", path]) == 2
+    assert capsys.readouterr().out.splitlines() == [f"{path}:3: refresh_interval: must be at least 1s"]
+    path = write(tmp_path, "[hosts]\nrefresh_interval = 30s\n")
+    assert cli.main(["check", "-c", path]) == 0
 
 
 def test_check_reports_three_mistakes_on_lines_3_7_9_and_exits_2(capsys):

@@ -17,12 +17,18 @@ first ``# BEGIN bootres`` line followed by a ``# END bootres`` line; a BEGIN
 without an END is left alone as ordinary text (it might be an admin's
 half-finished edit, and deleting up to the end of the file would lose
 data), and a new block is appended instead.
+
+Lines inside the block are read as glibc's ``files`` backend reads them
+(``hostsdb.parse_hosts``), so what bootres recovers from its block at start
+is exactly what ``getent hosts`` saw there.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+
+from bootres.core.hostsdb import parse_hosts
 
 BEGIN = "# BEGIN bootres"
 END = "# END bootres"
@@ -85,27 +91,38 @@ def merge_block(text: str, block: str) -> str:
     return text + block
 
 
-def parse_block(text: str) -> list[HostsEntry]:
-    """The address lines of the managed block in ``text``; malformed lines are skipped.
+def current_block(text: str) -> str | None:
+    """The managed block in ``text`` exactly as it stands, markers included, or None."""
+    lines = _lines(text)
+    found = _find_block(lines)
+    return None if found is None else "".join(lines[found[0] : found[1] + 1])
 
-    Used at start to recover the last-known addresses of pinned names from
-    the previous run, so they survive a reboot with no nameserver up.
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def fold(name: str) -> str:
+    """A host name as glibc (``strcasecmp``) and DNS compare it: A-Z folded, every other character kept.
+
+    Not ``str.lower()``, which would fold some non-ASCII letters into ASCII
+    ones (U+212A KELVIN SIGN becomes "k").
+    """
+    return name.translate(_ASCII_LOWER)
+
+
+def parse_block(text: str) -> list[HostsEntry]:
+    """The address lines of the managed block in ``text``, names folded (``fold``); what glibc skips is skipped.
+
+    Used at start to recover the last-known addresses of pinned names (and
+    this host's and the router's) from the previous run, so they survive a
+    reboot with no nameserver up.
     """
     lines = _lines(text)
     found = _find_block(lines)
     if found is None:
         return []
-    entries = []
-    for line in lines[found[0] + 1 : found[1]]:
-        fields = line.split("#", 1)[0].split()
-        if len(fields) < 2:
-            continue
-        try:
-            address = ipaddress.ip_address(fields[0])
-        except ValueError:
-            continue
-        entries.append(HostsEntry(str(address), tuple(fields[1:])))
-    return entries
+    block = "".join(lines[found[0] + 1 : found[1]])
+    return [HostsEntry(address, tuple(fold(name) for name in names)) for address, names in parse_hosts(block)]
 
 
 def render_defaultrouter(routers: list | tuple) -> str:
@@ -129,22 +146,17 @@ def parse_defaultrouter(text: str) -> tuple[ipaddress.IPv4Address, ...]:
     return tuple(routers)
 
 
-def self_names(hostname: str, resolv_conf: str = "") -> tuple[str, ...]:
+def self_names(hostname: str, search: tuple[str, ...] | list[str] = ()) -> tuple[str, ...]:
     """This host's names for the block, canonical (fully qualified) first.
 
-    A dotted hostname is its own FQDN.  Otherwise the domain comes from
-    resolv.conf's ``domain`` line, else its first ``search`` domain (as
-    hostname(1) would find it, but without asking DNS, which may be down).
+    A dotted hostname is its own FQDN.  Otherwise the domain is the first
+    search domain (as hostname(1) would find it through resolv.conf, but
+    without asking DNS, which may be down).
     """
     hostname = hostname.strip().rstrip(".")
     if not hostname or hostname == "localhost":
         return ()
     if "." in hostname:
         return (hostname, hostname.split(".", 1)[0])
-    domain = None
-    for line in resolv_conf.splitlines():
-        words = line.split()
-        if len(words) >= 2 and words[0] in ("domain", "search"):
-            if words[0] == "domain" or domain is None:
-                domain = words[1].rstrip(".")
+    domain = search[0].rstrip(".") if search else ""
     return (f"{hostname}.{domain}", hostname) if domain else (hostname,)

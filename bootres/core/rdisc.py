@@ -3,8 +3,10 @@
 Everything here is pure: ``Advertisement.from_bytes`` either returns a
 packet that passed every host-side validity check of RFC 1256 section 5.2
 or raises ``PacketError`` naming the check that failed, so the caller can
-count the drop.  Nothing here knows about interfaces or time; the on-link
-check needs the receiving interface and lives in ``bootres.core.router``.
+count the drop.  Section 5.2 checks the ICMP message only: not the IP
+source address, which nothing here reads.  Nothing here knows about
+interfaces or time; section 5.3's neighbour rule on the advertised Router
+Addresses needs the receiving interface and lives in ``bootres.core.router``.
 
 pyroute2 has an ICMP router-advertisement class, but its field widths are
 wrong (32-bit checksum and lifetime), so the layouts are written out here
@@ -42,11 +44,12 @@ _SOLICITATION = struct.Struct("!BBHI")  # type, code, checksum, reserved
 
 
 class PacketError(ValueError):
-    """The bytes are not a valid packet; ``reason`` is a short, countable label."""
+    """The bytes are not a valid packet; ``reason`` is a short, countable label, ``detail`` the particulars."""
 
     def __init__(self, reason: str, detail: str = ""):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
+        self.detail = detail
 
 
 def checksum(data: bytes) -> int:
@@ -126,12 +129,21 @@ class Advertisement:
 
     @classmethod
     def from_bytes(cls, message: bytes) -> Advertisement:
-        """Parse and validate an ICMP message per RFC 1256 section 5.2.
+        """Parse and validate an ICMP message per RFC 1256 section 5.2, which reads:
 
-        A host must silently discard an advertisement unless its checksum is
-        valid, its code is 0, it is at least 8 octets, Num Addrs >= 1, Addr
-        Entry Size >= 2 and it is at least 8 + Num Addrs * Addr Entry Size * 4
-        octets long.
+            A host MUST silently discard any received Router Advertisement
+            messages that do not satisfy the following validity checks:
+              - ICMP Checksum is valid.
+              - ICMP Code is 0.
+              - ICMP length (derived from the IP length) is 8 or more octets.
+              - Num Addrs is greater than or equal to 1.
+              - Addr Entry Size is greater than or equal to 2.
+              - ICMP length (derived from the IP length) is greater than or
+                equal to 8 + (Num Addrs * Addr Entry Size * 4) octets.
+
+        Those are all the checks: the IP header is not one of them.  The
+        type check comes first only so that a stray message is counted as
+        what it is (the kernel's ICMP_FILTER already lets only type 9 in).
         """
         if len(message) < _ADVERT_HEADER.size:
             raise PacketError("short", f"{len(message)} bytes")

@@ -11,8 +11,16 @@
 - ``timer_fired`` once ``deadline()`` has passed.
 
 and collects effects with ``drain()``: solicitations to send, the default
-route to set or clear, the router list for the stub files, log lines.
-Every method takes ``now`` (monotonic seconds); nothing here reads a clock.
+route to set or clear, the router list for the stub files, log lines
+(``bootres.core.effects.Log``).  Every method takes ``now`` (monotonic
+seconds); nothing here reads a clock.
+
+Which advertisements count is RFC 1256 and nothing more: section 5.2's
+validity checks (``bootres.core.rdisc``), then section 5.3's neighbour
+rule on the advertised Router Addresses.  The IP source address is not
+checked: section 5.2 does not list it, and Debian 12's FRR sends it
+byte-swapped.  Every advertisement dropped is counted by reason and logged
+once per (source address, reason), up to ``DROP_LOG_LIMIT`` lines.
 
 Where the default router comes from, in order (``source`` in status):
 
@@ -23,6 +31,11 @@ Where the default router comes from, in order (``source`` in status):
 3. ``file``: the routers in /etc/defaultrouter from the last boot, until
    the first advertisement arrives (discovery then knows better).
 4. ``static``: the ``static`` setting.
+
+bootres's own route (an IPv4 default of the main table tagged RTPROT_RA)
+is steered only while ``install_route`` is on; with it off, a route of
+ours found in the kernel (a reload, or a restart after one) is removed,
+and turning it back on installs the route again.
 """
 
 from __future__ import annotations
@@ -30,6 +43,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+from bootres.core.effects import INFO, WARNING, Log
 from bootres.core.rdisc import (
     ALL_ROUTERS,
     LIMITED_BROADCAST,
@@ -51,6 +65,13 @@ RTPROT_RA = 9
 # Enough for any real segment (RFC 1256 expects a handful of routers); an
 # advertisement flood past this evicts only routers worse than the newcomer.
 DEFAULT_CAPACITY = 32
+
+# Distinct (source, reason) drops that get a log line of their own.  Forged
+# sources are free to an on-link attacker: past this, drops are only counted.
+DROP_LOG_LIMIT = 64
+
+# linux/rtnetlink.h route protocols, as ``ip route`` names them.
+ROUTE_ORIGINS = {2: "kernel", 3: "boot", 4: "static", RTPROT_RA: "ra", 16: "dhcp"}
 
 
 @dataclass(frozen=True)
@@ -96,7 +117,9 @@ class SetDefaultRoute:
 
 @dataclass(frozen=True)
 class ClearDefaultRoute:
-    """Remove bootres's default route (only routes tagged RTPROT_RA)."""
+    """Remove bootres's default route (only routes tagged RTPROT_RA); ``why`` is for the log line."""
+
+    why: str
 
 
 @dataclass(frozen=True)
@@ -105,12 +128,6 @@ class RoutersChanged:
 
     routers: tuple[IPv4, ...]
     source: str | None
-
-
-@dataclass(frozen=True)
-class Log:
-    level: str  # "info" or "warning"
-    message: str
 
 
 # --- per-interface solicitation schedule (RFC 1256 section 5.3)
@@ -187,6 +204,8 @@ class RouterDiscovery:
         self.schedules: dict[int, _Schedule] = {}
         self.routers: dict[IPv4, _Router] = {}
         self.dropped: dict[str, int] = {}  # reason -> count; the reasons are a fixed small set
+        self._drop_logged: set[tuple[IPv4 | None, str]] = set()  # (source, reason) said once, bounded
+        self._drop_log_full = False
         self.heard_advertisement = False
         # None until netlink has been read: no route is touched before we know
         # whether someone else's default route is there.
@@ -226,25 +245,34 @@ class RouterDiscovery:
         self._decide()
 
     def datagram_received(self, datagram: bytes, ifindex: int, now: float) -> None:
-        """An IPv4 datagram (header included) from the raw ICMP socket, received on ``ifindex``."""
+        """An IPv4 datagram (header included) from the raw ICMP socket, received on ``ifindex``.
+
+        Accepted exactly as RFC 1256 says.  Section 5.2 ("Message Validation
+        by Hosts") is ``Advertisement.from_bytes``; the IP Source Address is
+        not among its checks, so it is not looked at here either (Debian 12's
+        FRR sends it byte-swapped).  Section 5.3 has the host use only the
+        advertised Router Addresses that are neighbours of the receiving
+        interface (section 1 calls systems neighboring when they have an
+        address on a common subnet); an advertisement that leaves none is
+        dropped.
+        """
         interface = self.interfaces.get(ifindex)
+        # For the log line only: who sent it, even when the datagram is bad.
+        source = IPv4(datagram[12:16]) if len(datagram) >= 20 else None
         if interface is None:
-            return self._drop("unknown interface")
+            return self._drop("unknown interface", source, f"interface {ifindex}")
         try:
-            packet = IPv4Datagram.from_bytes(datagram)
-            advert = Advertisement.from_bytes(packet.payload)
+            advert = Advertisement.from_bytes(IPv4Datagram.from_bytes(datagram).payload)
         except PacketError as error:
-            return self._drop(error.reason)
-        if not interface.on_link(packet.source):
-            return self._drop("off-link source")
+            return self._drop(error.reason, source, interface.name, error.detail)
         entries = [entry for entry in advert.entries if interface.on_link(entry.address)]
         if not entries:
-            return self._drop("off-link address")
+            return self._drop("off-link address", source, interface.name, _off_link(advert, interface))
         self.heard_advertisement = True
         schedule = self.schedules[ifindex]
         schedule.fire(ADVERTISED)
         for entry in entries:
-            self._learn(interface, entry.address, entry.preference, advert.lifetime, now)
+            self._learn(interface, entry.address, entry.preference, advert.lifetime, now, source)
         self._decide()
 
     def kernel_routes_observed(self, routes: list[KernelRoute] | tuple[KernelRoute, ...]) -> None:
@@ -321,7 +349,8 @@ class RouterDiscovery:
         destination = ALL_ROUTERS if interface.multicast else LIMITED_BROADCAST
         self._effects.append(SendSolicitation(interface.index, destination, bytes(Solicitation())))
 
-    def _learn(self, interface: Interface, address: IPv4, preference: int, lifetime: int, now: float) -> None:
+    def _learn(self, interface: Interface, address: IPv4, preference: int, lifetime: int, now: float,
+               source: IPv4) -> None:
         known = self.routers.get(address)
         if lifetime == 0:
             if known is not None:
@@ -330,10 +359,11 @@ class RouterDiscovery:
         if known is None:
             newcomer = _Router(address, interface.index, interface.name, preference, now + lifetime)
             if len(self.routers) >= self.capacity and not self._evict_worse_than(newcomer):
-                return self._drop("router table full")
+                return self._drop("router table full", source, interface.name,
+                                  f"{address} not admitted: {self.capacity} routers known, none worse")
             self.routers[address] = newcomer
             eligibility = "" if newcomer.may_be_default else ", never a default (preference 0x80000000)"
-            self._log("info", f"router {address} learned on {interface.name}, preference {preference}{eligibility}")
+            self._log(INFO, f"router {address} learned on {interface.name}, preference {preference}{eligibility}")
             return
         known.ifindex, known.interface = interface.index, interface.name
         known.preference, known.expires_at = preference, now + lifetime
@@ -348,12 +378,25 @@ class RouterDiscovery:
 
     def _forget(self, router: _Router, why: str) -> None:
         del self.routers[router.address]
-        self._log("info", f"router {router.address} on {router.interface} lost: {why}")
+        self._log(INFO, f"router {router.address} on {router.interface} lost: {why}")
 
-    def _drop(self, reason: str) -> None:
+    def _drop(self, reason: str, source: IPv4 | None, where: str, detail: str = "") -> None:
+        """Count a dropped advertisement; say why in one line per (source, reason), DROP_LOG_LIMIT at most."""
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
+        key = (source, reason)
+        if key in self._drop_logged or self._drop_log_full:
+            return
+        if len(self._drop_logged) >= DROP_LOG_LIMIT:
+            self._drop_log_full = True
+            self._log(WARNING, f"{DROP_LOG_LIMIT} kinds of dropped router advertisement logged; from now on "
+                               "they are only counted (router.dropped in status)")
+            return
+        self._drop_logged.add(key)
+        sender = f"from {source}" if source is not None else "shorter than an IP header"
+        self._log(WARNING, f"router advertisement {sender} on {where} ignored: {reason}"
+                           + (f" ({detail})" if detail else ""))
 
-    def _log(self, level: str, message: str) -> None:
+    def _log(self, level: int, message: str) -> None:
         self._effects.append(Log(level, message))
 
     def _choose(self) -> tuple[tuple[IPv4, ...], str | None, tuple[IPv4, int | None] | None]:
@@ -377,19 +420,27 @@ class RouterDiscovery:
         if (routers, source) != self.chosen:
             self.chosen = (routers, source)
             self._effects.append(RoutersChanged(routers, source))
-        if self.install_route and self.kernel_routes is not None:
-            self._steer_route(wanted)
+        if self.kernel_routes is None:
+            return
+        # With install_route off bootres holds no route: one of ours in the
+        # kernel (from before a reload, or left by an earlier run) goes.
+        if not self.install_route:
+            self._steer_route(None, "install_route = no")
+        elif source == "netlink":
+            self._steer_route(None, "a default route bootres did not install is in place")
+        else:
+            self._steer_route(wanted, "no default router known")
 
-    def _steer_route(self, wanted: tuple[IPv4, int | None] | None) -> None:
+    def _steer_route(self, wanted: tuple[IPv4, int | None] | None, why_none: str) -> None:
         """Compare the route we want with what the kernel has, and ask for the difference.
 
         Runs after every decision and after every netlink observation, so a
-        route that failed to install is retried at the next observation.
+        route that failed to install is asked for again at the next one.
         """
         own = [r for r in self.kernel_routes if r.proto == RTPROT_RA]
         if wanted is None:
             if own:
-                self._effects.append(ClearDefaultRoute())
+                self._effects.append(ClearDefaultRoute(why_none))
                 self.kernel_routes = tuple(r for r in self.kernel_routes if r.proto != RTPROT_RA)
             return
         gateway, ifindex = wanted
@@ -399,3 +450,31 @@ class RouterDiscovery:
         # Assume it worked until the next observation says otherwise.
         others = tuple(r for r in self.kernel_routes if r.proto != RTPROT_RA)
         self.kernel_routes = others + (KernelRoute(gateway, ifindex, RTPROT_RA),)
+
+
+def _off_link(advert: Advertisement, interface: Interface) -> str:
+    """Why no advertised address counts: the first few of them against the interface's subnets."""
+    shown = ", ".join(str(entry.address) for entry in advert.entries[:3])
+    more = f" and {len(advert.entries) - 3} more" if len(advert.entries) > 3 else ""
+    subnets = ", ".join(str(own.network) for own in interface.addresses)
+    return f"{shown}{more} not on {subnets}"
+
+
+def describe_ipv6_defaults(routes, names: dict[int, str]) -> list[dict]:
+    """The kernel's IPv6 default routes as ``status`` shows them; bootres only reads them.
+
+    ``routes`` are ``netlinkio.DefaultRoute6`` (gateway, ifindex, proto,
+    metric); ``names`` maps ifindex to interface name.  ``origin`` is how
+    the kernel got the route: ``ra`` (learned from an IPv6 Router
+    Advertisement), ``dhcp``, ``static``, ``boot``, ``kernel``, else the
+    protocol number as text (one JSON type for the field).
+    """
+    return [
+        {
+            "gateway": str(route.gateway) if route.gateway else None,
+            "interface": names.get(route.ifindex),
+            "origin": ROUTE_ORIGINS.get(route.proto, str(route.proto)),
+            "metric": route.metric,
+        }
+        for route in routes
+    ]

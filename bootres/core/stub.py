@@ -17,13 +17,18 @@ VPN server thus never makes public names stale, nor the other way round.
 Each upstream is one ``Upstream`` (health, SRTT, counters) shared by every
 group that lists it and kept across ``reconfigure`` while it stays.
 
+``ask_upstreams`` is the service's own door for pinned names: the upstreams
+only, never the hosts files (bootres's own block is one) or the cache, and
+a failure rather than a stale answer.
+
 Cache hits on plain UDP queries take ``fast_answer``, the measured hot path:
 bytes in, bytes out, no dnspython, no effects.  Everything else goes through
 ``query_received`` and comes back as effects from ``drain``.
 
-Every input (those two, ``upstream_reply``, ``upstream_failed`` and each
-item of ``timer_fired``) is guarded: an exception is our bug, never the
-network's, so it is counted (``internal_errors``), logged with its traceback
+Every input (those two, ``ask_upstreams``, ``upstream_reply``,
+``upstream_failed`` and each item of ``timer_fired``) is guarded: an
+exception is our bug, never the network's, so it is counted
+(``internal_errors``), logged with its traceback
 (once per bug), and every client waiting on the race it touched is answered
 SERVFAIL at once and the race stopped, rather than left to wait on state the
 bug may have broken.  A bug in ``fast_answer`` hands the query to the slow
@@ -77,6 +82,7 @@ class _Waiter:
     query: ClientQuery
     tcp: bool
     answered: bool = False  # so a bug's clean-up answers only those still waiting
+    upstream_only: bool = False  # ask_upstreams: an upstream's answer or a failure, never a stale one
 
 
 class _Pending:
@@ -197,6 +203,47 @@ class Stub:
             pending = self._pending.get(waiter.query.key)
             joined = pending is not None and (pending is not before or any(w is waiter for w in pending.waiters))
             self._internal_error("answering a query", (pending,) if joined else (), waiter)
+
+    def ask_upstreams(self, data: bytes, client: Any, now: float) -> None:
+        """A question of the service's own that only the upstreams may answer (pinned names, core/hostsblock.py).
+
+        The hosts files are skipped: bootres's own block is one of them, and
+        a pin answered from it would never follow DNS.  So is the cache: a
+        fresh entry would hold a moved name for up to its TTL, and a stale
+        one may be last boot's.  The question joins an identical one in
+        flight or starts a race; a race that fails answers SERVFAIL with
+        its reason, never a stale answer.  The answer fills the cache as any
+        race's does.  Clients asking the same name meanwhile are served as
+        usual, a stale answer after ``stale_answer_after`` included.
+        """
+        waiter = before = None
+        try:
+            parsed = dnsmsg.parse_query(data)
+            if not isinstance(parsed, ClientQuery):  # our own query_wire made it: a bug of ours
+                raise ValueError(f"ask_upstreams was given no query it can ask: {data[:64]!r}")
+            waiter = _Waiter(client, parsed, True, upstream_only=True)
+            key = parsed.key
+            before = self._pending.get(key)
+            if before is not None:
+                before.waiters.append(waiter)
+                return
+            settings = self.settings
+            if len(self._pending) >= settings.max_inflight:
+                self._respond_servfail(waiter, "too many queries in flight (max_inflight)")
+                return
+            group = self._groups[settings.routing.group_of(key[:-5])]
+            stale = self.cache.stale(key, now) if settings.serve_stale else None
+            self._start(key, group, now + settings.stale_answer_after if stale is not None else None, now, waiter)
+        except Exception:
+            if waiter is None:
+                self._internal_error("reading a question of our own", ())
+                if len(data) >= 12:
+                    reply = dnsmsg.error_reply(data[:4], b"", dnsmsg.SERVFAIL)
+                    self._out.append(Respond(client, reply, "local", None, _INTERNAL))
+                return
+            pending = self._pending.get(waiter.query.key)
+            joined = pending is not None and (pending is not before or any(w is waiter for w in pending.waiters))
+            self._internal_error("asking the upstreams", (pending,) if joined else (), waiter)
 
     def upstream_reply(self, token: int, data: bytes, source: tuple | None, now: float) -> None:
         race = self._routes.get(token)
@@ -441,9 +488,9 @@ class Stub:
             # 4 bits it would say NOERROR or YXRRSET: the client gets SERVFAIL.
             answer = None
         stale = self.cache.stale(pending.key, now) if self.settings.serve_stale else None
-        reason = self._failure_reason(pending, outcome) if stale is None else None
+        reason = self._failure_reason(pending, outcome)
         for waiter in pending.waiters:
-            if stale is not None:
+            if stale is not None and not waiter.upstream_only:
                 self._respond_stale(waiter, stale)
             elif answer is not None:
                 self._respond(waiter, answer, answer.body_at(0), "upstream", None, reason)
@@ -467,8 +514,9 @@ class Stub:
             return
         pending.stale_served = True
         for waiter in pending.waiters:
-            self._respond_stale(waiter, stale)
-        pending.waiters.clear()
+            if not waiter.upstream_only:
+                self._respond_stale(waiter, stale)
+        pending.waiters = [waiter for waiter in pending.waiters if waiter.upstream_only]
 
     def _respond(self, waiter: _Waiter, answer: Answer, body: bytes, source: str, upstream: str | None = None,
                  reason: str | None = None) -> None:

@@ -99,6 +99,7 @@ class Daemon:
                        if cfg.resolver.manage_resolv_conf else None)
         self.resolver = None
         self.router = None
+        self.netlink = None
         self.files = None
         self.control = control.ControlServer({"status": self._status_request, "query": self._query_request}, log)
         self.stop_requested = asyncio.Event()
@@ -156,7 +157,7 @@ class Daemon:
             self.conditions["control"] = problem
 
         await self._wait_answering()
-        self._manage_resolv_conf()
+        await self._manage_resolv_conf()
         report = self.report()
         self.last_status_line = status.status_line(report)
         self.notifier.ready(self.last_status_line)
@@ -196,17 +197,30 @@ class Daemon:
     async def _start_netlink_users(self) -> None:
         # They import pyroute2, which takes 150 ms or more: after READY, and on
         # a worker thread, since importing it here would stall every query.
-        await asyncio.to_thread(importlib.import_module, "bootres.shell.netlinkio")
+        await asyncio.to_thread(importlib.import_module, "bootres.shell.netwatch")
+        from bootres.shell.netwatch import NetlinkWatch
         from bootres.shell.routerd import RouterService
         from bootres.shell.stubfiles import StubFiles
 
         self.files = StubFiles(self.cfg.hosts, self.cfg.router, self.log.getChild("files"),
-                               self.resolver.lookup_addresses)
+                               self.resolver.lookup_pinned, search=self.resolver.selection.search)
+        watch = NetlinkWatch(self.log.getChild("netlink"))
+        # Subscribed first: the files' first write already has this host's addresses.
+        watch.subscribe(self.files.observe)
+        try:
+            await watch.start()
+        except Exception as exc:  # no netlink (a locked-down container; pyroute2's NetlinkError is no OSError)
+            self.log.error("cannot watch interfaces and routes over netlink: %s", getattr(exc, "strerror", None) or exc)
+            self.conditions["netlink"] = f"no netlink: router discovery off, no addresses in the hosts block ({exc})"
+            watch = None
+        self.netlink = watch
         await self.files.start()
-        self.router = RouterService(self.cfg.router, self.log.getChild("router"), self.files.set_routers)
+        if watch is None:
+            return
+        self.router = RouterService(self.cfg.router, self.log.getChild("router"), self.files.set_routers, watch)
         try:
             await self.router.start()
-        except Exception as exc:  # netlink or raw sockets refused: names must keep working
+        except Exception as exc:  # raw sockets refused: names must keep working
             self.log.error("router discovery not started: %s", exc)
             self.conditions["router"] = f"router discovery not started: {exc}"
             self.router = None
@@ -215,9 +229,11 @@ class Daemon:
         """Undo what was started, in reverse; each step on its own so one failure stops nothing else."""
         if self.router is not None:
             await self._quietly("router discovery", self.router.stop())
+        if self.netlink is not None:
+            await self._quietly("netlink watch", self.netlink.stop())
         if self.resolv is not None and self.resolver is not None:
             try:
-                self.resolv.stop(_classic_nameservers(self.resolver.selection.routing))
+                await self.resolv.stop(_classic_nameservers(self.resolver.selection.routing))
             except (OSError, ValueError) as exc:
                 self.log.error("cannot write %s on stop: %s", self.resolv.path, getattr(exc, "strerror", None) or exc)
         if self.files is not None:
@@ -270,12 +286,12 @@ class Daemon:
 
     # --- resolv.conf
 
-    def _manage_resolv_conf(self) -> None:
+    async def _manage_resolv_conf(self) -> None:
         """Take /etc/resolv.conf over (at READY, then at every tick until it worked)."""
         if self.resolv is None or self.resolv.managing or self.resolv.conflict:
             return
         try:
-            self.resolv.take_over(self.resolver.selection.search)
+            await self.resolv.take_over(self.resolver.selection.search)
         except (OSError, ValueError) as exc:
             message = f"cannot manage {self.resolv.path}: {getattr(exc, 'strerror', None) or exc}"
             self._condition("resolv.conf", message, logging.ERROR, "; retrying")
@@ -283,13 +299,11 @@ class Daemon:
             self._condition("resolv.conf", self.resolv.conflict)
 
     def _upstreams_changed(self, selection) -> None:
-        """New sources: resolv.conf's search list follows them."""
-        if self.resolv is None:
-            return
-        try:
+        """New sources: their search domains go to the stub files and to resolv.conf (written by the guard's next look)."""
+        if self.files is not None:
+            self.files.set_search_domains(selection.search)  # this host's own names follow the domain
+        if self.resolv is not None:
             self.resolv.set_search(selection.search)
-        except (OSError, ValueError) as exc:
-            self._condition("resolv.conf", f"cannot update {self.resolv.path}: {getattr(exc, 'strerror', None) or exc}")
 
     async def _guard(self) -> None:
         """Notice another program's rewrite of /etc/resolv.conf within GUARD_INTERVAL."""
@@ -299,10 +313,12 @@ class Daemon:
         while True:
             await asyncio.sleep(GUARD_INTERVAL)
             try:
-                record = self.resolv.check(loop.time())
+                record = await self.resolv.check(loop.time())
                 if record is not None:
                     self.resolver.set_rewritten_resolv_conf(record)
                 self._condition("resolv.conf", self.resolv.conflict)
+            except (OSError, ValueError) as exc:  # new search domains not written: the next look tries again
+                self._condition("resolv.conf", f"cannot update {self.resolv.path}: {getattr(exc, 'strerror', None) or exc}")
             except Exception:  # our bug: log it, look again next time
                 self.log.exception("checking %s failed", self.resolv.path)
 
@@ -321,17 +337,17 @@ class Daemon:
         while True:
             await asyncio.sleep(TICK)
             try:
-                next_save = self._tick(next_save)
+                next_save = await self._tick(next_save)
             except Exception:  # our bug: log it, the next tick tries again
                 self.log.exception("periodic work failed")
 
-    def _tick(self, next_save: float) -> float:
+    async def _tick(self, next_save: float) -> float:
         """STATUS=, metrics, resolv.conf retry, cache save; returns when the cache is next due."""
-        self._manage_resolv_conf()
+        await self._manage_resolv_conf()
         self._publish(self.report())
         if time.monotonic() >= next_save:
             next_save = time.monotonic() + CACHE_SAVE_INTERVAL
-            self.resolver.save_cache()  # logs its own failures
+            await self.resolver.save_cache()  # logs its own failures
         return next_save
 
     def _publish(self, report: dict) -> None:
@@ -460,7 +476,7 @@ def _classic_nameservers(routing) -> list[str]:
 
 
 def _no_router(cfg: config.RouterConfig) -> dict:
-    return {"discovery": cfg.discovery, "default": None, "source": None, "routers": []}
+    return {"discovery": cfg.discovery, "default": None, "source": None, "routers": [], "ipv6_default_routes": []}
 
 
 def run(cfg: config.Config, verbose: bool = False) -> int:

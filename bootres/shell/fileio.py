@@ -14,11 +14,28 @@ assumes one writer per path, which holds: each file has one owner in bootres.
 
 Errors (read-only ``/etc``, a missing directory, no space) are raised as
 ``OSError``; callers record them and try again later.
+
+``read_changed`` is the reading side of files bootres follows (hosts files,
+nameserver sources): a plain function of paths and the signatures seen
+last, touching nothing but the file system, so services run it on a worker
+thread and keep the event loop for answers.
 """
 
 from __future__ import annotations
 
 import os
+from typing import Iterable, Mapping, NamedTuple
+
+Signature = tuple[int, int, int]  # inode, mtime (ns), size: a file replaced, rewritten or grown looks different
+_UNSEEN = object()
+
+
+class FileRead(NamedTuple):
+    """One file as ``read_changed`` found it."""
+
+    signature: Signature | None  # None: it could not even be stat'ed (missing, most often)
+    data: bytes | None  # None: it could not be read, and ``error`` says why
+    error: str | None
 
 
 def read_bytes(path: str) -> bytes | None:
@@ -28,6 +45,31 @@ def read_bytes(path: str) -> bytes | None:
             return handle.read()
     except FileNotFoundError:
         return None
+
+
+def read_changed(paths: Iterable[str], seen: Mapping[str, Signature | None], limit: int = -1) -> dict[str, FileRead]:
+    """Each of ``paths`` whose signature is not ``seen[path]`` (or that ``seen`` lacks), read (at most ``limit`` bytes).
+
+    A file missing now and missing before (``seen[path]`` None) is unchanged.
+    """
+    found = {}
+    for path in paths:
+        before = seen.get(path, _UNSEEN)
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            if before is not None:
+                found[path] = FileRead(None, None, exc.strerror or str(exc))
+            continue
+        signature = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if signature == before:
+            continue
+        try:
+            with open(path, "rb") as handle:
+                found[path] = FileRead(signature, handle.read(limit), None)
+        except OSError as exc:
+            found[path] = FileRead(signature, None, exc.strerror or str(exc))
+    return found
 
 
 def atomic_write(path: str, data: bytes | str, mode: int | None = None) -> bool:

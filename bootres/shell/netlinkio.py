@@ -130,7 +130,8 @@ class Netlink:
         found = []
         for msg in ipr.get_routes(family=socket.AF_INET):
             table = msg.get_attr("RTA_TABLE") or msg["table"]
-            if msg["dst_len"] != 0 or table != MAIN_TABLE:
+            # unicast only: an "unreachable" or "blackhole" default is no router, and not ours to replace
+            if msg["dst_len"] != 0 or table != MAIN_TABLE or msg["type"] != _RTN_UNICAST:
                 continue
             gateway = msg.get_attr("RTA_GATEWAY")
             route = KernelRoute(

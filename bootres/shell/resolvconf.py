@@ -9,15 +9,25 @@
   path (``bootres.core.resolvguard``), bootres steps aside and says so.
 - **Guard** (every half second): a rewrite by another program is logged,
   handed back to the daemon (its nameservers become a source) and undone,
-  within the fight limit of ``resolvguard``.
+  within the fight limit of ``resolvguard``; our own file, untouched, gets
+  the sources' new search domains.
 - **Stop**: a classic resolv.conf listing the upstreams bootres was using,
   so the host resolves while bootres is not running and DHCP clients write
   the file again as usual (the dhclient hook stands back when the file is
   not bootres's managed one).
+
+Off the event loop (issue 11): every read and write of these files runs on
+one worker thread of this object's own, as plain functions of paths and
+bytes, in the order the loop asked for them, so a write whose caller was
+cancelled still ends before the next one begins.  Decisions and state stay
+on the loop, one operation (take over, check, stop) at a time, each deciding
+on what it has just read.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import logging
 import os
 
@@ -35,67 +45,111 @@ class ManagedResolvConf:
     def __init__(self, log: logging.Logger, listen: list[tuple[str, int]],
                  path: str = RESOLV_CONF, saved: str = SAVED):
         self.log = log
-        self.listen = listen
+        self.listen = tuple(listen)
         self.own = frozenset(host for host, _ in listen)
         self.path = path
         self.saved = saved
         self.managing = False  # our file is in place
         self.conflict: str | None = None  # why bootres is not in the path
         self.last_rewrite: dict | None = None
-        self.search: tuple[str, ...] = ()
+        self.search: tuple[str, ...] = ()  # what the sources want
+        self._written_search: tuple[str, ...] | None = None  # what our file in place was written with
         self._seen: tuple | None = None  # (link target, bytes) last looked at
         self._fights = resolvguard.FightCounter()
+        self._turn = asyncio.Lock()  # one take over, check or stop at a time
+        self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="bootres-resolv.conf")  # the files
 
     def status(self) -> dict:
         return {"path": self.path, "managed": True, "in_path": self.managing, "saved": self.saved,
                 "conflict": self.conflict, "last_rewrite": self.last_rewrite}
 
-    def original_text(self) -> str:
-        """The admin's resolv.conf: the saved copy when one of ours is in place."""
-        current = _text(self.path)
-        if resolvconf.is_bootres(current) and _exists(self.saved):
-            return _text(self.saved)
-        return current
-
-    def take_over(self, search: tuple[str, ...]) -> None:
+    async def take_over(self, search: tuple[str, ...]) -> None:
         """Save the original (once) and put our file in place, unless a local resolver holds it; OSError/ValueError on failure."""
-        self.search = search
-        target, data = self._look()
-        verdict = resolvguard.classify(data.decode("utf-8", "replace"), target, self.own)
-        if verdict.kind == "local-stub":
-            self._step_aside(verdict)
-            return
-        if verdict.kind != "ours" and not _exists(self.saved):
-            self._save()
-        self._write()
-        self.log.info("%s now points at bootres (%s)", self.path, " ".join(h for h, _ in self.listen))
+        async with self._turn:
+            self.search = search
+            target, data = await self._on_worker(_look, self.path)
+            verdict = resolvguard.classify(data.decode("utf-8", "replace"), target, self.own)
+            if verdict.kind == "local-stub":
+                self._step_aside(verdict)
+                return
+            if verdict.kind != "ours":
+                await self._on_worker(_save_original, self.path, self.saved)
+            await self._write()
+            self.log.info("%s now points at bootres (%s)", self.path, " ".join(h for h, _ in self.listen))
 
     def set_search(self, search: tuple[str, ...]) -> None:
-        """New search domains from the sources; rewrites our file if it is in place; OSError/ValueError on failure."""
-        if search != self.search:
-            self.search = search
-            if self.managing:
-                self._write()
+        """New search domains from the sources: our file, when in place, gets them at the next ``check``."""
+        self.search = search
 
-    def check(self, now: float) -> SourceRecord | None:
-        """Look at the file again; when another program wrote real nameservers, they come back as a source record."""
-        if not self.managing and self.conflict is None:
-            return None  # not taken over yet: the daemon retries take_over
+    async def check(self, now: float) -> SourceRecord | None:
+        """Look at the file again; when another program wrote real nameservers, they come back as a source record.
+
+        Our own file, untouched, is rewritten when the sources' search
+        domains changed (OSError/ValueError when that fails; it is tried
+        again at the next check).
+        """
+        async with self._turn:
+            if not self.managing and self.conflict is None:
+                return None  # not taken over yet: the daemon retries take_over
+            try:
+                target, data = await self._on_worker(_look, self.path)
+            except OSError as exc:
+                self.log.warning("cannot read %s: %s", self.path, exc.strerror or exc)
+                return None
+            if (target, data) == self._seen:
+                if self.managing and self.search != self._written_search:
+                    await self._write()
+                return None
+            self._seen = (target, data)
+            verdict = resolvguard.classify(data.decode("utf-8", "replace"), target, self.own)
+            if verdict.kind == "ours":
+                self.managing, self.conflict = True, None
+                return None
+            if verdict.kind == "local-stub":
+                self._step_aside(verdict)
+                return None
+            await self._rewritten(verdict, now)
         try:
-            target, data = self._look()
-        except OSError as exc:
-            self.log.warning("cannot read %s: %s", self.path, exc.strerror or exc)
-            return None
-        if (target, data) == self._seen:
-            return None
-        self._seen = (target, data)
-        verdict = resolvguard.classify(data.decode("utf-8", "replace"), target, self.own)
-        if verdict.kind == "ours":
-            self.managing, self.conflict = True, None
-            return None
-        if verdict.kind == "local-stub":
-            self._step_aside(verdict)
-            return None
+            record, _ = sources.read_resolv_conf_record("resolv.conf", f"{self.path} (rewritten by another program)",
+                                                        self.path, data)
+        except sources.SourceError:
+            return None  # garbage: nothing to learn from it
+        return record
+
+    async def stop(self, nameservers: list[str]) -> None:
+        """Leave a classic resolv.conf naming ``nameservers`` (the saved original when there are none); OSError on failure.
+
+        The last call: the worker thread ends with it.
+        """
+        try:
+            async with self._turn:
+                if not self.managing:
+                    return
+                self.managing = False
+                left = await self._on_worker(_leave, self.path, self.saved, tuple(nameservers), self.search)
+        finally:
+            self._worker.shutdown(wait=False)
+        if left == "changed":
+            self.log.warning("%s was changed by someone else while bootres managed it; left as it is", self.path)
+        elif left == "listed":
+            self.log.info("%s now lists the nameservers directly: %s", self.path, " ".join(nameservers))
+        elif left == "restored":
+            self.log.info("%s restored from %s", self.path, self.saved)
+
+    # --- internals, on the loop
+
+    async def _on_worker(self, operation, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._worker, operation, *args)
+
+    async def _write(self) -> None:
+        search = self.search
+        content = await self._on_worker(_write_managed, self.path, self.saved, self.listen, search)
+        self.managing, self.conflict = True, None
+        self._written_search = search
+        self._seen = (None, content)
+
+    async def _rewritten(self, verdict: Verdict, now: float) -> None:
+        """Another program's file with nameservers: say so, and put ours back within the fight limit."""
         import datetime  # here, not at start: the first answer need not wait for it
 
         says = f" (the file says {verdict.says!r})" if verdict.says else ""
@@ -108,7 +162,7 @@ class ManagedResolvConf:
                          self.path, " ".join(verdict.nameservers) or "none", says)
         if self._fights.allow(now):
             try:
-                self._write()
+                await self._write()
             except (OSError, ValueError) as exc:
                 self._out_of_path(f"cannot put bootres's {self.path} back: {getattr(exc, 'strerror', None) or exc}")
             else:
@@ -117,41 +171,6 @@ class ManagedResolvConf:
             self._out_of_path(f"{self.path} keeps being rewritten by another program "
                               f"({resolvguard.FIGHT_LIMIT} times in {resolvguard.FIGHT_WINDOW:.0f} s); "
                               "bootres stopped putting it back and is not in the path")
-        try:
-            record, _ = sources.read_resolv_conf_record("resolv.conf", f"{self.path} (rewritten by another program)",
-                                                        self.path, data)
-        except sources.SourceError:
-            return None  # garbage: nothing to learn from it
-        return record
-
-    def stop(self, nameservers: list[str]) -> None:
-        """Leave a classic resolv.conf naming ``nameservers`` (the saved original when there are none); OSError on failure."""
-        if not self.managing:
-            return
-        self.managing = False
-        if not resolvconf.is_bootres(_text(self.path)):
-            self.log.warning("%s was changed by someone else while bootres managed it; left as it is", self.path)
-            return
-        if nameservers:
-            original = resolvconf.parse(self.original_text())
-            atomic_write(self.path, resolvconf.render_stopped(nameservers, self.search or original.search,
-                                                              original.options))
-            self.log.info("%s now lists the nameservers directly: %s", self.path, " ".join(nameservers))
-        elif _exists(self.saved):
-            self._restore_saved()
-            self.log.info("%s restored from %s", self.path, self.saved)
-
-    # --- internals
-
-    def _write(self) -> None:
-        original = resolvconf.parse(self.original_text())
-        content = resolvconf.render_managed(self.listen, self.search or original.search, original.options)
-        if os.path.islink(self.path):
-            _replace(self.path, lambda temp: atomic_write(temp, content))
-        else:
-            atomic_write(self.path, content)
-        self.managing, self.conflict = True, None
-        self._seen = (None, content.encode())
 
     def _step_aside(self, verdict: Verdict) -> None:
         message = (f"{self.path} belongs to another local resolver (nameserver {' '.join(verdict.nameservers)}"
@@ -167,25 +186,62 @@ class ManagedResolvConf:
             self.log.error("%s", message)
         self.conflict = message
 
-    def _look(self) -> tuple[str | None, bytes]:
-        target = os.readlink(self.path) if os.path.islink(self.path) else None
-        # Missing, or a dangling link: glibc then asks 127.0.0.1, as for an empty file.
-        return target, read_bytes(self.path) or b""
 
-    def _save(self) -> None:
-        os.makedirs(os.path.dirname(self.saved), exist_ok=True)
-        if os.path.islink(self.path):
-            target = os.readlink(self.path)
-            _replace(self.saved, lambda temp: os.symlink(target, temp))
-        else:
-            atomic_write(self.saved, read_bytes(self.path) or b"", mode=0o644)
+# --- the file system half, on the worker thread: paths and bytes in, no shared state
 
-    def _restore_saved(self) -> None:
-        if os.path.islink(self.saved):
-            target = os.readlink(self.saved)
-            _replace(self.path, lambda temp: os.symlink(target, temp))
-        else:
-            atomic_write(self.path, read_bytes(self.saved) or b"")
+def _look(path: str) -> tuple[str | None, bytes]:
+    target = os.readlink(path) if os.path.islink(path) else None
+    # Missing, or a dangling link: glibc then asks 127.0.0.1, as for an empty file.
+    return target, read_bytes(path) or b""
+
+
+def _original_text(path: str, saved: str) -> str:
+    """The admin's resolv.conf: the saved copy when one of ours is in place."""
+    current = _text(path)
+    if resolvconf.is_bootres(current) and _exists(saved):
+        return _text(saved)
+    return current
+
+
+def _write_managed(path: str, saved: str, listen: tuple[tuple[str, int], ...], search: tuple[str, ...]) -> bytes:
+    """Put our file in place (the admin's search list when the sources have none, and their options); its bytes."""
+    original = resolvconf.parse(_original_text(path, saved))
+    content = resolvconf.render_managed(listen, search or original.search, original.options).encode()
+    if os.path.islink(path):
+        _replace(path, lambda temp: atomic_write(temp, content))
+    else:
+        atomic_write(path, content)
+    return content
+
+
+def _save_original(path: str, saved: str) -> None:
+    """Keep the file found at takeover for the package's postrm, unless a copy is already there (the first one counts)."""
+    if _exists(saved):
+        return
+    os.makedirs(os.path.dirname(saved), exist_ok=True)
+    if os.path.islink(path):
+        target = os.readlink(path)
+        _replace(saved, lambda temp: os.symlink(target, temp))
+    else:
+        atomic_write(saved, read_bytes(path) or b"", mode=0o644)
+
+
+def _leave(path: str, saved: str, nameservers: tuple[str, ...], search: tuple[str, ...]) -> str:
+    """Put a classic file in place of ours; what was done: ``changed`` (not ours any more: left alone), ``listed``, ``restored``, or ``kept`` (nothing to put back)."""
+    if not resolvconf.is_bootres(_text(path)):
+        return "changed"
+    if nameservers:
+        original = resolvconf.parse(_original_text(path, saved))
+        atomic_write(path, resolvconf.render_stopped(list(nameservers), search or original.search, original.options))
+        return "listed"
+    if not _exists(saved):
+        return "kept"
+    if os.path.islink(saved):
+        target = os.readlink(saved)
+        _replace(path, lambda temp: os.symlink(target, temp))
+    else:
+        atomic_write(path, read_bytes(saved) or b"")
+    return "restored"
 
 
 def _exists(path: str) -> bool:

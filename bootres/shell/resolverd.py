@@ -25,16 +25,26 @@ from typing import Callable
 from bootres import config
 from bootres.config import Endpoint, ResolverConfig
 from bootres.core import dnsmsg
-from bootres.core.cache import Cache, CacheFileError
+from bootres.core.cache import Cache, CacheFileError, Snapshot
 from bootres.core.effects import CloseUpstream, Log, Respond, SendUpstream
 from bootres.core.hostsdb import HostsDB, parse_hosts
 from bootres.core import sources
 from bootres.core.stub import Stub, StubSettings
 from bootres.shell import control, dnsio
-from bootres.shell.fileio import atomic_write
-from bootres.shell.sourcewatch import POLL_INTERVAL, SourcePaths, SourceWatcher
+from bootres.shell.fileio import FileRead, atomic_write, read_changed
+from bootres.shell.sourcewatch import POLL_INTERVAL, Scan, SourcePaths, SourceWatcher
 
 WATCH_INTERVAL = POLL_INTERVAL  # seconds between checks of hosts_files and the upstream sources
+# Saving the cache: this many entries serialized per turn of the event loop
+# (~0.15 ms here; 10,000 take 16-25 ms in all), and this long a pause after
+# each step, in which the loop waits for sockets as when idle, so a query
+# waits for one step at most.  Without the pause the service was busy for
+# the whole ~25 ms, and on this 2-CPU machine the kernel then made the loop
+# wait for a CPU, up to ~5 ms now and then (bench/loop_stall.py,
+# docs/benchmarks.md).  A save of 10,000 entries takes ~0.3 s; the last one,
+# at stop, has no pause.
+SAVE_STEP = 64
+SAVE_PAUSE = 0.001
 
 
 def _random_id() -> int:
@@ -67,7 +77,7 @@ class ResolverService:
         self._on_upstreams = on_upstreams
         self._warned: set[str] = set()
         self.sources = SourceWatcher(source_paths, self._static_files(cfg), log)
-        self.sources.poll()
+        self.sources.poll()  # on this thread: no loop serves anything yet, and ``selection`` is right from the start
         self.selection = self._select(cfg)
         self.stub = Stub(self._settings(cfg, self.selection), Cache(cfg.cache_size, cfg.stale_max_age), _random_id)
         self._udp: list[dnsio.UdpListener] = []
@@ -76,8 +86,10 @@ class ResolverService:
         self._upstream_io: dnsio.UpstreamSockets | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
-        self._watch: asyncio.TimerHandle | None = None
-        self._watched: dict[str, tuple | None] = {}
+        self._watch: asyncio.Task | None = None
+        self._hosts: dict[str, FileRead] = {}  # the last read of each hosts file
+        self._hosts_paths: tuple[str, ...] | None = None  # the hosts_files the core's hosts come from
+        self._saving: asyncio.Task | None = None
         self.listening: list[str] = []
 
     # --- life cycle
@@ -85,8 +97,13 @@ class ResolverService:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         _raise_fd_limit()
+        # Both on the loop, on purpose: nothing is served before the
+        # listeners below, so nothing waits, and the names of hosts_files are
+        # answered from the first query.  Restoring the cache is CPU (100-190 ms
+        # for 10,000 entries, every one checked), which a worker thread would
+        # run holding the interpreter lock all the same.
         self._load_cache()
-        self._check_files(force=True)
+        self._apply_files(*self._files_reader()())
         bound = self._given_listeners or [(ep, *dnsio.bind_listener(ep)) for ep in self.cfg.listen]
         self._upstream_io = dnsio.UpstreamSockets(self._loop, self._upstream_reply, self._upstream_failed)
         for endpoint, udp, tcp in bound:
@@ -95,7 +112,7 @@ class ResolverService:
             await listener.start()
             self._tcp.append(listener)
             self.listening.append(str(endpoint))
-        self._watch = self._loop.call_later(WATCH_INTERVAL, self._watch_files)
+        self._watch = self._loop.create_task(self._watch_files(WATCH_INTERVAL), name="bootres-resolver-files")
 
     async def stop(self) -> None:
         for listener in self._udp:
@@ -103,23 +120,54 @@ class ResolverService:
         for tcp in self._tcp:
             await tcp.close()
         self._udp, self._tcp = [], []
-        for handle in (self._timer, self._watch):
-            if handle is not None:
-                handle.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._watch is not None:
+            self._watch.cancel()
+            await asyncio.wait([self._watch])
         if self._upstream_io is not None:
             self._upstream_io.close_all()
-        self.save_cache()
+        if self._saving is not None:  # a periodic save began before the listeners closed: the final one follows it
+            await self._save(0.0)
+        await self._save(0.0)  # nobody left to answer: no pause
 
-    def save_cache(self) -> None:
-        """Write the cache to ``cache_file`` atomically; a failure is logged, never raised."""
-        path = self.cfg.cache_file
-        if not path:
-            return
+    async def save_cache(self) -> None:
+        """Write the cache to ``cache_file`` atomically; a failure is logged, never raised.
+
+        One save at a time: a call while one runs waits for that one.
+        """
+        await self._save(SAVE_PAUSE)
+
+    async def _save(self, pause: float) -> None:
+        if self._saving is None:
+            if not self.cfg.cache_file:
+                return
+            self._saving = asyncio.get_running_loop().create_task(self._save_cache(self.cfg.cache_file, pause),
+                                                                  name="bootres-cache-save")
+        # Shielded: a caller cancelled (the daemon's ticker, at stop) must not
+        # cancel the save, whose write would go on in its thread while the
+        # next save began another.
+        await asyncio.shield(self._saving)
+
+    async def _save_cache(self, path: str, pause: float) -> None:
         try:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            atomic_write(path, self.stub.cache.snapshot(self._now()), mode=0o600)
-        except OSError as exc:
-            self.log.warning("cannot save the cache to %s: %s", path, exc.strerror or exc)
+            # Taking the key list is the one pass over the whole cache, 1.4-2.3
+            # ms for 10,000 entries here (an OrderedDict finds each node by its
+            # hash): a turn of its own, before the first step.
+            snapshot = Snapshot(self.stub.cache)
+            done = False
+            while not done:
+                await asyncio.sleep(pause)  # the loop answers what arrived meanwhile
+                done = snapshot.step(self._now(), SAVE_STEP)
+            data = snapshot.finish()
+            try:
+                # write, fsync, rename and the directory's fsync release the
+                # interpreter lock: the loop keeps answering meanwhile.
+                await asyncio.to_thread(_write_cache_file, path, data)
+            except OSError as exc:
+                self.log.warning("cannot save the cache to %s: %s", path, exc.strerror or exc)
+        finally:
+            self._saving = None
 
     def reconfigure(self, cfg: ResolverConfig) -> None:
         """Use ``cfg`` from now on; the cache and the history of upstreams that stay are kept.
@@ -128,13 +176,12 @@ class ResolverService:
         """
         self.cfg = cfg
         self.sources.set_static(self._static_files(cfg))
-        self.sources.poll()
         self._apply_sources()
         self.stub.cache.resize(cfg.cache_size, cfg.stale_max_age)
         self._tcp_pool.limits = self._tcp_limits(cfg)
-        self._watched.clear()
-        if self._loop is not None:
-            self._check_files(force=True)
+        if self._watch is not None:  # the files of the new configuration: looked at now, not at the next interval
+            self._watch.cancel()
+            self._watch = self._loop.create_task(self._watch_files(0.0), name="bootres-resolver-files")
 
     # --- questions from the daemon
 
@@ -181,14 +228,35 @@ class ResolverService:
             result["reason"] = effect.reason  # why SERVFAIL (or the upstreams' error) was answered
         return result
 
-    async def lookup_addresses(self, name: str) -> list[str]:
-        """A and AAAA addresses of ``name``; [] when nothing answers."""
-        found = []
-        for rdtype in ("A", "AAAA"):
-            result = await self.query(name, rdtype)
-            found += [line.split()[-1] for line in result.get("answers", [])
-                      if line.split()[3:4] == [rdtype]]
-        return found
+    async def lookup_pinned(self, name: str) -> list[str] | None:
+        """A and AAAA of a pinned name from the upstreams alone (``Stub.ask_upstreams``); None when not answered.
+
+        Never from the hosts files, which hold bootres's own block, nor from
+        the cache.  [] when the upstreams say the name has no address
+        (NXDOMAIN, or neither A nor AAAA); None unless both questions got
+        an answer, so a pin never loses a family to one lost reply.
+        """
+        import dns.exception  # only here: see bootres/core/dnsmsg.py on startup time
+        import dns.message
+        import dns.rcode
+        import dns.rdatatype
+
+        async def ask(rdtype: str) -> list[str] | None:
+            future = self._loop.create_future()
+            self.stub.ask_upstreams(dnsmsg.query_wire(name, rdtype), future, self._now())
+            self._pump()
+            effect: Respond = await future
+            try:
+                reply = dns.message.from_wire(effect.wire)
+            except dns.exception.DNSException:  # an error reply from the stub's own guard
+                return None
+            if reply.rcode() not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+                return None
+            wanted = dns.rdatatype.from_text(rdtype)
+            return [rdata.address for rrset in reply.answer if rrset.rdtype == wanted for rdata in rrset]
+
+        v4, v6 = await asyncio.gather(ask("A"), ask("AAAA"))
+        return None if v4 is None or v6 is None else v4 + v6
 
     # --- the core's inputs
 
@@ -269,38 +337,38 @@ class ResolverService:
             return
         self.log.info("cache file %s loaded: %d answers, served stale until refreshed", path, count)
 
-    def _watch_files(self) -> None:
-        self._check_files()
-        self._watch = self._loop.call_later(WATCH_INTERVAL, self._watch_files)
-
-    def _check_files(self, force: bool = False) -> None:
-        """Re-read hosts_files and the upstream sources that changed."""
-        hosts_changed = self._changed(self.cfg.hosts_files) or force
-        if hosts_changed:
-            entries = []
-            for path in self.cfg.hosts_files:
-                try:
-                    # newline="": a lone \r is a blank to glibc, not a line break
-                    with open(path, encoding="utf-8", errors="replace", newline="") as handle:
-                        entries += parse_hosts(handle.read())
-                except OSError:
-                    continue  # a missing hosts file answers nothing
-            self.stub.set_hosts(HostsDB(entries))
-        if self.sources.poll():
-            self._apply_sources()
-
-    def _changed(self, paths) -> bool:
-        changed = False
-        for path in paths:
+    async def _watch_files(self, delay: float) -> None:
+        """Look at hosts_files and the upstream sources after ``delay``, then every WATCH_INTERVAL."""
+        while True:
+            await asyncio.sleep(delay)
+            delay = WATCH_INTERVAL
             try:
-                st = os.stat(path)
-                signature = (st.st_ino, st.st_mtime_ns, st.st_size)
-            except OSError:
-                signature = None
-            if self._watched.get(path, "unseen") != signature:
-                self._watched[path] = signature
-                changed = True
-        return changed
+                self._apply_files(*await asyncio.to_thread(self._files_reader()))
+            except Exception:  # our bug: say so, look again at the next interval
+                self.log.exception("looking at hosts_files and the upstream sources failed")
+
+    def _files_reader(self) -> Callable[[], tuple[tuple[str, ...], dict[str, FileRead], Scan]]:
+        """The file system half of a look at the files (stat, read what changed), bound to copies: for a worker thread."""
+        paths = tuple(self.cfg.hosts_files)
+        seen = {path: read.signature for path, read in self._hosts.items()}
+        scan = self.sources.scanner()
+        return lambda: (paths, read_changed(paths, seen), scan())
+
+    def _apply_files(self, paths: tuple[str, ...], hosts: dict[str, FileRead], found: Scan) -> None:
+        """The loop's half: parse what changed; new hosts files go to the core, changed sources are selected again."""
+        if hosts or paths != self._hosts_paths:
+            # Every one of ``paths`` is known: read now, or unchanged since it was.
+            self._hosts = {path: hosts.get(path) or self._hosts[path] for path in paths}
+            self._hosts_paths = paths
+            entries = []
+            for path in paths:
+                data = self._hosts[path].data
+                if data is not None:  # a missing or unreadable hosts file answers nothing
+                    # Bytes decoded, no universal newlines: a lone \r is a blank to glibc, not a line break.
+                    entries += parse_hosts(data.decode("utf-8", "replace"))
+            self.stub.set_hosts(HostsDB(entries))
+        if self.sources.apply(found):
+            self._apply_sources()
 
     # --- upstream sources
 
@@ -361,6 +429,12 @@ def describe(selection: sources.Selection) -> str:
     parts += [f"{r.domain} -> {' '.join(labels.get(a, str(a)) for a in r.upstreams) or 'none'}"
               for r in routing.routes]
     return ", ".join(parts)
+
+
+def _write_cache_file(path: str, data: bytes) -> None:
+    """On a worker thread: the directory (state_dir may not exist yet), then the file, readable by root alone."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    atomic_write(path, data, mode=0o600)
 
 
 def _raise_fd_limit() -> None:

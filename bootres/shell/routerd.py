@@ -1,148 +1,148 @@
 """RouterService: RFC 1256 discovery and the default route, as an asyncio service.
 
 The thin shell around ``bootres.core.router.RouterDiscovery``: it feeds the
-core advertisements from the ICMP sockets, netlink snapshots and timer
-ticks, and carries out the core's effects (send a solicitation, set or
-clear the route, tell ``on_change`` about the router list, log).
+core advertisements from the ICMP sockets, the kernel's state from the
+daemon's ``NetlinkWatch`` and timer ticks, and carries out the core's
+effects (send a solicitation, set or clear the route, tell ``on_change``
+about the router list, log).
 
-Netlink is polled every ``poll_interval`` seconds (links, addresses,
-default routes) on one worker thread; a poll is cheap and works the same
-with every pyroute2 version, where event subscriptions do not.
+It owns no netlink socket and no thread.  Links, addresses and default
+routes arrive as snapshots the watch delivers on the loop when they change;
+route changes are coroutines of the watch, run on its one worker thread so
+they stay in order with its dumps.  What failed (a route change, opening an
+ICMP socket) is tried again ``RETRY_INTERVAL`` later: the kernel did not
+change, so no snapshot would come to retry it.
+
+Lifecycle: the daemon starts the watch, then ``start()``; on the way down
+``stop()``, then the watch's ``stop()``.  After ``stop()`` nothing is armed,
+sent or submitted; route changes under way are awaited.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
+import os
 import random
 from typing import Callable
 
 from bootres.config import RouterConfig
 from bootres.core import etcfiles
+from bootres.core.effects import Log
 from bootres.core.rdisc import MAX_SOLICITATION_DELAY
 from bootres.core.router import (
     ClearDefaultRoute,
     Interface,
-    Log,
     RouterDiscovery,
     RoutersChanged,
     SendSolicitation,
     SetDefaultRoute,
+    describe_ipv6_defaults,
 )
 from bootres.shell import icmpio, netlinkio
 from bootres.shell.fileio import read_bytes
+from bootres.shell.netwatch import NetlinkWatch
 
-# A DHCP client's route shows in status at most this late (measured in tests/boot/test_setups.py:
-# NetworkManager adds it after bootres started). Netlink events would make it immediate.
-DEFAULT_POLL_INTERVAL = 1.0
+RETRY_INTERVAL = 5.0  # seconds before a failed route change or ICMP socket is tried again
 
 
 class RouterService:
     """Router discovery and the default route; see docs/internals.md for how the daemon uses it.
 
     ``on_change(routers)`` gets the default router list (addresses as text,
-    most preferred first) at start and whenever it changes.
+    most preferred first) at start and whenever it changes.  ``netlink`` is
+    the daemon's one ``NetlinkWatch``, started before ``start()`` and
+    stopped after ``stop()``.
     """
 
-    def __init__(
-        self,
-        cfg: RouterConfig,
-        log: logging.Logger,
-        on_change: Callable[[list[str]], None],
-        *,
-        poll_interval: float = DEFAULT_POLL_INTERVAL,
-    ):
+    def __init__(self, cfg: RouterConfig, log: logging.Logger, on_change: Callable[[list[str]], None],
+                 netlink: NetlinkWatch):
         self.cfg = cfg
         self.log = log
         self.on_change = on_change
-        self.poll_interval = poll_interval
         self.rng = random.SystemRandom()  # draws each interface's solicitation delay for the core
         self.core: RouterDiscovery | None = None
         self.sockets: dict[int, icmpio.IcmpSocket] = {}
-        self._netlink = netlinkio.Netlink()
-        self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="bootres-netlink")
+        self._netlink = netlink
+        self._snapshot: netlinkio.Snapshot | None = None  # the last one observed
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._poller: asyncio.Task | None = None
-        self._route_ops: set[asyncio.Future] = set()
-        self._extra_polls: set[asyncio.Task] = set()  # referenced so they are not collected mid-flight
-        self._netlink_failing = False
+        self._timer: asyncio.TimerHandle | None = None  # the core's deadline
+        self._retry: asyncio.TimerHandle | None = None
+        self._route_tasks: set[asyncio.Task] = set()  # referenced so they are not collected mid-flight
         self._route_problem: str | None = None
         self._socket_failed: set[int] = set()
+        self._stopped = False
 
     # --- lifecycle
 
     async def start(self) -> None:
-        """Read last boot's /etc/defaultrouter, the kernel's state, open sockets, start soliciting."""
+        """Read last boot's /etc/defaultrouter, then follow the watch's snapshots and the ICMP sockets."""
         self._loop = asyncio.get_running_loop()
+        remembered = await self._remembered_routers()
         self.core = RouterDiscovery(
             solicit=self.cfg.solicit,
             install_route=self.cfg.install_route,
             static=self.cfg.static,
-            remembered=self._remembered_routers(),
+            remembered=remembered,
         )
         self._pump()
-        await self._poll_once()
-        self._poller = asyncio.create_task(self._poll_forever(), name="bootres-router-poll")
+        self._netlink.subscribe(self._observe)  # delivers the current snapshot at once
 
     async def stop(self) -> None:
-        """Close sockets and stop polling.  The route stays: a restart must not cut the host off."""
-        polls = [t for t in (self._poller, *self._extra_polls) if t is not None]
-        for task in polls:
-            task.cancel()
-        await asyncio.gather(*polls, return_exceptions=True)
-        if self._timer is not None:
-            self._timer.cancel()
-        if self._route_ops:
-            await asyncio.gather(*self._route_ops, return_exceptions=True)
+        """Close the sockets, disarm the timers, let route changes under way finish.
+
+        The route stays: a restart must not cut the host off (the next start
+        reconciles it).
+        """
+        self._stopped = True
+        for handle in (self._timer, self._retry):
+            if handle is not None:
+                handle.cancel()
+        self._timer = self._retry = None
         for index in list(self.sockets):
-            icmpio.detach(self._loop, self.sockets.pop(index))
-        await self._loop.run_in_executor(self._worker, self._netlink.close)
-        self._worker.shutdown(wait=False)
+            self._close_socket(index)
+        # The watch runs them on its worker, which outlives us: wait, so a
+        # change asked for is done (and logged) before the watch goes.
+        await asyncio.gather(*self._route_tasks, return_exceptions=True)
 
     def reconfigure(self, cfg: RouterConfig) -> None:
-        """Take a new [router] section, keeping the router table; interfaces follow at the next poll."""
+        """Take a new [router] section, keeping the router table; interfaces and the route follow at once."""
         self.cfg = cfg
         self.core.reconfigure(solicit=cfg.solicit, install_route=cfg.install_route, static=cfg.static)
         self._pump()
-        task = asyncio.ensure_future(self._poll_once())
-        self._extra_polls.add(task)
-        task.add_done_callback(self._extra_polls.discard)
+        if self._snapshot is not None:
+            self._observe(self._snapshot)
 
     # --- what the daemon reads
 
     def status(self) -> dict:
-        """The SPEC's ``router`` object, plus interfaces, kernel default routes and drop counts."""
-        return {"discovery": self.cfg.discovery, **self.core.status(self._loop.time())}
+        """The SPEC's ``router`` object, plus interfaces, kernel default routes (IPv4 and IPv6) and drops."""
+        snapshot = self._snapshot
+        ipv6 = []
+        if snapshot is not None:
+            names = {link.index: link.name for link in snapshot.links}
+            ipv6 = describe_ipv6_defaults(snapshot.default_routes6, names)
+        return {"discovery": self.cfg.discovery, **self.core.status(self._loop.time()),
+                "ipv6_default_routes": ipv6}
 
     # --- inputs
 
-    def _remembered_routers(self) -> tuple:
+    async def _remembered_routers(self) -> tuple:
         path = self.cfg.defaultrouter_file
         if not path:
             return ()
         try:
-            data = read_bytes(path)
+            data = await asyncio.to_thread(read_bytes, path)
         except OSError as error:
-            self.log.warning(f"cannot read {path}: {error.strerror}")
+            self.log.warning("cannot read %s: %s", path, error.strerror)
             return ()
         return etcfiles.parse_defaultrouter(data.decode("ascii", "replace")) if data else ()
 
-    async def _poll_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.poll_interval)
-            await self._poll_once()
-
-    async def _poll_once(self) -> None:
-        try:
-            snapshot = await self._loop.run_in_executor(self._worker, self._netlink.snapshot)
-        except Exception as error:  # netlink trouble must not end the service
-            if not self._netlink_failing:
-                self.log.warning(f"cannot read interfaces and routes over netlink: {error}; retrying")
-            self._netlink_failing = True
+    def _observe(self, snapshot: netlinkio.Snapshot) -> None:
+        """A new view of the kernel (the watch calls this on the loop)."""
+        if self._stopped:
             return
-        self._netlink_failing = False
+        self._snapshot = snapshot
         now = self._loop.time()
         wanted = {link.index: link for link in snapshot.links if self._eligible(link)}
         for index in [i for i in self.core.interfaces if i not in wanted]:
@@ -169,9 +169,10 @@ class RouterService:
         try:
             icmp = icmpio.IcmpSocket(link.index, link.name, link.multicast)
         except OSError as error:
-            if link.index not in self._socket_failed:  # said once, retried at every poll
-                self.log.warning(f"cannot open an ICMP socket on {link.name}: {error.strerror or error}")
+            if link.index not in self._socket_failed:  # said once, tried again every RETRY_INTERVAL
+                self.log.warning("cannot open an ICMP socket on %s: %s", link.name, error.strerror or error)
             self._socket_failed.add(link.index)
+            self._retry_later()
             return False
         self._socket_failed.discard(link.index)
         icmpio.attach(self._loop, icmp, self._datagram)
@@ -192,21 +193,34 @@ class RouterService:
         self.core.timer_fired(self._loop.time())
         self._pump()
 
+    def _retry_later(self) -> None:
+        if self._retry is None and not self._stopped:
+            self._retry = self._loop.call_later(RETRY_INTERVAL, self._retry_now)
+
+    def _retry_now(self) -> None:
+        # The kernel still looks like the last snapshot: observing it again
+        # reopens missing sockets and has the core ask for the route again.
+        self._retry = None
+        if self._snapshot is not None:
+            self._observe(self._snapshot)
+
     # --- effects
 
     def _pump(self) -> None:
-        """Carry out what the core asked for, then re-arm its one timer."""
+        """Carry out what the core asked for, then re-arm its one timer; nothing once stopped."""
+        if self._stopped:
+            return
         for effect in self.core.drain():
             if isinstance(effect, SendSolicitation):
                 self._send(effect)
             elif isinstance(effect, SetDefaultRoute):
-                self._route_op(self._netlink.set_default_route, effect.gateway, effect.ifindex)
+                self._change_route(self._set_route(effect))
             elif isinstance(effect, ClearDefaultRoute):
-                self._route_op(self._netlink.clear_default_route)
+                self._change_route(self._clear_route(effect))
             elif isinstance(effect, RoutersChanged):
                 self._routers_changed(effect)
             elif isinstance(effect, Log):
-                self.log.log(logging.WARNING if effect.level == "warning" else logging.INFO, effect.message)
+                self.log.log(effect.level, "%s", effect.message)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -221,45 +235,58 @@ class RouterService:
         try:
             icmp.send(effect.destination, effect.payload)
         except OSError as error:
-            self.log.warning(f"cannot send a router solicitation on {icmp.ifname}: {error.strerror or error}")
+            self.log.warning("cannot send a router solicitation on %s: %s", icmp.ifname, error.strerror or error)
             return
         self.log.debug("router solicitation sent on %s to %s", icmp.ifname, effect.destination)
 
-    def _route_op(self, operation, *args) -> None:
-        future = self._loop.run_in_executor(self._worker, operation, *args)
-        self._route_ops.add(future)
-        future.add_done_callback(lambda done: self._route_done(done, operation, args))
+    def _change_route(self, change) -> None:
+        task = self._loop.create_task(change, name="bootres-default-route")
+        self._route_tasks.add(task)
+        task.add_done_callback(self._route_tasks.discard)
 
-    def _route_done(self, done: asyncio.Future, operation, args) -> None:
-        self._route_ops.discard(done)
-        if done.cancelled():
-            return
-        error = done.exception()
-        if operation == self._netlink.set_default_route:
-            gateway, ifindex = args
-            where = f" dev {self.sockets[ifindex].ifname}" if ifindex in self.sockets else ""
-            problem = f"cannot install the default route via {gateway}{where}: {error}"
-            success = f"default route via {gateway}{where} installed"
-        else:
-            problem = f"cannot remove bootres's default route: {error}"
-            success = "bootres's default route removed" if error is None and done.result() else None
-        if error is not None:
-            # The core asks again at every poll; say it once until something changes.
-            if problem != self._route_problem:
-                self.log.warning("%s", problem, extra={"topic": "default-route"})
-            self._route_problem = problem
-            return
+    async def _set_route(self, effect: SetDefaultRoute) -> None:
+        icmp = self.sockets.get(effect.ifindex)
+        where = f" dev {icmp.ifname}" if icmp is not None else ""
+        try:
+            await self._netlink.set_default_route(effect.gateway, effect.ifindex)
+        except Exception as error:  # pyroute2's NetlinkError is not an OSError
+            return self._route_failed(f"cannot install the default route via {effect.gateway}{where}: "
+                                      f"{_why(error)}")
         self._route_problem = None
-        if success:
-            self.log.info("%s", success, extra={"resolves": "default-route"})
+        self.log.info("default route via %s%s installed", effect.gateway, where,
+                      extra={"resolves": "default-route"})
+
+    async def _clear_route(self, effect: ClearDefaultRoute) -> None:
+        try:
+            removed = await self._netlink.clear_default_route()
+        except Exception as error:  # pyroute2's NetlinkError is not an OSError
+            return self._route_failed(f"cannot remove bootres's default route: {_why(error)}")
+        self._route_problem = None
+        if removed:
+            self.log.info("bootres's default route removed: %s", effect.why, extra={"resolves": "default-route"})
+
+    def _route_failed(self, problem: str) -> None:
+        # Tried again every RETRY_INTERVAL; said once until something changes.
+        if problem != self._route_problem:
+            self.log.warning("%s", problem, extra={"topic": "default-route"})
+        self._route_problem = problem
+        self._retry_later()
 
     def _routers_changed(self, effect: RoutersChanged) -> None:
         routers = [str(r) for r in effect.routers]
         if routers:
             # A route that exists now, installed or found, ends any earlier failure to install one.
             self.log.info("default router %s (from %s)", routers[0], effect.source,
-                          extra={"resolves": ("no-router", "default-route") if effect.source == "netlink" else "no-router"})
+                          extra={"resolves": ("no-router", "default-route") if effect.source == "netlink"
+                                 else "no-router"})
         else:
             self.log.warning("no default router known", extra={"topic": "no-router"})
         self.on_change(routers)
 
+
+def _why(error: Exception) -> str:
+    """An OSError's or pyroute2 NetlinkError's reason in words, not a tuple."""
+    if getattr(error, "strerror", None):
+        return error.strerror
+    code = getattr(error, "code", None)
+    return os.strerror(code) if isinstance(code, int) and code > 0 else str(error)

@@ -16,17 +16,26 @@ work for files that do not exist yet, and need nothing beyond the standard
 library.  A file that cannot be used (not text, too big, no usable
 nameserver) is logged once and its last good record is kept, so a
 half-broken write never empties the upstream list.
+
+A poll has two halves (issue 11): ``scan`` lists, stats and reads the files
+and is a plain function of copies (the paths, the static lists, the
+signatures seen last), so the resolver runs it on a worker thread;
+``SourceWatcher.apply`` parses what it read and keeps the records, on the
+event loop.  No object is touched from both threads.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
 from dataclasses import dataclass
+from typing import Callable
 
 from bootres.core import sources
 from bootres.core.sources import SourceError, SourceRecord
+from bootres.shell.fileio import FileRead, Signature, read_changed
 
 POLL_INTERVAL = 0.5  # a changed nameserver list is in use within this much (plus a parse)
 
@@ -51,6 +60,21 @@ class SourcePaths:
                    tuple(moved(p) for p in host.resolvconf))
 
 
+@dataclass(frozen=True)
+class Scan:
+    """What one look at the files found."""
+
+    static: tuple[tuple[str, str], ...]  # the static lists it looked for
+    present: dict[str, tuple[str, str]]  # path -> (kind, human name) of every source file there, in a stable order
+    changed: dict[str, FileRead]  # those whose signature differs from the one seen last, read
+
+
+def scan(paths: SourcePaths | None, static: tuple[tuple[str, str], ...], seen: dict[str, Signature]) -> Scan:
+    """The file system half of a poll: list the source files, read those not as ``seen``."""
+    present = _candidates(paths, static)
+    return Scan(static, present, read_changed(present, seen, sources.MAX_SOURCE_BYTES + 1))
+
+
 class _Watched:
     __slots__ = ("signature", "record", "error")
 
@@ -72,13 +96,15 @@ class SourceWatcher:
         server from the first must not see it come back from the second).
         """
         self.paths = paths
-        self.static = static
+        self.static = static  # in use: ``records`` picks from these
         self.log = log
         self._files: dict[str, _Watched] = {}
         self._rewritten: SourceRecord | None = None
+        self._static_next = static  # looked for by the next scan
 
     def set_static(self, static: list[tuple[str, str]]) -> None:
-        self.static = static
+        """New static lists (a reload): in use once a scan has read them, so none counts unread."""
+        self._static_next = static
 
     def set_rewritten(self, record: SourceRecord | None) -> None:
         """The nameservers another program wrote into /etc/resolv.conf (the daemon's guard hands them in)."""
@@ -110,62 +136,42 @@ class SourceWatcher:
                         "nameservers": [host for host, _ in self._rewritten.servers]})
         return out
 
-    def poll(self) -> bool:
-        """Re-read what changed; True when the set of records is different."""
+    def scanner(self) -> Callable[[], Scan]:
+        """The file system half of a poll, bound to copies of what it needs: for a worker thread; ``apply`` its Scan."""
+        seen = {path: watched.signature for path, watched in self._files.items() if watched.signature is not None}
+        return functools.partial(scan, self.paths, tuple(self._static_next), seen)
+
+    def apply(self, found: Scan) -> bool:
+        """Parse what ``found`` read, forget the files gone; True when the set of records is different."""
         before = self.records()
-        present = self._candidates()
-        for path in [p for p in self._files if p not in present]:
+        self.static = list(found.static)
+        for path in [p for p in self._files if p not in found.present]:
             gone = self._files.pop(path).record
             if gone is not None and gone.servers:
                 self.log.info("source %s is gone (%s): its nameservers %s are no longer used",
                               gone.name, path, " ".join(host for host, _ in gone.servers))
-        for path, (kind, name) in present.items():
-            self._refresh(path, kind, name)
+        for path, (kind, name) in found.present.items():
+            if path in found.changed:
+                self._refresh(path, kind, name, found.changed[path])
         return self.records() != before
+
+    def poll(self) -> bool:
+        """Both halves on the calling thread: before the event loop serves anything, and in tests."""
+        return self.apply(self.scanner()())
 
     # --- the files
 
-    def _candidates(self) -> dict[str, tuple[str, str]]:
-        """path -> (kind, human name) of every source file that exists now, in a stable order."""
-        found: dict[str, tuple[str, str]] = {}
-        paths = self.paths
-        if paths is not None:
-            for entry in _listdir(paths.dhclient):
-                iface, _, family = entry.rpartition(".")
-                if iface and family in ("inet", "inet6"):
-                    name = f"dhclient {iface}" + (" (IPv6)" if family == "inet6" else "")
-                    found[os.path.join(paths.dhclient, entry)] = ("dhclient", name)
-            for entry in sorted(_listdir(paths.networkd), key=lambda e: (len(e), e)):
-                if entry.isdigit():
-                    found[os.path.join(paths.networkd, entry)] = ("networkd", f"networkd {_ifname(entry)}")
-            if os.path.isfile(paths.networkmanager):
-                found[paths.networkmanager] = ("networkmanager", "NetworkManager")
-            for directory in paths.resolvconf:
-                for entry in _listdir(directory):
-                    found[os.path.join(directory, entry)] = ("resolvconf", f"resolvconf {entry}")
-        for path, name in self.static:
-            if os.path.exists(path):
-                found[path] = ("file", name)
-        return found
-
-    def _refresh(self, path: str, kind: str, name: str) -> None:
+    def _refresh(self, path: str, kind: str, name: str, read: FileRead) -> None:
         watched = self._files.setdefault(path, _Watched())
-        try:
-            st = os.stat(path)
-            signature = (st.st_ino, st.st_mtime_ns, st.st_size)
-            if signature == watched.signature:
-                return
-            with open(path, "rb") as handle:
-                data = handle.read(sources.MAX_SOURCE_BYTES + 1)
-        except OSError as exc:
-            self._failed(watched, path, name, f"{path}: cannot read: {exc.strerror or exc}")
+        if read.data is None:  # its signature stays the old one: read again at the next poll
+            self._failed(watched, path, name, f"{path}: cannot read: {read.error}")
             return
-        watched.signature = signature
+        watched.signature = read.signature
         try:
             if kind == "networkd":
-                record, warnings = sources.read_networkd_link(name, path, data)
+                record, warnings = sources.read_networkd_link(name, path, read.data)
             else:
-                record, warnings = sources.read_resolv_conf_record(kind, name, path, data)
+                record, warnings = sources.read_resolv_conf_record(kind, name, path, read.data)
         except SourceError as exc:  # its message starts with the path
             self._failed(watched, path, name, str(exc))
             return
@@ -183,6 +189,29 @@ class SourceWatcher:
                        if kept is not None and kept.servers else "")
             self.log.warning("source %s ignored: %s%s", name, message, keeping, extra={"topic": f"source {path}"})
         watched.error = message
+
+
+def _candidates(paths: SourcePaths | None, static: tuple[tuple[str, str], ...]) -> dict[str, tuple[str, str]]:
+    """path -> (kind, human name) of every source file that exists now, in a stable order."""
+    found: dict[str, tuple[str, str]] = {}
+    if paths is not None:
+        for entry in _listdir(paths.dhclient):
+            iface, _, family = entry.rpartition(".")
+            if iface and family in ("inet", "inet6"):
+                name = f"dhclient {iface}" + (" (IPv6)" if family == "inet6" else "")
+                found[os.path.join(paths.dhclient, entry)] = ("dhclient", name)
+        for entry in sorted(_listdir(paths.networkd), key=lambda e: (len(e), e)):
+            if entry.isdigit():
+                found[os.path.join(paths.networkd, entry)] = ("networkd", f"networkd {_ifname(entry)}")
+        if os.path.isfile(paths.networkmanager):
+            found[paths.networkmanager] = ("networkmanager", "NetworkManager")
+        for directory in paths.resolvconf:
+            for entry in _listdir(directory):
+                found[os.path.join(directory, entry)] = ("resolvconf", f"resolvconf {entry}")
+    for path, name in static:
+        if os.path.exists(path):
+            found[path] = ("file", name)
+    return found
 
 
 def _listdir(directory: str) -> list[str]:

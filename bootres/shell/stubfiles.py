@@ -1,20 +1,23 @@
-"""StubFiles: keeps /etc/hosts's bootres block and /etc/defaultrouter current.
+"""StubFiles: carries out what ``bootres.core.hostsblock`` decides for /etc/hosts's block and /etc/defaultrouter.
 
-What goes in the block (rendered by ``bootres.core.etcfiles``):
+The policy (what goes in the block, when DNS is asked, what a failure
+keeps) is the core's; this adapter only feeds it and performs its effects:
 
-- this host's names and primary address (``self``), the address read over
-  netlink (the default route's source, else the first global address);
-- the default router under every name of ``router_names``;
-- the last-known addresses of the ``pin`` names, looked up through the
-  resolver every ``refresh_interval`` while it answers and kept when it
-  does not.  At start they are read back from the block the previous run
-  wrote, so they survive a reboot with no nameserver up.
+- inputs, all on the event loop: ``observe`` (a ``netlinkio.Snapshot``:
+  this host's primary IPv4 and global IPv6 address), ``set_routers``
+  (RouterService's ``on_change``), ``set_search_domains`` (the resolver's
+  source selection), ``reconfigure``, the hostname from
+  ``socket.gethostname()`` at each of these;
+- file I/O on one worker thread (``_files``): the two reads at start and
+  every atomic write, as plain functions of their arguments that return
+  their result, so no state is shared with the thread and writes to one
+  file never overlap;
+- pinned-name lookups through ``lookup`` (``ResolverService.lookup_pinned``:
+  the upstreams only, never the hosts files that hold this very block);
+- one ``loop.call_at`` timer at the core's ``deadline()``.
 
-Until RouterService reports, the router is last boot's /etc/defaultrouter.
-Files are written by one task, only when their content changes, with
-``fileio.atomic_write``.  A failed write (read-only /etc, full disk) is
-logged once, shown as ``error`` in that file's ``status()`` object and
-retried every ``retry_interval``.
+After ``stop()`` no timer is armed, no job is submitted and no result is
+fed back.
 """
 
 from __future__ import annotations
@@ -22,21 +25,27 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import datetime
-import ipaddress
+import functools
 import logging
 import os
 import socket
-from typing import Awaitable, Callable
+import time
+from typing import Awaitable, Callable, NamedTuple
 
 from bootres.config import HostsConfig, RouterConfig
-from bootres.core import etcfiles
+from bootres.core import etcfiles, hostsblock
+from bootres.core.effects import Log
 from bootres.shell.fileio import atomic_write, read_bytes
 
-DEFAULT_REFRESH_INTERVAL = 300.0
-DEFAULT_RETRY_INTERVAL = 30.0
-RESOLV_CONF = "/etc/resolv.conf"
+DEFAULT_RETRY_INTERVAL = 30.0  # seconds between attempts to write a file that could not be written
 
-Lookup = Callable[[str], Awaitable[list[str]]]
+Lookup = Callable[[str], Awaitable[list[str] | None]]
+
+
+class WriteResult(NamedTuple):
+    error: str | None  # why it failed (strerror), or None
+    changed: bool  # False: the file already held that content
+    written_at: str | None  # the file's mtime, ISO-8601
 
 
 def _decode(data: bytes | None) -> str:
@@ -44,8 +53,55 @@ def _decode(data: bytes | None) -> str:
     return data.decode("utf-8", "surrogateescape") if data else ""
 
 
-def _stamp(seconds: float) -> str:
+def _mtime(path: str) -> str:
+    seconds = os.stat(path).st_mtime
     return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+# --- file jobs: run on the files thread, touch nothing but their arguments
+
+
+def read_file(path: str | None) -> tuple[hostsblock.FileText, str | None]:
+    """The file at start and why it could not be read (None: read, or missing)."""
+    if path is None:
+        return hostsblock.FileText(), None
+    try:
+        data = read_bytes(path)
+        return hostsblock.FileText(_decode(data), None if data is None else _mtime(path)), None
+    except OSError as error:
+        return hostsblock.FileText(), error.strerror or str(error)
+
+
+def write_hosts_block(path: str, block: str) -> WriteResult:
+    """Read ``path``, put ``block`` in it, replace it atomically: at write time, so an admin's edit just now stays."""
+    try:
+        # Unlike a missing file, an unreadable one is an error: merging into
+        # "" would throw the admin's lines away.
+        merged = etcfiles.merge_block(_decode(read_bytes(path)), block)
+        changed = atomic_write(path, merged.encode("utf-8", "surrogateescape"))
+        return WriteResult(None, changed, _mtime(path))
+    except OSError as error:
+        return WriteResult(error.strerror or str(error), False, None)
+
+
+def write_text(path: str, text: str) -> WriteResult:
+    try:
+        changed = atomic_write(path, text)
+        return WriteResult(None, changed, _mtime(path))
+    except OSError as error:
+        return WriteResult(error.strerror or str(error), False, None)
+
+
+def _settings(hosts: HostsConfig, router: RouterConfig, retry_interval: float) -> hostsblock.Settings:
+    return hostsblock.Settings(
+        hosts_file=hosts.file,
+        defaultrouter_file=router.defaultrouter_file,
+        self_entry=hosts.self_entry,
+        router_names=hosts.router_names,
+        pin=hosts.pin,
+        refresh_interval=hosts.refresh_interval,
+        retry_interval=retry_interval,
+    )
 
 
 class StubFiles:
@@ -58,215 +114,163 @@ class StubFiles:
         log: logging.Logger,
         lookup: Lookup | None,
         *,
-        refresh_interval: float = DEFAULT_REFRESH_INTERVAL,
+        search: tuple[str, ...] = (),
         retry_interval: float = DEFAULT_RETRY_INTERVAL,
     ):
-        self.hosts = hosts
-        self.router = router
+        """``lookup``: ``ResolverService.lookup_pinned``; None: no resolver, pinned names keep their block addresses.
+
+        ``search``: the search domains in use (``ResolverService.selection.search``).
+        """
         self.log = log
-        self.lookup = lookup
-        self.refresh_interval = refresh_interval
-        self.retry_interval = retry_interval
-        self.routers: list[str] = []
-        self.primary_address: str | None = None
-        self.pinned: dict[str, list[str]] = {}  # name -> last-known addresses
-        self.written_at: dict[str, str] = {}  # path -> ISO time of the content now there
-        self.failing: dict[str, str] = {}  # path -> why its last write failed
-        self._wanted = asyncio.Event()  # the files should be rendered and written again
-        self._refresh_now = asyncio.Event()  # look the pinned names up before the interval is over
-        self._tasks: list[asyncio.Task] = []
-        self._netlink = None  # made on the worker thread at first use, see _primary_address
-        self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="bootres-files")
+        self._lookup = lookup
+        self._retry_interval = retry_interval
+        self._search = tuple(search)
+        self._hostname = socket.gethostname()
+        self.core = hostsblock.HostsBlock(_settings(hosts, router, retry_interval), hostname=self._hostname,
+                                          search=self._search)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._files: concurrent.futures.ThreadPoolExecutor | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._jobs: set[asyncio.Future] = set()  # writes and lookups under way
+        self._stopped = False
 
     # --- lifecycle
 
     async def start(self) -> None:
-        """Recover pinned addresses from the existing block, then write once and keep the files current."""
+        """Read both files (last run's block and routers), then keep them current."""
         loop = asyncio.get_running_loop()
-        if self.hosts.file:
-            text = await loop.run_in_executor(self._worker, self._read_text, self.hosts.file)
-            self._recover(text)
-        if self.router.defaultrouter_file and not self.routers:
-            text = await loop.run_in_executor(self._worker, self._read_text, self.router.defaultrouter_file)
-            self.routers = [str(r) for r in etcfiles.parse_defaultrouter(text)]
-        # Written from last boot's state: the same bytes as before, so no
-        # write at all on a normal boot; netlink corrects the address later.
-        await self._write_files()
-        self._tasks = [
-            asyncio.create_task(self._writer(), name="bootres-files-writer"),
-            asyncio.create_task(self._refresher(), name="bootres-files-refresh"),
-        ]
+        self._files = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="bootres-files")
+        settings = self.core.settings
+        (hosts, hosts_error), (router, router_error) = await asyncio.gather(
+            loop.run_in_executor(self._files, read_file, settings.hosts_file),
+            loop.run_in_executor(self._files, read_file, settings.defaultrouter_file),
+        )
+        for path, error in ((settings.hosts_file, hosts_error), (settings.defaultrouter_file, router_error)):
+            if error is not None:
+                self.log.warning("cannot read %s: %s; starting without what it held", path, error)
+        if self._stopped:
+            return
+        self._loop = loop
+        self.core.start(loop.time(), hosts, router)
+        self._pump()
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._netlink is not None:
-            await asyncio.get_running_loop().run_in_executor(self._worker, self._netlink.close)
-        self._worker.shutdown(wait=False)
+        """Stop asking and writing; a write under way finishes (it is atomic either way)."""
+        self._stopped = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = self._timer_at = None
+        for job in self._jobs:
+            if isinstance(job, asyncio.Task):
+                job.cancel()
+        if self._jobs:
+            await asyncio.wait(self._jobs)
+        if self._files is not None:
+            self._files.shutdown(wait=False)  # idle: every job it ran was awaited above
 
     def reconfigure(self, hosts: HostsConfig, router: RouterConfig) -> None:
-        self.hosts, self.router = hosts, router
-        self.pinned = {name: addrs for name, addrs in self.pinned.items() if name in hosts.pin}
-        self._wanted.set()
-        if any(name not in self.pinned for name in hosts.pin):
-            self._refresh_now.set()  # a newly pinned name should not wait minutes for its address
+        """New [hosts]/[router] settings: a new pin is asked at once, a dropped one leaves the block."""
+        self.core.reconfigure(_settings(hosts, router, self._retry_interval), self._now())
+        self._pump()
 
     # --- inputs
 
+    def observe(self, snapshot) -> None:
+        """What netlink says now (a ``netlinkio.Snapshot``): this host's primary IPv4 and global IPv6 address."""
+        v4, v6 = snapshot.primary_address, snapshot.primary_address6
+        now = self._now()
+        self._check_hostname(now)
+        self.core.set_addresses(str(v4) if v4 else None, str(v6) if v6 else None, now)
+        self._pump()
+
     def set_routers(self, routers: list[str]) -> None:
         """The default router list changed (wired to RouterService's ``on_change``)."""
-        self.routers = list(routers)
-        self._wanted.set()
+        self.core.set_routers([str(router) for router in routers], self._now())
+        self._pump()
+
+    def set_search_domains(self, search: tuple[str, ...]) -> None:
+        """The search domains in use changed: the first completes a short hostname in the ``self`` line."""
+        self._search = tuple(search)
+        self.core.set_names(self._hostname, self._search, self._now())
+        self._pump()
+
+    def _check_hostname(self, now: float) -> None:
+        """The hostname is read when the network changes: that is when hostnamectl or DHCP may have set it."""
+        hostname = socket.gethostname()
+        if hostname != self._hostname:
+            self._hostname = hostname
+            self.core.set_names(hostname, self._search, now)
 
     # --- what the daemon reads
 
     def status(self) -> dict:
         """The SPEC's ``files`` object; a file whose last write failed has ``error``."""
-        report = {}
-        if self.hosts.file:
-            report["hosts"] = {
-                "path": self.hosts.file,
-                "written_at": self.written_at.get(self.hosts.file),
-                "entries": len(self._entries()),
-            }
-        if self.router.defaultrouter_file:
-            report["defaultrouter"] = {
-                "path": self.router.defaultrouter_file,
-                "written_at": self.written_at.get(self.router.defaultrouter_file),
-                "content": list(self.routers),
-            }
-        for entry in report.values():
-            if entry["path"] in self.failing:
-                entry["error"] = self.failing[entry["path"]]
-        return report
+        return self.core.status(self._now())
 
-    # --- the work
+    # --- the core's effects
 
-    def _entries(self) -> list[etcfiles.HostsEntry]:
-        entries = []
-        if self.hosts.self_entry and self.primary_address:
-            names = self._self_names()
-            if names:
-                entries.append(etcfiles.HostsEntry(self.primary_address, names))
-        if self.routers and self.hosts.router_names:
-            entries.append(etcfiles.HostsEntry(self.routers[0], self.hosts.router_names))
-        for name in self.hosts.pin:
-            entries.extend(etcfiles.HostsEntry(address, (name,)) for address in self.pinned.get(name, []))
-        return entries
+    def _now(self) -> float:
+        # Before start() there is no loop of ours yet; asyncio's clock is time.monotonic.
+        return self._loop.time() if self._loop is not None else time.monotonic()
 
-    def _self_names(self) -> tuple[str, ...]:
-        return etcfiles.self_names(socket.gethostname(), self._read_text(RESOLV_CONF))
+    def _pump(self) -> None:
+        if self._loop is None or self._stopped:
+            return  # before start the core emits nothing; after stop nothing is carried out
+        for effect in self.core.drain():
+            if isinstance(effect, Log):
+                self.log.log(effect.level, "%s", effect.message)
+            elif isinstance(effect, hostsblock.LookUpPinned):
+                self._track(self._loop.create_task(self._look_up(effect.name), name=f"bootres-pin-{effect.name}"))
+            elif isinstance(effect, hostsblock.WriteHostsBlock):
+                self._write(effect.path, write_hosts_block, effect.block)
+            elif isinstance(effect, hostsblock.WriteDefaultRouter):
+                self._write(effect.path, write_text, effect.text)
+        self._arm()
 
-    def _recover(self, text: str) -> None:
-        """Last run's self address and pinned addresses, from the block it wrote."""
-        names = self._self_names()
-        for entry in etcfiles.parse_block(text):
-            if names and entry.names == names:
-                self.primary_address = entry.address
-            for name in entry.names:
-                if name in self.hosts.pin and entry.address not in self.pinned.setdefault(name, []):
-                    self.pinned[name].append(entry.address)
+    def _arm(self) -> None:
+        when = self.core.deadline()
+        if when == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = None if when is None else self._loop.call_at(when, self._timer_fired, when)
 
-    async def _refresh_primary_address(self) -> None:
-        loop = asyncio.get_running_loop()
+    def _timer_fired(self, when: float) -> None:
+        self._timer = self._timer_at = None
+        # The loop may run a timer a hair early (its clock resolution): the core must see it as due.
+        self.core.timer_fired(max(when, self._loop.time()))
+        self._pump()
+
+    def _track(self, job: asyncio.Future) -> None:
+        self._jobs.add(job)
+        job.add_done_callback(self._jobs.discard)
+
+    def _write(self, path: str, job: Callable[[str, str], WriteResult], content: str) -> None:
+        future = self._loop.run_in_executor(self._files, job, path, content)
+        self._track(future)
+        future.add_done_callback(functools.partial(self._written, path))
+
+    def _written(self, path: str, future: asyncio.Future) -> None:
+        if self._stopped:
+            return
         try:
-            address = await loop.run_in_executor(self._worker, self._primary_address)
-        except Exception as error:  # keep the last known address
-            self.log.warning("cannot read this host's addresses over netlink: %s", error)
-            return
-        if address != self.primary_address:
-            self.primary_address = address
-            self._wanted.set()
+            result: WriteResult = future.result()
+        except Exception as error:  # our bug: logged in full, reported as a failed write so it is tried again
+            self.log.exception("writing %s failed", path)
+            result = WriteResult(str(error), False, None)
+        self.core.write_done(path, result.error, self._loop.time(), written_at=result.written_at,
+                             changed=result.changed)
+        self._pump()
 
-    async def _refresh_pins(self) -> None:
-        if self.lookup is None:
-            return
-        for name in self.hosts.pin:
+    async def _look_up(self, name: str) -> None:
+        found = None
+        if self._lookup is not None:
             try:
-                found = await self.lookup(name)
-            except Exception as error:  # the resolver's trouble must not stop the files
-                self.log.debug("lookup of pinned name %s failed: %s", name, error)
-                continue
-            addresses = sorted(set(found), key=lambda a: (ipaddress.ip_address(a).version, ipaddress.ip_address(a)))
-            if addresses and addresses != self.pinned.get(name):
-                self.log.info("pinned name %s now %s", name, " ".join(addresses))
-                self.pinned[name] = addresses
-                self._wanted.set()
-
-    async def _refresher(self) -> None:
-        while True:
-            self._refresh_now.clear()
-            await asyncio.gather(self._refresh_primary_address(), self._refresh_pins())
-            try:
-                await asyncio.wait_for(self._refresh_now.wait(), self.refresh_interval)
-            except asyncio.TimeoutError:
-                pass
-
-    async def _writer(self) -> None:
-        while True:
-            if self.failing:
-                try:
-                    await asyncio.wait_for(self._wanted.wait(), self.retry_interval)
-                except asyncio.TimeoutError:
-                    pass
-            else:
-                await self._wanted.wait()
-            self._wanted.clear()
-            await self._write_files()
-            # A new router may mean the default route moved, and the primary
-            # address with it; a change wakes this loop for one more write.
-            await self._refresh_primary_address()
-
-    async def _write_files(self) -> None:
-        loop = asyncio.get_running_loop()
-        jobs = []
-        if self.hosts.file:
-            jobs.append((self.hosts.file, self._hosts_content))
-        if self.router.defaultrouter_file and self.routers:
-            # With no router known, the file keeps the last one: it is next boot's first guess.
-            text = etcfiles.render_defaultrouter(self.routers)
-            jobs.append((self.router.defaultrouter_file, lambda: text.encode()))
-        for path, content in jobs:
-            await loop.run_in_executor(self._worker, self._write, path, content)
-
-    def _primary_address(self) -> str | None:
-        """Runs on the worker thread."""
-        if self._netlink is None:
-            # pyroute2 takes a fifth of a second to import: keep that off the
-            # event loop and out of start(), which the daemon awaits before READY.
-            from bootres.shell import netlinkio
-
-            self._netlink = netlinkio.Netlink()
-        address = self._netlink.snapshot().primary_address
-        return str(address) if address else None
-
-    def _hosts_content(self) -> bytes:
-        """Read, merge, encode: run at write time so an admin's edit a moment ago is kept."""
-        # Unlike a missing file, an unreadable one raises: merging into ""
-        # would throw the admin's lines away.
-        current = _decode(read_bytes(self.hosts.file))
-        merged = etcfiles.merge_block(current, etcfiles.render_block(self._entries()))
-        return merged.encode("utf-8", "surrogateescape")
-
-    def _write(self, path: str, content: Callable[[], bytes]) -> None:
-        """Runs on the worker thread."""
-        try:
-            written = atomic_write(path, content())
-            self.written_at[path] = _stamp(os.stat(path).st_mtime)
-        except OSError as error:
-            reason = f"cannot write {path}: {error.strerror or error}"
-            if path not in self.failing:
-                self.log.warning("%s; retrying every %g s", reason, self.retry_interval)
-            self.failing[path] = reason
-            return
-        if self.failing.pop(path, None):
-            self.log.info("%s writable again", path)
-        if written:
-            self.log.info("%s written", path)
-
-    def _read_text(self, path: str) -> str:
-        try:
-            return _decode(read_bytes(path))
-        except OSError:
-            return ""
+                found = await self._lookup(name)
+            except Exception:  # our bug, not DNS's: the pin keeps its addresses and is asked again
+                self.log.exception("looking up pinned name %s failed", name)
+        if not self._stopped:
+            self.core.lookup_done(name, found, self._loop.time())
+            self._pump()

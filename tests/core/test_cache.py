@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bootres.core import dnsmsg
-from bootres.core.cache import MAGIC, Cache, CacheFileError
+from bootres.core.cache import MAGIC, Cache, CacheFileError, Snapshot
 
 
 def answer(name="www.example.test.", ttl=60, address="198.18.0.1"):
@@ -296,3 +296,80 @@ def test_any_bytes_with_a_valid_checksum_raise_only_cache_file_error(payload, co
         Cache(10, 3600).restore(blob, now=0.0, age=0.0)
     except CacheFileError:
         pass
+
+
+# --- the snapshot in steps (issue 11): the loop that owns the cache answers between them
+
+
+def a_record(i: int) -> tuple[bytes, dnsmsg.Answer]:
+    """(key, answer) for n<i>.example.test A, built from bytes: 10,000 of them in a blink."""
+    qname = b"\x06n%05d\x07example\x04test\x00" % i
+    question = qname + b"\x00\x01\x00\x01"
+    query = struct.pack(">6H", i, 0x0100, 1, 0, 0, 0) + question
+    record = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 600 + i % 7, 4) + bytes([198, 18, i >> 8, i & 255])
+    reply = struct.pack(">6H", i, 0x8180, 1, 1, 0, 0) + question + record
+    return dnsmsg.peek_query(query)[0], dnsmsg.read_reply(reply).answer
+
+
+def filled(count: int, size: int = 20000) -> Cache:
+    cache = Cache(size, 3600)
+    for i in range(count):
+        cache.put(*a_record(i), now=100.0 + i / count)
+    return cache
+
+
+def test_a_snapshot_in_steps_is_the_snapshot_in_one_go_a_bounded_number_of_entries_each():
+    cache = filled(1000)
+    whole = cache.snapshot(now=200.0)
+    steps = Snapshot(cache)
+    taken = 1
+    while not steps.step(200.0, 128):
+        taken += 1
+    assert taken == 8  # 7 steps of 128, the last of 104
+    assert steps.finish() == whole
+
+
+def test_entries_that_change_between_steps_are_written_as_they_are_at_their_step():
+    cache = filled(300)
+    steps = Snapshot(cache)
+    assert not steps.step(200.0, 100)  # n00000..n00099 written
+    cache.drop_names({a_record(150)[0][:-5], a_record(10)[0][:-5]})  # one ahead of the snapshot, one behind it
+    refreshed = a_record(250)[1]
+    cache.put(a_record(250)[0], refreshed, now=150.0)  # refreshed: now the most recently used
+    cache.put(*a_record(999), now=150.0)  # added after the start: the next snapshot's
+    while not steps.step(200.0, 100):
+        pass
+    restored = Cache(1000, 3600)
+    assert restored.restore(steps.finish(), now=5.0, age=0.0) == 299
+    keys = list(restored._entries)
+    assert a_record(150)[0] not in keys and a_record(999)[0] not in keys
+    assert a_record(10)[0] in keys  # written before it was dropped
+    assert keys.index(a_record(250)[0]) == 249  # its place when the snapshot began (n00150 left out before it)
+    assert restored.stale(a_record(250)[0], 5.0).body == refreshed.body
+
+
+def test_an_entry_whose_stale_life_ends_before_its_step_is_left_out():
+    cache = Cache(10, stale_max_age=100)
+    cache.put(*a_record(1), now=0.0)  # TTL 601: served stale until 701
+    cache.put(*a_record(2), now=500.0)  # TTL 602: until 1202
+    steps = Snapshot(cache)
+    steps.step(now=500.0, limit=1)
+    steps.step(now=1000.0, limit=1)
+    assert Cache(10, 3600).restore(steps.finish(), now=5.0, age=0.0) == 2
+    late = Snapshot(cache)
+    late.step(now=900.0, limit=2)
+    assert Cache(10, 3600).restore(late.finish(), now=5.0, age=0.0) == 1
+
+
+def test_ten_thousand_entries_saved_in_steps_restore_exactly():
+    cache = filled(10000)
+    steps = Snapshot(cache)
+    while not steps.step(200.0, 128):
+        pass
+    restored = Cache(20000, 3600)
+    assert restored.restore(steps.finish(), now=5.0, age=0.0) == 10000
+    assert list(restored._entries) == list(cache._entries)  # same keys, least recently used first
+    for key, original in cache._entries.items():
+        entry = restored._entries[key]
+        assert (entry.body, entry.ttl_offsets, entry.an, entry.ns, entry.ar, entry.rcode, entry.ad) == \
+               (original.body, original.ttl_offsets, original.an, original.ns, original.ar, original.rcode, original.ad)

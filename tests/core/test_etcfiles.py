@@ -10,11 +10,13 @@ from bootres.core.etcfiles import (
     BEGIN,
     END,
     HostsEntry,
+    current_block,
     merge_block,
     parse_block,
     parse_defaultrouter,
     render_block,
     render_defaultrouter,
+    self_names,
 )
 
 ENTRIES = [
@@ -150,19 +152,36 @@ def test_fuzz_merge_never_loses_text_outside_the_block(text, markers):
 
 
 @pytest.mark.parametrize(
-    "hostname, resolv, expected",
-    [("web1", "", ("web1",)), ("web1.example.com", "search other.test", ("web1.example.com", "web1")),
-     ("web1", "search a.test b.test\n", ("web1.a.test", "web1")),
-     ("web1", "search a.test\ndomain d.test\n", ("web1.d.test", "web1")), ("localhost", "", ()), ("", "", ())],
+    "hostname, search, expected",
+    [("web1", (), ("web1",)), ("web1.example.com", ("other.test",), ("web1.example.com", "web1")),
+     ("web1", ("a.test", "b.test"), ("web1.a.test", "web1")), ("web1.", ("a.test.",), ("web1.a.test", "web1")),
+     ("localhost", ("a.test",), ()), ("", (), ())],
 )
-def test_self_names(hostname, resolv, expected):
-    from bootres.core.etcfiles import self_names
+def test_self_names_a_dotted_hostname_is_its_own_fqdn_else_the_first_search_domain_completes_it(
+        hostname, search, expected):
+    assert self_names(hostname, search) == expected
 
-    assert self_names(hostname, resolv) == expected
+
+def test_parse_block_splits_fields_as_glibc_does_and_folds_ascii_case_only():
+    text = (f"{BEGIN}\n198.18.1.1\vNFS1.Example.TEST\f alias\r\n198.18.1.2 a\x1cb\n"
+            f"198.18.1.3 \u212aey.test ok.test#comment\n198.18.1.4 name\x00 hidden\n::1%lo scoped\n{END}\n")
+    assert parse_block(text) == [
+        HostsEntry("198.18.1.1", ("nfs1.example.test", "alias")),  # VT, FF and CR are blanks to C's isspace()
+        HostsEntry("198.18.1.2", ("a\x1cb",)),  # \x1c is not: one field, as glibc reads it
+        HostsEntry("198.18.1.3", ("ok.test",)),  # the Kelvin sign is never folded into "k": not a name at all
+        HostsEntry("198.18.1.4", ("name",)),  # a NUL ends glibc's line
+    ]
+
+
+def test_current_block_is_the_block_as_it_stands():
+    assert current_block(ADMIN_BEFORE + BLOCK + ADMIN_AFTER) == BLOCK
+    assert current_block(ADMIN_BEFORE) is None
+    assert current_block("x\r\n" + BLOCK.replace("\n", "\r\n")) == BLOCK.replace("\n", "\r\n")
 
 
 @given(st.lists(st.one_of(st.sampled_from([BEGIN, END, "198.18.1.1 a", "::1 b", "# c", "1.2.3 x"]), st.text(max_size=30))))
 def test_fuzz_parse_block_returns_only_well_formed_entries(lines):
     for entry in parse_block("\n".join(lines)):
         ipaddress.ip_address(entry.address)
-        assert entry.names and all(name and "#" not in name and not any(c.isspace() for c in name) for name in entry.names)
+        assert entry.names and all(name and not any(c in "# \t\v\f\r\n\x00" for c in name) for name in entry.names)
+        assert all(name == name.lower() and name.isascii() for name in entry.names)

@@ -6,12 +6,12 @@ import struct
 import pytest
 
 from bootres.core import router as core
+from bootres.core.effects import INFO, WARNING, Log
 from bootres.core.rdisc import NOT_A_DEFAULT, Advertisement, RouterEntry, checksum
 from bootres.core.router import (
     ClearDefaultRoute,
     Interface,
     KernelRoute,
-    Log,
     RouterDiscovery,
     RoutersChanged,
     SendSolicitation,
@@ -123,7 +123,7 @@ def test_first_advertisement_sets_route_and_router_list():
     effects = rd.drain()
     assert only(effects, RoutersChanged) == [RoutersChanged((A("198.18.1.1"),), "rdisc")]
     assert only(effects, SetDefaultRoute) == [SetDefaultRoute(A("198.18.1.1"), ETH0.index)]
-    assert only(effects, Log)[0].message == "router 198.18.1.1 learned on eth0, preference 0"
+    assert only(effects, Log) == [Log(INFO, "router 198.18.1.1 learned on eth0, preference 0")]
     status = rd.status(160.5)
     assert status["default"] == "198.18.1.1" and status["source"] == "rdisc"
     assert status["routers"] == [{"address": "198.18.1.1", "interface": "eth0", "preference": 0, "expires_in_s": 1740.0}]
@@ -179,7 +179,7 @@ def test_last_router_gone_clears_our_route():
     rd.drain()
     rd.timer_fired(103.0)
     effects = rd.drain()
-    assert only(effects, ClearDefaultRoute) == [ClearDefaultRoute()]
+    assert only(effects, ClearDefaultRoute) == [ClearDefaultRoute("no default router known")]
     assert only(effects, RoutersChanged) == [RoutersChanged((), None)]
 
 
@@ -213,31 +213,83 @@ def raw_advert(code=0, count=1, size=2, good_checksum=True):
 
 
 REJECTS = [
-    ("bad checksum", datagram([("198.18.1.1", 0)], message=raw_advert(good_checksum=False))),
-    ("bad code", datagram([("198.18.1.1", 0)], message=raw_advert(code=1))),
-    ("no addresses", datagram([("198.18.1.1", 0)], message=raw_advert(count=0))),
-    ("bad entry size", datagram([("198.18.1.1", 0)], message=raw_advert(size=1))),
-    ("short", datagram([("198.18.1.1", 0)])[:27]),
-    ("off-link source", datagram([("198.18.1.1", 0)], src="198.19.9.9")),
-    ("off-link address", datagram([("203.0.113.1", 0)], src="198.18.1.1")),
-    ("not an advertisement", datagram([("198.18.1.1", 0)], message=SOLICITATION)),
+    ("bad checksum", datagram([("198.18.1.1", 0)], message=raw_advert(good_checksum=False)), ""),
+    ("bad code", datagram([("198.18.1.1", 0)], message=raw_advert(code=1)), " (code 1)"),
+    ("no addresses", datagram([("198.18.1.1", 0)], message=raw_advert(count=0)), ""),
+    ("bad entry size", datagram([("198.18.1.1", 0)], message=raw_advert(size=1)), " (Addr Entry Size 1)"),
+    ("short", datagram([("198.18.1.1", 0)])[:27], " (IP total length 36, 27 bytes received)"),
+    ("off-link address", datagram([("203.0.113.1", 0)], src="198.18.1.1"), " (203.0.113.1 not on 198.18.1.0/24)"),
+    ("not an advertisement", datagram([("198.18.1.1", 0)], message=SOLICITATION), " (ICMP type 10)"),
 ]
 
 
-@pytest.mark.parametrize("reason, data", REJECTS, ids=[r for r, _ in REJECTS])
-def test_rejected_without_effect(reason, data):
+@pytest.mark.parametrize("reason, data, detail", REJECTS, ids=[r for r, _, _ in REJECTS])
+def test_rejected_without_effect_but_one_log_line_naming_the_source(reason, data, detail):
     rd = discovery()
     rd.datagram_received(data, ETH0.index, 100.2)
-    assert rd.drain() == []
+    assert rd.drain() == [Log(WARNING, f"router advertisement from 198.18.1.1 on eth0 ignored: {reason}{detail}")]
     assert rd.routers == {}
     assert rd.schedules[ETH0.index].state == "delaying"
     assert rd.status(100.2)["dropped"] == {reason: 1}
 
 
+def test_the_ip_source_is_not_checked_only_the_advertised_addresses_are():
+    """RFC 1256 section 5.2 has no check on the IP source; section 5.3's is on the Router Addresses."""
+    rd = discovery()
+    # What FRR 8.4.4 sends for 198.18.1.1: the source byte-swapped, the router address right.
+    rd.datagram_received(datagram([("198.18.1.1", 10)], src="1.1.18.198"), ETH0.index, 100.0)
+    assert rd.default_routers == (A("198.18.1.1"),) and rd.dropped == {}
+    assert only(rd.drain(), SetDefaultRoute) == [SetDefaultRoute(A("198.18.1.1"), ETH0.index)]
+    # An on-link source does not save an advertisement whose every address is off-link.
+    rd.datagram_received(datagram([("203.0.113.1", 50), ("198.19.0.1", 60)], src="198.18.1.7"), ETH0.index, 100.0)
+    assert rd.drain() == [Log(WARNING, "router advertisement from 198.18.1.7 on eth0 ignored: off-link address "
+                                       "(203.0.113.1, 198.19.0.1 not on 198.18.1.0/24)")]
+    assert rd.default_routers == (A("198.18.1.1"),) and rd.dropped == {"off-link address": 1}
+
+
+# Debian 12's FRR 8.4.4 (zebra -M irdp) advertising 198.18.1.1, preference 10, holdtime 6, as
+# tests/net/test_rdisc_frr.py captured it: TOS 0xc0, TTL 1, from 1.1.18.198 (198.18.1.1 byte-swapped) to 224.0.0.1.
+FRR_ADVERT = bytes.fromhex(
+    "45c000247ffc000001014555" "010112c6" "e0000001"  # IPv4 header; the source is the byte-swapped address
+    "09002eda" "01020006" "c6120101" "0000000a"  # type 9; 1 addr, entry size 2, lifetime 6; 198.18.1.1 pref 10
+)
+
+
+def test_frr_advertisement_as_captured_on_the_wire_is_accepted():
+    rd = discovery()
+    rd.datagram_received(FRR_ADVERT, ETH0.index, 100.0)
+    assert rd.dropped == {} and rd.status(100.0)["routers"] == [
+        {"address": "198.18.1.1", "interface": "eth0", "preference": 10, "expires_in_s": 6.0}]
+
+
+def test_each_source_and_reason_is_logged_once_and_the_lines_are_bounded():
+    rd = discovery()
+    bad = raw_advert(code=1)
+    for _ in range(3):
+        rd.datagram_received(datagram([("198.18.1.1", 0)], message=bad), ETH0.index, 100.0)
+        rd.datagram_received(datagram([("203.0.113.1", 0)], src="198.18.1.1"), ETH0.index, 100.0)
+        rd.datagram_received(datagram([("198.18.1.1", 0)], src="198.18.1.2", message=bad), ETH0.index, 100.0)
+    assert [e.message.split(" ignored: ")[1] for e in only(rd.drain(), Log)] == [
+        "bad code (code 1)", "off-link address (203.0.113.1 not on 198.18.1.0/24)", "bad code (code 1)"]
+    assert rd.dropped == {"bad code": 6, "off-link address": 3}
+
+    # A flood of forged sources: at most DROP_LOG_LIMIT lines, then one saying the rest are only counted.
+    for n in range(1000):
+        rd.datagram_received(datagram([("198.18.1.1", 0)], src=str(A("198.19.0.0") + n), message=bad),
+                             ETH0.index, 100.0)
+    lines = [e.message for e in only(rd.drain(), Log)]
+    assert len(lines) == core.DROP_LOG_LIMIT - 3 + 1
+    assert lines[-1] == (f"{core.DROP_LOG_LIMIT} kinds of dropped router advertisement logged; from now on they "
+                         "are only counted (router.dropped in status)")
+    assert len(rd._drop_logged) == core.DROP_LOG_LIMIT and rd.dropped["bad code"] == 1006
+
+
 def test_datagram_on_an_unmanaged_interface_is_dropped():
     rd = discovery()
     rd.datagram_received(datagram([("198.18.1.1", 0)]), 99, 100.0)
-    assert rd.drain() == [] and rd.dropped == {"unknown interface": 1}
+    assert rd.drain() == [Log(WARNING, "router advertisement from 198.18.1.1 on interface 99 ignored: "
+                                       "unknown interface")]
+    assert rd.dropped == {"unknown interface": 1}
 
 
 def test_flood_keeps_the_table_bounded_and_the_best_routers():
@@ -283,7 +335,8 @@ def test_foreign_route_appearing_makes_us_withdraw_ours():
     rd.datagram_received(datagram([("198.18.1.1", 0)]), ETH0.index, 100.0)
     rd.drain()
     rd.kernel_routes_observed([KernelRoute(A("198.18.1.1"), ETH0.index, core.RTPROT_RA), DHCP_ROUTE])
-    assert only(rd.drain(), ClearDefaultRoute) == [ClearDefaultRoute()]
+    assert only(rd.drain(), ClearDefaultRoute) == [
+        ClearDefaultRoute("a default route bootres did not install is in place")]
     rd.kernel_routes_observed([DHCP_ROUTE])  # ours is gone, theirs stays: nothing more to do
     assert only(rd.drain(), ClearDefaultRoute) == []
     rd.kernel_routes_observed([])  # theirs went away: ours comes back
@@ -305,7 +358,7 @@ def test_leftover_route_of_ours_is_removed_when_nothing_is_wanted():
     assert rd.kernel_routes == ()  # the clear was asked for
     rd2 = RouterDiscovery()
     rd2.kernel_routes_observed([KernelRoute(A("198.18.1.7"), ETH0.index, core.RTPROT_RA)])
-    assert only(rd2.drain(), ClearDefaultRoute) == [ClearDefaultRoute()]
+    assert only(rd2.drain(), ClearDefaultRoute) == [ClearDefaultRoute("no default router known")]
 
 
 def test_install_route_no_only_records():
@@ -314,6 +367,39 @@ def test_install_route_no_only_records():
     effects = rd.drain()
     assert only(effects, SetDefaultRoute) == [] and only(effects, ClearDefaultRoute) == []
     assert rd.default_routers == (A("198.18.1.1",),) and rd.source == "rdisc"
+
+
+OURS = KernelRoute(A("198.18.1.1"), ETH0.index, core.RTPROT_RA)
+
+
+def test_install_route_turned_off_removes_our_route_and_back_on_installs_it():
+    rd = discovery()
+    rd.datagram_received(datagram([("198.18.1.1", 0)], lifetime=1800), ETH0.index, 100.0)
+    rd.kernel_routes_observed([OURS])
+    rd.drain()
+    rd.reconfigure(solicit=True, install_route=False, static=())  # a reload
+    assert rd.drain() == [ClearDefaultRoute("install_route = no")]
+    rd.kernel_routes_observed([])
+    assert rd.drain() == [] and (rd.source, rd.default_routers) == ("rdisc", (A("198.18.1.1"),))
+    rd.reconfigure(solicit=True, install_route=True, static=())
+    assert rd.drain() == [SetDefaultRoute(A("198.18.1.1"), ETH0.index)]
+
+
+def test_restart_with_install_route_off_removes_the_route_left_from_before():
+    rd = RouterDiscovery(install_route=False, remembered=(A("198.18.1.1"),))
+    rd.drain()
+    rd.kernel_routes_observed([OURS])  # the first netlink read after the restart
+    assert rd.drain() == [ClearDefaultRoute("install_route = no")]
+    rd.kernel_routes_observed([])
+    assert rd.drain() == []
+
+
+def test_install_route_off_never_touches_another_programs_route():
+    rd = RouterDiscovery(install_route=False)
+    rd.kernel_routes_observed([DHCP_ROUTE])
+    rd.reconfigure(solicit=True, install_route=True, static=())
+    rd.reconfigure(solicit=True, install_route=False, static=())
+    assert only(rd.drain(), ClearDefaultRoute) == [] and only(rd.drain(), SetDefaultRoute) == []
 
 
 # --- file and static fallbacks
@@ -354,7 +440,7 @@ def test_removed_interface_loses_its_routers():
     rd.drain()
     rd.remove_interface(ETH0.index)
     effects = rd.drain()
-    assert only(effects, ClearDefaultRoute) == [ClearDefaultRoute()]
+    assert only(effects, ClearDefaultRoute) == [ClearDefaultRoute("no default router known")]
     assert "eth0 is gone" in only(effects, Log)[0].message
     rd.remove_interface(ETH0.index)  # twice is harmless
     assert rd.drain() == []
@@ -376,8 +462,25 @@ def test_reconfigure_keeps_the_table_and_applies_new_fallbacks():
     assert (rd.source, rd.default_routers) == ("static", (A("198.18.1.99"),))
     rd.datagram_received(datagram([("198.18.1.1", 0)]), ETH0.index, 100.0)
     rd.drain()
-    rd.reconfigure(solicit=False, install_route=False, static=())
+    rd.reconfigure(solicit=False, install_route=True, static=())
     assert rd.default_routers == (A("198.18.1.1"),) and rd.drain() == []
+
+
+# --- the kernel's IPv6 default routes, shown read-only
+
+
+def test_ipv6_default_routes_are_described_with_their_origin():
+    from types import SimpleNamespace as Route6
+
+    routes = [Route6(gateway=ipaddress.IPv6Address("fe80::1"), ifindex=2, proto=9, metric=1024),
+              Route6(gateway=ipaddress.IPv6Address("2001:db8::1"), ifindex=3, proto=16, metric=100),
+              Route6(gateway=None, ifindex=7, proto=186, metric=0)]
+    assert core.describe_ipv6_defaults(routes, {2: "eth0", 3: "eth1"}) == [
+        {"gateway": "fe80::1", "interface": "eth0", "origin": "ra", "metric": 1024},
+        {"gateway": "2001:db8::1", "interface": "eth1", "origin": "dhcp", "metric": 100},
+        {"gateway": None, "interface": None, "origin": "186", "metric": 0},
+    ]
+    assert [core.ROUTE_ORIGINS[p] for p in (2, 3, 4)] == ["kernel", "boot", "static"]
 
 
 def test_docs_state_table_is_the_code_table():

@@ -685,3 +685,97 @@ def test_fuzz_random_and_mutated_queries_never_crash(wire):
 
 FUZZ_STUB = make_stub(max_inflight=10_000)
 resolve(FUZZ_STUB, "www.example.test", 0.0)  # so mutated queries may hit the byte path too
+
+
+# --- ask_upstreams: the service's own questions for pinned names (core/hostsblock.py)
+
+
+def ask_upstreams(stub, name, now, client="pin", rdtype="A"):
+    stub.ask_upstreams(query(name, rdtype), client, now)
+    return stub.drain()
+
+
+def test_a_pinned_question_skips_the_hosts_files_and_the_cache():
+    stub = make_stub()
+    stub.set_hosts(HostsDB(parse_hosts("198.18.0.5 nfs1.example.test\n")))  # bootres's own block, last boot's address
+    resolve(stub, "www.example.test", 0.0, address="198.18.0.80", ttl=300)
+    for name, new in (("nfs1.example.test", "198.18.0.6"), ("www.example.test", "198.18.0.81")):
+        out = ask_upstreams(stub, name, 1.0)
+        assert responses(out) == [] and len(sends(out)) == 2  # asked, though the file and a fresh entry know it
+        first = sends(out)[0]
+        stub.upstream_reply(first.token, reply_to(first, address=new), first.address, 1.01)
+        (reply,) = responses(stub.drain())
+        assert (reply.client, reply.source, addresses(reply)) == ("pin", "upstream", [new])
+    assert addresses(responses(ask(stub, query("www.example.test"), 1.1))[0]) == ["198.18.0.81"]  # cached as usual
+    assert stub.status()["queries"] == 2  # clients' queries only
+
+
+def test_a_pinned_question_never_takes_a_stale_answer_and_a_failed_race_is_a_failure():
+    stub = make_stub(timeout=2.0)
+    resolve_two_then_let_them_expire(stub)  # www is stale, as last boot's cache is after a restart
+    out = ask_upstreams(stub, "www.example.test", 100.0)
+    assert responses(out) == [] and len(sends(out)) == 2
+    replies = []
+    for _ in range(20):  # bounded: follow the core's deadlines past stale_answer_after to the timeout
+        when = stub.deadline()
+        stub.timer_fired(when)
+        replies += responses(stub.drain())
+        if replies:
+            break
+    (reply,) = replies
+    assert when == pytest.approx(102.0)  # the timeout, not stale_answer_after: no stale answer for a pin
+    assert parsed(reply).rcode() == dns.rcode.SERVFAIL and reply.reason == "all upstreams down"
+    assert stub.status()["cache"]["stale_served"] == 0
+
+
+def test_a_pinned_question_joins_a_race_in_flight_and_waits_for_its_real_answer():
+    stub = make_stub(stale_answer_after=0.1)
+    resolve_two_then_let_them_expire(stub)
+    out = ask(stub, query(), 100.0, client="client")
+    assert ask_upstreams(stub, "www.example.test", 100.01) == []  # joined: nothing new sent
+    stub.timer_fired(100.1)
+    assert [(r.client, r.source) for r in responses(stub.drain())] == [("client", "stale")]
+    to_a = sends(out)[0]
+    stub.upstream_reply(to_a.token, reply_to(to_a, address="198.18.0.81", ttl=10), A, 100.2)
+    (reply,) = responses(stub.drain())
+    assert (reply.client, reply.source, addresses(reply)) == ("pin", "upstream", ["198.18.0.81"])
+
+
+def test_clients_joining_a_race_a_pin_started_still_get_a_stale_answer_on_time():
+    stub = make_stub(stale_answer_after=0.1)
+    resolve_two_then_let_them_expire(stub)
+    out = ask_upstreams(stub, "www.example.test", 100.0)
+    assert responses(ask(stub, query(), 100.02, client="client")) == []
+    stub.timer_fired(100.1)
+    assert [(r.client, r.source) for r in responses(stub.drain())] == [("client", "stale")]
+    to_b = sends(out)[1]
+    stub.upstream_reply(to_b.token, reply_to(to_b, rcode=dns.rcode.SERVFAIL), B, 100.2)
+    to_a = sends(out)[0]
+    stub.upstream_reply(to_a.token, reply_to(to_a, rcode=dns.rcode.REFUSED), A, 100.3)
+    (reply,) = responses(stub.drain())  # every upstream refused: the pin fails, it is not served stale
+    assert reply.client == "pin" and parsed(reply).rcode() != dns.rcode.NOERROR
+    assert reply.reason == "every upstream failed: 198.18.0.11:53 SERVFAIL, 198.18.0.10:53 REFUSED"
+
+
+def test_a_pinned_question_beyond_max_inflight_fails_at_once():
+    stub = make_stub(max_inflight=1)
+    ask(stub, query("busy.example.test"), 0.0)
+    (reply,) = responses(ask_upstreams(stub, "nfs1.example.test", 0.0))
+    assert parsed(reply).rcode() == dns.rcode.SERVFAIL and reply.reason == "too many queries in flight (max_inflight)"
+
+
+def test_a_bug_asking_for_a_pin_answers_servfail(monkeypatch):
+    stub = make_stub()
+    monkeypatch.setattr(Stub, "_start", boom)
+    (reply,) = responses(ask_upstreams(stub, "nfs1.example.test", 0.0))
+    assert parsed(reply).rcode() == dns.rcode.SERVFAIL and reply.reason == "internal error (see the log)"
+    assert stub.internal_errors == 1
+
+
+def test_a_question_of_our_own_that_does_not_parse_is_our_bug_answered_servfail():
+    stub = make_stub()
+    stub.ask_upstreams(struct.pack("!6H", 7, 0x0100, 0, 0, 0, 0), "pin", 0.0)  # no question at all
+    effects = stub.drain()
+    (reply,) = responses(effects)
+    assert parsed(reply).rcode() == dns.rcode.SERVFAIL and parsed(reply).id == 7 and reply.client == "pin"
+    assert stub.internal_errors == 1 and "reading a question of our own" in logs(effects)[0].message

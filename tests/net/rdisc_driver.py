@@ -1,10 +1,13 @@
 """Runs RouterService and StubFiles alone, as `bootres run` composes them, for the network tests.
 
-    python rdisc_driver.py CONFIG STATUS_JSON [POLL_INTERVAL]
+    python rdisc_driver.py CONFIG STATUS_JSON
 
-Started inside a lab namespace with ``ip netns exec``.  The status of both
-services is written to STATUS_JSON every 50 ms (atomically), so tests can
-watch it; logs go to stderr.  SIGTERM stops both cleanly.
+Started inside a lab namespace with ``ip netns exec``.  One NetlinkWatch
+feeds both services, started and stopped in the daemon's order (watch,
+files, router; then router, watch, files).  The status of both services is
+written to STATUS_JSON every 50 ms (atomically), so tests can watch it;
+logs go to stderr.  SIGHUP reloads CONFIG (``RouterService.reconfigure``,
+``StubFiles.reconfigure``); SIGTERM stops both cleanly.
 """
 
 import asyncio
@@ -15,19 +18,31 @@ import sys
 
 from bootres import config
 from bootres.shell.fileio import atomic_write
+from bootres.shell.netwatch import NetlinkWatch
 from bootres.shell.routerd import RouterService
 from bootres.shell.stubfiles import StubFiles
 
 
-async def main(config_path: str, status_path: str, poll_interval: float) -> None:
+async def main(config_path: str, status_path: str) -> None:
     cfg = config.load(config_path)
     files = StubFiles(cfg.hosts, cfg.router, logging.getLogger("bootres.files"), lookup=None, retry_interval=0.5)
-    router = RouterService(cfg.router, logging.getLogger("bootres.router"), files.set_routers,
-                           poll_interval=poll_interval)
+    watch = NetlinkWatch(logging.getLogger("bootres.netlink"))
+    watch.subscribe(files.observe)
+    await watch.start()
     await files.start()
+    router = RouterService(cfg.router, logging.getLogger("bootres.router"), files.set_routers, watch)
     await router.start()
+
+    def reload() -> None:
+        new = config.load(config_path)
+        files.reconfigure(new.hosts, new.router)
+        router.reconfigure(new.router)
+        logging.getLogger("bootres").info("reloaded %s", config_path)
+
+    loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reload)
     while not stop.is_set():
         atomic_write(status_path, json.dumps({"router": router.status(), "files": files.status()}))
         try:
@@ -35,10 +50,11 @@ async def main(config_path: str, status_path: str, poll_interval: float) -> None
         except asyncio.TimeoutError:
             pass
     await router.stop()
+    await watch.stop()
     await files.stop()
 
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     logging.getLogger("bootres").setLevel(logging.DEBUG)
-    asyncio.run(main(sys.argv[1], sys.argv[2], float(sys.argv[3]) if len(sys.argv) > 3 else 0.5))
+    asyncio.run(main(sys.argv[1], sys.argv[2]))

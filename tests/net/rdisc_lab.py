@@ -6,14 +6,16 @@ and can answer them, and a thread sends periodic advertisements.  Packets
 are made by scapy (or packed by hand for floods), with the IP header
 written by the test so it can forge sources.
 
-``BootresHost`` runs ``rdisc_driver.py`` (RouterService + StubFiles) in a
-namespace and reads its status and the kernel's routes.
+``BootresHost`` runs ``rdisc_driver.py`` (RouterService + StubFiles on one
+NetlinkWatch, as ``bootres run`` composes them) in a namespace and reads its
+status and the kernel's routes.
 """
 
 from __future__ import annotations
 
 import json
 import select
+import signal
 import socket
 import struct
 import sys
@@ -127,26 +129,33 @@ class TestRouter:
 class BootresHost:
     """bootres's router discovery and stub files running in ``ns``, configured under ``workdir``."""
 
-    def __init__(self, ns, workdir: Path, *, router: str = "", hosts: str = "", poll_interval: float = 0.5):
+    def __init__(self, ns, workdir: Path, *, router: str = "", hosts: str = ""):
         self.ns = ns
         self.workdir = workdir
         self.status_path = workdir / "status.json"
         self.defaultrouter = workdir / "defaultrouter"
         self.config = workdir / "bootres.conf"
-        self.config.write_text(
-            "[resolver]\nupstreams = 198.18.0.53\ncache_file =\nmanage_resolv_conf = no\n"
-            f"[hosts]\nfile = {ns.etc / 'hosts'}\nrouter_names = site-router gw\n{hosts}\n"
-            f"[router]\ndefaultrouter_file = {self.defaultrouter}\n{router}\n"
-        )
-        self.poll_interval = poll_interval
+        self.hosts = hosts
+        self.configure(router)
         self.proc = None
         self.started: float | None = None
 
+    def configure(self, router: str = "") -> None:
+        """(Re)write the configuration with these ``[router]`` lines; ``reload()`` makes a running one read it."""
+        self.config.write_text(
+            "[resolver]\nupstreams = 198.18.0.53\ncache_file =\nmanage_resolv_conf = no\n"
+            f"[hosts]\nfile = {self.ns.etc / 'hosts'}\nrouter_names = site-router gw\n{self.hosts}\n"
+            f"[router]\ndefaultrouter_file = {self.defaultrouter}\n{router}\n"
+        )
+
     def start(self):
+        self.status_path.unlink(missing_ok=True)  # a restart's status is its own
         self.started = time.monotonic()
-        self.proc = self.ns.popen(sys.executable, str(DRIVER), str(self.config), str(self.status_path),
-                                  str(self.poll_interval))
+        self.proc = self.ns.popen(sys.executable, str(DRIVER), str(self.config), str(self.status_path))
         return self
+
+    def reload(self) -> None:
+        self.proc.send_signal(signal.SIGHUP)
 
     def stop(self) -> None:
         self.proc.terminate()

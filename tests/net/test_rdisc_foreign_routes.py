@@ -23,7 +23,7 @@ def test_existing_dhcp_route_is_reported_not_replaced(lab, tmp_path):
     status = bootres.wait(lambda: bootres.status().get("router", {}).get("routers") and bootres.status(), timeout=2)
     assert status["router"]["source"] == "netlink" and status["router"]["default"] == "198.18.1.254"
     assert [r["address"] for r in status["router"]["routers"]] == [ROUTER]  # heard, not used
-    time.sleep(1.2)  # two netlink polls later, nothing was fought
+    time.sleep(1.0)  # nothing was fought meanwhile
     routes = bootres.default_routes()
     assert [(r["gateway"], r["protocol"]) for r in routes] == [("198.18.1.254", "dhcp")]
     bootres.wait(lambda: bootres.defaultrouter.exists() and bootres.defaultrouter.read_text(), timeout=1)
@@ -44,7 +44,7 @@ def test_route_not_installed_by_bootres_is_never_removed(lab, tmp_path):
     # The router withdraws itself; the admin's route stays, and stays after bootres stops.
     router.advertise(lifetime=0)
     bootres.wait(lambda: bootres.status()["router"]["routers"] == [], timeout=1)
-    time.sleep(1.2)
+    time.sleep(1.0)
     assert [(r["gateway"], r["protocol"]) for r in bootres.default_routes()] == [("198.18.1.253", "static")]
     bootres.stop()
     assert [(r["gateway"], r["protocol"]) for r in bootres.default_routes()] == [("198.18.1.253", "static")]

@@ -23,7 +23,7 @@ def rig(lab, tmp_path):
     host, router_ns = lab.netns("host"), lab.netns("router")
     # A /16, so a flood can name thousands of distinct on-link routers.
     _, router_if = lab.link(host, "198.18.1.10/16", router_ns, f"{ROUTER}/16")
-    router_ns.run("ip", "addr", "add", "198.19.7.7/24", "dev", router_if)  # for the off-link source
+    router_ns.run("ip", "addr", "add", "198.19.7.7/24", "dev", router_if)  # an off-link source for the host
     router = TestRouter(router_ns, router_if, ROUTER, answer_solicitations=False)
     lab.cleanup.callback(router.close)
     bootres = BootresHost(host, tmp_path, router="solicit = no").start()
@@ -47,18 +47,36 @@ def test_each_malformed_advertisement_is_dropped_without_effect(rig):
     for reason, build in BAD.items():
         router.send(build())
         expected[reason] = 1
-    router.send(icmp_advert(GOOD), src="198.19.7.7")
-    expected["off-link source"] = 1
     status = bootres.wait(lambda: bootres.status()["router"]["dropped"] == expected and bootres.status(),
                           timeout=3, what=f"drop counters {expected}")
     assert status["router"]["routers"] == [] and status["router"]["default"] is None
-    time.sleep(0.6)  # one more netlink poll: still no route
+    time.sleep(0.5)  # nothing comes late either
     assert bootres.default_routes() == []
     assert not bootres.defaultrouter.exists()
+    # Each logged once, with the address it came from.
+    log = bootres.log()
+    for reason in BAD:
+        assert log.count(f"router advertisement from {ROUTER} on eth0 ignored: {reason}") == 1, (reason, log)
+    assert "ignored: off-link address (203.0.113.1 not on 198.18.0.0/16)" in log
     # The service is unharmed: a good advertisement still works.
     router.send(icmp_advert(GOOD))
     bootres.wait(lambda: bootres.route_via(ROUTER), timeout=1, what="route after the bad ones")
     assert "Traceback" not in bootres.log()
+
+
+def test_the_ip_source_does_not_matter_the_advertised_addresses_do(rig):
+    """RFC 1256 section 5.2 does not check the IP source; section 5.3 checks the Router Addresses."""
+    bootres, router = rig
+    # Off-link source, on-link router address (what Debian 12's FRR sends): accepted.
+    router.send(icmp_advert(GOOD), src="198.19.7.7")
+    bootres.wait(lambda: bootres.route_via(ROUTER), timeout=2, what="the route from an off-link source")
+    assert bootres.status()["router"]["dropped"] == {}
+    # On-link source, every router address off-link: dropped, and logged with its source.
+    router.send(icmp_advert([("203.0.113.9", 100), ("198.20.0.1", 100)]), src=ROUTER)
+    bootres.wait(lambda: bootres.status()["router"]["dropped"] == {"off-link address": 1}, timeout=2)
+    assert (f"router advertisement from {ROUTER} on eth0 ignored: off-link address "
+            "(203.0.113.9, 198.20.0.1 not on 198.18.0.0/16)") in bootres.log()
+    assert [r["gateway"] for r in bootres.default_routes()] == [ROUTER]
 
 
 def test_advertisement_flood_keeps_the_table_and_memory_bounded(rig):

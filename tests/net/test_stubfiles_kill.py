@@ -1,4 +1,9 @@
-"""SIGKILL a writer of /etc/hosts at random moments: the file is always one whole version."""
+"""SIGKILL StubFiles's writer of /etc/hosts at random moments: the file is always one whole version.
+
+The child runs ``stubfiles.write_hosts_block``, the very job StubFiles runs
+on its files thread for each ``WriteHostsBlock``: read the file, merge the
+block, replace it atomically.
+"""
 
 import os
 import random
@@ -7,29 +12,30 @@ import time
 
 from bootres.core.etcfiles import HostsEntry, merge_block, render_block
 from bootres.shell.fileio import atomic_write
+from bootres.shell.stubfiles import write_hosts_block
 
 ADMIN = "127.0.0.1\tlocalhost\n" + "".join(f"198.18.{n // 250}.{n % 250 + 1}\tadmin-host-{n}\n" for n in range(4000))
 
 
-def version(n: int) -> str:
-    """A hosts file as StubFiles would write it, with a big block so a write takes a while."""
-    entries = [HostsEntry(f"198.19.{n}.{i % 250 + 1}", (f"pinned-{n}-{i}.example.com",)) for i in range(4000)]
-    return merge_block(ADMIN, render_block(entries))
+def block(n: int) -> str:
+    """A big block, so a write takes a while."""
+    return render_block([HostsEntry(f"198.19.{n}.{i % 250 + 1}", (f"pinned-{n}-{i}.example.com",)) for i in range(4000)])
 
 
-def writer(path: str, versions: list[str]) -> None:
-    """The child: rewrite the file for ever, cycling through whole versions."""
+def writer(path: str, blocks: list[str]) -> None:
+    """The child: rewrite the block for ever, cycling through the versions."""
     n = 0
     while True:
-        atomic_write(path, versions[n % len(versions)])
+        result = write_hosts_block(path, blocks[n % len(blocks)])
+        assert result.error is None, result
         n += 1
 
 
 def test_killed_writer_never_leaves_a_partial_hosts_file(tmp_path):
     path = str(tmp_path / "hosts")
-    versions = [version(n) for n in range(3)]
-    whole = set(versions)
-    atomic_write(path, versions[0])
+    blocks = [block(n) for n in range(3)]
+    whole = {merge_block(ADMIN, b) for b in blocks}
+    atomic_write(path, merge_block(ADMIN, blocks[0]))
     rng = random.Random(1256)
     kills = mid_write = 0
     deadline = time.monotonic() + 20  # bounded: at most 300 kills or 20 s
@@ -37,7 +43,7 @@ def test_killed_writer_never_leaves_a_partial_hosts_file(tmp_path):
         pid = os.fork()
         if pid == 0:  # child
             try:
-                writer(path, versions)
+                writer(path, blocks)
             finally:
                 os._exit(1)
         time.sleep(rng.uniform(0.0, 0.01))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 
+from bootres.shell import sourcewatch
 from bootres.shell.sourcewatch import SourcePaths, SourceWatcher
 
 NETWORKD = "# This is private data. Do not parse.\nADMIN_STATE=configured\nOPER_STATE=routable\nDNS={}\nDOMAINS=lan.test\n"
@@ -87,3 +88,30 @@ def test_only_the_first_static_list_with_a_nameserver_counts(tmp_path, caplog):
     write(upstreams_file, "# emptied by the admin\n")
     sources.poll()
     assert servers(sources.records()) == {"original": ["198.18.0.30"]}
+
+
+def test_a_poll_is_a_scan_of_copies_then_apply(tmp_path, caplog):
+    """The file system half takes copies and returns data: it can run on any thread (issue 11)."""
+    lease = tmp_path / "run/bootres/dhclient/eth0.inet"
+    write(lease, "nameserver 198.18.0.10\n")
+    sources = watcher(tmp_path, caplog)
+    found = sourcewatch.scan(SourcePaths.under(str(tmp_path)), (), {})
+    assert list(found.present) == [str(lease)] and found.changed[str(lease)].data == b"nameserver 198.18.0.10\n"
+    assert sources.records() == []  # a scan changes nothing by itself
+    assert sources.apply(found) and servers(sources.records()) == {"dhclient eth0": ["198.18.0.10"]}
+    again = sources.scanner()()
+    assert list(again.present) == [str(lease)] and again.changed == {}  # unchanged: stat'ed, not read
+    assert not sources.apply(again)
+
+
+def test_new_static_lists_count_once_a_scan_has_read_them(tmp_path, caplog):
+    first, second = tmp_path / "first.conf", tmp_path / "second.conf"
+    write(first, "nameserver 198.18.0.30\n")
+    write(second, "nameserver 198.18.0.31\n")
+    sources = watcher(tmp_path, caplog, [(str(first), "first")])
+    sources.poll()
+    pending = sources.scanner()  # a scan in flight when the reload comes
+    sources.set_static([(str(second), "second")])
+    assert servers(sources.records()) == {"first": ["198.18.0.30"]}  # not "none" while the new file is unread
+    assert not sources.apply(pending()) and servers(sources.records()) == {"first": ["198.18.0.30"]}
+    assert sources.poll() and servers(sources.records()) == {"second": ["198.18.0.31"]}

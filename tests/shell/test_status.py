@@ -33,6 +33,10 @@ ROUTER = {
         {"address": "198.18.1.1", "interface": "eth0", "preference": 0, "expires_in_s": 1790.0},
         {"address": "198.18.1.2", "interface": "eth0", "preference": -5, "expires_in_s": 600.0},
     ],
+    "ipv6_default_routes": [
+        {"gateway": "fe80::1", "interface": "eth0", "origin": "ra", "metric": 1024},
+        {"gateway": "2001:db8::1", "interface": "eth1", "origin": "static", "metric": 50},
+    ],
 }
 FILES = {
     "hosts": {"path": "/etc/hosts", "written_at": "2026-11-21T02:00:00+00:00", "entries": 3},
@@ -62,7 +66,9 @@ def test_schema_has_every_spec_field_and_is_json():
     assert set(got["resolver"]["cache"]) == {"entries", "hits", "misses", "stale_served"}
     for upstream in got["resolver"]["upstreams"]:
         assert {"address", "state", "srtt_ms", "queries", "wins", "timeouts"} <= set(upstream)
-    assert {"discovery", "default", "source", "routers"} <= set(got["router"])
+    assert {"discovery", "default", "source", "routers", "ipv6_default_routes"} <= set(got["router"])
+    for route in got["router"]["ipv6_default_routes"]:
+        assert set(route) == {"gateway", "interface", "origin", "metric"}
     assert {"path", "written_at", "entries"} <= set(got["files"]["hosts"])
     assert {"path", "written_at", "content"} <= set(got["files"]["defaultrouter"])
     assert got["health"] == {"healthy": True, "problems": []}
@@ -113,6 +119,8 @@ Resolv.conf: /etc/resolv.conf points at bootres (original saved in /var/lib/boot
              file /etc/bootres/upstream-resolv.conf: 198.18.0.9 (not used)
 Default via: 198.18.1.1 dev eth0 (rdisc, pref 0, expires in 29 min)
     Routers: 198.18.1.2  eth0  pref -5  expires in 10 min
+   IPv6 via: fe80::1 dev eth0 (ra, metric 1024)
+             2001:db8::1 dev eth1 (static, metric 50)
       Files: /etc/defaultrouter 198.18.1.1
              /etc/hosts 3 entries
      Errors: 2026-11-21T02:00:00+00:00 upstream 198.18.0.11:5353 down"""
