@@ -192,17 +192,7 @@ class Stub:
             before = self._pending.get(parsed.key)
             self._answer(waiter, now)
         except Exception:  # our bug, not the client's: answer SERVFAIL, say so, keep serving
-            if waiter is None:  # while reading it: answer from the header alone
-                self._internal_error("reading a query", ())
-                if len(data) >= 12 and not data[2] & 0x80:
-                    reply = dnsmsg.error_reply(data[:4], b"", dnsmsg.SERVFAIL)
-                    self._out.append(Respond(client, reply, "local", None, _INTERNAL))
-                return
-            # The race it joined or started (a background refresh included) may be
-            # half set up: it and whoever waits on it go too.
-            pending = self._pending.get(waiter.query.key)
-            joined = pending is not None and (pending is not before or any(w is waiter for w in pending.waiters))
-            self._internal_error("answering a query", (pending,) if joined else (), waiter)
+            self._question_failed(("reading a query", "answering a query"), data, client, waiter, before)
 
     def ask_upstreams(self, data: bytes, client: Any, now: float) -> None:
         """A question of the service's own that only the upstreams may answer (pinned names, core/hostsblock.py).
@@ -235,15 +225,23 @@ class Stub:
             stale = self.cache.stale(key, now) if settings.serve_stale else None
             self._start(key, group, now + settings.stale_answer_after if stale is not None else None, now, waiter)
         except Exception:
-            if waiter is None:
-                self._internal_error("reading a question of our own", ())
-                if len(data) >= 12:
-                    reply = dnsmsg.error_reply(data[:4], b"", dnsmsg.SERVFAIL)
-                    self._out.append(Respond(client, reply, "local", None, _INTERNAL))
-                return
-            pending = self._pending.get(waiter.query.key)
-            joined = pending is not None and (pending is not before or any(w is waiter for w in pending.waiters))
-            self._internal_error("asking the upstreams", (pending,) if joined else (), waiter)
+            self._question_failed(("reading a question of our own", "asking the upstreams"), data, client, waiter,
+                                  before)
+
+    def _question_failed(self, doing: tuple[str, str], data: bytes, client: Any, waiter: _Waiter | None,
+                         before: _Pending | None) -> None:
+        """Our bug while taking a question (``doing``: while reading it, after): SERVFAIL to whoever it touched."""
+        if waiter is None:  # while reading it: answer from the header alone
+            self._internal_error(doing[0], ())
+            if len(data) >= 12 and not data[2] & 0x80:
+                reply = dnsmsg.error_reply(data[:4], b"", dnsmsg.SERVFAIL)
+                self._out.append(Respond(client, reply, "local", None, _INTERNAL))
+            return
+        # The race it joined or started (a background refresh included) may be
+        # half set up: it and whoever waits on it go too.
+        pending = self._pending.get(waiter.query.key)
+        joined = pending is not None and (pending is not before or any(w is waiter for w in pending.waiters))
+        self._internal_error(doing[1], (pending,) if joined else (), waiter)
 
     def upstream_reply(self, token: int, data: bytes, source: tuple | None, now: float) -> None:
         race = self._routes.get(token)

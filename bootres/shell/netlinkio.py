@@ -128,18 +128,13 @@ class Netlink:
     def _default_routes(self, ipr: IPRoute) -> list[tuple[KernelRoute, int, str | None]]:
         """(route, metric, preferred source) of every IPv4 default route in the main table."""
         found = []
-        for msg in ipr.get_routes(family=socket.AF_INET):
-            table = msg.get_attr("RTA_TABLE") or msg["table"]
-            # unicast only: an "unreachable" or "blackhole" default is no router, and not ours to replace
-            if msg["dst_len"] != 0 or table != MAIN_TABLE or msg["type"] != _RTN_UNICAST:
-                continue
-            gateway = msg.get_attr("RTA_GATEWAY")
+        for msg, gateway, metric in _unicast_defaults(ipr, socket.AF_INET):
             route = KernelRoute(
                 gateway=ipaddress.IPv4Address(gateway) if gateway else None,
                 ifindex=msg.get_attr("RTA_OIF"),
                 proto=msg["proto"],
             )
-            found.append((route, msg.get_attr("RTA_PRIORITY") or 0, msg.get_attr("RTA_PREFSRC")))
+            found.append((route, metric, msg.get_attr("RTA_PREFSRC")))
         return found
 
     def set_default_route(self, gateway: ipaddress.IPv4Address, ifindex: int | None) -> None:
@@ -174,20 +169,25 @@ class Netlink:
         ipr.route("del", **spec)
 
 
+def _unicast_defaults(ipr: IPRoute, family: int):
+    """(message, gateway or None, metric) of every unicast default route of ``family`` in the main table.
+
+    Unicast only: an "unreachable" or "blackhole" default is no router, and
+    not bootres's to replace.
+    """
+    for msg in ipr.get_routes(family=family):
+        table = msg.get_attr("RTA_TABLE") or msg["table"]
+        if msg["dst_len"] == 0 and table == MAIN_TABLE and msg["type"] == _RTN_UNICAST:
+            yield msg, msg.get_attr("RTA_GATEWAY"), msg.get_attr("RTA_PRIORITY") or 0
+
+
 def _default_routes6(ipr: IPRoute) -> tuple[DefaultRoute6, ...]:
     """Every unicast IPv6 default route in the main table, lowest metric first."""
-    found = []
-    for msg in ipr.get_routes(family=socket.AF_INET6):
-        table = msg.get_attr("RTA_TABLE") or msg["table"]
-        if msg["dst_len"] != 0 or table != MAIN_TABLE or msg["type"] != _RTN_UNICAST:
-            continue
-        gateway = msg.get_attr("RTA_GATEWAY")
-        found.append(DefaultRoute6(
-            gateway=ipaddress.IPv6Address(gateway) if gateway else None,
-            ifindex=msg.get_attr("RTA_OIF"),
-            proto=msg["proto"],
-            metric=msg.get_attr("RTA_PRIORITY") or 0,
-        ))
+    found = [
+        DefaultRoute6(gateway=ipaddress.IPv6Address(gateway) if gateway else None,
+                      ifindex=msg.get_attr("RTA_OIF"), proto=msg["proto"], metric=metric)
+        for msg, gateway, metric in _unicast_defaults(ipr, socket.AF_INET6)
+    ]
     return tuple(sorted(found, key=lambda route: route.metric))
 
 
