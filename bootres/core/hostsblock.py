@@ -232,6 +232,11 @@ class HostsBlock:
         self._observed = tuple(address for address in (ipv4, ipv6) if address)
         self._update(now)
 
+    @property
+    def routers(self) -> tuple[str, ...]:
+        """The routers the files name: /etc/defaultrouter's after ``start``, then the last non-empty list."""
+        return self._routers
+
     def set_routers(self, routers: list[str] | tuple[str, ...], now: float) -> None:
         """The default routers, most preferred first; an empty list keeps the last ones (next boot's guess)."""
         if routers:

@@ -217,7 +217,8 @@ class Daemon:
         await self.files.start()
         if watch is None:
             return
-        self.router = RouterService(self.cfg.router, self.log.getChild("router"), self.files.set_routers, watch)
+        self.router = RouterService(self.cfg.router, self.log.getChild("router"), self.files.set_routers, watch,
+                                    remembered=self.files.routers)
         try:
             await self.router.start()
         except Exception as exc:  # raw sockets refused: names must keep working

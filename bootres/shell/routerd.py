@@ -21,13 +21,13 @@ sent or submitted; route changes under way are awaited.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
 import random
 from typing import Callable
 
 from bootres.config import RouterConfig
-from bootres.core import etcfiles
 from bootres.core.effects import Log
 from bootres.core.rdisc import MAX_SOLICITATION_DELAY
 from bootres.core.router import (
@@ -40,7 +40,6 @@ from bootres.core.router import (
     describe_ipv6_defaults,
 )
 from bootres.shell import icmpio, netlinkio
-from bootres.shell.fileio import read_bytes
 from bootres.shell.netwatch import NetlinkWatch
 
 RETRY_INTERVAL = 5.0  # seconds before a failed route change or ICMP socket is tried again
@@ -52,12 +51,15 @@ class RouterService:
     ``on_change(routers)`` gets the default router list (addresses as text,
     most preferred first) at start and whenever it changes.  ``netlink`` is
     the daemon's one ``NetlinkWatch``, started before ``start()`` and
-    stopped after ``stop()``.
+    stopped after ``stop()``.  ``remembered``: last boot's routers, the
+    first guess until discovery knows better (source ``file``); the stub
+    files read them from /etc/defaultrouter, the file they own.
     """
 
     def __init__(self, cfg: RouterConfig, log: logging.Logger, on_change: Callable[[list[str]], None],
-                 netlink: NetlinkWatch):
+                 netlink: NetlinkWatch, remembered: tuple[ipaddress.IPv4Address, ...] = ()):
         self.cfg = cfg
+        self.remembered = tuple(remembered)
         self.log = log
         self.on_change = on_change
         self.rng = random.SystemRandom()  # draws each interface's solicitation delay for the core
@@ -76,14 +78,13 @@ class RouterService:
     # --- lifecycle
 
     async def start(self) -> None:
-        """Read last boot's /etc/defaultrouter, then follow the watch's snapshots and the ICMP sockets."""
+        """Start from last boot's routers, then follow the watch's snapshots and the ICMP sockets."""
         self._loop = asyncio.get_running_loop()
-        remembered = await self._remembered_routers()
         self.core = RouterDiscovery(
             solicit=self.cfg.solicit,
             install_route=self.cfg.install_route,
             static=self.cfg.static,
-            remembered=remembered,
+            remembered=self.remembered,
         )
         self._pump()
         self._netlink.subscribe(self._observe)  # delivers the current snapshot at once
@@ -126,17 +127,6 @@ class RouterService:
                 "ipv6_default_routes": ipv6}
 
     # --- inputs
-
-    async def _remembered_routers(self) -> tuple:
-        path = self.cfg.defaultrouter_file
-        if not path:
-            return ()
-        try:
-            data = await asyncio.to_thread(read_bytes, path)
-        except OSError as error:
-            self.log.warning("cannot read %s: %s", path, error.strerror)
-            return ()
-        return etcfiles.parse_defaultrouter(data.decode("ascii", "replace")) if data else ()
 
     def _observe(self, snapshot: netlinkio.Snapshot) -> None:
         """A new view of the kernel (the watch calls this on the loop)."""

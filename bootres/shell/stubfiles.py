@@ -26,6 +26,7 @@ import asyncio
 import concurrent.futures
 import datetime
 import functools
+import ipaddress
 import logging
 import os
 import socket
@@ -154,6 +155,11 @@ class StubFiles:
         self._loop = loop
         self.core.start(loop.time(), hosts, router)
         self._pump()
+
+    @property
+    def routers(self) -> tuple[ipaddress.IPv4Address, ...]:
+        """Last boot's routers once ``start`` read /etc/defaultrouter (router discovery's first guess)."""
+        return tuple(ipaddress.IPv4Address(router) for router in self.core.routers)
 
     async def stop(self) -> None:
         """Stop asking and writing; a write under way finishes (it is atomic either way)."""

@@ -30,7 +30,8 @@ async def main(config_path: str, status_path: str) -> None:
     watch.subscribe(files.observe)
     await watch.start()
     await files.start()
-    router = RouterService(cfg.router, logging.getLogger("bootres.router"), files.set_routers, watch)
+    router = RouterService(cfg.router, logging.getLogger("bootres.router"), files.set_routers, watch,
+                           remembered=files.routers)
     await router.start()
 
     def reload() -> None:
