@@ -66,9 +66,12 @@ class ResolverConfig:
     serve_stale: bool
     stale_max_age: float
     stale_answer_after: float
+    boot_stale_after: float  # stale_answer_after until an upstream has answered since start
     hosts_files: tuple[str, ...]
     allow: tuple[IPNetwork, ...]
     max_inflight: int
+    prefetch: bool  # refresh names in use shortly before they expire
+    prefetch_rate: int  # refreshes started per second at most
     manage_resolv_conf: bool
     tcp_connections: int  # client TCP connections open at once; the least recently active makes room
     tcp_idle_timeout: float  # seconds without a query before a client TCP connection is closed
@@ -287,9 +290,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "serve_stale": Key("yes", parse_bool),
         "stale_max_age": Key("3d", parse_duration),
         "stale_answer_after": Key("400ms", parse_duration),
+        "boot_stale_after": Key("20ms", parse_duration),
         "hosts_files": Key("/etc/hosts", _listof(parse_path)),
         "allow": Key("127.0.0.0/8 ::1/128", _listof(parse_network)),
         "max_inflight": Key("2048", _int_parser(1, 1_000_000)),
+        "prefetch": Key("yes", parse_bool),
+        "prefetch_rate": Key("100", _int_parser(1, 1_000_000)),
         "manage_resolv_conf": Key("yes", parse_bool),
         "tcp_connections": Key("256", _int_parser(1, 65535)),
         "tcp_idle_timeout": Key("10s", parse_duration),
@@ -463,6 +469,9 @@ def _check_combinations(sections, where, main_path: str) -> list[Problem]:
                 *at("resolver", "stale_answer_after", "timeout"), "stale_answer_after: must be shorter than timeout"
             )
         )
+    if resolver["boot_stale_after"] > resolver["stale_answer_after"]:
+        problems.append(Problem(*at("resolver", "boot_stale_after", "stale_answer_after"),
+                                "boot_stale_after: must not be longer than stale_answer_after"))
     hosts = sections["hosts"]
     if hosts["refresh_interval"] < MIN_REFRESH_INTERVAL:
         # Each refresh asks every upstream for every pin: a typo such as "5ms" must not flood them.

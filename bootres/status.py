@@ -156,7 +156,8 @@ def render_human(report: dict) -> str:
         lines,
         "Resolver",
         f"{' '.join(resolver.get('listen', []))} · {resolver.get('queries', 0)} queries"
-        f" · cache {cache.get('entries', 0)} ({hit_rate}, {cache.get('stale_served', 0)} stale)",
+        f" · cache {cache.get('entries', 0)} ({hit_rate}, {cache.get('stale_served', 0)} stale,"
+        f" {cache.get('refreshes', 0)} refreshed ahead)",
     )
     _field(
         lines,
@@ -278,6 +279,11 @@ def to_prometheus(report: dict) -> str:
     metric("cache_entries", "gauge", "Answers in the cache.", [({}, cache.get("entries", 0))])
     for key in ("hits", "misses", "stale_served"):
         metric(f"cache_{key}_total", "counter", f"Cache {key.replace('_', ' ')}.", [({}, cache.get(key, 0))])
+    metric("cache_refreshes_total", "counter", "Names refreshed ahead of expiry (prefetch).",
+           [({}, cache.get("refreshes", 0))])
+    metric("cache_refreshes_skipped_total", "counter",
+           "Refreshes ahead not started: over prefetch_rate or the in-flight share.",
+           [({}, cache.get("refreshes_skipped", 0))])
     metric("upstream_up", "gauge", "1 when the upstream answers (unknown counts as up).",
            [({"upstream": u["address"]}, int(u.get("state") != "down")) for u in upstreams])
     metric("upstream_srtt_seconds", "gauge", "Smoothed round-trip time of the upstream.",

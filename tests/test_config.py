@@ -39,6 +39,8 @@ def test_empty_file_gives_the_documented_defaults(tmp_path):
     assert cfg.resolver.timeout == 3.0
     assert cfg.resolver.stale_max_age == 3 * 86400
     assert cfg.resolver.stale_answer_after == pytest.approx(0.4)
+    assert cfg.resolver.boot_stale_after == pytest.approx(0.02)
+    assert cfg.resolver.prefetch is True and cfg.resolver.prefetch_rate == 100
     assert cfg.resolver.cache_file == "/var/lib/bootres/cache.db"
     assert cfg.resolver.allow == (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
     assert cfg.hosts.file == "/etc/hosts" and cfg.hosts.self_entry is True
@@ -109,6 +111,7 @@ MISTAKES = [
     ("[resolver]\nstale_max_age = -1d\n", 2, "bad duration"),
     ("[resolver]\ncache_size = lots\n", 2, "expected a whole number"),
     ("[resolver]\nmax_inflight = 0\n", 2, "out of range"),
+    ("[resolver]\nprefetch_rate = 0\n", 2, "out of range"),
     ("[resolver]\nserve_stale = perhaps\n", 2, "expected yes or no"),
     ("[resolver]\nstrategy = fastest\n", 2, "strategy must be race or hedge"),
     ("[resolver]\ncache_file = var/cache.db\n", 2, "path must be absolute"),
@@ -118,6 +121,7 @@ MISTAKES = [
     ("[resolver]\nupstreams = corp.example=ns1.corp.example\n", 2, "bad address 'ns1.corp.example'"),
     ("[resolver]\nupstreams = corp.example=[2001:db8::1]:0\n", 2, "bad port"),
     ("[resolver]\ntimeout = 300ms\n", 2, "stale_answer_after: must be shorter than timeout"),
+    ("[resolver]\nboot_stale_after = 1s\n", 2, "boot_stale_after: must not be longer than stale_answer_after"),
     ("[resolver]\ntimeout = 2s\n\ntimeout = 3s\n", 4, "duplicate key 'timeout' in [resolver] (first on line 2)"),
     ("[resolvers]\ntimeout = 2s\n", 1, "unknown section [resolvers]"),
     ("[resolver]\ntimeuot = 2s\n", 2, "unknown key 'timeuot' in [resolver]"),

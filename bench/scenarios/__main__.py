@@ -1,6 +1,6 @@
 """bench/run-scenarios: build the lab, run every scenario against every resolver, report.
 
-    bench/run-scenarios [--only 1,2,...] [--resolvers bootres-race,glibc,...] [--no-doc]
+    bench/run-scenarios [--only 1,2,4r,...] [--resolvers bootres-race,glibc,...] [--no-doc]
 
 Measurements, not assertions: a cell that fails is reported as such and the
 run goes on; the regression bounds live in tests/scenarios/.
@@ -17,7 +17,7 @@ import time
 import traceback
 from pathlib import Path
 
-from bench.scenarios import boot, load, nameserver_failures, report, service
+from bench.scenarios import boot, load, nameserver_failures, plot, report, service
 from bench.scenarios.measure import Cell
 from bench.scenarios.peers import all_resolvers
 from bench.scenarios.world import World
@@ -33,18 +33,19 @@ def scenario_list():
     does not touch.
     """
     return [
-        *((n, label, fn, False, False) for n, (label, fn) in enumerate(nameserver_failures.SCENARIOS)),
-        (5, "power restore", boot.power_restore, True, True),
-        (6, "router failover", boot.router_failover, True, True),
-        (7, "first dies under load", load.forwarder_failure_under_load, True, False),
-        (8, "bad config on reload", service.bad_reload, True, True),
-        (9, "kill -9 under load", service.kill_under_load, True, True),
+        *((n, label, fn, False, False) for n, label, fn in nameserver_failures.SCENARIOS),
+        ("5", "power restore", boot.power_restore, True, True),
+        ("6", "router failover", boot.router_failover, True, True),
+        ("7", "first dies under load", load.forwarder_failure_under_load, True, False),
+        ("8", "bad config on reload", service.bad_reload, True, True),
+        ("9", "kill -9 under load", service.kill_under_load, True, True),
     ]
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="bench/run-scenarios", description=__doc__.splitlines()[0])
-    parser.add_argument("--only", help="comma-separated scenario numbers (default: all)")
+    parser.add_argument("--only", help="comma-separated scenario numbers, e.g. 4,5 (4 includes 4r and 4u; "
+                        "default: all)")
     parser.add_argument("--resolvers", help="comma-separated resolver names (default: all)")
     parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/scenarios.md")
     return parser.parse_args(argv)
@@ -52,7 +53,7 @@ def parse_args(argv):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    only = {int(n) for n in args.only.split(",")} if args.only else None  # 0 is the all-healthy baseline
+    only = set(args.only.split(",")) if args.only else None  # 0 is the all-healthy baseline
     wanted = set(args.resolvers.split(",")) if args.resolvers else None
     resolvers = [r for r in all_resolvers() if wanted is None or r.name in wanted]
     # SIGTERM (a CI timeout, a ^C from a wrapper) must still tear the lab down.
@@ -62,7 +63,7 @@ def main(argv=None) -> int:
     cells: list[Cell] = []
     with tempfile.TemporaryDirectory(prefix="bootres-scenarios-") as workdir, World(workdir) as world:
         for number, label, scenario, daemons_only, bootres_only in scenario_list():
-            if only is not None and number not in only:
+            if only is not None and number not in only and number.rstrip("ru") not in only:  # 4 takes 4r, 4u
                 continue
             for resolver in resolvers:
                 if (bootres_only and resolver.name != "bootres-race") or \
@@ -77,10 +78,16 @@ def main(argv=None) -> int:
             "machine": report.machine()}
     print()
     print(report.table(cells))
-    print(f"\nJSON: {report.write_json(cells, meta)}")
+    json_path = report.write_json(cells, meta)
+    print(f"\nJSON: {json_path}")
     if not args.no_doc:
         report.write_doc(cells, meta, INTRO.read_text())
         print(f"table: {report.DOC}")
+        try:
+            print(f"picture: {plot.draw(plot.load(json_path), report.PICTURE)}")
+        except ImportError:  # bench-only dependency
+            print("picture not made: install python3-matplotlib, then "
+                  f"python3 -m bench.scenarios.plot {json_path}", file=sys.stderr)
     return 0
 
 

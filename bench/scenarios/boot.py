@@ -7,7 +7,9 @@ scenario 4's.
 
 from __future__ import annotations
 
+import os
 import socket
+import threading
 import time
 
 import dns.exception
@@ -52,13 +54,15 @@ def power_restore(world: World, resolver: Bootres, cell: Cell, tag: str) -> None
         world.reset()
         for upstream in world.upstreams.values():
             upstream.kill()
-        resolver.exec()
-        boot = resolver.started_at
-        cell.extra["first_answer_ms"] = first_answer_ms(world, resolver, yesterday[0], boot)
+        with ReadyListener(resolver) as ready:
+            resolver.exec()
+            boot = resolver.started_at
+            cell.extra["first_answer_ms"] = first_answer_ms(world, resolver, yesterday[0], boot)
+            cell.extra["ready_ms"] = ready.wait(boot, 10)
         cell.extra["route_from_file_ms"] = route_ms(world, ROUTERS["r1"], boot, 5)
         cell.extra["stub"] = {name: world.getent_files(name)
                               for name in ["site-router", socket.gethostname(), *PINNED]}
-        with Client(world, resolver.nameservers) as client:
+        with Client(world, resolver.nameservers) as client:  # after READY
             for name in yesterday:
                 cell.record(client.lookup(name), miss=False)
         cell.extra["never_seen"] = timed_query(world, resolver, f"{tag}-new.test")
@@ -79,7 +83,8 @@ def power_restore(world: World, resolver: Bootres, cell: Cell, tag: str) -> None
         kill(router)
     stub_ok = sum(1 for address in cell.extra["stub"].values() if address)
     cell.notes += [
-        f"first answer {fmt(cell.extra['first_answer_ms'])} ms after exec",
+        f"first answer {fmt(cell.extra['first_answer_ms'])} ms after exec, READY after "
+        f"{fmt(cell.extra['ready_ms'])} ms; yesterday's names asked after READY",
         f"stub names {stub_ok}/{len(cell.extra['stub'])} from /etc/hosts",
         f"route from /etc/defaultrouter after {fmt(cell.extra['route_from_file_ms'])} ms, "
         f"source rdisc: {'yes' if cell.extra['route_source'] else 'no'}",
@@ -113,6 +118,43 @@ def router_failover(world: World, resolver: Bootres, cell: Cell, tag: str) -> No
         f"r1 dies: route via r2 after {fmt(failover)} ms (lifetime {ADVERT_LIFETIME_S} s)",
         f"/etc/defaultrouter {' '.join(cell.extra['defaultrouter'])}, site-router → {cell.extra['site_router']}",
     ]
+
+
+class ReadyListener:
+    """The NOTIFY_SOCKET of the next ``exec``: when bootres said READY=1 (sd_notify), as systemd would see it."""
+
+    def __init__(self, resolver: Bootres):
+        self.resolver = resolver
+        self.path = resolver.dir / "notify"
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        self.sock.bind(str(self.path))
+        self.ready_at: float | None = None
+        self._thread = threading.Thread(target=self._read, daemon=True)
+
+    def __enter__(self) -> "ReadyListener":
+        self.saved_env, self.resolver.env = self.resolver.env, {**os.environ, "NOTIFY_SOCKET": str(self.path)}
+        self._thread.start()
+        return self
+
+    def _read(self) -> None:
+        self.sock.settimeout(0.1)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and self.ready_at is None:  # bounded by the deadline
+            try:
+                if b"READY=1" in self.sock.recv(4096).split(b"\n"):
+                    self.ready_at = time.monotonic()
+            except socket.timeout:
+                continue
+
+    def wait(self, since: float, timeout: float) -> float | None:
+        """Milliseconds from ``since`` to READY=1, or None if it did not come within ``timeout``."""
+        self._thread.join(timeout)
+        return None if self.ready_at is None else (self.ready_at - since) * 1000
+
+    def __exit__(self, *exc) -> None:
+        self.resolver.env = self.saved_env
+        self._thread.join(1)
+        self.sock.close()
 
 
 def words(path) -> list[str]:

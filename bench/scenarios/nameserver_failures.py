@@ -1,5 +1,8 @@
 """Scenarios 0-4, the nameservers healthy, dead, dying, slow: every resolver, one lookup at a time.
 
+Scenario 4 runs three times, by how the nameservers die: silent (4), ICMP
+port unreachable (4r), ICMP network unreachable (4u).
+
 Each lookup is a name no one asked before (a cache miss) unless said
 otherwise.  Daemons get 10 unmeasured warm-up lookups after the failure is
 in place (what a host that has been up a little while has seen); glibc has
@@ -11,6 +14,7 @@ here; a cell cut short says so.
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 
 from bench.scenarios.measure import Budget, Cell, Client
@@ -133,8 +137,9 @@ def dead_slow_fast(world: World, resolver: Resolver, cell: Cell, tag: str, looku
         cell.upstream_queries = world.queries() - before
 
 
-def all_dead_stale(world: World, resolver: Resolver, cell: Cell, tag: str, lookups: int = STALE_NAMES) -> None:
-    """4. Every nameserver dead; the names were looked up before and their TTL (1 s) has run out.
+def all_dead_stale(world: World, resolver: Resolver, cell: Cell, tag: str, lookups: int = STALE_NAMES,
+                   how: str = "silent") -> None:
+    """4. Every nameserver dead (``how``: world.DEATHS); the names were looked up before and their TTL (1 s) ran out.
 
     Each measured lookup counts as a miss for the queries-per-miss figure
     (the entry is expired, so it has to go upstream or be served stale).
@@ -146,7 +151,7 @@ def all_dead_stale(world: World, resolver: Resolver, cell: Cell, tag: str, looku
             client.lookup(name)
         time.sleep(2)  # past the 1 s TTL
         for upstream in world.upstreams.values():
-            upstream.kill()
+            upstream.kill(how)
         before = world.queries()
         lookup_misses(cell, client, names, Budget(cell.planned, ALL_DEAD_SECONDS))
         cell.upstream_queries = world.queries() - before
@@ -154,5 +159,12 @@ def all_dead_stale(world: World, resolver: Resolver, cell: Cell, tag: str, looku
             cell.notes.append(f"first lookup {fmt_ms(cell.ms[0])} ms")
 
 
-SCENARIOS = [("all healthy (baseline)", all_healthy), ("dead first", dead_first), ("first dies mid-run", dies_mid_run),
-             ("dead + slow + fast", dead_slow_fast), ("all dead, expired names", all_dead_stale)]
+SCENARIOS = [
+    ("0", "all healthy (baseline)", all_healthy),
+    ("1", "dead first", dead_first),
+    ("2", "first dies mid-run", dies_mid_run),
+    ("3", "dead + slow + fast", dead_slow_fast),
+    ("4", "all dead, expired names", all_dead_stale),
+    ("4r", "all dead (port unreachable), expired names", functools.partial(all_dead_stale, how="refused")),
+    ("4u", "all dead (network unreachable), expired names", functools.partial(all_dead_stale, how="unreachable")),
+]

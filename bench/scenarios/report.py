@@ -13,6 +13,7 @@ from bench.scenarios.world import REPO
 
 RESULTS_DIR = REPO / "bench" / "results"
 DOC = REPO / "docs" / "scenarios.md"
+PICTURE = REPO / "docs" / "scenarios.png"  # bench/scenarios/plot.py, from the same run's JSON
 HEADER = ("| scenario | resolver | n | p50 ms | p99 ms | max ms | upstream q/miss | answered/failed | notes |\n"
           "|---|---|---:|---:|---:|---:|---:|---|---|")
 
@@ -50,10 +51,16 @@ def bounds(cells: list[Cell]) -> list[str]:
         s = cell.summary()
         if number in ("0", "1", "2", "3", "7", "8"):
             lines.append(verdict(s["max_ms"] <= 100, cell, f"max {fmt_ms(s['max_ms'])} ms ≤ 100 ms (an upstream is alive)"))
-        if number in ("4", "5"):
-            slow = [ms for ms in cell.ms if ms > 5]
-            lines.append(verdict(not slow, cell, f"{len(cell.ms) - len(slow)} of {len(cell.ms)} stale answers ≤ 5 ms"
-                                 f"{f' (the slow ones: {len(slow)}, ≤ {fmt_ms(max(slow))} ms)' if slow else ''}"))
+        if number in ("4", "4r", "4u", "5"):
+            # Silent nameservers (4) cannot be told from slow ones until
+            # stale_answer_after has passed once: the first lookup may wait that.
+            waits = cell.ms[:1] if number == "4" else []
+            slow = [ms for ms in cell.ms[len(waits):] if ms > 5]
+            text = f"{len(cell.ms) - len(waits) - len(slow)} of {len(cell.ms) - len(waits)} stale answers ≤ 5 ms"
+            text += f" (the slow ones: {len(slow)}, ≤ {fmt_ms(max(slow))} ms)" if slow else ""
+            if waits:
+                text += f"; the first, before any nameserver had been silent 400 ms, {fmt_ms(waits[0])} ms ≤ 500 ms"
+            lines.append(verdict(not slow and all(ms <= 500 for ms in waits), cell, text))
         if cell.resolver == "bootres-hedge" and s["queries_per_miss"] is not None:
             lines.append(verdict(s["queries_per_miss"] <= 1.1, cell,
                                  f"{s['queries_per_miss']:.2f} upstream queries per miss ≤ 1.1"))
@@ -105,6 +112,13 @@ def write_doc(cells: list[Cell], meta: dict, intro: str) -> None:
 - date: {meta['started']} (UTC), {meta['duration_s']:.0f} s
 - machine: {m['cpus']} × {m['cpu']}, Linux {m['kernel']}, Python {m['python']}, bootres at {m['commit']}
 - peers: {m['dnsmasq']}; {m['unbound']}; {m['nsd']} (upstreams); {m['glibc']}
+
+![Latency distribution per scenario and resolver](scenarios.png)
+
+Each panel is one scenario, each line one resolver's cumulative
+distribution of lookup latency (log scale; left is faster, a step far
+right is a timeout; dotted lines at 5 and 100 ms). Made by
+`bench/scenarios/plot.py` from this run's JSON.
 
 {table(cells)}
 

@@ -47,8 +47,17 @@ ADVERT_INTERVAL_S = 2
 ADVERT_LIFETIME_S = 6
 
 
+# How a dead nameserver dies (Upstream.kill): "silent" is the black hole
+# (lab.blackhole: DROP, nothing comes back); the others make its host answer
+# every query with an ICMP error, as a host with no nameserver running
+# ("refused": port unreachable) or a router that knows it is gone
+# ("unreachable": network unreachable) would.
+DEATHS = ("silent", "refused", "unreachable")
+_ICMP = {"refused": "icmp-port-unreachable", "unreachable": "icmp-net-unreachable"}
+
+
 class Upstream:
-    """One nameserver host: kill (black hole), revive, count the queries it was sent."""
+    """One nameserver host: kill (black hole or ICMP errors), revive, count the queries it was sent."""
 
     def __init__(self, world: "World", label: str, address: str):
         self.lab = world.lab
@@ -56,7 +65,7 @@ class Upstream:
         self.address = address
         self.ns = world.lab.netns(label)
         world.lab.attach(self.ns, world.switch, f"{address}/{PREFIX}")
-        self.dead = False
+        self.dead: str | None = None  # how it died (DEATHS)
         delayed = label == "slow"
         # The slow one: nsd on its own loopback, the delaying proxy on the LAN address.
         # Debian's nsd limits answers to 200/s per client /24 and wildcard,
@@ -79,15 +88,23 @@ class Upstream:
                 continue
         raise testlab.LabError(f"nameserver {self.label} on {self.address} does not answer")
 
-    def kill(self) -> None:
-        if not self.dead:
-            self.lab.blackhole(self.ns)
-            self.dead = True
+    def kill(self, how: str = "silent") -> None:
+        if self.dead is None:
+            self._rules("-I", how)
+            self.dead = how
 
     def revive(self) -> None:
-        if self.dead:
-            self.lab.unblackhole(self.ns)
-            self.dead = False
+        if self.dead is not None:
+            self._rules("-D", self.dead)
+            self.dead = None
+
+    def _rules(self, action: str, how: str) -> None:
+        if how == "silent":
+            (self.lab.blackhole if action == "-I" else self.lab.unblackhole)(self.ns)
+            return
+        for proto in ("udp", "tcp"):
+            self.ns.iptables(action, "INPUT", "-p", proto, "--dport", "53", "-j", "REJECT",
+                             "--reject-with", _ICMP[how])
 
     def queries(self) -> int:
         out = self.ns.iptables("-t", "raw", "-nvxL", "PREROUTING").stdout

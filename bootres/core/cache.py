@@ -17,6 +17,7 @@ so every entry is read again as a reply would be before any is used.
 
 from __future__ import annotations
 
+import itertools
 import math
 import struct
 import zlib
@@ -60,6 +61,10 @@ class Cache:
     def holds(self, key: bytes, answer: Answer) -> bool:
         """Whether ``answer`` is still the entry for ``key`` (not replaced or evicted)."""
         return self._entries.get(key) is answer
+
+    def newest(self, limit: int) -> list[bytes]:
+        """Up to ``limit`` keys, the most recently stored or used first."""
+        return list(itertools.islice(reversed(self._entries), limit))
 
     def touch(self, key: bytes) -> None:
         """Mark ``key`` recently used."""

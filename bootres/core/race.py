@@ -127,13 +127,18 @@ class Race:
             self._failed_over(now, out)
         return True
 
-    def failed(self, token: int, now: float, out: list, why: str = "refused") -> None:
-        """The query could not be sent or the upstream refused the connection or port."""
+    def failed(self, token: int, now: float, out: list, why: str, hard: bool = False) -> None:
+        """The query could not be sent or got no reply that can come; ``hard``: the upstream is unreachable.
+
+        ``hard`` failures (no route, ICMP port unreachable) mark it down at
+        once (``Upstream.unreachable``); others count as a timeout.
+        """
         attempt = self._attempts.get(token)
         if attempt is None:
             return
         self._close(attempt, out)
-        out.extend(attempt.upstream.timed_out(now, why))
+        upstream = attempt.upstream
+        out.extend(upstream.unreachable(now, why) if hard else upstream.timed_out(now, why))
         if self.outcome is None:
             self._errors.setdefault(attempt.upstream, why)
             self._failed_over(now, out)

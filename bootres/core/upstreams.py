@@ -1,7 +1,9 @@
 """Upstream health: smoothed RTT, up/down/unknown, probing with backoff, the hedge delay.
 
 An upstream is *unknown* until it answers or times out, *up* while it
-answers, and *down* after DOWN_AFTER timeouts in a row.  A down upstream is
+answers, and *down* after DOWN_AFTER timeouts in a row, or at once when the
+kernel says nothing there can answer (``unreachable``: no route to it, or
+ICMP port unreachable).  A down upstream is
 left out of races (it costs no waiting) except for a probe now and then,
 PROBE_FIRST after it went down, doubling up to PROBE_MAX; the first reply
 from it, probe or not, makes it *up* again.  When every upstream is down they
@@ -97,15 +99,33 @@ class Upstream:
         return []
 
     def timed_out(self, now: float, why: str = "timed out") -> list[Log]:
-        """A query to it got no usable reply: silence, or the port refused."""
+        """A query to it got no usable reply: silence, or a failure that may pass (a lost datagram, no fd)."""
         self.timeouts += 1
         self.consecutive_timeouts += 1
         if self.state != "down" and self.consecutive_timeouts >= DOWN_AFTER:
-            self.state = "down"
-            self.probe_interval = PROBE_FIRST
-            self.next_probe_at = now + self.probe_interval
-            return [Log(WARNING, f"upstream {self.label} is down ({self.consecutive_timeouts} queries in a row {why})")]
+            return self._down(now, f"{self.consecutive_timeouts} queries in a row {why}")
         return []
+
+    def unreachable(self, now: float, why: str) -> list[Log]:
+        """The kernel said a query to it cannot be answered: no route, or ICMP port unreachable.
+
+        Down at once.  Silence may be one lost datagram, hence three
+        timeouts; this is the network itself saying nothing is there now,
+        and waiting for two more queries to hear it again would only make
+        clients wait (for a stale answer, at boot, before any route
+        exists).  Probes bring it back as from any other down state.
+        """
+        self.timeouts += 1
+        self.consecutive_timeouts += 1
+        if self.state != "down":
+            return self._down(now, why)
+        return []
+
+    def _down(self, now: float, why: str) -> list[Log]:
+        self.state = "down"
+        self.probe_interval = PROBE_FIRST
+        self.next_probe_at = now + self.probe_interval
+        return [Log(WARNING, f"upstream {self.label} is down ({why})")]
 
     def status(self) -> dict:
         return {

@@ -157,6 +157,7 @@ class Daemon:
             self.conditions["control"] = problem
 
         await self._wait_answering()
+        await self.resolver.settled()
         await self._manage_resolv_conf()
         report = self.report()
         self.last_status_line = status.status_line(report)

@@ -74,13 +74,21 @@ class UdpListener:
     to recvfrom/sendto per datagram.
     """
 
-    def __init__(self, loop, sock: socket.socket, fast: Callable, slow: Callable):
+    def __init__(self, loop, sock: socket.socket, fast: Callable, slow: Callable, after: Callable):
         self._loop = loop
         self._sock = sock
         self._fast = fast  # (data, host, now) -> reply bytes or None
         self._slow = slow  # (data, client, host, now) -> None
+        self._after = after  # () -> None, once per wake-up: a fast answer may have armed a core timer
         self._batch = _Batch.create(sock.family)
-        loop.add_reader(sock.fileno(), self._readable_batched if self._batch else self._readable)
+        loop.add_reader(sock.fileno(), self._wake)
+
+    def _wake(self) -> None:
+        if self._batch:
+            self._readable_batched()
+        else:
+            self._readable()
+        self._after()
 
     def _readable(self) -> None:
         sock = self._sock
@@ -529,13 +537,20 @@ def send_tcp_reply(conn: _TcpConnection, wire: bytes) -> None:
     conn.send(wire)
 
 
+# IP_RECVERR / IPV6_RECVERR (11, 25 on Linux; Python 3.11's socket module lacks
+# both).  Without them Linux reports only "hard" ICMP errors on a connected UDP
+# socket (port unreachable); a router's "network/host unreachable" for a
+# nameserver it knows is gone would be silence, costing three timeouts.
+_RECVERR = {socket.AF_INET: (socket.IPPROTO_IP, 11), socket.AF_INET6: (socket.IPPROTO_IPV6, 25)}
+
+
 class UpstreamSockets:
     """One socket per upstream query, keyed by the core's token."""
 
     def __init__(self, loop, on_reply: Callable, on_failure: Callable):
         self._loop = loop
         self._on_reply = on_reply  # (token, data, source or None) -> None
-        self._on_failure = on_failure  # (token, why) -> None
+        self._on_failure = on_failure  # (token, why, hard) -> None
         self._udp: dict[int, socket.socket] = {}
         self._tcp: dict[int, asyncio.Task] = {}
 
@@ -550,14 +565,15 @@ class UpstreamSockets:
         try:
             sock = socket.socket(family, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
         except OSError as exc:  # out of file descriptors: this upstream fails for this query
-            self._loop.call_soon(self._on_failure, token, f"could not be asked ({exc.strerror})")
+            self._loop.call_soon(self._on_failure, token, f"could not be asked ({exc.strerror})", False)
             return
         try:
+            sock.setsockopt(*_RECVERR[family], 1)
             sock.connect(address)
             sock.send(wire)
         except OSError as exc:
             sock.close()
-            self._loop.call_soon(self._on_failure, token, _why(exc))
+            self._loop.call_soon(self._on_failure, token, *_failure(exc))
             return
         self._udp[token] = sock
         self._loop.add_reader(sock.fileno(), self._readable, token, sock)
@@ -570,8 +586,8 @@ class UpstreamSockets:
                 data, source = sock.recvfrom(65535)
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # ICMP port or host unreachable
-                self._on_failure(token, _why(exc))
+            except OSError as exc:  # an ICMP error about our query (see _RECVERR)
+                self._on_failure(token, *_failure(exc))
                 return
             self._on_reply(token, data, source)
 
@@ -589,7 +605,8 @@ class UpstreamSockets:
             raise
         except (OSError, asyncio.IncompleteReadError) as exc:
             if token in self._tcp:
-                self._on_failure(token, _why(exc) if isinstance(exc, OSError) else "closed the TCP connection")
+                self._on_failure(token, *(_failure(exc, tcp=True) if isinstance(exc, OSError)
+                                          else ("closed the TCP connection", False)))
         finally:
             if writer is not None:
                 writer.close()
@@ -608,14 +625,20 @@ class UpstreamSockets:
             self.close(token)
 
 
-def _why(exc: OSError) -> str:
-    """How a query to an upstream failed, for "upstream X is down (3 queries in a row ...)"."""
+def _failure(exc: OSError, tcp: bool = False) -> tuple[str, bool]:
+    """How a query to an upstream failed, for the log and SERVFAIL reasons, and whether that is hard.
+
+    Hard: the kernel says nothing at that address can answer now (no route,
+    or ICMP port unreachable on our connected UDP socket), and the core marks
+    the upstream down at once.  A refused TCP connection is not: the server
+    may well answer over UDP, which is what it is asked first.
+    """
     if exc.errno == errno.ECONNREFUSED:
-        return "refused"  # an ICMP port unreachable: the host is up, nothing listens
+        return "refused", not tcp  # UDP: an ICMP port unreachable, the host is up, nothing listens
     # At boot, before any route exists, this is what every query gets: say so,
     # or an operator looks for a broken nameserver instead of a missing route.
     if exc.errno == errno.ENETUNREACH:
-        return "unreachable (no route to its network)"
+        return "unreachable (no route to its network)", True
     if exc.errno == errno.EHOSTUNREACH:
-        return "unreachable (no route to the host)"
-    return f"failed ({exc.strerror or exc})"
+        return "unreachable (no route to the host)", True
+    return f"failed ({exc.strerror or exc})", False

@@ -90,6 +90,7 @@ class ResolverService:
         self._hosts: dict[str, FileRead] = {}  # the last read of each hosts file
         self._hosts_paths: tuple[str, ...] | None = None  # the hosts_files the core's hosts come from
         self._saving: asyncio.Task | None = None
+        self._settling: asyncio.Future | None = None  # set while settled() waits
         self.listening: list[str] = []
 
     # --- life cycle
@@ -107,12 +108,32 @@ class ResolverService:
         bound = self._given_listeners or [(ep, *dnsio.bind_listener(ep)) for ep in self.cfg.listen]
         self._upstream_io = dnsio.UpstreamSockets(self._loop, self._upstream_reply, self._upstream_failed)
         for endpoint, udp, tcp in bound:
-            self._udp.append(dnsio.UdpListener(self._loop, udp, self.stub.fast_answer, self._udp_query))
+            self._udp.append(dnsio.UdpListener(self._loop, udp, self.stub.fast_answer, self._udp_query,
+                                               self._arm_timer))
             listener = dnsio.TcpListener(tcp, self._tcp_query, self._tcp_pool)
             await listener.start()
             self._tcp.append(listener)
             self.listening.append(str(endpoint))
         self._watch = self._loop.create_task(self._watch_files(WATCH_INTERVAL), name="bootres-resolver-files")
+        if self.stub.refresh_at_start(self._now()):
+            self._pump()
+
+    async def settled(self) -> None:
+        """Return once the start's refreshes have settled (``Stub.settled_at``): at most ``boot_stale_after``.
+
+        Called before READY: the first clients after it get a fresh answer
+        from a nameserver that is up, or yesterday's at once when none is.
+        """
+        until = self.stub.settled_at(self._now())
+        if until is None:
+            return
+        self._settling = self._loop.create_future()
+        try:
+            await asyncio.wait_for(self._settling, until - self._now())
+        except asyncio.TimeoutError:
+            pass  # silent for boot_stale_after: settled by definition
+        finally:
+            self._settling = None
 
     async def stop(self) -> None:
         for listener in self._udp:
@@ -275,8 +296,8 @@ class ResolverService:
         self.stub.upstream_reply(token, data, source, self._now())
         self._pump()
 
-    def _upstream_failed(self, token: int, why: str) -> None:
-        self.stub.upstream_failed(token, self._now(), why)
+    def _upstream_failed(self, token: int, why: str, hard: bool) -> None:
+        self.stub.upstream_failed(token, self._now(), why, hard)
         self._pump()
 
     def _timer_fired(self) -> None:
@@ -307,6 +328,12 @@ class ResolverService:
                 self._upstream_io.close(effect.token)
             elif isinstance(effect, Log):
                 self.log.log(effect.level, "%s", effect.message)
+        if self._settling is not None and not self._settling.done() and self.stub.settled_at(self._now()) is None:
+            self._settling.set_result(None)
+        self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        """Have the core's timer fire at its deadline (after its effects, and after each batch of fast answers)."""
         when = self.stub.deadline()
         if when != self._timer_at:
             if self._timer is not None:
@@ -416,8 +443,11 @@ class ResolverService:
             timeout=cfg.timeout,
             serve_stale=cfg.serve_stale,
             stale_answer_after=cfg.stale_answer_after,
+            boot_stale_after=cfg.boot_stale_after,
             allow=cfg.allow,
             max_inflight=cfg.max_inflight,
+            prefetch=cfg.prefetch,
+            prefetch_rate=cfg.prefetch_rate,
         )
 
 
@@ -473,6 +503,7 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as exc:
             print(f"bootres resolver: {exc.strerror or exc}", file=sys.stderr)
             return 1
+        await service.settled()  # the control socket is this mode's READY
         control_server = None
         if args.control:
             async def status(_request):

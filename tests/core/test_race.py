@@ -113,7 +113,7 @@ def test_hedge_asks_the_next_after_the_delay_or_at_once_on_failure():
     (to_b,) = sends(out)
     assert to_b.address == B
     out.clear()
-    race.failed(to_b.token, 0.12, out)
+    race.failed(to_b.token, 0.12, out, "refused", hard=True)
     assert [s.address for s in sends(out)] == [C]  # B refused: C at once, not at 0.2
 
 
@@ -155,3 +155,17 @@ def test_an_error_reply_without_the_question_counts_as_that_upstreams_error():
     refused = to_a.wire[:2] + b"\x81\x05" + b"\x00" * 8  # QR RD REFUSED, no question (nsd to class HS)
     assert race.reply(to_a.token, refused, A, 0.002, out)
     assert race.outcome.kind == "error" and race.outcome.reason == "every upstream answered REFUSED"
+
+
+def test_a_hard_failure_marks_its_upstream_down_at_once_a_soft_one_counts_as_a_timeout():
+    race, out, group = start()
+    a, b = group.all
+    to_a, to_b = sends(out)
+    out.clear()
+    race.failed(to_a.token, 0.001, out, "unreachable (no route to its network)", hard=True)
+    assert a.state == "down" and a.next_probe_at == 1.001
+    assert [e.message for e in out if hasattr(e, "message")] == [
+        "upstream 198.18.0.10:53 is down (unreachable (no route to its network))"]
+    race.failed(to_b.token, 0.001, out, "failed (No buffer space available)")
+    assert b.state == "unknown" and b.consecutive_timeouts == 1
+    assert race.outcome.kind == "error"  # both failed: the race ends now, not at its timeout

@@ -55,7 +55,8 @@ def test_a_miss_goes_upstream_then_hits_answer_from_the_byte_path():
     msg = dns.message.from_wire(hit)
     assert msg.id == 77 and msg.question[0].name.to_text() == "WWW.example.TEST."
     assert msg.answer[0].ttl == 240  # 300 - 60 s in the cache
-    assert stub.status()["cache"] == {"entries": 1, "hits": 1, "misses": 1, "stale_served": 0}
+    assert stub.status()["cache"] == {"entries": 1, "hits": 1, "misses": 1, "stale_served": 0, "refreshes": 0,
+                                      "refreshes_skipped": 0}
 
 
 def test_remembered_reply_shapes_follow_the_id_the_clock_and_the_cache():
@@ -70,6 +71,102 @@ def test_remembered_reply_shapes_follow_the_id_the_clock_and_the_cache():
     stub.cache.drop_names({dns.name.from_text("www.example.test").canonicalize().to_wire()})
     assert stub.fast_answer(query(qid=4), "127.0.0.1", 11.0) is None  # evicted: not answered from memory
     assert stub.status()["cache"]["hits"] == 3
+
+
+def hit(stub, now, name="www.example.test"):
+    """A client asks ``name`` as a plain UDP query, and the stub's timer runs if due within 50 ms, as the shell's
+    would: (how it was answered, "fast" or the slow path's sources; the upstream queries that set off)."""
+    wire = stub.fast_answer(query(name), "127.0.0.1", now)
+    if wire is not None:
+        how, out = "fast", stub.drain()
+    else:
+        out = ask(stub, query(name), now)
+        how = [r.source for r in responses(out)]
+    if stub.deadline() is not None and stub.deadline() <= now + 0.05:
+        stub.timer_fired(now + 0.05)
+        out += stub.drain()
+    return how, sends(out)
+
+
+def test_a_hit_in_the_last_tenth_of_the_ttl_refreshes_the_name_once_in_the_background():
+    stub = make_stub()
+    resolve(stub, "www.example.test", 0.0, ttl=10)
+    assert hit(stub, 5.0) == ("fast", [])
+    assert hit(stub, 8.94) == ("fast", [])  # not yet in the window [8.95, 10): the last tenth, 50 ms early
+    out = ask(stub, query(), 9.0)
+    assert [r.source for r in responses(out)] == ["cache"] and sends(out) == []  # the answer goes out first
+    stub.timer_fired(9.049)
+    assert sends(stub.drain()) == []  # the refresh starts from the timer, once the client has run
+    stub.timer_fired(9.05)
+    source, refresh = ["cache"], sends(stub.drain())
+    assert source == ["cache"] and len(refresh) == 2  # answered at once; the race asks A and B behind it
+    assert hit(stub, 9.1) == ("fast", [])  # one refresh at a time per name
+    stub.upstream_reply(refresh[0].token, reply_to(refresh[0], address="198.18.0.81", ttl=10), A, 9.101)
+    assert responses(stub.drain()) == []  # nobody waited for it
+    assert hit(stub, 10.5) == ("fast", [])  # fresh again, before it would have expired: no client waits
+    answer = dns.message.from_wire(stub.fast_answer(query(), "127.0.0.1", 10.6))
+    assert answer.answer[0][0].to_text() == "198.18.0.81" and answer.answer[0].ttl == 9
+    assert stub.status()["cache"]["refreshes"] == 1 and stub.misses == 1  # only the first ask missed
+
+
+def test_a_fast_hit_in_the_window_asks_for_the_refresh_too_and_is_not_remembered():
+    stub = make_stub()
+    resolve(stub, "www.example.test", 0.0, ttl=10)
+    assert hit(stub, 1.0) == ("fast", [])
+    wire = stub.fast_answer(query(), "127.0.0.1", 9.5)
+    assert dns.message.from_wire(wire).answer[0].ttl == 1  # answered here, from the cache
+    assert stub.deadline() == pytest.approx(9.55)  # the shell re-reads it after the batch
+    assert stub.fast_answer(query(), "127.0.0.1", 9.51) is not None  # same second: still not remembered...
+    stub.timer_fired(9.55)
+    assert len(sends(stub.drain())) == 2 and stub.refreshes == 1  # ...and one refresh for both hits
+
+
+def test_a_name_asked_once_is_never_refreshed():
+    stub = make_stub()
+    resolve(stub, "www.example.test", 0.0, ttl=10)
+    stub.timer_fired(9.5)
+    stub.timer_fired(20.0)
+    assert sends(stub.drain()) == [] and stub.refreshes == 0
+
+
+def test_refreshes_are_bounded_by_prefetch_rate_and_a_share_of_max_inflight():
+    stub = make_stub(prefetch_rate=1, max_inflight=4)
+    for name in ("a.example.test", "b.example.test", "c.example.test"):
+        resolve(stub, name, 0.0, ttl=10)
+    stub.timer_fired(5.0)  # B's lingering queries time out
+    _, refresh = hit(stub, 9.0, "a.example.test")
+    stub.upstream_reply(refresh[0].token, reply_to(refresh[0], ttl=10), A, 9.001)
+    assert hit(stub, 9.0, "b.example.test") == ("fast", [])  # one per second at most
+    assert stub.refreshes_skipped == 1
+    assert len(hit(stub, 9.5, "b.example.test")[1]) == 0  # half a token
+    assert stub.refreshes == 1 and stub.refreshes_skipped == 2
+    busy = make_stub(max_inflight=4)
+    resolve(busy, "c.example.test", 0.0, ttl=10)
+    busy.timer_fired(5.0)
+    ask(busy, query("miss1.example.test"), 9.0)
+    ask(busy, query("miss2.example.test"), 9.0)  # half of max_inflight in flight: the rest is the clients'
+    assert hit(busy, 9.1, "c.example.test") == ("fast", [])
+    assert busy.refreshes == 0 and busy.refreshes_skipped == 1
+
+
+def test_no_refresh_ahead_when_prefetch_is_off_or_every_upstream_is_down():
+    off = make_stub(prefetch=False)
+    resolve(off, "www.example.test", 0.0, ttl=10)
+    assert hit(off, 9.9) == ("fast", [])
+    dead = make_stub()
+    resolve(dead, "www.example.test", 0.0, ttl=10)
+    kill_both_upstreams(dead, 5.0)
+    assert hit(dead, 9.5) == ("fast", []) and dead.refreshes == dead.refreshes_skipped == 0
+
+
+def test_a_client_asking_after_expiry_while_the_refresh_is_out_waits_stale_answer_after_at_most():
+    stub = make_stub(stale_answer_after=0.4)
+    resolve(stub, "www.example.test", 0.0, ttl=10)
+    _, refresh = hit(stub, 9.9)
+    assert refresh
+    assert hit(stub, 10.0) == ([], [])  # expired: joins the refresh in flight
+    stub.timer_fired(10.4)
+    assert [r.source for r in responses(stub.drain())] == ["stale"]
 
 
 def test_the_do_bit_is_part_of_the_key():
@@ -115,7 +212,7 @@ def test_hosts_files_answer_locally_and_win_over_the_cache():
 
 
 def test_nxdomain_is_cached_for_the_soa_minimum():
-    stub = make_stub()
+    stub = make_stub(prefetch=False)  # a hit in the last tenth of the TTL would take the slow path to refresh
     out = ask(stub, query("nope.example.test"), 0.0)
     to_a = sends(out)[0]
     stub.upstream_reply(to_a.token, reply_to(to_a, rcode=dns.rcode.NXDOMAIN, soa_minimum=30), A, 0.0)
@@ -157,6 +254,109 @@ def test_stale_at_once_when_every_upstream_is_down():
     out = ask(stub, query("other.example.test"), 100.1)
     assert [r.source for r in responses(out)] == ["stale"]
     assert sends(out) == []  # no probe due yet: dead upstreams are not asked per stale hit
+
+
+@pytest.mark.parametrize("why", ["refused", "unreachable (no route to its network)"])
+def test_unreachable_upstreams_serve_stale_at_once_from_the_first_lookup(why):
+    stub = make_stub()
+    resolve(stub, "www.example.test", 0.0, ttl=10)
+    resolve(stub, "other.example.test", 0.0, ttl=10)
+    out = ask(stub, query(), 100.0)
+    assert responses(out) == []
+    for send in sends(out):  # the kernel answers for them: ICMP port unreachable, or no route
+        stub.upstream_failed(send.token, 100.0001, why, hard=True)
+    out = stub.drain()
+    assert [r.source for r in responses(out)] == ["stale"]  # not after stale_answer_after
+    assert sum(1 for e in out if isinstance(e, Log)) == 2  # each upstream down, one line each
+    assert all(u.state == "down" for u in stub.upstreams.all)
+    out = ask(stub, query("other.example.test"), 100.001)
+    assert [r.source for r in responses(out)] == ["stale"] and sends(out) == []  # no probe due yet
+    out = ask(stub, query("other.example.test"), 101.1)
+    assert [r.source for r in responses(out)] == ["stale"] and len(sends(out)) == 2  # probes, behind
+
+
+def restarted_with_a_cache_file(**overrides):
+    """A stub as after a restart: www and other from last run's cache file (stale-only), no upstream heard yet."""
+    before = make_stub()
+    resolve(before, "www.example.test", 0.0)
+    resolve(before, "other.example.test", 0.0)
+    stub = make_stub(**overrides)
+    assert stub.cache.restore(before.cache.snapshot(10.0), 1000.0, 3600.0) == 2
+    return stub
+
+
+def test_until_an_upstream_answers_yesterdays_answers_wait_only_the_boot_timer():
+    stub = restarted_with_a_cache_file(boot_stale_after=0.02, stale_answer_after=0.4)
+    out = ask(stub, query(), 1000.0)
+    assert responses(out) == [] and stub.deadline() == 1000.02
+    stub.timer_fired(1000.02)
+    assert [r.source for r in responses(stub.drain())] == ["stale"]
+    # Both upstreams have now been silent for the boot timer: the next name at once.
+    assert [r.source for r in responses(ask(stub, query("other.example.test"), 1000.03))] == ["stale"]
+
+
+def test_a_nameserver_that_is_up_wins_within_the_boot_timer_and_ends_it():
+    stub = restarted_with_a_cache_file(boot_stale_after=0.02, stale_answer_after=0.4)
+    out = ask(stub, query(), 1000.0)
+    to_a = sends(out)[0]
+    stub.upstream_reply(to_a.token, reply_to(to_a, address="198.18.0.81"), A, 1000.001)
+    (fresh,) = responses(stub.drain())
+    assert fresh.source == "upstream"
+    assert responses(ask(stub, query("other.example.test"), 1001.0)) == []
+    stub.timer_fired(1001.39)
+    assert responses(stub.drain()) == []  # stale_answer_after from now on, not the boot timer
+    stub.timer_fired(1001.4)
+    assert [r.source for r in responses(stub.drain())] == ["stale"]
+
+
+def test_at_start_the_newest_cached_name_is_refreshed_and_a_nameserver_that_answers_settles_it():
+    stub = restarted_with_a_cache_file()
+    assert stub.settled_at(1000.0) is None  # nothing asked yet: nothing to wait for
+    assert stub.refresh_at_start(1000.0) == 1  # one group: one name
+    out = stub.drain()
+    assert {s.address for s in sends(out)} == {A, B}  # every upstream of the group asked at once
+    assert stub.settled_at(1000.001) == pytest.approx(1000.02)  # boot_stale_after after the ask
+    first = sends(out)[0]
+    stub.upstream_reply(first.token, reply_to(first, address="198.18.0.82"), first.address,
+                        1000.002)
+    assert responses(stub.drain()) == [] and stub.settled_at(1000.002) is None
+    (hit,) = responses(ask(stub, query("other.example.test"), 1000.003))
+    answer = dns.message.from_wire(hit.wire)
+    assert hit.source == "cache" and answer.answer[0][0].to_text() == "198.18.0.82"  # the newest name: fresh
+    assert stub.refresh_at_start(1001.0) == 0  # once an upstream has answered: never again
+
+
+def test_at_start_silent_nameservers_settle_after_the_boot_timer_and_the_first_client_gets_stale_at_once():
+    stub = restarted_with_a_cache_file(boot_stale_after=0.02)
+    stub.refresh_at_start(1000.0)
+    stub.drain()
+    assert stub.settled_at(1000.019) == pytest.approx(1000.02)
+    assert stub.settled_at(1000.02) is None
+    assert [r.source for r in responses(ask(stub, query(), 1000.021))] == ["stale"]
+
+
+def test_at_start_unreachable_nameservers_settle_at_once():
+    stub = restarted_with_a_cache_file()
+    stub.refresh_at_start(1000.0)
+    for send in sends(stub.drain()):
+        stub.upstream_failed(send.token, 1000.0001, "unreachable (no route to its network)", hard=True)
+    stub.drain()
+    assert stub.settled_at(1000.0002) is None
+
+
+def test_at_start_each_group_refreshes_its_own_newest_name_and_an_empty_cache_asks_nobody():
+    stub = make_stub(routing=routing((A,), {"corp.test": (B,)}))
+    resolve(stub, "www.example.test", 0.0)
+    out = ask(stub, query("db.corp.test"), 0.0)
+    (to_b,) = sends(out)
+    stub.upstream_reply(to_b.token, reply_to(to_b), B, 0.0)
+    stub.drain()
+    restarted = make_stub(routing=routing((A,), {"corp.test": (B,)}))
+    restarted.cache.restore(stub.cache.snapshot(10.0), 1000.0, 3600.0)
+    assert restarted.refresh_at_start(1000.0) == 2
+    asked = {(s.address, dns.message.from_wire(s.wire).question[0].name.to_text()) for s in sends(restarted.drain())}
+    assert asked == {(A, "www.example.test."), (B, "db.corp.test.")}
+    assert make_stub().refresh_at_start(0.0) == 0
 
 
 def resolve_two_then_let_them_expire(stub):

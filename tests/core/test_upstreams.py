@@ -34,6 +34,21 @@ def test_down_after_three_timeouts_in_a_row_and_up_at_the_first_reply():
     assert u.state == "up"
 
 
+def test_unreachable_is_down_at_once_then_probed_and_up_at_the_first_reply():
+    group = make("a", "b")
+    a, b = group.all
+    a.answered(0.001, 5.0)
+    assert a.unreachable(10.0, "refused") == [Log(WARNING, "upstream a:53 is down (refused)")]
+    assert a.state == "down" and a.timeouts == 1
+    assert a.unreachable(10.1, "refused") == []  # already down: one log line
+    assert group.plan(10.5) == ([b], [])
+    assert group.plan(11.0) == ([b], [a])  # probed as any down upstream, PROBE_FIRST later
+    assert a.answered(0.002, 11.001) == [Log(INFO, "upstream a:53 is up again (answered in 2.0 ms)")]
+    a.unreachable(12.0, "unreachable (no route to the host)")
+    b.unreachable(12.0, "unreachable (no route to the host)")
+    assert group.silent_from(0.4) == float("-inf")  # all down: stale answers at once
+
+
 def test_down_upstreams_are_left_out_except_for_probes_with_backoff():
     group = make("a", "b")
     a, b = group.all

@@ -122,7 +122,8 @@ def test_query_and_status_report_what_happened(lab, tmp_path):
     status = resolver.status()
     assert status["listen"] == [f"{LISTEN}:53", f"{HOST}:53"]
     assert status["queries"] == 2
-    assert status["cache"] == {"entries": 1, "hits": 1, "misses": 1, "stale_served": 0}
+    assert status["cache"] == {"entries": 1, "hits": 1, "misses": 1, "stale_served": 0, "refreshes": 0,
+                               "refreshes_skipped": 0}
     (upstream,) = status["upstreams"]
     assert upstream["address"] == f"{UPSTREAMS[0]}:53" and upstream["state"] == "up"
     assert upstream["queries"] == 1 and upstream["wins"] == 1 and upstream["timeouts"] == 0

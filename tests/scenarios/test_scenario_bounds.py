@@ -85,3 +85,16 @@ def test_all_dead_serves_stale_at_once_when_known_dead(world, strategy):
             slow.append((round(started_ms), round(ms, 1)))
         started_ms += ms
     assert not slow, f"(started ms, took ms) over {MAX_STALE_MS} ms once every upstream is known dead: {slow}"
+
+
+@pytest.mark.parametrize("how", ["refused", "unreachable"])
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_all_dead_with_icmp_errors_serves_every_stale_answer_at_once(world, strategy, how):
+    """Scenarios 4r and 4u: the nameservers' hosts answer with ICMP port / network unreachable.
+
+    The kernel says so at the first query each, so even the first lookup
+    does not wait (issue 12); getaddrinfo asks A and AAAA, both stale.
+    """
+    cell = run(world, scenarios.all_dead_stale, strategy, f"t4{how[0]}", lookups=STALE_LOOKUPS, how=how)
+    assert cell.failed == 0, cell.to_json()
+    assert max(cell.ms) <= MAX_STALE_MS, [round(ms, 2) for ms in cell.ms]

@@ -9,7 +9,7 @@ from bootres import status
 RESOLVER = {
     "listen": ["127.0.0.35:53"],
     "queries": 42,
-    "cache": {"entries": 17, "hits": 8, "misses": 2, "stale_served": 1},
+    "cache": {"entries": 17, "hits": 8, "misses": 2, "stale_served": 1, "refreshes": 3, "refreshes_skipped": 1},
     "upstreams": [
         {"address": "198.18.0.10:53", "state": "up", "srtt_ms": 1.23, "queries": 40, "wins": 30, "timeouts": 0,
          "source": "dhclient eth0", "domains": ["example.test"]},
@@ -63,7 +63,8 @@ def test_schema_has_every_spec_field_and_is_json():
     assert {"running", "pid", "uptime_s", "version", "config", "resolver", "router", "files", "errors"} <= set(got)
     assert got["running"] is True and got["pid"] == 1234 and got["uptime_s"] == 12.5
     assert {"listen", "queries", "cache", "upstreams"} <= set(got["resolver"])
-    assert set(got["resolver"]["cache"]) == {"entries", "hits", "misses", "stale_served"}
+    assert set(got["resolver"]["cache"]) == {"entries", "hits", "misses", "stale_served", "refreshes",
+                                             "refreshes_skipped"}
     for upstream in got["resolver"]["upstreams"]:
         assert {"address", "state", "srtt_ms", "queries", "wins", "timeouts"} <= set(upstream)
     assert {"discovery", "default", "source", "routers", "ipv6_default_routes"} <= set(got["router"])
@@ -109,7 +110,7 @@ def test_human_view_verdict_first_keys_aligned():
      Config: /etc/bootres/bootres.conf
 Resolv.conf: /etc/resolv.conf points at bootres (original saved in /var/lib/bootres/resolv.conf.orig)
              rewritten by another program at 2026-11-21T01:59:00+00:00: nameservers 198.18.0.99
-   Resolver: 127.0.0.35:53 · 42 queries · cache 17 (80% hits, 1 stale)
+   Resolver: 127.0.0.35:53 · 42 queries · cache 17 (80% hits, 1 stale, 3 refreshed ahead)
   Upstreams: 198.18.0.10:53    up    1.2 ms  wins 30              from dhclient eth0
              198.18.0.11:5353  down  -       wins 0   timeouts 4  from config
   Split DNS: example.test -> 198.18.0.10:53
@@ -161,6 +162,7 @@ def test_prometheus_text_is_well_formed():
         samples[name] = float(value)
     assert samples["bootres_healthy"] == 1
     assert samples["bootres_queries_total"] == 42
+    assert samples["bootres_cache_refreshes_total"] == 3 and samples["bootres_cache_refreshes_skipped_total"] == 1
     assert samples['bootres_upstream_up{upstream="198.18.0.11:5353"}'] == 0
     assert samples['bootres_upstream_srtt_seconds{upstream="198.18.0.10:53"}'] == 0.00123
     assert samples['bootres_default_router_info{address="198.18.1.1",source="rdisc"}'] == 1
