@@ -1,6 +1,7 @@
 """bench/run-scenarios: build the lab, run every scenario against every resolver, report.
 
     bench/run-scenarios [--only 1,2,4r,...] [--resolvers bootres-race,glibc,...] [--no-doc]
+    bench/run-scenarios --from-json bench/results/scenarios-*.json   # the doc and picture again
 
 Measurements, not assertions: a cell that fails is reported as such and the
 run goes on; the regression bounds live in tests/scenarios/.
@@ -48,11 +49,18 @@ def parse_args(argv):
                         "default: all)")
     parser.add_argument("--resolvers", help="comma-separated resolver names (default: all)")
     parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/scenarios.md")
+    parser.add_argument("--from-json", type=Path, metavar="PATH",
+                        help="run nothing: rewrite docs/scenarios.md and its picture from a run's JSON")
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.from_json:
+        run = plot.load(args.from_json)
+        cells = [Cell.from_json(cell) for cell in run["cells"]]
+        write_doc(cells, run, args.from_json)
+        return 0
     only = set(args.only.split(",")) if args.only else None  # 0 is the all-healthy baseline
     wanted = set(args.resolvers.split(",")) if args.resolvers else None
     resolvers = [r for r in all_resolvers() if wanted is None or r.name in wanted]
@@ -81,14 +89,19 @@ def main(argv=None) -> int:
     json_path = report.write_json(cells, meta)
     print(f"\nJSON: {json_path}")
     if not args.no_doc:
-        report.write_doc(cells, meta, INTRO.read_text())
-        print(f"table: {report.DOC}")
-        try:
-            print(f"picture: {plot.draw(plot.load(json_path), report.PICTURE)}")
-        except ImportError:  # bench-only dependency
-            print("picture not made: install python3-matplotlib, then "
-                  f"python3 -m bench.scenarios.plot {json_path}", file=sys.stderr)
+        write_doc(cells, meta, json_path)
     return 0
+
+
+def write_doc(cells: list[Cell], meta: dict, json_path: Path) -> None:
+    """docs/scenarios.md and its picture, from one run."""
+    report.write_doc(cells, meta, INTRO.read_text())
+    print(f"table: {report.DOC}")
+    try:
+        print(f"picture: {plot.draw(plot.load(json_path), report.PICTURE)}")
+    except ImportError:  # bench-only dependency
+        print("picture not made: install python3-matplotlib, then "
+              f"python3 -m bench.scenarios.plot {json_path}", file=sys.stderr)
 
 
 def run_cell(world: World, scenario, resolver, cell: Cell, tag: str) -> None:

@@ -82,6 +82,13 @@ class Cell:
             "queries_per_miss": self.upstream_queries / self.misses if self.misses else None,
         }
 
+    @classmethod
+    def from_json(cls, data: dict) -> "Cell":
+        """A cell as ``to_json`` wrote it (the summary is recomputed from the latencies)."""
+        return cls(data["scenario"], data["resolver"], ms=list(data["latencies_ms"]), answered=data["answered"],
+                   failed=data["failed"], misses=data["misses"], upstream_queries=data["upstream_queries"],
+                   planned=data["planned"], notes=list(data["notes"]), extra=dict(data["extra"]))
+
     def to_json(self) -> dict:
         return {"scenario": self.scenario, "resolver": self.resolver, **self.summary(),
                 "answered": self.answered, "failed": self.failed, "misses": self.misses,

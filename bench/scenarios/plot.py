@@ -7,7 +7,7 @@ the table always come from the same run.  Each panel is one scenario; each
 line is one resolver's cumulative distribution of lookup latency on a
 logarithmic axis: further left is faster, a step far to the right is a
 timeout (failed lookups are in the distribution at the time they took, and
-counted in the legend).  matplotlib (Debian's
+counted in the legend: a fast failure looks like a fast answer otherwise).  matplotlib (Debian's
 python3-matplotlib) is a bench-only dependency; the package never imports it.
 """
 
@@ -23,8 +23,10 @@ COLUMNS = 3
 # One colour per resolver, the same in every panel; bootres's variants in warm colours.
 COLOURS = {
     "bootres-race": "#d62728", "bootres-hedge": "#ff7f0e", "bootres": "#d62728",
-    "dnsmasq": "#1f77b4", "unbound": "#2ca02c", "glibc": "#7f7f7f", "systemd-resolved": "#9467bd",
+    "dnsmasq": "#1f77b4", "dnsmasq-all": "#17becf", "unbound": "#2ca02c", "glibc": "#7f7f7f",
+    "systemd-resolved": "#9467bd",
 }
+DASHED = {"bootres-hedge", "dnsmasq-all"}  # a variant of the resolver before it in the legend
 
 
 def load(path: Path) -> dict:
@@ -55,7 +57,8 @@ def draw(run: dict, out: Path) -> Path:
             fractions = [(i + 1) / len(latencies) * 100 for i in range(len(latencies))]
             label = cell["resolver"] + (f" ({cell['failed']} failed)" if cell.get("failed") else "")
             axis.step(latencies, fractions, where="post", label=label,
-                      color=COLOURS.get(cell["resolver"]), linewidth=1.6)
+                      color=COLOURS.get(cell["resolver"]), linewidth=1.6,
+                      linestyle="--" if cell["resolver"] in DASHED else "-")
         axis.set_xscale("log")
         axis.set_xlim(0.05, 20000)
         axis.set_ylim(0, 101)

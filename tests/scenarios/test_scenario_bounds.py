@@ -78,13 +78,14 @@ def test_all_dead_serves_stale_at_once_when_known_dead(world, strategy):
     cell = run(world, scenarios.all_dead_stale, strategy, "t4", lookups=STALE_LOOKUPS)
     assert cell.failed == 0, cell.to_json()
     assert max(cell.ms) <= SLOW_STALE_MS, cell.ms
-    may_wait_ms = STALE_ANSWER_AFTER_MS + (HEDGE_MAX * 1000 if strategy == "hedge" else 0.0)
+    known_dead_ms = STALE_ANSWER_AFTER_MS + (HEDGE_MAX * 1000 if strategy == "hedge" else 0.0)
     started_ms, slow = 0.0, []  # lookups run one after another: each starts when the one before ends
-    for ms in cell.ms:
-        if started_ms >= may_wait_ms and ms > MAX_STALE_MS:
+    for ms in cell.ms:  # within 5 ms of its start, or of when every upstream was known dead
+        if started_ms + ms > max(started_ms, known_dead_ms) + MAX_STALE_MS:
             slow.append((round(started_ms), round(ms, 1)))
         started_ms += ms
-    assert not slow, f"(started ms, took ms) over {MAX_STALE_MS} ms once every upstream is known dead: {slow}"
+    assert not slow, f"(started ms, took ms) answered later than {MAX_STALE_MS} ms after its start or after " \
+                     f"every upstream was known dead: {slow}"
 
 
 @pytest.mark.parametrize("how", ["refused", "unreachable"])
