@@ -9,7 +9,7 @@ Timed from when the service answers its control socket, which in this mode
 is its READY.
 """
 
-import time
+import statistics
 
 import dns.rcode
 import pytest
@@ -54,8 +54,12 @@ def test_after_a_power_cut_yesterdays_names_answer_at_once(lab, tmp_path, how):
     assert second.stop() == 0
     print(f"\n{how}: first name {times[0]:.2f} ms, the other 19 max {max(times[1:]):.2f} ms")
     # A black hole cannot be told from a slow nameserver before the boot
-    # timer runs out: the service's refresh at start ran it out before READY.
-    assert max(times) <= 5.0
+    # timer (boot_stale_after, 20 ms) runs out: the service's refresh at
+    # start ran it out before READY, so no answer waits for it.  (The bound
+    # is under the timer, not at a hit's speed: a busy CI run once took
+    # 5.3 ms for one of the twenty.)
+    assert statistics.median(times) <= 2.0
+    assert max(times) < 15.0
 
 
 def test_after_a_restart_with_the_nameservers_up_the_first_answers_are_fresh(lab, tmp_path):
