@@ -82,3 +82,37 @@ def test_run_refuses_an_invalid_config(capsys, tmp_path):
     code, _, err = run_cli(capsys, "run", "-c", str(bad))
     assert code == 2
     assert err.splitlines()[-1] == "bootres: not starting: 1 problem(s) in the configuration"
+
+
+def test_run_makes_asyncio_without_ssl_and_leaves_ssl_importable(conf):
+    # The daemon is replaced by a probe (run in a fresh interpreter: the
+    # test process has asyncio already): cli.main runs up to daemon.run.
+    probe = f"""
+import sys, types
+fake = types.ModuleType("bootres.shell.daemon")
+def run(cfg):
+    import asyncio.base_events, asyncio.selector_events, asyncio.sslproto
+    assert asyncio.base_events.ssl is None and asyncio.sslproto.ssl is None, "asyncio was made with ssl"
+    assert "ssl" not in sys.modules
+    import ssl
+    assert ssl.create_default_context
+    return 7
+fake.run = run
+sys.modules["bootres.shell.daemon"] = fake
+from bootres import cli
+sys.exit(cli.main(["run", "-c", {str(conf)!r}]))
+"""
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert proc.returncode == 7, proc.stderr
+
+
+@pytest.mark.parametrize("argv", [["run"], ["run", "-c", "/etc/x.conf"], ["run", "--config", "/x"],
+                                  ["run", "--config=/x"]])
+def test_service_command_line_reads_as_argparse_reads_it(argv):
+    assert vars(cli.service_args(argv)) == vars(cli.build_parser().parse_args(argv))
+
+
+@pytest.mark.parametrize("argv", [[], ["run", "-h"], ["run", "-c"], ["run", "-c", "-h"], ["run", "--config="],
+                                  ["run", "-c", "/x", "extra"], ["status"], ["check", "-c", "/x"]])
+def test_anything_else_goes_to_argparse(argv):
+    assert cli.service_args(argv) is None

@@ -46,6 +46,10 @@ class Cache:
         self.size = size
         self.stale_max_age = stale_max_age
         self._entries: OrderedDict[bytes, Answer] = OrderedDict()
+        # touch(key): mark ``key`` recently used.  The OrderedDict's own method,
+        # bound once: a repeated query (Stub.fast_answer) calls it without a
+        # Python frame of ours in between (~40 ns of a ~500 ns hit).
+        self.touch = self._entries.move_to_end
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -65,10 +69,6 @@ class Cache:
     def newest(self, limit: int) -> list[bytes]:
         """Up to ``limit`` keys, the most recently stored or used first."""
         return list(itertools.islice(reversed(self._entries), limit))
-
-    def touch(self, key: bytes) -> None:
-        """Mark ``key`` recently used."""
-        self._entries.move_to_end(key)
 
     def stale(self, key: bytes, now: float) -> Answer | None:
         """An expired entry still within ``stale_max_age``; older ones are dropped here."""

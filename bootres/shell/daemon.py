@@ -46,6 +46,9 @@ GUARD_INTERVAL = 0.5  # how soon another program's rewrite of /etc/resolv.conf i
 CACHE_SAVE_INTERVAL = 300.0  # a crash loses at most this much of the cache
 READY_PROBE_TIMEOUT = 20.0  # under TimeoutStartSec=30s in units/bootres.service
 MAX_ERRORS = 20
+FDSTORE_NAME = "listen"  # FDNAME of the listening sockets bootres stores itself
+SOCKET_UNIT = "bootres.socket"
+SYSTEMCTL_TIMEOUT = 2.0  # each question to systemd at stop; a stop must not hang on it
 _PROBE_QUESTION = b"\x02id\x06server\x00" + struct.pack("!HH", 16, 3)  # id.server TXT CH
 
 
@@ -140,7 +143,7 @@ class Daemon:
         from bootres.shell.resolverd import ResolverService
 
         try:
-            listeners = self._listeners()
+            listeners, store = self._listeners()
             self.resolver = ResolverService(
                 self.cfg.resolver, self.log.getChild("resolver"), listeners=listeners,
                 source_paths=SourcePaths(), on_upstreams=self._upstreams_changed,
@@ -148,7 +151,7 @@ class Daemon:
             await self.resolver.start()
         except OSError as exc:
             raise StartupFailed(exc.strerror or str(exc)) from None
-        self.notifier.store_fds([sock for _, udp, tcp in listeners for sock in (udp, tcp)], "listen")
+        self.notifier.store_fds(store, FDSTORE_NAME)
         try:
             problem = await self.control.start(self.cfg.service.state_dir)
         except control.AlreadyRunning as exc:
@@ -162,39 +165,74 @@ class Daemon:
         report = self.report()
         self.last_status_line = status.status_line(report)
         self.notifier.ready(self.last_status_line)
+        _normal_priority()
         self._write_metrics(report)
         self.log.info("ready: resolver on %s", ", ".join(str(e) for e in self.cfg.resolver.listen))
 
         await self._start_netlink_users()
         self._publish(self.report())  # the router is known now: a truer STATUS= than READY's
+        await asyncio.to_thread(self._refresh_generator_cache)
 
-    def _listeners(self) -> list[tuple]:
-        """(endpoint, udp, tcp) for every ``listen`` address: kept by systemd across a restart, or bound now.
+    def _refresh_generator_cache(self) -> None:
+        """bootres-generator's cache: the next boot copies bootres.socket's drop-in instead of starting Python."""
+        if self.cfg.path != config.DEFAULT_PATH:
+            return  # the generator reads the default path only
+        from bootres import generator
 
-        The sockets go to systemd's fd store once bound, so after a crash the
-        queries that arrived while no bootres ran are still in their buffers.
+        try:
+            generator.refresh_cache()
+        except OSError as exc:
+            self.log.info("generator cache not written in %s: %s; the next boot parses the configuration (~40 ms)",
+                          generator.CACHE_DIR, exc.strerror or exc)
+
+    def _listeners(self) -> tuple[list[tuple], list[socket.socket]]:
+        """(endpoint, udp, tcp) for every ``listen`` address, and the sockets for systemd's fd store.
+
+        Taken from bootres.socket (systemd bound them before sysinit.target and
+        keeps them across restarts itself), else from the fd store (kept
+        across a crash), else bound now.  Only the last two go to the fd
+        store, so that without the socket unit too, the queries that arrive
+        while no bootres runs wait in the buffers.
         """
         from bootres.shell import dnsio
 
-        kept = {(sock.type, sock.getsockname()[:2]): sock for sock in sd.listen_fds()}
-        listeners = []
+        passed: dict[tuple, tuple[str, socket.socket]] = {}
+        # The fd store's first: a socket unit's socket for the same address replaces it.
+        for name, sock in sorted(sd.listen_fds(), key=lambda item: item[0] != FDSTORE_NAME):
+            replaced = passed.pop((sock.type, sock.getsockname()[:2]), None)
+            if replaced is not None:
+                replaced[1].close()
+            passed[(sock.type, sock.getsockname()[:2])] = (name, sock)
+        listeners, store = [], []
         for endpoint in self.cfg.resolver.listen:
-            udp = kept.pop((socket.SOCK_DGRAM, endpoint.sockaddr), None)
-            tcp = kept.pop((socket.SOCK_STREAM, endpoint.sockaddr), None)
+            name, udp = passed.pop((socket.SOCK_DGRAM, endpoint.sockaddr), (None, None))
+            _, tcp = passed.pop((socket.SOCK_STREAM, endpoint.sockaddr), (None, None))
             if udp is not None and tcp is not None:
                 udp.setblocking(False)
                 tcp.setblocking(False)
-                self.log.info("listening on %s with the sockets kept across the restart", endpoint)
+                if name == FDSTORE_NAME:
+                    self.log.info("listening on %s with the sockets kept across the restart", endpoint)
+                    store += [udp, tcp]
+                else:
+                    self.log.info("listening on %s with the sockets of %s", endpoint, name)
             else:
                 for sock in (udp, tcp):
                     if sock is not None:
                         sock.close()
                 udp, tcp = dnsio.bind_listener(endpoint)
+                store += [udp, tcp]
             listeners.append((endpoint, udp, tcp))
-        for sock in kept.values():  # listen changed since they were stored
+        stale: dict[str, set[str]] = {}
+        for name, sock in passed.values():  # listen changed since they were bound
+            if name != FDSTORE_NAME:
+                host, port = sock.getsockname()[:2]
+                stale.setdefault(name, set()).add(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
             sock.close()
-        return listeners
-
+        for name, addresses in stale.items():
+            self.log.warning("%s listens on %s, not in [resolver] listen: systemctl daemon-reload, systemctl stop"
+                             " %s bootres.service, then systemctl start bootres.service make it follow",
+                             name, ", ".join(sorted(addresses)), name)
+        return listeners, store
     async def _start_netlink_users(self) -> None:
         # They import pyroute2, which takes 150 ms or more: after READY, and on
         # a worker thread, since importing it here would stall every query.
@@ -234,10 +272,7 @@ class Daemon:
         if self.netlink is not None:
             await self._quietly("netlink watch", self.netlink.stop())
         if self.resolv is not None and self.resolver is not None:
-            try:
-                await self.resolv.stop(_classic_nameservers(self.resolver.selection.routing))
-            except (OSError, ValueError) as exc:
-                self.log.error("cannot write %s on stop: %s", self.resolv.path, getattr(exc, "strerror", None) or exc)
+            await self._leave_resolv_conf()
         if self.files is not None:
             await self._quietly("stub files", self.files.stop())
         if self.resolver is not None:
@@ -287,6 +322,22 @@ class Daemon:
         raise StartupFailed(f"the resolver on {endpoint} does not answer")
 
     # --- resolv.conf
+
+    async def _leave_resolv_conf(self) -> None:
+        """On stop: a classic resolv.conf, so the host resolves without bootres; not when the system shuts down.
+
+        At a shutdown, the next boot's bootres.socket listens before anything
+        asks a name: a classic file would send the early queries past it
+        (and let DHCP clients take the file back), so bootres's stays.
+        """
+        if self.resolv.managing and await asyncio.to_thread(_shutting_down_and_back_at_boot):
+            self.log.info("system shutting down: %s left naming bootres, whose sockets the next boot opens first",
+                          self.resolv.path)
+            return
+        try:
+            await self.resolv.stop(_classic_nameservers(self.resolver.selection.routing))
+        except (OSError, ValueError) as exc:
+            self.log.error("cannot write %s on stop: %s", self.resolv.path, getattr(exc, "strerror", None) or exc)
 
     async def _manage_resolv_conf(self) -> None:
         """Take /etc/resolv.conf over (at READY, then at every tick until it worked)."""
@@ -404,6 +455,7 @@ class Daemon:
             except Exception:  # our bug: say so, keep serving, keep accepting reloads
                 self.log.exception("reload failed")
             self.notifier.ready(status.status_line(self.report()))
+            await asyncio.to_thread(self._refresh_generator_cache)
 
     def _reload(self) -> None:
         path = self.cfg.path
@@ -423,7 +475,9 @@ class Daemon:
             ) if old != now
         ]
         if unchangeable:
-            self.log.warning("reload: %s change(s) need a restart; the rest is applied", ", ".join(unchangeable))
+            self.log.warning("reload: %s change(s) need a restart (listen: systemctl daemon-reload, systemctl stop"
+                             " bootres.socket bootres.service, then systemctl start bootres.service); the rest is"
+                             " applied", ", ".join(unchangeable))
             new = dataclasses.replace(
                 new,
                 service=dataclasses.replace(new.service, state_dir=self.cfg.service.state_dir),
@@ -470,6 +524,39 @@ class Daemon:
         except ValueError as exc:  # a name or type dnspython cannot parse
             return {"name": name, "type": rdtype, "answered": False, "error": str(exc)}
         return {"name": name, "type": rdtype, **reply}
+
+
+def _normal_priority() -> None:
+    """Nice 0 for every thread once READY.
+
+    bootres.service starts at Nice=10, so that its start-up yields the CPU
+    to the rest of the boot; from READY on it is a resolver
+    like any other (LimitNICE= lets it come back to 0 without CAP_SYS_NICE).
+    Nice is per thread on Linux, hence the walk.  Started at nice 0, or not
+    allowed: nothing changes.
+    """
+    if os.getpriority(os.PRIO_PROCESS, 0) <= 0:
+        return
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, int(tid), 0)
+        except OSError:  # the thread ended meanwhile, or RLIMIT_NICE forbids it
+            pass
+
+
+def _shutting_down_and_back_at_boot() -> bool:
+    """This stop is part of a shutdown (systemd says "stopping" once shutdown.target is queued), and
+    bootres.socket is enabled, so the next boot listens before anyone asks; False outside systemd."""
+    import subprocess  # only here, at stop
+
+    try:
+        state = subprocess.run(["systemctl", "is-system-running"], capture_output=True, text=True,
+                               timeout=SYSTEMCTL_TIMEOUT).stdout.strip()
+        return state == "stopping" and subprocess.run(
+            ["systemctl", "--quiet", "is-enabled", SOCKET_UNIT], capture_output=True, timeout=SYSTEMCTL_TIMEOUT,
+        ).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
 
 
 def _classic_nameservers(routing) -> list[str]:

@@ -1,6 +1,6 @@
 """Netlink through pyroute2: links, addresses, default routes, and bootres's default route.
 
-The only module that imports pyroute2.  Every call here blocks (briefly);
+The only module that imports pyroute2, and only the part of it used here (``_import_iproute``).  Every call here blocks (briefly);
 ``NetlinkWatch`` (bootres/shell/netwatch.py) runs them on one worker thread,
 which also keeps them in order and keeps pyroute2 0.9's own event loop out
 of ours.  The calls used exist with the same meaning in pyroute2 0.7.2
@@ -13,13 +13,39 @@ shows with it: a route bootres did not install is never removed.
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import socket
+import sys
 from dataclasses import dataclass
 
-from pyroute2 import IPRoute
-
 from bootres.core.router import RTPROT_RA, KernelRoute
+
+
+def _import_iproute() -> type:
+    """pyroute2's ``IPRoute`` class, without what the ``pyroute2`` package itself imports.
+
+    Any import from pyroute2 runs the package's ``__init__`` first, which
+    imports every module pyroute2 has (NDB, IPDB, nftables, WireGuard, ...):
+    +10-12 MiB of RSS and 70-85 ms in the daemon here, against +2-4 MiB and
+    ~33 ms for the modules ``IPRoute`` needs (0.7.2 and 0.9 alike;
+    docs/benchmarks.md).  So the package stands in ``sys.modules``
+    unexecuted while those are imported, and is taken out again: whatever
+    imports ``pyroute2`` later gets the real package.
+    """
+    spec = None if "pyroute2" in sys.modules else importlib.util.find_spec("pyroute2")
+    if spec is None:  # already imported whole, or not installed (the import below says so)
+        from pyroute2.iproute.linux import IPRoute
+        return IPRoute
+    sys.modules["pyroute2"] = importlib.util.module_from_spec(spec)
+    try:
+        from pyroute2.iproute.linux import IPRoute
+    finally:
+        del sys.modules["pyroute2"]
+    return IPRoute
+
+
+IPRoute = _import_iproute()
 
 MAIN_TABLE = 254
 # The metric of bootres's route.  Above what DHCP clients use (dhclient 0,

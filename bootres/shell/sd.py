@@ -76,6 +76,8 @@ class Notifier:
         if not self.address:
             return False
         self.notify("FDSTOREREMOVE=1", f"FDNAME={name}")
+        if not socks:
+            return True
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
                 # sendmsg, not socket.send_fds: that one drops its address argument (3.11).
@@ -111,23 +113,27 @@ def _watchdog_usec(environ: MutableMapping[str, str]) -> int | None:
     return value if value > 0 else None
 
 
-def listen_fds(environ: MutableMapping[str, str] = os.environ) -> list[socket.socket]:
-    """Sockets passed by systemd (sd_listen_fds(3)): from fd 3 on, when ``LISTEN_PID`` is us.
+def listen_fds(environ: MutableMapping[str, str] = os.environ) -> list[tuple[str, socket.socket]]:
+    """(name, socket) passed by systemd (sd_listen_fds_with_names(3)): from fd 3 on, when ``LISTEN_PID`` is us.
 
-    The variables are popped so a child cannot mistake the fds for its own.
+    The name is the socket unit's (``bootres.socket``) or the ``FDNAME`` the
+    fds were stored under; "unknown" when systemd gave none.  The variables
+    are popped so a child cannot mistake the fds for its own.
     """
     pid = environ.pop("LISTEN_PID", "")
     count = environ.pop("LISTEN_FDS", "")
-    environ.pop("LISTEN_FDNAMES", None)
+    names = environ.pop("LISTEN_FDNAMES", "").split(":")
     if pid != str(os.getpid()) or not count.isdigit():
         return []
     found = []
-    for fd in range(3, 3 + int(count)):
+    for index, fd in enumerate(range(3, 3 + int(count))):
         os.set_inheritable(fd, False)
         try:
-            found.append(socket.socket(fileno=fd))
+            sock = socket.socket(fileno=fd)
         except OSError:  # not a socket: nothing of ours
             os.close(fd)
+            continue
+        found.append((names[index] if index < len(names) and names[index] else "unknown", sock))
     return found
 
 

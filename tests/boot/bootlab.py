@@ -95,6 +95,13 @@ IMAGE_FILES = {
 }
 
 
+# The boot-cost images: the upstream is a remote nameserver, which no
+# host's boot waits for (the boot test orders it before bootres instead, so
+# that the pinned name's first lookup has an answer).
+UNORDERED_UPSTREAM = {"etc/systemd/system/lab-upstream.service":
+                      IMAGE_FILES["etc/systemd/system/lab-upstream.service"].replace("Before=bootres.service\n", "")}
+
+
 class BootError(AssertionError):
     """Something in building or booting the image went wrong; the message says what."""
 
@@ -203,22 +210,30 @@ def install_deb(root: Path, deb: Path) -> None:
     (root / "tmp" / deb.name).unlink()
 
 
-def prepare_image(work: Path, deb: Path) -> Path:
-    """A fresh copy of the base with the lab network, nsd, and the .deb installed through apt."""
+def prepare_image(work: Path, deb: Path | None, extra: dict[str, str] | None = None,
+                  enable: tuple[str, ...] = (), online: bool = True) -> Path:
+    """A fresh copy of the base with the lab network, nsd, ``extra`` files, and the .deb installed through apt.
+
+    Without ``deb``: the same image without bootres, what the boot-cost
+    comparison boots.  ``enable``: units of ``extra`` to enable.  ``online``:
+    multi-user.target wants network-online.target.
+    """
     root = work / "root"
     run("cp", "-a", "--reflink=auto", str(base_rootfs()), str(root))
-    for name, text in IMAGE_FILES.items():
+    for name, text in {**IMAGE_FILES, **(extra or {})}.items():
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
-    install_deb(root, deb)
+    if deb is not None:
+        install_deb(root, deb)
     chroot = ["chroot", str(root)]
     run(*chroot, "systemctl", "enable", "systemd-networkd.service", "systemd-networkd-wait-online.service",
-        "lab-upstream.service")
+        "lab-upstream.service", *enable)
     run(*chroot, "systemctl", "disable", "nsd.service")  # lab-upstream.service runs it
-    # Something must want network-online.target, as on a server with
-    # services that need the network; else the target is never reached.
-    run(*chroot, "systemctl", "add-wants", "multi-user.target", "network-online.target")
+    if online:
+        # Something must want network-online.target, as on a server with
+        # services that need the network; else the target is never reached.
+        run(*chroot, "systemctl", "add-wants", "multi-user.target", "network-online.target")
     return root
 
 
@@ -281,6 +296,21 @@ class Container:
 
     def show(self, unit: str, prop: str) -> str:
         return self.run("systemctl", "show", "-P", prop, unit).stdout.strip()
+
+    def reached_ms(self, units: tuple[str, ...]) -> dict[str, float | None]:
+        """When each unit became active, in ms after systemd started (its own monotonic timestamps); None: never.
+
+        CLOCK_MONOTONIC is the host's in a container, so the manager's
+        UserspaceTimestampMonotonic is the zero.
+        """
+        names = ["UserspaceTimestampMonotonic"] + [f"{unit}:ActiveEnterTimestampMonotonic" for unit in units]
+        script = "systemctl show -P UserspaceTimestampMonotonic; " + "; ".join(
+            f"systemctl show -P ActiveEnterTimestampMonotonic {unit}" for unit in units)
+        values = [int(value) for value in self.run("sh", "-c", script).stdout.split()]
+        if len(values) != len(names):
+            raise BootError(f"systemctl show gave {values} for {names}")
+        zero = values[0]
+        return {unit: (value - zero) / 1000 if value else None for unit, value in zip(units, values[1:])}
 
     def diagnostics(self) -> str:
         parts = []

@@ -80,7 +80,8 @@ def test_package_builds_and_lintian_is_clean(built):
     findings = [line for line in proc.stdout.splitlines() if re.match(r"^[EW]: ", line)]
     assert proc.returncode == 0 and not findings, proc.stdout + proc.stderr
     contents = bootlab.run("dpkg-deb", "--contents", str(deb)).stdout
-    for path in ("./lib/systemd/system/bootres.service", "./etc/bootres/bootres.conf", "./usr/bin/bootres",
+    for path in ("./lib/systemd/system/bootres.service", "./lib/systemd/system/bootres.socket",
+                 "./usr/lib/systemd/system-generators/bootres-generator", "./etc/bootres/bootres.conf", "./usr/bin/bootres",
                  "./etc/dhcp/dhclient-enter-hooks.d/bootres", "./usr/lib/NetworkManager/conf.d/50-bootres.conf"):
         assert path in contents
     assert sorted(bootlab.run("dpkg-deb", "--info", str(deb), "conffiles").stdout.split()) == [
@@ -97,26 +98,45 @@ def test_unit_security_exposure_at_most_2_5():
 # --- the booted system
 
 
-def test_unit_verifies_clean_inside(box):
-    proc = box.run("systemd-analyze", "verify", "--man=no", "/lib/systemd/system/bootres.service", check=False)
-    assert proc.returncode == 0 and proc.stdout + proc.stderr == ""
+def test_units_verify_clean_inside(box):
+    # With the generators run: bootres.socket (which the service wants) has its Listen lines from the drop-in.
+    proc = box.run("systemd-analyze", "verify", "--generators=yes", "--man=no", "/lib/systemd/system/bootres.service",
+                   check=False)
+    assert proc.returncode == 0 and proc.stdout + proc.stderr == "", proc.stdout + proc.stderr
 
 
-def test_service_active_and_enabled(box):
-    assert box.show("bootres.service", "ActiveState") == "active", box.diagnostics()
-    assert box.run("systemctl", "is-enabled", "bootres.service").stdout.strip() == "enabled"
+def test_service_and_socket_active_and_enabled(box):
+    for unit in ("bootres.service", "bootres.socket"):
+        assert box.show(unit, "ActiveState") == "active", box.diagnostics()
+        assert box.run("systemctl", "is-enabled", unit).stdout.strip() == "enabled"
 
 
-def test_ready_before_network_online_and_nss_lookup(box):
+def test_socket_listens_on_the_configured_address_from_the_generator(box):
+    assert box.show("bootres.socket", "Listen").split() == ["127.0.0.35:53", "(Datagram)", "127.0.0.35:53", "(Stream)"]
+    dropin = box.run("cat", "/run/systemd/generator/bootres.socket.d/listen.conf").stdout
+    assert "ListenDatagram=127.0.0.35:53\n" in dropin
+    # The daemon caches it once running, so the next boot's generator copies it instead of starting Python.
+    wait_until(lambda: box.run("cat", "/var/lib/bootres/generator.conf", check=False).stdout == dropin,
+               what="the generator's cache")
+    log = box.run("journalctl", "-b", "-u", "bootres.service", "--no-pager", "-o", "cat").stdout
+    assert "listening on 127.0.0.35:53 with the sockets of bootres.socket" in log
+
+
+def test_ready_before_network_online_and_nss_lookup_sockets_before_sysinit(box):
     service = int(box.show("bootres.service", "ActiveEnterTimestampMonotonic"))
     online = int(box.show("network-online.target", "ActiveEnterTimestampMonotonic"))
     lookup = int(box.show("nss-lookup.target", "ActiveEnterTimestampMonotonic"))
     started = int(box.show("bootres.service", "ExecMainStartTimestampMonotonic"))
+    sockets = int(box.show("bootres.socket", "ActiveEnterTimestampMonotonic"))
+    sysinit = int(box.show("sysinit.target", "ActiveEnterTimestampMonotonic"))
     print(f"bootres: exec to READY {(service - started) / 1000:.0f} ms; READY {(lookup - service) / 1000:.1f} ms"
-          f" before nss-lookup.target, {(online - service) / 1000:.1f} ms before network-online.target")
+          f" before nss-lookup.target, {(online - service) / 1000:.1f} ms before network-online.target;"
+          f" sockets {(sysinit - sockets) / 1000:.1f} ms before sysinit.target")
     assert service and online and lookup, "both targets must really be reached in this boot"
     assert service < lookup and service < online
-    assert service < int(box.show("sysinit.target", "ActiveEnterTimestampMonotonic"))
+    assert sockets < sysinit
+    # The boot does not wait for bootres's start-up: only its sockets are ordered before sysinit.target.
+    assert "bootres.service" not in box.show("sysinit.target", "After").split()
     # network-online.target is really waited for, by networkd's wait-online.
     assert box.show("systemd-networkd-wait-online.service", "ActiveState") == "active"
 
@@ -203,8 +223,8 @@ print(reply.id == query.id, reply.answer[0][0], round(time.monotonic() - sent, 3
 def test_killed_it_is_restarted_and_answers_again(box):
     pid = box.show("bootres.service", "MainPID")
     restarts = int(box.show("bootres.service", "NRestarts"))
-    # A query sent the moment it dies waits in the socket systemd kept (the
-    # fd store) and is answered by the restarted bootres, not lost.
+    # A query sent the moment it dies waits in bootres.socket's socket and
+    # is answered by the restarted bootres, not lost.
     proc = box.run("python3", "-c", KILL_THEN_QUERY, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     matched, address, seconds = proc.stdout.split()
@@ -217,15 +237,93 @@ def test_killed_it_is_restarted_and_answers_again(box):
 
     wait_until(back, what="bootres restarted")
     assert int(box.show("bootres.service", "NRestarts")) == restarts + 1
-    log = box.run("journalctl", "-b", "-u", "bootres.service", "--no-pager", "-o", "cat").stdout
-    assert "listening on 127.0.0.35:53 with the sockets kept across the restart" in log
     wait_until(lambda: box.run("getent", "-s", "dns", "hosts", "www.example.test", check=False).returncode == 0,
                timeout=10, what="answers after the restart")
     assert box.run("bootres", "status", check=False).returncode == 0
 
 
+QUERIES_DURING = """
+import socket, subprocess, sys, time
+import dns.message
+client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+client.settimeout(4)
+sent = set()
+command = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
+deadline = time.monotonic() + 60
+while command.poll() is None and time.monotonic() < deadline:
+    query = dns.message.make_query("www.example.test.", "A")
+    client.sendto(query.to_wire(), ("127.0.0.35", 53))
+    sent.add(query.id)
+    time.sleep(0.01)
+answered = set()
+try:
+    while answered != sent:
+        answered.add(dns.message.from_wire(client.recv(4096)).id)
+except socket.timeout:
+    pass
+print(command.wait(60), len(sent), len(sent - answered))
+"""
+
+
+def test_restarted_by_the_admin_no_query_is_lost(box):
+    """`systemctl restart bootres` restarts the service only: the sockets stay, and so do the queries in them."""
+    sockets_since = box.show("bootres.socket", "ActiveEnterTimestampMonotonic")
+    pid = box.show("bootres.service", "MainPID")
+    proc = box.run("python3", "-c", QUERIES_DURING, "systemctl", "restart", "bootres.service", check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    code, sent, lost = (int(field) for field in proc.stdout.split())
+    print(f"{sent} queries sent during `systemctl restart bootres`, {lost} lost")
+    assert code == 0 and sent > 0 and lost == 0
+    assert box.show("bootres.service", "MainPID") != pid
+    assert box.show("bootres.socket", "ActiveEnterTimestampMonotonic") == sockets_since
+
+
+def test_upgraded_only_the_service_restarts_and_no_query_is_lost(box, built):
+    """`dpkg -i` of the package over itself: the upgrade path of the maintainer scripts (old version given)."""
+    shutil.copy(built[0], box.root / "root" / "bootres.deb")
+    sockets_since = box.show("bootres.socket", "ActiveEnterTimestampMonotonic")
+    pid = box.show("bootres.service", "MainPID")
+    journal = ["journalctl", "-b", "-u", "bootres.service", "--no-pager", "-o", "cat"]
+    taken = box.run(*journal).stdout.count("with the sockets of bootres.socket")
+    proc = box.run("env", "DEBIAN_FRONTEND=noninteractive", "python3", "-c", QUERIES_DURING,
+                   "dpkg", "-i", "/root/bootres.deb", check=False, timeout=90)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    code, sent, lost = (int(field) for field in proc.stdout.split())
+    print(f"{sent} queries sent during `dpkg -i` (upgrade), {lost} lost")
+    assert code == 0 and sent > 0 and lost == 0
+    assert box.show("bootres.service", "MainPID") != pid, "the upgrade restarts the service"
+    assert box.show("bootres.socket", "ActiveEnterTimestampMonotonic") == sockets_since, "and leaves the socket"
+    assert box.show("bootres.service", "ActiveState") == "active"
+    # The new bootres took the socket unit's sockets, not ones it bound itself.
+    assert box.run(*journal).stdout.count("with the sockets of bootres.socket") == taken + 1
+
+
+def test_listen_changes_with_daemon_reload_and_a_stop_and_start(box):
+    extra = "/etc/bootres/conf.d/60-listen.conf"
+    sh(box, f"printf '[resolver]\\nlisten = 127.0.0.35 127.0.0.36\\n' > {extra}")
+    try:
+        box.run("systemctl", "daemon-reload")  # the generator parses the changed files
+        # Stop both, then start: a restart of both can restart the socket while bootres still runs, which the
+        # socket refuses (its service is active).
+        box.run("systemctl", "stop", "bootres.socket", "bootres.service")
+        box.run("systemctl", "start", "bootres.service")  # it wants its sockets: started first
+        assert "127.0.0.36:53" in box.show("bootres.socket", "Listen")
+        reply = box.run("python3", "-c", "import dns.resolver as r; x = r.Resolver(configure=False);"
+                        " x.nameservers = ['127.0.0.36']; print(x.resolve('www.example.test', 'A')[0])", check=False)
+        assert reply.stdout.strip() == "198.18.0.80", reply.stdout + reply.stderr
+    finally:
+        box.run("rm", "-f", extra)
+        box.run("systemctl", "daemon-reload")
+        box.run("systemctl", "stop", "bootres.socket", "bootres.service")
+        box.run("systemctl", "start", "bootres.service")
+    assert "127.0.0.36" not in box.show("bootres.socket", "Listen")
+    assert box.show("bootres.socket", "ActiveState") == "active"
+
+
 def test_stop_leaves_a_classic_resolv_conf_and_purge_restores_the_original(box):
-    box.run("systemctl", "stop", "bootres.service")
+    # Both, or a query to the socket would start it again behind the admin's back.
+    box.run("systemctl", "stop", "bootres.socket", "bootres.service")
+    assert box.show("bootres.socket", "ActiveState") == "inactive"
     # Stopped, the host resolves the classic way, through the upstreams bootres was using.
     stopped = box.run("cat", "/etc/resolv.conf").stdout
     assert stopped.startswith("# written by bootres when it stopped"), stopped
@@ -234,6 +332,7 @@ def test_stop_leaves_a_classic_resolv_conf_and_purge_restores_the_original(box):
     assert box.run("bootres", "status", check=False).returncode == 3
     box.run("systemctl", "start", "bootres.service")
     assert "127.0.0.35" in box.run("cat", "/etc/resolv.conf").stdout
+    assert box.show("bootres.socket", "ActiveState") == "active"  # started with the service
     # Killed, then purged: the package's postrm puts resolv.conf back.
     box.run("systemctl", "kill", "-s", "KILL", "bootres.service")
     sh(box, "systemctl stop bootres.service; DEBIAN_FRONTEND=noninteractive dpkg --purge bootres", timeout=60)

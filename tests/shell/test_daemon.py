@@ -288,8 +288,12 @@ def test_read_only_state_dir_and_etc_are_reported_not_fatal(setup, capsys, tmp_p
     assert daemon.wait() == 0
 
 
-def test_sockets_passed_by_systemd_are_used(setup, capsys):
-    """What systemd does after a crash: the stored sockets come back as LISTEN_FDS from fd 3."""
+@pytest.mark.parametrize("name, logged, stored", [
+    ("bootres.socket", "with the sockets of bootres.socket", 0),  # socket activation: systemd holds them
+    ("listen", "with the sockets kept across the restart", 2),  # the fd store, after a crash: stored again
+])
+def test_sockets_passed_by_systemd_are_used(setup, capsys, name, logged, stored):
+    """What systemd does at boot (bootres.socket) and after a crash (the fd store): sockets from fd 3 on."""
     conf, notify, start = setup
     port = int(conf.read_text().split("listen = 127.0.0.1:")[1].split()[0])
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -307,14 +311,17 @@ def test_sockets_passed_by_systemd_are_used(setup, capsys):
     # process that execs bootres (exec keeps the PID).
     wrapper = (
         f"import os, sys; os.dup2({u}, 3); os.dup2({t}, 4); os.close({u}); os.close({t}); "
-        "os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS='2'); os.execv(sys.argv[1], sys.argv[1:])"
+        f"os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS='2', LISTEN_FDNAMES='{name}:{name}'); "
+        "os.execv(sys.argv[1], sys.argv[1:])"
     )
     try:
         daemon = start([sys.executable, "-c", wrapper], pass_fds=(u, t))
         notify.expect("READY=1")
         reply = dns.message.from_wire(client.recv(4096))
         assert reply.id == early.id and "198.18.0.80" in reply.to_text()
-        assert "with the sockets kept across the restart" in daemon.log()
+        assert logged in daemon.log()
+        assert [len(fds) for message, fds in zip(notify.seen, notify.fds) if "FDSTORE=1" in message] == (
+            [stored] if stored else [])
         code, out = cli_run(capsys, "query", "www.example.test", "-c", str(conf))
         assert code == 0
     finally:

@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""``bootres run``: exec -> first answer, warm and cold, and what it imports before that answer.
+
+Builds the lab of bench/resolver_qps.py (nsd authoritative for example.test
+on 198.18.0.10 in one namespace; ``bootres run`` with router discovery on,
+every file under a temporary directory, on 127.0.0.38 in another) and
+measures, with the same probe (a query for a name nsd answers, sent every
+millisecond from the moment of exec):
+
+- warm: one untimed start (it writes the bytecode, as the .deb's install
+  does), then --starts timed ones; the median counts;
+- cold: --cold starts, each right after ``sync; echo 3 >
+  /proc/sys/vm/drop_caches`` (the page cache dropped: the interpreter,
+  the libraries and the bytecode come from disk, as on a real host's first
+  boot after an update);
+- imports: one warm start under ``python3 -X importtime``.  The lines the
+  interpreter has written by the moment the first answer arrives are the
+  modules imported before it; the ones written in the 2 s after are what
+  ``bootres run`` imports once it serves (router discovery, stub files).
+  Per module: self and cumulative microseconds; the top --top of each,
+  totals, counts, and the sum by group (interpreter start-up, asyncio,
+  bootres, ...).  -X importtime makes every import a little slower: its
+  totals are for comparing modules, the timed starts are the figures.
+
+Needs root, nsd.  Run (as root, from the repository root):
+
+    flock /tmp/bench.lock env PYTHON=/usr/bin/python3 /usr/bin/python3 bench/startup.py [--starts 5] [--cold 5]
+
+Prints the figures and writes bench/results/startup-<UTC time>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from resolver_qps import ROOT, UPSTREAM, bootres_commands, start_bootres
+from lab import Lab  # noqa: E402 (resolver_qps put tests/ on the path)
+
+_LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \| (\s*)(\S+)$")
+AFTER_ANSWER = 2.0  # seconds: long enough for what `bootres run` imports once it serves
+
+
+def drop_caches() -> None:
+    subprocess.run(["sync"], check=True)
+    Path("/proc/sys/vm/drop_caches").write_text("3\n")
+
+
+def parse_importtime(text: str) -> list[dict]:
+    """``[{"module", "self_us", "cumulative_us", "depth"}]`` in the order the imports finished."""
+    found = []
+    for line in text.splitlines():
+        match = _LINE.match(line)
+        if match:
+            found.append({"module": match.group(4), "self_us": int(match.group(1)),
+                          "cumulative_us": int(match.group(2)), "depth": len(match.group(3)) // 2})
+    return found
+
+
+def group_of(module: str) -> str:
+    top = module.split(".")[0]
+    if top in ("bootres", "asyncio", "pyroute2", "dns", "systemd"):
+        return top
+    return "stdlib and site"
+
+
+def summary(imports: list[dict], top: int) -> dict:
+    groups: dict[str, int] = {}
+    for item in imports:
+        groups[group_of(item["module"])] = groups.get(group_of(item["module"]), 0) + item["self_us"]
+    return {
+        "modules": len(imports),
+        "total_us": sum(item["self_us"] for item in imports),
+        "by_group_us": dict(sorted(groups.items(), key=lambda kv: -kv[1])),
+        "top_cumulative": sorted(imports, key=lambda i: -i["cumulative_us"])[:top],
+        "top_self": sorted(imports, key=lambda i: -i["self_us"])[:top],
+        "all": [item["module"] for item in imports],
+    }
+
+
+def stop(proc) -> None:
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--starts", type=int, default=5, help="timed warm starts")
+    parser.add_argument("--cold", type=int, default=5, help="timed starts after dropping the page cache")
+    parser.add_argument("--top", type=int, default=25, help="modules listed by self and by cumulative time")
+    parser.add_argument("--python", default=os.environ.get("PYTHON", sys.executable),
+                        help="interpreter for bootres (default: $PYTHON or this one)")
+    args = parser.parse_args()
+    results: dict = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                     "command": " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:]),
+                     "python": args.python, "cpus": os.cpu_count()}
+    with tempfile.TemporaryDirectory(prefix="bootres-startup-") as tmp, Lab(Path(tmp)) as lab:
+        work = Path(tmp)
+        client, servers = lab.netns("client"), lab.netns("servers")
+        lab.link(client, "198.18.0.2/24", servers, f"{UPSTREAM}/24")
+        lab.nsd(servers, UPSTREAM, ttl=86400, rate_limit=False)
+        env = dict(os.environ, PYTHONPYCACHEPREFIX=str(work / "pycache"))  # see resolver_qps.main
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        argv, address = bootres_commands(work, args.python)["bootres run"]
+
+        warm = []
+        for run in range(args.starts + 1):  # bounded: --starts + 1
+            proc, ms = start_bootres(client, argv, address, env, f"warm{run}")
+            stop(proc)
+            if run:
+                warm.append(round(ms, 1))
+        cold = []
+        for run in range(args.cold):  # bounded: --cold
+            drop_caches()
+            proc, ms = start_bootres(client, argv, address, env, f"cold{run}")
+            stop(proc)
+            cold.append(round(ms, 1))
+        results["warm_ms"], results["cold_ms"] = warm, cold
+        results["warm_median_ms"] = statistics.median(warm) if warm else None
+        results["cold_median_ms"] = statistics.median(cold) if cold else None
+
+        traced = [argv[0], "-X", "importtime", *argv[1:]]
+        proc, ms = start_bootres(client, traced, address, env, "importtime")
+        before = parse_importtime(proc.log_path.read_text())
+        time.sleep(AFTER_ANSWER)
+        everything = parse_importtime(proc.log_path.read_text())
+        stop(proc)
+        results["importtime_first_answer_ms"] = round(ms, 1)
+        results["before_first_answer"] = summary(before, args.top)
+        results["after_first_answer"] = summary(everything[len(before):], args.top)
+
+    print(f"exec -> first answer, warm: median {results['warm_median_ms']} ms of {warm}")
+    print(f"exec -> first answer, cold (page cache dropped): median {results['cold_median_ms']} ms of {cold}")
+    for when in ("before_first_answer", "after_first_answer"):
+        part = results[when]
+        print(f"\n{when.replace('_', ' ')}: {part['modules']} modules, {part['total_us'] / 1000:.1f} ms of "
+              f"-X importtime; by group (self, ms): "
+              + ", ".join(f"{name} {us / 1000:.1f}" for name, us in part["by_group_us"].items()))
+        print(f"{'self us':>9} {'cumul us':>9}  module (top {args.top} by cumulative)")
+        for item in part["top_cumulative"]:
+            print(f"{item['self_us']:9} {item['cumulative_us']:9}  {'  ' * item['depth']}{item['module']}")
+    out = ROOT / "bench" / "results" / f"startup-{results['date'].replace(':', '').replace('+0000', 'Z')}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"written to {out.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
