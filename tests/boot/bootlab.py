@@ -392,3 +392,32 @@ def _remove_cgroup(directory: Path) -> None:
             if time.monotonic() > deadline:
                 return
             time.sleep(0.1)
+
+
+GENERATOR_CACHE = "var/lib/bootres/generator.conf"  # written by the running bootres (bootres/generator.py)
+
+
+def timed_boot(root: Path, name: str, units: tuple[str, ...], wait_for: str | None = None,
+               timeout: float = 20) -> tuple[dict[str, float | None], float, float]:
+    """Boot ``root``, read when ``units`` became active (``Container.reached_ms``), power off.
+
+    ``wait_for``: a path in the image to wait for (at most ``timeout``)
+    before the power-off, e.g. ``GENERATOR_CACHE``, which a host running for
+    more than a moment has, and which the first boot after the install
+    writes only once bootres runs.  Returns (the figures, seconds to boot,
+    seconds to power off).
+    """
+    container = Container(root, name)
+    try:
+        booted = container.boot()
+        figures = container.reached_ms(units)
+        if wait_for is not None:
+            deadline = time.monotonic() + timeout
+            while not (root / wait_for).exists():
+                if time.monotonic() > deadline:
+                    raise BootError(f"{wait_for} not written {timeout} s after boot\n{container.diagnostics()}")
+                time.sleep(0.1)
+    finally:
+        stopping = time.monotonic()
+        container.poweroff()
+    return figures, booted, time.monotonic() - stopping

@@ -3,20 +3,24 @@
 Two parts, on real boots (systemd as PID 1 in systemd-nspawn, tests/boot/bootlab.py):
 
 - the same image with the package and without, BOOTS times each in turn
-  after a warm-up boot each: the medians of sysinit.target and
-  multi-user.target (systemd's own timestamps) differ by at most BUDGET_MS.
-  The image is the boot test's without anything wanting
-  network-online.target (bootres is ordered before that target, so where it
-  is wanted its READY is on the path by design: bench/boot_cost.py measures
-  both, docs/boot.md has the figures).  The boots take /tmp/bench.lock, as
-  every measurement on this machine does;
+  after the install's first boot each (which writes the generator's
+  cache): the medians of sysinit.target and multi-user.target (systemd's
+  own timestamps) differ by at most BUDGET_MS.  Two images: the boot test's
+  (multi-user.target wants network-online.target, as on a host whose
+  services need the network) and the same without that (a stock install);
+  bench/boot_cost.py measures the same, docs/boot.md has the figures.
+  Single boots of one image vary by tens of ms (multi-user.target
+  210-284 ms in one run of 7): with 7 boots each, two runs gave
+  multi-user.target +32.5 and -5.7 ms; so BOOTS = 15, and a median over the
+  budget gets as many boots again, once, judged on all.  The
+  boots take /tmp/bench.lock, as every measurement on this machine does;
 - a unit ordered right after sysinit.target looks names up at the second
   boot, with the nameserver black-holed: answered from the stub block and
   from the cache the first boot persisted, through the /etc/resolv.conf the
   first boot's shutdown left naming bootres.
 
-Budget: the package build (~10 s), four images (~5 s each), 2 + 2 * BOOTS
-boots of ~1-2 s, two more for the lookups.
+Budget: the package build (~10 s), five images (~3 s each), 2 * 2 * (BOOTS
++ 1) boots of ~0.6 s, two more for the lookups: ~80 s.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="booting a container needs root"),
 ]
 
-BOOTS = 5
+BOOTS = 15  # per image, after the first (and as many again when over the budget: see the test)
 BUDGET_MS = 20.0
 LOCK = "/tmp/bench.lock"
 LOCK_WAIT_S = 300  # another benchmark's turn, at most
@@ -123,37 +127,46 @@ def deb(tmp_path_factory):
     return bootlab.build_deb(tmp_path_factory.mktemp("deb"))[0]
 
 
-def boot(root, name: str, units: tuple[str, ...] = ()) -> dict:
-    container = bootlab.Container(root, name)
-    try:
-        container.boot()
-        return container.reached_ms(units)
-    finally:
-        container.poweroff()
-
-
-def test_boot_reaches_its_targets_as_fast_with_bootres_as_without(deb, tmp_path_factory):
+@pytest.mark.parametrize("online", [True, False], ids=["services want the network", "stock install"])
+def test_boot_reaches_its_targets_as_fast_with_bootres_as_without(deb, tmp_path_factory, online):
+    """``online``: multi-user.target wants network-online.target (the boot test's image, which the issue measured)."""
     roots = {}
     for package in ("with", "without"):
         work = tmp_path_factory.mktemp(f"cost-{package}")
         roots[package] = bootlab.prepare_image(work, deb if package == "with" else None,
-                                               extra=bootlab.UNORDERED_UPSTREAM, online=False)
+                                               extra=bootlab.UNORDERED_UPSTREAM, online=online)
     figures = {"with": [], "without": []}
+
+    def boot_each(round_: int) -> None:
+        for package, root in roots.items():
+            units = TARGETS + (("bootres.socket", "bootres.service") if package == "with" else ())
+            # Round 0 is the first boot after the install: it waits for bootres to write the generator's
+            # cache, as any host that ran a moment has; then the boots that count.
+            wait_for = bootlab.GENERATOR_CACHE if package == "with" and round_ == 0 else None
+            reached, _, _ = bootlab.timed_boot(root, f"c{package[:2]}{os.getpid()}{round_}", units, wait_for)
+            if round_:
+                figures[package].append(reached)
+
+    def differences() -> dict[str, tuple[float, float]]:
+        return {unit: tuple(statistics.median(run[unit] for run in figures[package]) for package in ("with", "without"))
+                for unit in TARGETS}
+
     with bench_lock():
-        for round_ in range(BOOTS + 1):  # round 0 warms up: first boot, the generator's first parse
-            for package, root in roots.items():
-                units = TARGETS + (("bootres.socket", "bootres.service") if package == "with" else ())
-                reached = boot(root, f"c{package[:2]}{os.getpid()}{round_}", units)
-                if round_:
-                    figures[package].append(reached)
+        for round_ in range(BOOTS + 1):
+            boot_each(round_)
+        # A median over the budget by chance (single boots vary by tens of ms) gets BOOTS more boots per image,
+        # once, and the verdict is on all of them.
+        if any(with_ - without > BUDGET_MS for with_, without in differences().values()):
+            print(f"over the budget after {BOOTS} boots each: {differences()}; {BOOTS} more")
+            for round_ in range(BOOTS + 1, 2 * BOOTS + 1):
+                boot_each(round_)
     for package, runs in figures.items():
         print(f"{package:7}", "; ".join(f"{unit} " + " ".join(f"{run[unit]:.0f}" for run in runs)
                                         for unit in runs[0]), "(ms after systemd started)")
     for run in figures["with"]:
         assert run["bootres.socket"] < run["sysinit.target"], run
         assert run["bootres.service"] is not None, run  # it did start, and was READY
-    for unit in TARGETS:
-        with_, without = (statistics.median(run[unit] for run in figures[package]) for package in ("with", "without"))
+    for unit, (with_, without) in differences().items():
         print(f"median {unit}: with {with_:.1f} ms, without {without:.1f} ms, difference {with_ - without:+.1f} ms")
         assert with_ - without <= BUDGET_MS, f"{unit}: {with_:.1f} ms with bootres, {without:.1f} ms without"
 
