@@ -47,7 +47,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from resolver_qps import ROOT, SERVICE, UPSTREAM, bootres_commands, dnsperf, names_file, start_bootres
+from resolver_qps import (ROOT, SERVICE, UPSTREAM, bootres_commands, dnsperf, names_file, start_bootres,
+                          write_results)
 from lab import Lab  # noqa: E402 (resolver_qps put tests/ on the path)
 
 SERVING = 2.0  # seconds after the first answer: router discovery and the stub files are up
@@ -286,10 +287,7 @@ def main() -> int:
               f"{found['rss_bytes_per_entry']:.0f} B/entry RSS, {found['traced_bytes_per_entry']:.0f} B/entry traced; "
               f"one entry: {found['one_entry']} (body {found['body_len']} bytes), the table and LRU links "
               f"{found['traced_bytes_per_entry'] - sum(found['one_entry'].values()):.0f}")
-    out = ROOT / "bench" / "results" / f"memory-{results['date'].replace(':', '').replace('+0000', 'Z')}.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"written to {out.relative_to(ROOT)}")
+    write_results("memory", results)
     return 0
 
 

@@ -39,6 +39,7 @@ import os
 import re
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -153,6 +154,19 @@ def timed_starts(ns, argv: list[str], address: str, env: dict, count: int):
     return proc, times
 
 
+def write_results(kind: str, results: dict) -> None:
+    """bench/results/KIND-<UTC time>.json, with the commit measured (and whether the tree had changes on top)."""
+    git = ["git", "-C", str(ROOT)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    changed = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                             text=True).stdout.strip()
+    results["commit"] = head + (" with uncommitted changes" if changed else "")
+    out = ROOT / "bench" / "results" / f"{kind}-{results['date'].replace(':', '').replace('+0000', 'Z')}.json"
+    out.parent.mkdir(exist_ok=True)  # bench/results/ is not committed: absent in a fresh clone
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"written to {out.relative_to(ROOT)} (commit {results['commit']})")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -220,10 +234,7 @@ def main() -> int:
         print(f"{name}: exec -> first answer {results['startup_ms'][name]:.0f} ms (median of "
               f"{results['startup_ms_all'][name]}), RSS empty {results['rss_kib_empty'][key] / 1024:.1f} MiB, "
               f"10k names {results['rss_kib_10k_names'][key] / 1024:.1f} MiB")
-    out = ROOT / "bench" / "results" / f"resolver_qps-{results['date'].replace(':', '').replace('+0000', 'Z')}.json"
-    out.parent.mkdir(exist_ok=True)  # bench/results/ is not committed: absent in a fresh clone
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"written to {out.relative_to(ROOT)}")
+    write_results("resolver_qps", results)
     return 0
 
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import re
 import statistics
@@ -43,7 +42,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from resolver_qps import ROOT, UPSTREAM, bootres_commands, start_bootres
+from resolver_qps import ROOT, UPSTREAM, bootres_commands, start_bootres, write_results
 from lab import Lab  # noqa: E402 (resolver_qps put tests/ on the path)
 
 _LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \| (\s*)(\S+)$")
@@ -125,8 +124,8 @@ def main() -> int:
             stop(proc)
             cold.append(round(ms, 1))
         results["warm_ms"], results["cold_ms"] = warm, cold
-        results["warm_median_ms"] = statistics.median(warm) if warm else None
-        results["cold_median_ms"] = statistics.median(cold) if cold else None
+        results["warm_median_ms"] = round(statistics.median(warm), 1) if warm else None
+        results["cold_median_ms"] = round(statistics.median(cold), 1) if cold else None
 
         traced = [argv[0], "-X", "importtime", *argv[1:]]
         proc, ms = start_bootres(client, traced, address, env, "importtime")
@@ -148,10 +147,7 @@ def main() -> int:
         print(f"{'self us':>9} {'cumul us':>9}  module (top {args.top} by cumulative)")
         for item in part["top_cumulative"]:
             print(f"{item['self_us']:9} {item['cumulative_us']:9}  {'  ' * item['depth']}{item['module']}")
-    out = ROOT / "bench" / "results" / f"startup-{results['date'].replace(':', '').replace('+0000', 'Z')}.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"written to {out.relative_to(ROOT)}")
+    write_results("startup", results)
     return 0
 
 
