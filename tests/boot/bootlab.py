@@ -135,14 +135,23 @@ def source_tree(dest: Path) -> Path:
     return tree
 
 
-def build_deb(dest: Path) -> tuple[Path, Path, str]:
-    """dpkg-buildpackage -us -uc -b in a copy of the tree; returns (.deb, .changes, build log).
+def commit_tree(dest: Path, commit: str) -> Path:
+    """The files of ``commit`` (git archive), for building an earlier version."""
+    tree = dest / "bootres"
+    tree.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", commit], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    return tree
+
+
+def build_deb(dest: Path, commit: str | None = None) -> tuple[Path, Path, str]:
+    """dpkg-buildpackage -us -uc -b in a copy of the tree (or of ``commit``); returns (.deb, .changes, build log).
 
     Built with the nocheck option: the build-time tests are tests/core and
     tests/test_config.py, which tox's bookworm environment already runs with
     the same versions, and they would triple the boot test's time.
     """
-    tree = source_tree(dest)
+    tree = source_tree(dest) if commit is None else commit_tree(dest, commit)
     env = {"PATH": CLEAN_PATH, "LC_ALL": "C.UTF-8", "HOME": "/root", "DEB_BUILD_OPTIONS": "nocheck"}
     proc = run("dpkg-buildpackage", "-us", "-uc", "-b", "-Pnocheck", cwd=tree, timeout=300, env=env)
     debs = sorted(dest.glob("bootres_*_all.deb"))
@@ -392,6 +401,32 @@ def _remove_cgroup(directory: Path) -> None:
             if time.monotonic() > deadline:
                 return
             time.sleep(0.1)
+
+
+# Run inside a booted image: python3 -c QUERIES_DURING COMMAND...  Sends a query to bootres every 10 ms while
+# COMMAND runs (at most 60 s), then waits up to 4 s for the answers; prints COMMAND's exit status, queries sent,
+# queries never answered.
+QUERIES_DURING = """
+import socket, subprocess, sys, time
+import dns.message
+client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+client.settimeout(4)
+sent = set()
+command = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
+deadline = time.monotonic() + 60
+while command.poll() is None and time.monotonic() < deadline:
+    query = dns.message.make_query("www.example.test.", "A")
+    client.sendto(query.to_wire(), ("127.0.0.35", 53))
+    sent.add(query.id)
+    time.sleep(0.01)
+answered = set()
+try:
+    while answered != sent:
+        answered.add(dns.message.from_wire(client.recv(4096)).id)
+except socket.timeout:
+    pass
+print(command.wait(60), len(sent), len(sent - answered))
+"""
 
 
 GENERATOR_CACHE = "var/lib/bootres/generator.conf"  # written by the running bootres (bootres/generator.py)

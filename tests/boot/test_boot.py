@@ -244,34 +244,13 @@ def test_killed_it_is_restarted_and_answers_again(box):
     assert box.run("bootres", "status", check=False).returncode == 0
 
 
-QUERIES_DURING = """
-import socket, subprocess, sys, time
-import dns.message
-client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-client.settimeout(4)
-sent = set()
-command = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
-deadline = time.monotonic() + 60
-while command.poll() is None and time.monotonic() < deadline:
-    query = dns.message.make_query("www.example.test.", "A")
-    client.sendto(query.to_wire(), ("127.0.0.35", 53))
-    sent.add(query.id)
-    time.sleep(0.01)
-answered = set()
-try:
-    while answered != sent:
-        answered.add(dns.message.from_wire(client.recv(4096)).id)
-except socket.timeout:
-    pass
-print(command.wait(60), len(sent), len(sent - answered))
-"""
 
 
 def test_restarted_by_the_admin_no_query_is_lost(box):
     """`systemctl restart bootres` restarts the service only: the sockets stay, and so do the queries in them."""
     sockets_since = box.show("bootres.socket", "ActiveEnterTimestampMonotonic")
     pid = box.show("bootres.service", "MainPID")
-    proc = box.run("python3", "-c", QUERIES_DURING, "systemctl", "restart", "bootres.service", check=False)
+    proc = box.run("python3", "-c", bootlab.QUERIES_DURING, "systemctl", "restart", "bootres.service", check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     code, sent, lost = (int(field) for field in proc.stdout.split())
     print(f"{sent} queries sent during `systemctl restart bootres`, {lost} lost")
@@ -287,7 +266,7 @@ def test_upgraded_only_the_service_restarts_and_no_query_is_lost(box, built):
     pid = box.show("bootres.service", "MainPID")
     journal = ["journalctl", "-b", "-u", "bootres.service", "--no-pager", "-o", "cat"]
     taken = box.run(*journal).stdout.count("with the sockets of bootres.socket")
-    proc = box.run("env", "DEBIAN_FRONTEND=noninteractive", "python3", "-c", QUERIES_DURING,
+    proc = box.run("env", "DEBIAN_FRONTEND=noninteractive", "python3", "-c", bootlab.QUERIES_DURING,
                    "dpkg", "-i", "/root/bootres.deb", check=False, timeout=90)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     code, sent, lost = (int(field) for field in proc.stdout.split())
