@@ -486,16 +486,30 @@ def conf_d_paths(main_path: str) -> list[str]:
     return sorted(glob.glob(os.path.join(glob.escape(directory), "*.conf")))
 
 
-def load(main_path: str = DEFAULT_PATH) -> Config:
-    """Read the main file and its conf.d snippets; raise ConfigError listing every problem."""
-    files, problems = [], []
+def read(main_path: str) -> tuple[list[tuple[str, str]], list[tuple[str, bytes]], list[Problem]]:
+    """The main file and its conf.d snippets: (path, text) of each, (path, bytes) of each, a problem per unreadable one.
+
+    The bytes are exactly what the text was decoded from (bootres-generator
+    keys its cache on them); decoded whole, with no newline translation, so
+    read_ini sees every "\r".
+    """
+    texts, raw, problems = [], [], []
     for path in [main_path, *conf_d_paths(main_path)]:
         try:
-            with open(path, encoding="utf-8", newline="") as handle:  # newline="": read_ini sees every "\r"
-                files.append((path, handle.read()))
+            with open(path, "rb") as handle:
+                data = handle.read()
+            texts.append((path, data.decode("utf-8")))
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             problems.append(Problem(path, 0, f"cannot read: {reason}"))
+            continue
+        raw.append((path, data))
+    return texts, raw, problems
+
+
+def load(main_path: str = DEFAULT_PATH) -> Config:
+    """Read the main file and its conf.d snippets; raise ConfigError listing every problem."""
+    files, _, problems = read(main_path)
     try:
         config = parse(files, main_path)
     except ConfigError as exc:

@@ -33,26 +33,6 @@ CACHE_KEY = "generator.key"  # the bytes the script builds from the files: "PATH
 CACHE_DROPIN = "generator.conf"
 
 
-def snapshot(main_path: str) -> tuple[list[tuple[str, str]], bytes, list[config.Problem]]:
-    """The files ``config.load`` would read, as (path, text); the script's key for the same bytes; read problems.
-
-    Read once, so the key and the parsed text can never come from two
-    versions of a file.
-    """
-    files, key, problems = [], bytearray(), []
-    for path in [main_path, *config.conf_d_paths(main_path)]:
-        try:
-            with open(path, "rb") as handle:
-                data = handle.read()
-            files.append((path, data.decode("utf-8")))
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            problems.append(config.Problem(path, 0, f"cannot read: {reason}"))
-            continue
-        key += path.encode() + b"\n" + data
-    return files, bytes(key), problems
-
-
 def render(listen: tuple[config.Endpoint, ...]) -> str:
     lines = ["# Written by bootres-generator from [resolver] listen (bootres.conf and conf.d).", "[Socket]"]
     for endpoint in listen:
@@ -61,8 +41,10 @@ def render(listen: tuple[config.Endpoint, ...]) -> str:
 
 
 def configured_listen(main_path: str) -> tuple[tuple[config.Endpoint, ...], bytes, list[config.Problem]]:
-    """``listen`` as configured, or the default when the configuration has problems (listed)."""
-    files, key, problems = snapshot(main_path)
+    """``listen`` as configured (or the default when the configuration has problems), the script's key, the problems."""
+    # Read once, so the key and the parsed text can never come from two versions of a file.
+    files, raw, problems = config.read(main_path)
+    key = b"".join(path.encode() + b"\n" + data for path, data in raw)
     if not problems:
         try:
             return config.parse(files, main_path).resolver.listen, key, []
