@@ -18,20 +18,18 @@ medians, and writes bench/results/boot_cost-<UTC time>.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "boot"))
 
 import bootlab  # noqa: E402  (the boot test's image and container helpers)
+import record  # noqa: E402  (bench/, this script's directory)
 
 TARGETS = ("sysinit.target", "basic.target", "multi-user.target", "network-online.target", "nss-lookup.target")
 BOOTRES_UNITS = ("bootres.socket", "bootres.service")
@@ -46,10 +44,6 @@ VARIANTS = {
 }
 
 
-def git(*argv: str) -> str:
-    return subprocess.run(["git", "-C", str(REPO), *argv], capture_output=True, text=True).stdout.strip()
-
-
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--boots", type=int, default=5, help="measured boots per image (after one warm-up)")
@@ -57,6 +51,7 @@ def main(argv: list[str]) -> int:
                         help=f"comma-separated, of: {', '.join(VARIANTS)}")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
+    results = record.start(boots=args.boots, variants=args.variants)
     if os.geteuid() != 0:
         print("boot_cost: needs root (systemd-nspawn)", file=sys.stderr)
         return 2
@@ -103,20 +98,12 @@ def main(argv: list[str]) -> int:
         for unit in BOOTRES_UNITS:
             if unit in with_:  # (no bootres.socket in a package from before it)
                 print(f"{variant:6} median {unit:22} with {with_[unit]:7.1f} ms")
-    stamp = time.strftime("%Y-%m-%dT%H%M%SZ", time.gmtime())
-    out = args.out or REPO / "bench" / "results" / f"boot_cost-{stamp}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    head = git("rev-parse", "--short", "HEAD")
-    out.write_text(json.dumps({
-        "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-        "commit": head + (" (working tree on top of it)" if git("status", "--porcelain") else ""),
-        "command": f"flock /tmp/bench.lock python3 bench/boot_cost.py --boots {args.boots}"
-                   f" --variants {','.join(args.variants)}",
+    results.update({
         "unit": "ms after systemd started (UserspaceTimestampMonotonic) until ActiveEnterTimestampMonotonic",
         "boots": boots, "medians": medians, "differences_ms": differences, "budget_ms": BUDGET_MS,
         "load_average": os.getloadavg(),
-    }, indent=1) + "\n")
-    print(f"written {out}")
+    })
+    record.write("boot_cost", results, args.out)
     within = {variant: all(abs(found[unit]) <= BUDGET_MS for unit in ("sysinit.target", "multi-user.target"))
               for variant, found in differences.items()}
     print("within the budget of", BUDGET_MS, "ms:", within)

@@ -36,7 +36,6 @@ Prints the figures and writes bench/results/memory-<UTC time>.json.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import socket
@@ -47,8 +46,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from resolver_qps import (ROOT, SERVICE, UPSTREAM, bootres_commands, dnsperf, names_file, start_bootres,
-                          write_results)
+import record
+from resolver_qps import ROOT, SERVICE, UPSTREAM, bootres_commands, dnsperf, names_file, start_bootres
 from lab import Lab  # noqa: E402 (resolver_qps put tests/ on the path)
 
 SERVING = 2.0  # seconds after the first answer: router discovery and the stub files are up
@@ -261,9 +260,7 @@ def main() -> int:
     parser.add_argument("--python", default=os.environ.get("PYTHON", sys.executable),
                         help="interpreter for bootres (default: $PYTHON or this one)")
     args = parser.parse_args()
-    results: dict = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                     "command": " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:]),
-                     "python": args.python, "names": args.names}
+    results = record.start(python=args.python, names=args.names)
     with tempfile.TemporaryDirectory(prefix="bootres-memory-") as tmp:
         work = Path(tmp)
         service, replies = service_run(args, work)
@@ -287,7 +284,7 @@ def main() -> int:
               f"{found['rss_bytes_per_entry']:.0f} B/entry RSS, {found['traced_bytes_per_entry']:.0f} B/entry traced; "
               f"one entry: {found['one_entry']} (body {found['body_len']} bytes), the table and LRU links "
               f"{found['traced_bytes_per_entry'] - sum(found['one_entry'].values()):.0f}")
-    write_results("memory", results)
+    record.write("memory", results)
     return 0
 
 

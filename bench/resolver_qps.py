@@ -33,13 +33,10 @@ Prints a table and writes bench/results/resolver_qps-<UTC time>.json.
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
 import re
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -50,6 +47,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import dns.message  # noqa: E402
 
+import record  # noqa: E402 (bench/, this script's directory)
 from lab import Lab  # noqa: E402
 
 UPSTREAM = "198.18.0.10"
@@ -154,19 +152,6 @@ def timed_starts(ns, argv: list[str], address: str, env: dict, count: int):
     return proc, times
 
 
-def write_results(kind: str, results: dict) -> None:
-    """bench/results/KIND-<UTC time>.json, with the commit measured (and whether the tree had changes on top)."""
-    git = ["git", "-C", str(ROOT)]
-    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    changed = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                             text=True).stdout.strip()
-    results["commit"] = head + (" with uncommitted changes" if changed else "")
-    out = ROOT / "bench" / "results" / f"{kind}-{results['date'].replace(':', '').replace('+0000', 'Z')}.json"
-    out.parent.mkdir(exist_ok=True)  # bench/results/ is not committed: absent in a fresh clone
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"written to {out.relative_to(ROOT)} (commit {results['commit']})")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -175,10 +160,8 @@ def main() -> int:
     parser.add_argument("--python", default=os.environ.get("PYTHON", sys.executable),
                         help="interpreter for bootres (default: $PYTHON or this one)")
     args = parser.parse_args()
-    results: dict = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                     "command": " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:]),
-                     "python": args.python, "cpus": os.cpu_count(), "seconds": args.seconds,
-                     "rounds": args.rounds, "starts": args.starts}
+    results = record.start(python=args.python, cpus=os.cpu_count(), seconds=args.seconds, rounds=args.rounds,
+                           starts=args.starts)
     with tempfile.TemporaryDirectory(prefix="bootres-bench-") as tmp, Lab(Path(tmp)) as lab:
         work = Path(tmp)
         client, servers = lab.netns("client"), lab.netns("servers")
@@ -234,7 +217,7 @@ def main() -> int:
         print(f"{name}: exec -> first answer {results['startup_ms'][name]:.0f} ms (median of "
               f"{results['startup_ms_all'][name]}), RSS empty {results['rss_kib_empty'][key] / 1024:.1f} MiB, "
               f"10k names {results['rss_kib_10k_names'][key] / 1024:.1f} MiB")
-    write_results("resolver_qps", results)
+    record.write("resolver_qps", results)
     return 0
 
 

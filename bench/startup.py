@@ -32,7 +32,6 @@ Prints the figures and writes bench/results/startup-<UTC time>.json.
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import re
 import statistics
@@ -42,7 +41,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from resolver_qps import ROOT, UPSTREAM, bootres_commands, start_bootres, write_results
+import record
+from resolver_qps import UPSTREAM, bootres_commands, start_bootres
 from lab import Lab  # noqa: E402 (resolver_qps put tests/ on the path)
 
 _LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \| (\s*)(\S+)$")
@@ -99,9 +99,7 @@ def main() -> int:
     parser.add_argument("--python", default=os.environ.get("PYTHON", sys.executable),
                         help="interpreter for bootres (default: $PYTHON or this one)")
     args = parser.parse_args()
-    results: dict = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                     "command": " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:]),
-                     "python": args.python, "cpus": os.cpu_count()}
+    results = record.start(python=args.python, cpus=os.cpu_count())
     with tempfile.TemporaryDirectory(prefix="bootres-startup-") as tmp, Lab(Path(tmp)) as lab:
         work = Path(tmp)
         client, servers = lab.netns("client"), lab.netns("servers")
@@ -147,7 +145,7 @@ def main() -> int:
         print(f"{'self us':>9} {'cumul us':>9}  module (top {args.top} by cumulative)")
         for item in part["top_cumulative"]:
             print(f"{item['self_us']:9} {item['cumulative_us']:9}  {'  ' * item['depth']}{item['module']}")
-    write_results("startup", results)
+    record.write("startup", results)
     return 0
 
 
