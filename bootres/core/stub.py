@@ -268,7 +268,7 @@ class Stub:
             if len(self._pending) >= settings.max_inflight:
                 self._respond_servfail(waiter, "too many queries in flight (max_inflight)")
                 return
-            group = self._groups[settings.routing.group_of(key[:-5])]
+            group = self._group_of(key)
             stale = self.cache.stale(key, now) if settings.serve_stale else None
             self._start(key, group, now + self._stale_after() if stale is not None else None, now, waiter)
         except Exception:
@@ -437,7 +437,7 @@ class Stub:
                     # still gets one after its own timer.
                     self._arm_stale(pending, now + self._stale_after())
             return
-        group = self._groups[settings.routing.group_of(query.key[:-5])]
+        group = self._group_of(query.key)
         if stale is not None and self._all_silent(group, now):
             self._respond_stale(waiter, stale)
             # Refresh in the background only when a probe is due (RFC 8767's
@@ -469,11 +469,11 @@ class Stub:
         """
         if self._heard:
             return 0
-        routing, wanted = self.settings.routing, {g for g in self._groups.values() if g.all}
+        wanted = {group for group in self._groups.values() if group.all}
         for key in self.cache.newest(_START_SCAN):
             if not wanted:
                 break
-            group = self._groups[routing.group_of(key[:-5])]
+            group = self._group_of(key)
             if group in wanted and key not in self._pending:
                 wanted.discard(group)
                 self._start_groups.append(group)
@@ -532,10 +532,10 @@ class Stub:
         """
         if key in self._pending:
             return
-        settings = self.settings
-        group = self._groups[settings.routing.group_of(key[:-5])]
+        group = self._group_of(key)
         if self._all_silent(group, now):
             return  # nothing would answer; at expiry the stale logic probes on the backoff
+        settings = self.settings
         rate = settings.prefetch_rate
         if self._prefetch_filled_at is not None:
             self._prefetch_tokens = min(rate, self._prefetch_tokens + (now - self._prefetch_filled_at) * rate)
@@ -599,6 +599,10 @@ class Stub:
             race.armed = when
             heapq.heappush(self._timers, (when, next(self._timer_seq), race))
         self._check_silence(now)  # the race asked, heard or gave up on an upstream
+
+    def _group_of(self, key: bytes) -> Upstreams:
+        """The upstream group a cache key's name is routed to (the key is the name's wire form and 5 bytes more)."""
+        return self._groups[self.settings.routing.group_of(key[:-5])]
 
     def _stale_after(self) -> float:
         """RFC 8767's client response timer: how long a client waits before a stale answer beats none.
