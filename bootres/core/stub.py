@@ -353,6 +353,11 @@ class Stub:
         out, self._out = self._out, []
         return out
 
+    def routes_changed(self) -> None:
+        """The kernel's addresses or routes changed (netlink): upstreams down as unreachable may be reachable now."""
+        for upstream in self.upstreams.all:
+            self._out.extend(upstream.routes_changed())
+
     def set_hosts(self, hosts: HostsDB) -> None:
         """New hosts files: their names are answered from them from now on, not from the cache."""
         self.hosts = hosts

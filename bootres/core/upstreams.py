@@ -52,6 +52,7 @@ class Upstream:
         self.consecutive_timeouts = 0
         self.next_probe_at = 0.0
         self.probe_interval = PROBE_FIRST
+        self.down_by_network = False  # down because the kernel said so: a route change may end it
         self.outstanding = 0  # queries to it still open
         self.replied_at = float("-inf")  # its last valid reply
         # When the first query still open, unanswered since, left; None while
@@ -93,6 +94,7 @@ class Upstream:
         self.consecutive_timeouts = 0
         was = self.state
         self.state = "up"
+        self.down_by_network = False
         self.probe_interval = PROBE_FIRST
         if was == "down":
             return [Log(INFO, f"upstream {self.label} is up again (answered in {rtt * 1000:.1f} ms)")]
@@ -118,11 +120,32 @@ class Upstream:
         self.timeouts += 1
         self.consecutive_timeouts += 1
         if self.state != "down":
-            return self._down(now, why)
+            logs = self._down(now, why)
+            self.down_by_network = True
+            return logs
         return []
+
+    def routes_changed(self) -> list[Log]:
+        """The kernel's addresses or routes changed: down because unreachable, it is worth asking again now.
+
+        At boot bootres starts before DHCP has given the host a route: every
+        upstream is unreachable and down at once.  The route arriving is what
+        ends that, not the next probe seconds later; if it still cannot be
+        reached, its next query says so at once (the send fails), so
+        trying costs nothing.  Down from timeouts stays down: a route
+        change says nothing about a server that does not answer.
+        """
+        if self.state != "down" or not self.down_by_network:
+            return []
+        self.state = "unknown"
+        self.down_by_network = False
+        self.consecutive_timeouts = 0
+        self.probe_interval = PROBE_FIRST
+        return [Log(INFO, f"upstream {self.label}: the routes changed, asking it again")]
 
     def _down(self, now: float, why: str) -> list[Log]:
         self.state = "down"
+        self.down_by_network = False
         self.probe_interval = PROBE_FIRST
         self.next_probe_at = now + self.probe_interval
         return [Log(WARNING, f"upstream {self.label} is down ({why})")]

@@ -246,6 +246,8 @@ class Daemon:
         watch = NetlinkWatch(self.log.getChild("netlink"))
         # Subscribed first: the files' first write already has this host's addresses.
         watch.subscribe(self.files.observe)
+        # Upstreams found unreachable before DHCP gave the host a route are asked again when one appears.
+        watch.subscribe(self.resolver.routes_changed)
         try:
             await watch.start()
         except Exception as exc:  # no netlink (a locked-down container; pyroute2's NetlinkError is no OSError)

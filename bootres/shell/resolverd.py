@@ -219,6 +219,11 @@ class ResolverService:
     def healthy(self) -> bool:
         return self.stub.upstreams.healthy()
 
+    def routes_changed(self, _snapshot) -> None:
+        """A NetlinkWatch subscriber: links, addresses or default routes changed (a DHCP lease, say)."""
+        self.stub.routes_changed()
+        self._pump()
+
     async def query(self, name: str, rdtype: str = "A") -> dict:
         """Resolve like a client would; the dict is what ``bootres query`` prints."""
         import dns.message  # only here: see bootres/core/dnsmsg.py on startup time

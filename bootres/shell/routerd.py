@@ -21,6 +21,7 @@ sent or submitted; route changes under way are awaited.
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import logging
 import os
@@ -240,6 +241,11 @@ class RouterService:
         try:
             await self._netlink.set_default_route(effect.gateway, effect.ifindex)
         except Exception as error:  # pyroute2's NetlinkError is not an OSError
+            if _code(error) == errno.ENETUNREACH:
+                # No link has an address on the router's network yet: at boot, last boot's router before
+                # DHCP has configured the link.  Expected, and retried when the addresses change.
+                return self._route_waits(f"default route via {effect.gateway}{where} waits for an address "
+                                         "on its network")
             return self._route_failed(f"cannot install the default route via {effect.gateway}{where}: "
                                       f"{_why(error)}")
         self._route_problem = None
@@ -262,6 +268,13 @@ class RouterService:
         self._route_problem = problem
         self._retry_later()
 
+    def _route_waits(self, why: str) -> None:
+        """Not a fault: said once at INFO, kept out of status errors, tried again as a failure is."""
+        if why != self._route_problem:
+            self.log.info("%s", why)
+        self._route_problem = why
+        self._retry_later()
+
     def _routers_changed(self, effect: RoutersChanged) -> None:
         routers = [str(r) for r in effect.routers]
         if routers:
@@ -274,9 +287,15 @@ class RouterService:
         self.on_change(routers)
 
 
+def _code(error: Exception) -> int | None:
+    """An OSError's errno or a pyroute2 NetlinkError's code."""
+    code = getattr(error, "errno", None) or getattr(error, "code", None)
+    return code if isinstance(code, int) and code > 0 else None
+
+
 def _why(error: Exception) -> str:
     """An OSError's or pyroute2 NetlinkError's reason in words, not a tuple."""
     if getattr(error, "strerror", None):
         return error.strerror
-    code = getattr(error, "code", None)
-    return os.strerror(code) if isinstance(code, int) and code > 0 else str(error)
+    code = _code(error)
+    return os.strerror(code) if code else str(error)

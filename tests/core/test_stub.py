@@ -275,6 +275,20 @@ def test_unreachable_upstreams_serve_stale_at_once_from_the_first_lookup(why):
     assert [r.source for r in responses(out)] == ["stale"] and len(sends(out)) == 2  # probes, behind
 
 
+def test_a_route_appearing_makes_unreachable_upstreams_usable_without_waiting_for_a_probe():
+    stub = make_stub()
+    out = ask(stub, query(), 10.0)
+    for send in sends(out):  # before DHCP: no route to either
+        stub.upstream_failed(send.token, 10.0001, "unreachable (no route to its network)", hard=True)
+    stub.drain()
+    assert all(u.state == "down" for u in stub.upstreams.all)
+    stub.routes_changed()
+    assert sum(1 for e in stub.drain() if isinstance(e, Log)) == 2
+    assert all(u.state == "unknown" for u in stub.upstreams.all)
+    out = ask(stub, query("other.example.test"), 10.1)  # long before the first probe (PROBE_FIRST)
+    assert len(sends(out)) == 2
+
+
 def restarted_with_a_cache_file(**overrides):
     """A stub as after a restart: www and other from last run's cache file (stale-only), no upstream heard yet."""
     before = make_stub()

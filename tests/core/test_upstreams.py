@@ -49,6 +49,24 @@ def test_unreachable_is_down_at_once_then_probed_and_up_at_the_first_reply():
     assert group.silent_from(0.4) == float("-inf")  # all down: stale answers at once
 
 
+def test_a_route_change_ends_down_by_unreachable_only():
+    """Boot before DHCP (issue 19): no route yet marks every upstream down; the route arriving ends that at once."""
+    group = make("a", "b")
+    a, b = group.all
+    a.unreachable(1.0, "unreachable (no route to its network)")
+    for t in (1.0, 1.5, 2.0):
+        b.timed_out(t)
+    assert a.state == b.state == "down"
+    assert a.routes_changed() == [Log(INFO, "upstream a:53: the routes changed, asking it again")]
+    assert b.routes_changed() == []  # silence is not about routes
+    assert (a.state, b.state) == ("unknown", "down")
+    assert group.plan(2.1) == ([a], [])  # asked at once, not at its next probe
+    assert a.routes_changed() == []  # once: not down any more
+    a.unreachable(2.2, "unreachable (no route to its network)")  # still no route: down again at its next query
+    a.answered(0.001, 3.0)
+    assert a.routes_changed() == []  # up: nothing to do
+
+
 def test_down_upstreams_are_left_out_except_for_probes_with_backoff():
     group = make("a", "b")
     a, b = group.all

@@ -113,3 +113,36 @@ def test_dhcp_style_lease_reaches_status_and_block_within_200_ms(lab, tmp_path):
         print(f"{what}: {seconds * 1000:.1f} ms")
     slow = {what: round(seconds * 1000, 1) for what, seconds in figures.items() if seconds > BOUND}
     assert not slow, f"later than {BOUND * 1000:.0f} ms: {slow}"
+
+
+def test_upstreams_unreachable_before_dhcp_are_usable_the_moment_a_route_appears(lab, tmp_path):
+    """Issue 19: bootres starts before DHCP; the lease's route ends "no upstream answering" at once.
+
+    Before the fix the upstream stayed down (no route at its first query)
+    until its next probe, and status said degraded until a query sent after
+    that probe was answered.
+    """
+    host = lab.netns("host")
+    site = lab.netns("site")
+    lab.link(host, None, site, "198.18.5.53/24")
+    lab.nsd(site, "198.18.5.53", records={"www": "198.18.5.80"})
+    bootres = Daemon(host, tmp_path)
+    reply = host.dns_query("127.0.0.35", "www.example.test")
+    assert reply.rcode() == 2  # SERVFAIL: no route to 198.18.5.53
+    assert bootres.status()["resolver"]["upstreams"][0]["state"] == "down"
+    assert "no upstream answering" in bootres.status()["health"]["problems"]
+
+    started = time.monotonic()
+    host.run("ip", "addr", "add", "198.18.5.10/24", "dev", "eth0")  # the lease: the upstream's network is on-link,
+    host.run("ip", "route", "add", "default", "via", "198.18.5.1", "proto", "dhcp")  # and a default router
+    healthy = bootres.seen_within(started, lambda: bootres.status()["health"]["healthy"], "a healthy status")
+    reply = host.dns_query("127.0.0.35", "www.example.test")
+    answered = time.monotonic() - started
+    assert reply.rcode() == 0 and str(reply.answer[0][0]) == "198.18.5.80"
+    assert bootres.status()["resolver"]["upstreams"][0]["state"] == "up"
+    print(f"address → status healthy {healthy * 1000:.1f} ms; → a fresh answer {answered * 1000:.1f} ms")
+    assert healthy <= BOUND
+    assert answered < 1.0  # its first probe (PROBE_FIRST) is 1 s after it went down
+    log = bootres.log()
+    assert "upstream 198.18.5.53:53: the routes changed, asking it again" in log
+    bootres.stop()

@@ -47,3 +47,18 @@ def test_static_fallback_recorded_but_not_installed_with_install_route_no(lab, t
     assert bootres.status()["router"]["default"] == ROUTER
     assert routes(bootres) == []  # install_route = no only records
     bootres.wait(lambda: bootres.defaultrouter.read_text() == f"{ROUTER}\n", timeout=1)
+
+
+def test_last_boot_router_before_dhcp_waits_quietly_and_is_installed_when_its_network_appears(lab, tmp_path):
+    """Issue 19: at every DHCP boot the first guess found no address on its network yet: a warning, an error."""
+    host, router_ns = lab.netns("host"), lab.netns("router")
+    lab.link(host, None, router_ns, f"{ROUTER}/24")  # the host's link has no address yet: DHCP has not run
+    bootres = BootresHost(host, tmp_path)
+    bootres.defaultrouter.write_text(f"{ROUTER}\n")
+    bootres.start()
+    bootres.wait(lambda: "waits for an address on its network" in bootres.log(), timeout=5, what="the route to wait")
+    assert f"INFO default route via {ROUTER} waits for an address on its network" in bootres.log()
+    assert "WARNING" not in bootres.log()  # nor in status errors: those are the warnings with a topic
+    host.run("ip", "addr", "add", "198.18.1.10/24", "dev", "eth0")  # the lease
+    bootres.wait(lambda: routes(bootres) == [(ROUTER, "ra")], timeout=7, what="last boot's router installed")
+    assert bootres.log().count("waits for an address") == 1
