@@ -34,7 +34,9 @@ CACHE_DROPIN = "generator.conf"
 
 
 def render(listen: tuple[config.Endpoint, ...]) -> str:
-    lines = ["# Written by bootres-generator from [resolver] listen (bootres.conf and conf.d).", "[Socket]"]
+    # The empty assignments drop the unit's own default lines: these replace them, never add to them.
+    lines = ["# Written by bootres-generator from [resolver] listen (bootres.conf and conf.d).", "[Socket]",
+             "ListenDatagram=", "ListenStream="]
     for endpoint in listen:
         lines += [f"ListenDatagram={endpoint}", f"ListenStream={endpoint}"]
     return "\n".join(lines) + "\n"

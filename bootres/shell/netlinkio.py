@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import ipaddress
+import logging
 import socket
 import sys
 from dataclasses import dataclass
@@ -33,16 +34,23 @@ def _import_iproute() -> type:
     unexecuted while those are imported, and is taken out again: whatever
     imports ``pyroute2`` later gets the real package.
     """
+    # pyroute2's tc module reads /proc/net/psched when imported and logs two warnings when it cannot,
+    # which under the unit's ProcSubset=pid is always: bootres uses no tc, so they are noise in its journal.
+    tc_log = logging.getLogger("pyroute2.netlink.rtnl.tcmsg.common")
+    tc_log.disabled = True
     spec = None if "pyroute2" in sys.modules else importlib.util.find_spec("pyroute2")
-    if spec is None:  # already imported whole, or not installed (the import below says so)
-        from pyroute2.iproute.linux import IPRoute
-        return IPRoute
-    sys.modules["pyroute2"] = importlib.util.module_from_spec(spec)
     try:
-        from pyroute2.iproute.linux import IPRoute
+        if spec is None:  # already imported whole, or not installed (the import below says so)
+            from pyroute2.iproute.linux import IPRoute
+            return IPRoute
+        sys.modules["pyroute2"] = importlib.util.module_from_spec(spec)
+        try:
+            from pyroute2.iproute.linux import IPRoute
+        finally:
+            del sys.modules["pyroute2"]
+        return IPRoute
     finally:
-        del sys.modules["pyroute2"]
-    return IPRoute
+        tc_log.disabled = False
 
 
 IPRoute = _import_iproute()

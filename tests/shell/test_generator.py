@@ -40,7 +40,9 @@ def test_dropin_lists_every_listen_address_for_udp_and_tcp(tmp_path):
     main = etc(tmp_path, "[resolver]\nlisten = 127.0.0.35\n", **{"50-v6.conf": "[resolver]\nlisten = 127.0.0.35 [::1]:5353\n"})
     assert generator.generate(str(tmp_path / "out"), main) == []
     dropin = (tmp_path / "out" / "bootres.socket.d" / "listen.conf").read_text()
-    assert dropin.splitlines()[1:] == ["[Socket]", "ListenDatagram=127.0.0.35:53", "ListenStream=127.0.0.35:53",
+    # The empty lines first: they drop the unit's default Listen lines.
+    assert dropin.splitlines()[1:] == ["[Socket]", "ListenDatagram=", "ListenStream=",
+                                       "ListenDatagram=127.0.0.35:53", "ListenStream=127.0.0.35:53",
                                        "ListenDatagram=[::1]:5353", "ListenStream=[::1]:5353"]
 
 
