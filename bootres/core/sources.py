@@ -73,7 +73,7 @@ class SourceError(ValueError):
 
 @dataclass(frozen=True)
 class SourceRecord:
-    kind: str  # "dhclient", "networkd", "networkmanager", "resolvconf", "resolv.conf", "file"
+    kind: str  # "dhclient", "dhcpcd", "networkd", "networkmanager", "resolvconf", "resolv.conf", "file"
     name: str  # for status and logs: "dhclient eth0", "networkd lab0", "NetworkManager", …
     origin: str  # the file it was read from
     servers: tuple[Address, ...]  # (address text, port); IPv6 link-local keeps its %scope

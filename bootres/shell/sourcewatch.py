@@ -5,6 +5,7 @@ Each source is a file another program writes (docs/upstreams.md):
 | kind           | file                                           | written by                         |
 |----------------|------------------------------------------------|------------------------------------|
 | dhclient       | /run/bootres/dhclient/IFACE.inet, IFACE.inet6  | the package's dhclient enter hook  |
+| dhcpcd         | /run/bootres/dhcpcd/IFACE.dhcp, .dhcp6, .ra    | the package's dhcpcd hook          |
 | networkd       | /run/systemd/netif/links/IFINDEX               | systemd-networkd                   |
 | networkmanager | /run/NetworkManager/no-stub-resolv.conf        | NetworkManager                     |
 | resolvconf     | /run/resolvconf/interface/*, …/interfaces/*    | resolvconf, openresolv             |
@@ -45,6 +46,7 @@ class SourcePaths:
     """Where the host's sources live; tests point these into a temporary directory."""
 
     dhclient: str = "/run/bootres/dhclient"
+    dhcpcd: str = "/run/bootres/dhcpcd"
     networkd: str = "/run/systemd/netif/links"
     networkmanager: str = "/run/NetworkManager/no-stub-resolv.conf"
     resolvconf: tuple[str, ...] = ("/run/resolvconf/interface", "/run/resolvconf/interfaces")
@@ -56,7 +58,7 @@ class SourcePaths:
             return os.path.join(root, path.lstrip("/"))
 
         host = cls()
-        return cls(moved(host.dhclient), moved(host.networkd), moved(host.networkmanager),
+        return cls(moved(host.dhclient), moved(host.dhcpcd), moved(host.networkd), moved(host.networkmanager),
                    tuple(moved(p) for p in host.resolvconf))
 
 
@@ -200,6 +202,10 @@ def _candidates(paths: SourcePaths | None, static: tuple[tuple[str, str], ...]) 
             if iface and family in ("inet", "inet6"):
                 name = f"dhclient {iface}" + (" (IPv6)" if family == "inet6" else "")
                 found[os.path.join(paths.dhclient, entry)] = ("dhclient", name)
+        for entry in _listdir(paths.dhcpcd):  # dhcpcd's own names: IFACE.PROTOCOL
+            iface, _, protocol = entry.rpartition(".")
+            if iface and protocol in _DHCPCD_PROTOCOLS:
+                found[os.path.join(paths.dhcpcd, entry)] = ("dhcpcd", f"dhcpcd {iface}{_DHCPCD_PROTOCOLS[protocol]}")
         for entry in sorted(_listdir(paths.networkd), key=lambda e: (len(e), e)):
             if entry.isdigit():
                 found[os.path.join(paths.networkd, entry)] = ("networkd", f"networkd {_ifname(entry)}")
@@ -212,6 +218,10 @@ def _candidates(paths: SourcePaths | None, static: tuple[tuple[str, str], ...]) 
         if os.path.exists(path):
             found[path] = ("file", name)
     return found
+
+
+# What each of dhcpcd's lease kinds adds to a source's name in status.
+_DHCPCD_PROTOCOLS = {"dhcp": "", "dhcp6": " (DHCPv6)", "ra": " (RA)"}
 
 
 def _listdir(directory: str) -> list[str]:

@@ -1,35 +1,24 @@
 """hooks/dhclient-enter-hook under bookworm's real /sbin/dhclient-script.
 
 Each run builds a small root in tmp_path and runs the real dhclient-script
-(package isc-dhcp-client) chrooted into it, inside private mount and network
-namespaces (``unshare -m -n``): its /etc and /run are the test's
-directories, /usr is an overlay over this machine's /usr (so
-/usr/bin/bootres can be made present or absent without touching the
-machine), and the ``ip`` commands dhclient-script runs act on a veth pair
-that exists only in that network namespace. /dev/log is a socket the test
-reads, so syslog lines are checked too. Needs root; skipped without it,
-failed instead under BOOTRES_REQUIRE_LAB.
+(package isc-dhcp-client) chrooted into it (tests/shell/hookhost.py). Needs
+root; skipped without it, failed instead under BOOTRES_REQUIRE_LAB.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import stat
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from bootres.core import resolvconf
+import hookhost
+from hookhost import MANAGED, REPO, STOPPED
 
-REPO = Path(__file__).resolve().parents[2]
 HOOK = REPO / "hooks" / "dhclient-enter-hook"
 DHCLIENT_SCRIPT = Path("/sbin/dhclient-script")
 HOOK_PATH = "/etc/dhcp/dhclient-enter-hooks.d/bootres"
-MANAGED = resolvconf.render_managed([("127.0.0.35", 53)], ("example.test",), ())
-STOPPED = resolvconf.render_stopped(["198.18.0.10"], ("example.test",), ())
 LEASE = {
     "interface": "eth0",
     "new_ip_address": "198.18.0.2",
@@ -42,85 +31,16 @@ LEASE = {
 }
 
 
-def unavailable() -> str | None:
-    if os.geteuid() != 0:
-        return "running dhclient-script in mount and network namespaces needs root"
-    if not DHCLIENT_SCRIPT.is_file():
-        return f"needs isc-dhcp-client's {DHCLIENT_SCRIPT}"
-    for tool in ("unshare", "chroot", "ip", "dash"):
-        if not shutil.which(tool):
-            return f"needs {tool}"
-    return None
-
-
-class Host:
+class Host(hookhost.Host):
     """A chroot with the hook installed, /etc/resolv.conf, and an empty /run."""
 
     def __init__(self, base: Path):
-        self.base = base
-        self.root = base / "root"
-        self.upper = base / "usr-upper"
-        for path in ("etc/dhcp/dhclient-enter-hooks.d", "run", "dev", "usr", "tmp"):
-            (self.root / path).mkdir(parents=True)
-        for name in ("bin", "sbin", "lib", "lib64"):  # this machine is merged-/usr, like bookworm
-            if Path("/", name).is_symlink():
-                (self.root / name).symlink_to(os.readlink(Path("/", name)))
-        (self.root / "dev" / "null").touch()
-        (self.root / "etc" / "fstab").write_text("")  # dhclient-script's wait_for_rw reads it
-        (self.root / "tmp").chmod(0o1777)
-        shutil.copy(HOOK, self.root / HOOK_PATH.lstrip("/"))
-        (self.root / HOOK_PATH.lstrip("/")).chmod(0o644)  # as the package installs it
-        (self.upper / "bin").mkdir(parents=True)
-        (base / "usr-work").mkdir()
-        self.resolv_conf = self.root / "etc" / "resolv.conf"
-        self.resolv_conf.write_text(MANAGED)
-        self.sources = self.root / "run" / "bootres" / "dhclient"
-        self.installed(True)
-
-    def installed(self, yes: bool) -> None:
-        """/usr/bin/bootres in the overlay: an executable, or a whiteout hiding any real one."""
-        bootres = self.upper / "bin" / "bootres"
-        if bootres.exists() or bootres.is_char_device():
-            bootres.unlink()
-        if yes:
-            bootres.write_text("#!/bin/sh\nexit 0\n")
-            bootres.chmod(0o755)
-        else:
-            os.mknod(bootres, stat.S_IFCHR | 0o600, os.makedev(0, 0))
-
-    def _run(self, argv: list[str], env: dict[str, str]) -> tuple[subprocess.CompletedProcess, list[str]]:
-        setup = (
-            'set -e; root=$1 upper=$2 work=$3; shift 3\n'
-            'mount -t overlay overlay -o "lowerdir=/usr,upperdir=$upper,workdir=$work" "$root/usr"\n'
-            'mount --bind /dev/null "$root/dev/null"\n'
-            'ip link set lo up\n'
-            'ip link add eth0 type veth peer name eth1\n'
-            'exec chroot "$root" "$@"\n'
-        )
-        log_path = self.root / "dev" / "log"
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as syslog:
-            syslog.bind(str(log_path))
-            try:
-                done = subprocess.run(
-                    ["unshare", "--mount", "--net", "--propagation", "private", "sh", "-c", setup, "sh",
-                     str(self.root), str(self.upper), str(self.base / "usr-work"), *argv],
-                    env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", **env},
-                    capture_output=True, text=True, timeout=30,
-                )
-                syslog.setblocking(False)
-                messages = []
-                while True:
-                    try:
-                        messages.append(syslog.recv(65536).decode("utf-8", "replace"))
-                    except BlockingIOError:
-                        break
-            finally:
-                log_path.unlink()
-        return done, messages
+        super().__init__(base, {HOOK_PATH: HOOK}, {}, "/run/bootres/dhclient")
+        (self.root / "etc" / "dhcp" / "dhclient-enter-hooks.d").mkdir(parents=True, exist_ok=True)
 
     def dhclient(self, reason: str, **lease: str) -> list[str]:
         """Run /sbin/dhclient-script as dhclient does; returns the syslog lines it sent."""
-        done, messages = self._run(["/sbin/dhclient-script"], {"reason": reason, **lease})
+        done, messages = self.run(["/sbin/dhclient-script"], {"reason": reason, **lease})
         assert done.returncode == 0, f"dhclient-script {reason}: {done.returncode}\n{done.stderr}"
         assert "bootres" not in done.stderr, done.stderr
         assert not [m for m in messages if "non-zero exit status" in m], messages
@@ -137,7 +57,7 @@ class Host:
             "make_resolv_conf\n"
             "echo survived\n"
         )
-        done, _ = self._run(["/bin/dash", "-euc", probe], {"reason": reason, **lease})
+        done, _ = self.run(["/bin/dash", "-euc", probe], {"reason": reason, **lease})
         assert done.returncode == 0, f"{reason}: {done.returncode}\n{done.stdout}\n{done.stderr}"
         return done.stdout
 
@@ -147,7 +67,7 @@ class Host:
 
 @pytest.fixture
 def host(tmp_path):
-    reason = unavailable()
+    reason = hookhost.unavailable(DHCLIENT_SCRIPT)
     if reason:
         if os.environ.get("BOOTRES_REQUIRE_LAB"):
             pytest.fail(f"{reason} (and BOOTRES_REQUIRE_LAB is set)")

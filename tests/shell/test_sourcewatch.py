@@ -35,6 +35,10 @@ def test_every_kind_of_source_is_read_with_its_name(tmp_path, caplog):
     write(tmp_path / "run/resolvconf/interface/eth1.dhclient", "nameserver 198.18.0.13\n")
     write(tmp_path / "run/resolvconf/interfaces/wg0", "nameserver 198.18.0.14\n")
     write(tmp_path / "run/bootres/dhclient/.eth9.inet.tmp", "nameserver 198.18.0.99\n")  # not finished yet
+    write(tmp_path / "run/bootres/dhcpcd/eth2.dhcp", "search lease.test\nnameserver 198.18.0.15\n")
+    write(tmp_path / "run/bootres/dhcpcd/eth2.100.dhcp6", "nameserver 2001:db8::54\n")  # a VLAN's name has a dot
+    write(tmp_path / "run/bootres/dhcpcd/eth2.ra", "nameserver fe80::53%eth2\n")
+    write(tmp_path / "run/bootres/dhcpcd/eth2.ipv4ll", "nameserver 198.18.0.98\n")  # no DNS from IPv4LL
     sources = watcher(tmp_path, caplog)
     assert sources.poll()
     got = servers(sources.records())
@@ -42,6 +46,8 @@ def test_every_kind_of_source_is_read_with_its_name(tmp_path, caplog):
     assert got["NetworkManager"] == ["198.18.0.12"]
     assert got["resolvconf eth1.dhclient"] == ["198.18.0.13"] and got["resolvconf wg0"] == ["198.18.0.14"]
     assert [name for name in got if name.startswith("networkd")] and "198.18.0.99" not in str(got)
+    assert got["dhcpcd eth2"] == ["198.18.0.15"] and got["dhcpcd eth2.100 (DHCPv6)"] == ["2001:db8::54"]
+    assert got["dhcpcd eth2 (RA)"] == ["fe80::53%eth2"] and "198.18.0.98" not in str(got)
     assert not sources.poll()  # nothing changed
 
 
