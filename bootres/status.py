@@ -138,7 +138,9 @@ def render_human(report: dict) -> str:
     _field(lines, "Config", report.get("config"))
     resolv_conf = report.get("service", {}).get("resolv_conf")
     if resolv_conf:
-        if resolv_conf.get("in_path"):
+        if resolv_conf.get("behind"):
+            state = [f"{resolv_conf['path']} belongs to {resolv_conf['behind']}, which asks bootres"]
+        elif resolv_conf.get("in_path"):
             state = [f"{resolv_conf['path']} points at bootres (original saved in {resolv_conf['saved']})"]
         else:
             state = [resolv_conf.get("conflict") or f"{resolv_conf['path']} not taken over yet"]

@@ -45,7 +45,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bootres.core import resolvconf
 from bootres.core.routing import Address, Route, Routing, UpstreamSpec
@@ -73,7 +73,7 @@ class SourceError(ValueError):
 
 @dataclass(frozen=True)
 class SourceRecord:
-    kind: str  # "dhclient", "dhcpcd", "networkd", "networkmanager", "resolvconf", "resolv.conf", "file"
+    kind: str  # "dhclient", "dhcpcd", "networkd", "networkmanager", "resolved", "resolvconf", "resolv.conf", "file"
     name: str  # for status and logs: "dhclient eth0", "networkd lab0", "NetworkManager", …
     origin: str  # the file it was read from
     servers: tuple[Address, ...]  # (address text, port); IPv6 link-local keeps its %scope
@@ -163,6 +163,18 @@ def read_resolv_conf_record(kind: str, name: str, origin: str, data: bytes) -> t
         raise SourceError(f"{origin}: no usable nameserver in {parsed.nameserver_lines} nameserver line(s)")
     search = _domains(origin, parsed.search, warnings)
     return SourceRecord(kind, name, origin, tuple(servers), search), warnings
+
+
+def read_resolved_list(name: str, origin: str, data: bytes) -> tuple[SourceRecord, list[str]]:
+    """systemd-resolved's upstream list (/run/systemd/resolve/resolv.conf): its global and per-link servers.
+
+    Its loopback entries are left out without a word: bootres itself (the
+    package's drop-in makes bootres resolved's global server) or a local
+    resolver an admin made resolved's upstream, neither an upstream for bootres.
+    """
+    record, warnings = read_resolv_conf_record("resolved", name, origin, data)
+    servers = tuple(address for address in record.servers if not is_loopback(address[0]))
+    return replace(record, servers=servers), warnings
 
 
 def _networkd_server(entry: str, link_ifindex: str | None) -> Address:

@@ -343,7 +343,7 @@ class Daemon:
 
     async def _manage_resolv_conf(self) -> None:
         """Take /etc/resolv.conf over (at READY, then at every tick until it worked)."""
-        if self.resolv is None or self.resolv.managing or self.resolv.conflict:
+        if self.resolv is None or self.resolv.settled:
             return
         try:
             await self.resolv.take_over(self.resolver.selection.search)

@@ -6,7 +6,9 @@
   bootres's file pointing at ``listen`` with the sources' search domains.
   A symlink (resolvconf) is replaced, not written through, so another
   program's file is never touched.  If another local resolver holds the
-  path (``bootres.core.resolvguard``), bootres steps aside and says so.
+  path (``bootres.core.resolvguard``), bootres steps aside and says so;
+  systemd-resolved's stub asking bootres (the package's resolved.conf.d
+  drop-in) puts bootres in the path behind it, and the file is resolved's.
 - **Guard** (every half second): a rewrite by another program is logged,
   handed back to the daemon (its nameservers become a source) and undone,
   within the fight limit of ``resolvguard``; our own file, untouched, gets
@@ -43,32 +45,43 @@ SAVED = "/var/lib/bootres/resolv.conf.orig"
 
 class ManagedResolvConf:
     def __init__(self, log: logging.Logger, listen: list[tuple[str, int]],
-                 path: str = RESOLV_CONF, saved: str = SAVED):
+                 path: str = RESOLV_CONF, saved: str = SAVED, resolved_list: str = resolvguard.RESOLVED_UPSTREAM_LIST):
         self.log = log
         self.listen = tuple(listen)
         self.own = frozenset(host for host, _ in listen)
         self.path = path
         self.saved = saved
+        self.resolved_list = resolved_list
         self.managing = False  # our file is in place
+        self.behind: str | None = None  # the local resolver whose upstream bootres is, holding the file
         self.conflict: str | None = None  # why bootres is not in the path
         self.last_rewrite: dict | None = None
         self.search: tuple[str, ...] = ()  # what the sources want
         self._written_search: tuple[str, ...] | None = None  # what our file in place was written with
-        self._seen: tuple | None = None  # (link target, bytes) last looked at
+        self._seen: tuple | None = None  # (link target, bytes, resolved's upstream list) last looked at
         self._fights = resolvguard.FightCounter()
         self._turn = asyncio.Lock()  # one take over, check or stop at a time
         self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="bootres-resolv.conf")  # the files
 
     def status(self) -> dict:
-        return {"path": self.path, "managed": True, "in_path": self.managing, "saved": self.saved,
-                "conflict": self.conflict, "last_rewrite": self.last_rewrite}
+        return {"path": self.path, "managed": True, "in_path": self.managing or self.behind is not None,
+                "behind": self.behind, "saved": self.saved, "conflict": self.conflict,
+                "last_rewrite": self.last_rewrite}
+
+    @property
+    def settled(self) -> bool:
+        """Taken over, left to the resolver bootres is behind, or given up: nothing for ``take_over`` to do."""
+        return self.managing or self.behind is not None or self.conflict is not None
 
     async def take_over(self, search: tuple[str, ...]) -> None:
         """Save the original (once) and put our file in place, unless a local resolver holds it; OSError/ValueError on failure."""
         async with self._turn:
             self.search = search
-            target, data = await self._on_worker(_look, self.path)
-            verdict = resolvguard.classify(data.decode("utf-8", "replace"), target, self.own)
+            seen = self._seen = await self._on_worker(_look, self.path, self.resolved_list)
+            verdict = self._classify(seen)
+            if verdict.kind == "behind-resolved":
+                self._behind_resolved(verdict)
+                return
             if verdict.kind == "local-stub":
                 self._step_aside(verdict)
                 return
@@ -89,21 +102,25 @@ class ManagedResolvConf:
         again at the next check).
         """
         async with self._turn:
-            if not self.managing and self.conflict is None:
+            if not self.settled:
                 return None  # not taken over yet: the daemon retries take_over
             try:
-                target, data = await self._on_worker(_look, self.path)
+                seen = await self._on_worker(_look, self.path, self.resolved_list)
             except OSError as exc:
                 self.log.warning("cannot read %s: %s", self.path, exc.strerror or exc)
                 return None
-            if (target, data) == self._seen:
+            if seen == self._seen:
                 if self.managing and self.search != self._written_search:
                     await self._write()
                 return None
-            self._seen = (target, data)
-            verdict = resolvguard.classify(data.decode("utf-8", "replace"), target, self.own)
+            self._seen = seen
+            verdict = self._classify(seen)
+            data = seen[1]
             if verdict.kind == "ours":
-                self.managing, self.conflict = True, None
+                self.managing, self.behind, self.conflict = True, None, None
+                return None
+            if verdict.kind == "behind-resolved":
+                self._behind_resolved(verdict)
                 return None
             if verdict.kind == "local-stub":
                 self._step_aside(verdict)
@@ -141,12 +158,17 @@ class ManagedResolvConf:
     async def _on_worker(self, operation, *args):
         return await asyncio.get_running_loop().run_in_executor(self._worker, operation, *args)
 
+    def _classify(self, seen: tuple[str | None, bytes, bytes | None]) -> Verdict:
+        target, data, resolved = seen
+        return resolvguard.classify(data.decode("utf-8", "replace"), target, self.own,
+                                    None if resolved is None else resolved.decode("utf-8", "replace"))
+
     async def _write(self) -> None:
         search = self.search
         content = await self._on_worker(_write_managed, self.path, self.saved, self.listen, search)
-        self.managing, self.conflict = True, None
+        self.managing, self.behind, self.conflict = True, None, None
         self._written_search = search
-        self._seen = (None, content)
+        self._seen = (None, content, self._seen[2] if self._seen else None)
 
     async def _rewritten(self, verdict: Verdict, now: float) -> None:
         """Another program's file with nameservers: say so, and put ours back within the fight limit."""
@@ -172,16 +194,22 @@ class ManagedResolvConf:
                               f"({resolvguard.FIGHT_LIMIT} times in {resolvguard.FIGHT_WINDOW:.0f} s); "
                               "bootres stopped putting it back and is not in the path")
 
+    def _behind_resolved(self, verdict: Verdict) -> None:
+        if self.behind is None:
+            self.log.info("%s belongs to systemd-resolved (nameserver %s), which asks bootres: bootres is in the"
+                          " path behind it", self.path, " ".join(verdict.nameservers) or "none")
+        self.managing, self.behind, self.conflict = False, "systemd-resolved", None
+
     def _step_aside(self, verdict: Verdict) -> None:
         message = (f"{self.path} belongs to another local resolver (nameserver {' '.join(verdict.nameservers)}"
                    f"{'; ' + verdict.says if verdict.says else ''}); bootres is not in the path")
-        self.managing = False
+        self.managing, self.behind = False, None
         if message != self.conflict:
             self.log.warning("%s", message)
         self.conflict = message
 
     def _out_of_path(self, message: str) -> None:
-        self.managing = False
+        self.managing, self.behind = False, None
         if message != self.conflict:
             self.log.error("%s", message)
         self.conflict = message
@@ -189,10 +217,16 @@ class ManagedResolvConf:
 
 # --- the file system half, on the worker thread: paths and bytes in, no shared state
 
-def _look(path: str) -> tuple[str | None, bytes]:
+def _look(path: str, resolved_list: str) -> tuple[str | None, bytes, bytes | None]:
+    """The file's symlink target and bytes, and systemd-resolved's upstream list (None: there is none)."""
     target = os.readlink(path) if os.path.islink(path) else None
+    try:  # resolved's own file, small; a broken one only means "does not name bootres"
+        with open(resolved_list, "rb") as handle:
+            resolved = handle.read(sources.MAX_SOURCE_BYTES)
+    except OSError:
+        resolved = None
     # Missing, or a dangling link: glibc then asks 127.0.0.1, as for an empty file.
-    return target, read_bytes(path) or b""
+    return target, read_bytes(path) or b"", resolved
 
 
 def _original_text(path: str, saved: str) -> str:

@@ -8,6 +8,7 @@ Each source is a file another program writes (docs/upstreams.md):
 | dhcpcd         | /run/bootres/dhcpcd/IFACE.dhcp, .dhcp6, .ra    | the package's dhcpcd hook          |
 | networkd       | /run/systemd/netif/links/IFINDEX               | systemd-networkd                   |
 | networkmanager | /run/NetworkManager/no-stub-resolv.conf        | NetworkManager                     |
+| resolved       | /run/systemd/resolve/resolv.conf               | systemd-resolved (its upstreams)   |
 | resolvconf     | /run/resolvconf/interface/*, …/interfaces/*    | resolvconf, openresolv             |
 | file           | ``upstreams_file``                             | the admin (or postinst, at install)|
 | resolv.conf    | /etc/resolv.conf, when rewritten by others     | handed in by the daemon            |
@@ -49,6 +50,7 @@ class SourcePaths:
     dhcpcd: str = "/run/bootres/dhcpcd"
     networkd: str = "/run/systemd/netif/links"
     networkmanager: str = "/run/NetworkManager/no-stub-resolv.conf"
+    resolved: str = "/run/systemd/resolve/resolv.conf"
     resolvconf: tuple[str, ...] = ("/run/resolvconf/interface", "/run/resolvconf/interfaces")
 
     @classmethod
@@ -59,7 +61,7 @@ class SourcePaths:
 
         host = cls()
         return cls(moved(host.dhclient), moved(host.dhcpcd), moved(host.networkd), moved(host.networkmanager),
-                   tuple(moved(p) for p in host.resolvconf))
+                   moved(host.resolved), tuple(moved(p) for p in host.resolvconf))
 
 
 @dataclass(frozen=True)
@@ -172,6 +174,8 @@ class SourceWatcher:
         try:
             if kind == "networkd":
                 record, warnings = sources.read_networkd_link(name, path, read.data)
+            elif kind == "resolved":
+                record, warnings = sources.read_resolved_list(name, path, read.data)
             else:
                 record, warnings = sources.read_resolv_conf_record(kind, name, path, read.data)
         except SourceError as exc:  # its message starts with the path
@@ -211,6 +215,8 @@ def _candidates(paths: SourcePaths | None, static: tuple[tuple[str, str], ...]) 
                 found[os.path.join(paths.networkd, entry)] = ("networkd", f"networkd {_ifname(entry)}")
         if os.path.isfile(paths.networkmanager):
             found[paths.networkmanager] = ("networkmanager", "NetworkManager")
+        if os.path.isfile(paths.resolved):
+            found[paths.resolved] = ("resolved", "systemd-resolved")
         for directory in paths.resolvconf:
             for entry in _listdir(directory):
                 found[os.path.join(directory, entry)] = ("resolvconf", f"resolvconf {entry}")

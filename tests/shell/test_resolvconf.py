@@ -30,7 +30,15 @@ def files(tmp_path):
 
 def manager(files):
     path, saved = files
-    return ManagedResolvConf(logging.getLogger("test"), LISTEN, str(path), str(saved))
+    return ManagedResolvConf(logging.getLogger("test"), LISTEN, str(path), str(saved), str(resolved_list(files)))
+
+
+def resolved_list(files):
+    """systemd-resolved's upstream list, under the test's directory (never the machine's)."""
+    return files[0].parent.parent / "run" / "systemd" / "resolve" / "resolv.conf"
+
+
+RESOLVED_LIST = "# This is /run/systemd/resolve/resolv.conf managed by man:systemd-resolved(8).\n{}search site.test\n"
 
 
 def on_a_loop(test):
@@ -138,6 +146,48 @@ async def test_another_local_resolver_is_not_fought(files, tmp_path):
     path.unlink()
     path.write_text("nameserver 198.18.0.10\n")
     assert await resolv.check(2.0) is not None and resolv.status()["in_path"]
+
+
+@on_a_loop
+async def test_behind_systemd_resolved_when_it_asks_bootres(files, caplog):
+    """Issue 19: the package's resolved.conf.d drop-in makes resolved ask bootres; its stub keeps the file."""
+    path, saved = files
+    upstreams = resolved_list(files)
+    upstreams.parent.mkdir(parents=True)
+    upstreams.write_text(RESOLVED_LIST.format("nameserver 198.18.0.53\nnameserver 198.18.0.54\n"))
+    path.symlink_to("../run/systemd/resolve/stub-resolv.conf")
+    caplog.set_level(logging.INFO)
+    resolv = manager(files)
+    await resolv.take_over(())
+    assert "another local resolver" in resolv.status()["conflict"]  # resolved does not ask bootres (yet)
+    upstreams.write_text(RESOLVED_LIST.format("nameserver 127.0.0.35\nnameserver 198.18.0.53\n"))
+    assert await resolv.check(1.0) is None  # resolved restarted with the drop-in: bootres is its first upstream
+    status = resolv.status()
+    assert status["in_path"] and status["behind"] == "systemd-resolved" and status["conflict"] is None
+    assert os.readlink(path) == "../run/systemd/resolve/stub-resolv.conf" and not saved.exists()  # resolved's file
+    assert "which asks bootres: bootres is in the path behind it" in caplog.text
+    await resolv.stop(["198.18.0.53"])
+    assert os.readlink(path) == "../run/systemd/resolve/stub-resolv.conf"  # not ours to leave anything in
+    # A fresh start (as at every boot) finds the same at once.
+    again = manager(files)
+    await again.take_over(())
+    assert again.status()["behind"] == "systemd-resolved" and again.settled
+
+
+@on_a_loop
+async def test_resolveds_upstream_list_as_resolv_conf_is_taken_over(files):
+    """Debian's cloud layout: /etc/resolv.conf -> resolved's upstream list, which glibc asks directly, dead first."""
+    path, saved = files
+    upstreams = resolved_list(files)
+    upstreams.parent.mkdir(parents=True)
+    upstreams.write_text(RESOLVED_LIST.format("nameserver 198.18.0.53\nnameserver 198.18.0.54\n"))
+    path.symlink_to("../run/systemd/resolve/resolv.conf")
+    resolv = manager(files)
+    await resolv.take_over(())
+    assert resolv.status()["in_path"] and resolv.status()["behind"] is None
+    assert not path.is_symlink() and path.read_text().startswith("# managed by bootres")
+    assert os.readlink(saved) == "../run/systemd/resolve/resolv.conf"  # put back by postrm on removal
+    assert upstreams.read_text().startswith("# This is /run/systemd/resolve/resolv.conf")  # resolved's file untouched
 
 
 @on_a_loop

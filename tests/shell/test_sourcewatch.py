@@ -39,6 +39,8 @@ def test_every_kind_of_source_is_read_with_its_name(tmp_path, caplog):
     write(tmp_path / "run/bootres/dhcpcd/eth2.100.dhcp6", "nameserver 2001:db8::54\n")  # a VLAN's name has a dot
     write(tmp_path / "run/bootres/dhcpcd/eth2.ra", "nameserver fe80::53%eth2\n")
     write(tmp_path / "run/bootres/dhcpcd/eth2.ipv4ll", "nameserver 198.18.0.98\n")  # no DNS from IPv4LL
+    write(tmp_path / "run/systemd/resolve/resolv.conf",  # bootres first, from the package's drop-in
+          "nameserver 127.0.0.35\nnameserver 198.18.0.16\nsearch site.test\n")
     sources = watcher(tmp_path, caplog)
     assert sources.poll()
     got = servers(sources.records())
@@ -48,6 +50,8 @@ def test_every_kind_of_source_is_read_with_its_name(tmp_path, caplog):
     assert [name for name in got if name.startswith("networkd")] and "198.18.0.99" not in str(got)
     assert got["dhcpcd eth2"] == ["198.18.0.15"] and got["dhcpcd eth2.100 (DHCPv6)"] == ["2001:db8::54"]
     assert got["dhcpcd eth2 (RA)"] == ["fe80::53%eth2"] and "198.18.0.98" not in str(got)
+    assert got["systemd-resolved"] == ["198.18.0.16"]  # its loopback entries (bootres) left out, without a warning
+    assert "127.0.0.35" not in caplog.text
     assert not sources.poll()  # nothing changed
 
 
