@@ -129,6 +129,14 @@ def _usable_server(text: str) -> str:
     return str(address)
 
 
+def _is_unscoped_link_local(text: str) -> bool:
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return False  # _usable_server says why
+    return address.version == 6 and address.is_link_local and not address.scope_id
+
+
 def _domains(origin: str, words, warnings: list[str]) -> tuple[str, ...]:
     found: list[str] = []
     for word in words:
@@ -142,16 +150,21 @@ def _domains(origin: str, words, warnings: list[str]) -> tuple[str, ...]:
     return tuple(found)
 
 
-def read_resolv_conf_record(kind: str, name: str, origin: str, data: bytes) -> tuple[SourceRecord, list[str]]:
-    """A resolv.conf-format file: dhclient hook output, NetworkManager's, resolvconf's, ``upstreams_file``.
+def read_resolv_conf_record(kind: str, name: str, origin: str, data: bytes,
+                            link: str | None = None) -> tuple[SourceRecord, list[str]]:
+    """A resolv.conf-format file: dhclient hook output, dhcpcd's, NetworkManager's, resolvconf's, ``upstreams_file``.
 
     Port is always 53 (resolv.conf cannot name one); loopback addresses are
     kept here, ``select`` decides.  An empty file is a record with no servers.
+    ``link``: the interface the file is about (a per-link record), which an
+    IPv6 link-local nameserver written without its %scope is on.
     """
     parsed = resolvconf.parse(_decode(origin, data))
     warnings = [f"{origin}: {problem}" for problem in parsed.problems]
     servers: list[Address] = []
     for text in parsed.nameservers:
+        if link and _is_unscoped_link_local(text):
+            text = f"{text}%{link}"
         try:
             address = (_usable_server(text), 53)
         except ValueError as exc:

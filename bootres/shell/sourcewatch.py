@@ -5,7 +5,7 @@ Each source is a file another program writes (docs/upstreams.md):
 | kind           | file                                           | written by                         |
 |----------------|------------------------------------------------|------------------------------------|
 | dhclient       | /run/bootres/dhclient/IFACE.inet, IFACE.inet6  | the package's dhclient enter hook  |
-| dhcpcd         | /run/bootres/dhcpcd/IFACE.dhcp, .dhcp6, .ra    | the package's dhcpcd hook          |
+| dhcpcd         | /run/dhcpcd/hook-state/resolv.conf/IFACE.dhcp, .dhcp6, .ra | dhcpcd's 20-resolv.conf (with the package's hook) |
 | networkd       | /run/systemd/netif/links/IFINDEX               | systemd-networkd                   |
 | networkmanager | /run/NetworkManager/no-stub-resolv.conf        | NetworkManager                     |
 | resolved       | /run/systemd/resolve/resolv.conf               | systemd-resolved (its upstreams)   |
@@ -47,7 +47,7 @@ class SourcePaths:
     """Where the host's sources live; tests point these into a temporary directory."""
 
     dhclient: str = "/run/bootres/dhclient"
-    dhcpcd: str = "/run/bootres/dhcpcd"
+    dhcpcd: str = "/run/dhcpcd/hook-state/resolv.conf"  # dhcpcd's own records (9.4 and 10.1 alike)
     networkd: str = "/run/systemd/netif/links"
     networkmanager: str = "/run/NetworkManager/no-stub-resolv.conf"
     resolved: str = "/run/systemd/resolve/resolv.conf"
@@ -176,6 +176,9 @@ class SourceWatcher:
                 record, warnings = sources.read_networkd_link(name, path, read.data)
             elif kind == "resolved":
                 record, warnings = sources.read_resolved_list(name, path, read.data)
+            elif kind == "dhcpcd":  # dhcpcd's name for the record: IFACE.PROTOCOL
+                iface = os.path.basename(path).rpartition(".")[0]
+                record, warnings = sources.read_resolv_conf_record(kind, name, path, read.data, link=iface)
             else:
                 record, warnings = sources.read_resolv_conf_record(kind, name, path, read.data)
         except SourceError as exc:  # its message starts with the path
@@ -227,7 +230,7 @@ def _candidates(paths: SourcePaths | None, static: tuple[tuple[str, str], ...]) 
 
 
 # What each of dhcpcd's lease kinds adds to a source's name in status.
-_DHCPCD_PROTOCOLS = {"dhcp": "", "dhcp6": " (DHCPv6)", "ra": " (RA)"}
+_DHCPCD_PROTOCOLS = {"dhcp": "", "dhcp6": " (DHCPv6)", "ra": " (RA)", "static": " (static)"}
 
 
 def _listdir(directory: str) -> list[str]:

@@ -164,33 +164,44 @@ def build_deb(dest: Path, commit: str | None = None) -> tuple[Path, Path, str]:
 # --- the root file system, cached across tests and runs
 
 
-def _sources() -> list[str]:
-    """mmdebstrap's mirror argument: the host's sources file, or none (deb.debian.org)."""
+def _sources(suite: str) -> list[str]:
+    """mmdebstrap's mirror argument: the host's sources (its mirror, its security archive) for ``suite``, or none.
+
+    The host is Debian 12: its file names bookworm, bookworm-updates and
+    bookworm-security; another suite's image gets a copy with that suite's
+    names (written under CACHE_ROOT, with the extension mmdebstrap reads the
+    format by).
+    """
     for path in SOURCES_CANDIDATES:
         if Path(path).is_file() and Path(path).read_text().strip():
-            return [path]
+            if suite == "bookworm":
+                return [path]
+            copy = CACHE_ROOT / f"sources-{suite}{Path(path).suffix}"
+            copy.write_text(Path(path).read_text().replace("bookworm", suite))
+            return [str(copy)]
     return []
 
 
-def _base_key(include: list[str]) -> str:
+def _base_key(include: list[str], suite: str) -> str:
     digest = hashlib.sha256()
-    digest.update(" ".join(include).encode())
-    for path in _sources():
+    digest.update(" ".join([suite, *include]).encode())
+    for path in _sources(suite):
         digest.update(Path(path).read_bytes())
     digest.update(run("mmdebstrap", "--version").stdout.encode())
     return digest.hexdigest()[:16]
 
 
-def base_rootfs(extra: tuple[str, ...] = ()) -> Path:
-    """A bookworm minbase tree with systemd, bootres's dependencies, nsd and ``extra``; built once a day, then reused.
+def base_rootfs(extra: tuple[str, ...] = (), suite: str = "bookworm") -> Path:
+    """A minbase tree of ``suite`` with systemd, bootres's dependencies, nsd and ``extra``; built once a day, then reused.
 
-    One tree per package set (the boot tests of tests/boot/test_setups.py
-    each want their network stack), built in parallel if asked at once.
+    One tree per suite and package set (the boot tests of
+    tests/boot/test_setups.py each want their network stack), built in
+    parallel if asked at once.
     """
     CACHE_ROOT.mkdir(parents=True, exist_ok=True)
     # Refreshed daily so security updates reach the image.
     day = time.strftime("%Y-%m-%d")
-    base = CACHE_ROOT / f"base-{day}-{_base_key([*INCLUDE, *extra])}"
+    base = CACHE_ROOT / f"base-{day}-{_base_key([*INCLUDE, *extra], suite)}"
     with open(CACHE_ROOT / f"lock-{base.name}", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two test runs at once build it once
         if base.is_dir():
@@ -204,7 +215,7 @@ def base_rootfs(extra: tuple[str, ...] = ()) -> Path:
         building = Path(tempfile.mkdtemp(prefix="building-", dir=CACHE_ROOT))
         building.rmdir()
         run("mmdebstrap", "--variant=minbase", f"--include={','.join([*INCLUDE, *extra])}",
-            "bookworm", str(building), *_sources(), timeout=600)
+            suite, str(building), *_sources(suite), timeout=600)
         building.rename(base)
     return base
 
@@ -252,9 +263,12 @@ def prepare_image(work: Path, deb: Path | None, extra: dict[str, str] | None = N
 class Container:
     """``systemd-nspawn --boot`` of ``root`` in a cgroup of its own; ``run()`` executes inside."""
 
-    def __init__(self, root: Path, name: str):
+    def __init__(self, root: Path, name: str, unified_cgroup: bool = False):
+        """``unified_cgroup``: a pure cgroup v2 tree for the guest, as a Debian 13 host has (nspawn 252 gives a
+        hybrid one by default, on which trixie's systemd logs "tainted: cgroupsv1")."""
         self.root = root
         self.name = name
+        self.unified_cgroup = unified_cgroup
         self.console = root.parent / "console.log"
         self.cgroups = _cgroup_dirs(f"bootres-boot-{name}")
         self.proc: subprocess.Popen | None = None
@@ -270,7 +284,7 @@ class Container:
              "--private-network", "--resolv-conf=off", "--timezone=off", "--link-journal=no",
              "--console=pipe", f"--machine={self.name}"],
             stdin=subprocess.DEVNULL, stdout=open(self.console, "w"), stderr=subprocess.STDOUT,
-            env={"PATH": CLEAN_PATH},
+            env={"PATH": CLEAN_PATH, **({"SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "1"} if self.unified_cgroup else {})},
             preexec_fn=self._enter_cgroups,
         )
         deadline = started + timeout

@@ -4,7 +4,7 @@ The real script (isc-dhcp-client's /sbin/dhclient-script, dhcpcd-base's
 dhcpcd-run-hooks) runs chrooted into it, inside private mount and network
 namespaces (``unshare -m -n``): its /etc and /run are the test's
 directories, /usr is an overlay over this machine's /usr (so
-/usr/bin/bootres, /usr/lib/bootres/lease.sh and a hook under /usr/lib can be
+/usr/bin/bootres and a hook under /usr/lib can be
 present or absent without touching the machine), and the ``ip`` commands a
 script runs act on a veth pair that exists only in that network namespace.
 /dev/log is a socket the test reads, so syslog lines are checked too.
@@ -23,7 +23,6 @@ from pathlib import Path
 from bootres.core import resolvconf
 
 REPO = Path(__file__).resolve().parents[2]
-LEASE_LIB = REPO / "hooks" / "lease.sh"
 MANAGED = resolvconf.render_managed([("127.0.0.35", 53)], ("example.test",), ())
 STOPPED = resolvconf.render_stopped(["198.18.0.10"], ("example.test",), ())
 
@@ -41,7 +40,7 @@ def unavailable(script: Path) -> str | None:
 
 class Host:
     """A chroot with the hooks installed (``etc_hooks``: path in the root -> file of hooks/; ``usr_hooks``: the same
-    under /usr), the package's lease.sh, /usr/bin/bootres, a managed /etc/resolv.conf, and an empty /run."""
+    under /usr), /usr/bin/bootres, a managed /etc/resolv.conf, and an empty /run."""
 
     def __init__(self, base: Path, etc_hooks: dict[str, Path], usr_hooks: dict[str, Path], sources: str):
         self.base = base
@@ -56,8 +55,7 @@ class Host:
         (self.root / "etc" / "fstab").write_text("")  # dhclient-script's wait_for_rw reads it
         (self.root / "tmp").chmod(0o1777)
         installed = {**{self.root / path.lstrip("/"): src for path, src in etc_hooks.items()},
-                     **{self.upper / path.removeprefix("/usr/"): src for path, src in usr_hooks.items()},
-                     self.upper / "lib" / "bootres" / "lease.sh": LEASE_LIB}
+                     **{self.upper / path.removeprefix("/usr/"): src for path, src in usr_hooks.items()}}
         for dest, src in installed.items():
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(src, dest)
