@@ -83,7 +83,8 @@ def test_package_builds_and_lintian_is_clean(built):
     assert "./lib/" not in contents  # units under /usr/lib, as Debian 13 expects (issue 19)
     for path in ("./usr/lib/systemd/system/bootres.service", "./usr/lib/systemd/system/bootres.socket",
                  "./usr/lib/systemd/system-generators/bootres-generator", "./etc/bootres/bootres.conf", "./usr/bin/bootres",
-                 "./etc/dhcp/dhclient-enter-hooks.d/bootres", "./usr/lib/NetworkManager/conf.d/50-bootres.conf"):
+                 "./etc/dhcp/dhclient-enter-hooks.d/bootres", "./usr/lib/NetworkManager/conf.d/50-bootres.conf",
+                 "./usr/lib/dhcpcd/dhcpcd-hooks/19-bootres", "./usr/lib/systemd/resolved.conf.d/50-bootres.conf"):
         assert path in contents
     assert sorted(bootlab.run("dpkg-deb", "--info", str(deb), "conffiles").stdout.split()) == [
         "/etc/bootres/bootres.conf", "/etc/dhcp/dhclient-enter-hooks.d/bootres"]

@@ -347,7 +347,9 @@ def test_systemd_resolved_keeps_its_file_and_asks_bootres(boxes, first, name):
     assert "nameserver 127.0.0.35" in listed, listed
 
 
-@pytest.mark.parametrize("name", SETUPS)
+# With systemd-resolved's stub the file is a symlink to resolved's own, and the write goes into that: resolved's
+# business (it writes its file again), bootres's guard has no rewrite of its file to notice.
+@pytest.mark.parametrize("name", GLIBC_DNS)
 def test_resolv_conf_rewritten_is_noticed_logged_and_shown(rewritten, name):
     result = rewritten[name]
     assert result["lines"] and result["lines"][0][0] <= NOTICE_S, f"bootres's log since the write: {result['lines']}"
@@ -360,7 +362,8 @@ def test_resolv_conf_rewritten_lookups_through_bootres_or_status_says_not(rewrit
     result = rewritten[name]
     batch = result["lookups"]
     resolv_conf = result["report"].get("service", {}).get("resolv_conf", {})
-    through_bootres = (result["resolv_conf"].startswith("# managed by bootres")
+    through_bootres = ((result["resolv_conf"].startswith("# managed by bootres")
+                        or resolv_conf.get("behind") == "systemd-resolved")
                        and len(batch.results) == batch.asked and not batch.failed
                        and batch.packets["udp_not_bootres"] == batch.packets["tcp_not_bootres"] == 0)
     says_not = resolv_conf.get("in_path") is False and result["status_code"] != 0

@@ -75,3 +75,8 @@ def test_the_socket_unit_listens_and_bootres_runs_on_its_sockets(upgraded):
     assert listening[-1].endswith("with the sockets of bootres.socket"), log
     assert box.run("getent", "hosts", "www.example.test", check=False).stdout.split()[:1] == ["198.18.0.80"]
     assert "nameserver 127.0.0.35" in box.run("cat", "/etc/resolv.conf").stdout
+    # The units moved from /lib to /usr/lib (issue 19), one directory on a merged-/usr host: dpkg must not take
+    # the old paths' removal for the new files'.
+    for unit in ("bootres.service", "bootres.socket"):
+        assert box.run("test", "-f", f"/usr/lib/systemd/system/{unit}", check=False).returncode == 0, unit
+        assert box.show(unit, "LoadState") == "loaded", unit
