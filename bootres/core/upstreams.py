@@ -120,9 +120,7 @@ class Upstream:
         self.timeouts += 1
         self.consecutive_timeouts += 1
         if self.state != "down":
-            logs = self._down(now, why)
-            self.down_by_network = True
-            return logs
+            return self._down(now, why, by_network=True)
         return []
 
     def routes_changed(self) -> list[Log]:
@@ -143,9 +141,9 @@ class Upstream:
         self.probe_interval = PROBE_FIRST
         return [Log(INFO, f"upstream {self.label}: the routes changed, asking it again")]
 
-    def _down(self, now: float, why: str) -> list[Log]:
+    def _down(self, now: float, why: str, by_network: bool = False) -> list[Log]:
         self.state = "down"
-        self.down_by_network = False
+        self.down_by_network = by_network
         self.probe_interval = PROBE_FIRST
         self.next_probe_at = now + self.probe_interval
         return [Log(WARNING, f"upstream {self.label} is down ({why})")]
