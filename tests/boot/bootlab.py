@@ -147,9 +147,10 @@ def commit_tree(dest: Path, commit: str) -> Path:
 def build_deb(dest: Path, commit: str | None = None) -> tuple[Path, Path, str]:
     """dpkg-buildpackage -us -uc -b in a copy of the tree (or of ``commit``); returns (.deb, .changes, build log).
 
-    Built with the nocheck option: the build-time tests are tests/core and
-    tests/test_config.py, which tox's bookworm environment already runs with
-    the same versions, and they would triple the boot test's time.
+    Built with the nocheck option: the build-time tests (tests/core and
+    tests/test_config.py) run with each release's own Debian packages in
+    tests/boot/test_debian_packages.py, and here they would triple every
+    boot test's time.
     """
     tree = source_tree(dest) if commit is None else commit_tree(dest, commit)
     env = {"PATH": CLEAN_PATH, "LC_ALL": "C.UTF-8", "HOME": "/root", "DEB_BUILD_OPTIONS": "nocheck"}
