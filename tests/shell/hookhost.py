@@ -20,6 +20,8 @@ import stat
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from bootres.core import resolvconf
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,7 +29,16 @@ MANAGED = resolvconf.render_managed([("127.0.0.35", 53)], ("example.test",), ())
 STOPPED = resolvconf.render_stopped(["198.18.0.10"], ("example.test",), ())
 
 
-def unavailable(script: Path) -> str | None:
+def require(script: Path) -> None:
+    """Skip the test when ``script`` or what runs it is missing; fail instead under BOOTRES_REQUIRE_LAB."""
+    reason = _unavailable(script)
+    if reason:
+        if os.environ.get("BOOTRES_REQUIRE_LAB"):
+            pytest.fail(f"{reason} (and BOOTRES_REQUIRE_LAB is set)")
+        pytest.skip(reason)
+
+
+def _unavailable(script: Path) -> str | None:
     if os.geteuid() != 0:
         return "running a DHCP client's script in mount and network namespaces needs root"
     if not script.is_file():

@@ -56,11 +56,7 @@ class Host(hookhost.Host):
 
 @pytest.fixture
 def host(tmp_path):
-    reason = hookhost.unavailable(RUN_HOOKS)
-    if reason:
-        if os.environ.get("BOOTRES_REQUIRE_LAB"):
-            pytest.fail(f"{reason} (and BOOTRES_REQUIRE_LAB is set)")
-        pytest.skip(reason)
+    hookhost.require(RUN_HOOKS)
     return Host(tmp_path)
 
 
