@@ -76,7 +76,10 @@ IMAGE_FILES = {
     # not depend on StubFiles retrying a failed lookup (every 5 min today).
     "etc/systemd/system/lab-upstream.service": (
         "[Unit]\nDescription=boot test: nsd as the upstream nameserver\n"
-        "DefaultDependencies=no\nAfter=local-fs.target\nBefore=bootres.service\nConflicts=shutdown.target\n"
+        # After systemd-tmpfiles-setup: nsd keeps its transfer files in /tmp, which that service cleans at boot
+        # (a fresh clone's CI lost the race once: "/tmp/nsd-xfr-34/nsd.34.task.1: No such file or directory").
+        "DefaultDependencies=no\nAfter=local-fs.target systemd-tmpfiles-setup.service\nBefore=bootres.service\n"
+        "Conflicts=shutdown.target\n"
         "[Service]\nType=notify\nRuntimeDirectory=nsd\n"
         f"ExecStartPre=/sbin/ip address add {UPSTREAM}/32 dev lo\n"
         "ExecStart=/usr/sbin/nsd -d -P \"\"\n"
