@@ -55,6 +55,7 @@ class Endpoint:
 @dataclass(frozen=True)
 class ResolverConfig:
     listen: tuple[Endpoint, ...]
+    container_listen: Endpoint | None  # the address containers reach bootres at (docs/containers.md); None: no
     upstreams: tuple[Endpoint, ...]  # plain items: override the host's sources
     upstream_domains: tuple[tuple[str, Endpoint], ...]  # DOMAIN=ADDRESS items: split-DNS routes, always
     upstreams_file: str | None
@@ -76,6 +77,13 @@ class ResolverConfig:
     tcp_connections: int  # client TCP connections open at once; the least recently active makes room
     tcp_idle_timeout: float  # seconds without a query before a client TCP connection is closed
     tcp_output_queue: int  # bytes of replies a client TCP connection may have waiting
+
+    @property
+    def endpoints(self) -> tuple[Endpoint, ...]:
+        """Every address bootres answers on: ``listen``, then ``container_listen``."""
+        if self.container_listen is None or self.container_listen in self.listen:
+            return self.listen
+        return (*self.listen, self.container_listen)
 
 
 @dataclass(frozen=True)
@@ -199,6 +207,25 @@ def parse_upstream(text: str) -> Endpoint | tuple[str, Endpoint]:
     return name, parse_endpoint(address)
 
 
+def parse_container_listen(text: str) -> Endpoint | None:
+    """``no``, or an IPv4 address the container runtimes keep in a container's resolv.conf (port 53)."""
+    if text.lower() in ("no", "off", "false", "0"):
+        return None
+    try:
+        address = ipaddress.IPv4Address(text)
+    except ValueError:
+        raise ValueError(f"expected an IPv4 address or no, got {text!r}") from None
+    # Docker and Podman drop loopback nameservers (and use Google's instead when none is left); the
+    # others cannot be a host's own unicast address.
+    if address.is_loopback or address.is_unspecified or address.is_multicast or address == _BROADCAST:
+        raise ValueError(f"{address} cannot reach this host from a container (use a link-local or "
+                         "other non-loopback unicast address)")
+    return Endpoint(address, 53)
+
+
+_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
+
+
 def parse_network(text: str) -> IPNetwork:
     try:
         return ipaddress.ip_network(text, strict=False)
@@ -280,6 +307,7 @@ class Key:
 SCHEMA: dict[str, dict[str, Key]] = {
     "resolver": {
         "listen": Key("127.0.0.35:53", _listof(parse_endpoint)),
+        "container_listen": Key("169.254.0.53", parse_container_listen),
         "upstreams": Key("", _listof(parse_upstream)),
         "upstreams_file": Key("/etc/bootres/upstream-resolv.conf", _optional(parse_path)),
         "strategy": Key("race", parse_strategy),
@@ -459,6 +487,15 @@ def _check_combinations(sections, where, main_path: str) -> list[Problem]:
     resolver = sections["resolver"]
     if not resolver["listen"]:
         problems.append(Problem(*at("resolver", "listen"), "listen: at least one address is needed"))
+    container = resolver["container_listen"]
+    if container is not None:
+        covering = [e for e in resolver["listen"] if e.port == 53 and e.host.version == 4
+                    and (e.host == container.host or e.host.is_unspecified)]
+        if covering:
+            # One socket would be bound twice, and the check of where a query came from would not apply.
+            problems.append(Problem(*at("resolver", "container_listen", "listen"),
+                                    f"container_listen: {container.host} is already covered by listen {covering[0]}"
+                                    " (set container_listen = no, or listen to other addresses)"))
     if resolver["timeout"] <= 0:
         problems.append(Problem(*at("resolver", "timeout"), "timeout: must be more than 0"))
     if resolver["tcp_idle_timeout"] <= 0:

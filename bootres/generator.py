@@ -1,4 +1,5 @@
-"""bootres.socket's addresses from ``[resolver] listen``: the systemd generator's parsing half, and its cache.
+"""bootres.socket's addresses from ``[resolver] listen`` and ``container_listen``: the systemd generator's parsing
+half, and its cache.
 
 systemd runs every generator before it loads any unit, at every boot and
 every ``daemon-reload``, and waits for all of them: a generator's time is on
@@ -31,40 +32,51 @@ DROPIN = os.path.join("bootres.socket.d", "listen.conf")  # under the generator'
 CACHE_DIR = "/var/lib/bootres"
 CACHE_KEY = "generator.key"  # the bytes the script builds from the files: "PATH\n" + contents, each in turn
 CACHE_DROPIN = "generator.conf"
+# "-": without iproute2 the socket still starts (bootres adds the address itself once running); scope host: the
+# address is never picked as the source of this host's other traffic. systemd finds "ip" in its own PATH.
+ADD_ADDRESS = "-ip address replace {address}/32 dev lo scope host"
 
 
-def render(listen: tuple[config.Endpoint, ...]) -> str:
+def render(listen: tuple[config.Endpoint, ...], container: config.Endpoint | None = None) -> str:
+    """The drop-in: a Listen pair per ``listen`` address and for ``container`` (``container_listen``), which
+    ExecStartPre puts on lo before the sockets exist (docs/containers.md)."""
     # The empty assignments drop the unit's own default lines: these replace them, never add to them.
-    lines = ["# Written by bootres-generator from [resolver] listen (bootres.conf and conf.d).", "[Socket]",
-             "ListenDatagram=", "ListenStream="]
-    for endpoint in listen:
+    lines = ["# Written by bootres-generator from [resolver] listen and container_listen (bootres.conf and conf.d).",
+             "[Socket]", "ListenDatagram=", "ListenStream=", "ExecStartPre="]
+    for endpoint in (*listen, *([container] if container is not None and container not in listen else [])):
         lines += [f"ListenDatagram={endpoint}", f"ListenStream={endpoint}"]
+    if container is not None:
+        lines.append(f"ExecStartPre={ADD_ADDRESS.format(address=container.host)}")
     return "\n".join(lines) + "\n"
 
 
-def configured_listen(main_path: str) -> tuple[tuple[config.Endpoint, ...], bytes, list[config.Problem]]:
-    """``listen`` as configured (or the default when the configuration has problems), the script's key, the problems."""
+def configured_listen(main_path: str) -> tuple[tuple[tuple[config.Endpoint, ...], config.Endpoint | None], bytes,
+                                                list[config.Problem]]:
+    """(``listen``, ``container_listen``) as configured (or the defaults when the configuration has problems),
+    the script's key, the problems."""
     # Read once, so the key and the parsed text can never come from two versions of a file.
     files, raw, problems = config.read(main_path)
     key = b"".join(path.encode() + b"\n" + data for path, data in raw)
     if not problems:
         try:
-            return config.parse(files, main_path).resolver.listen, key, []
+            resolver = config.parse(files, main_path).resolver
+            return (resolver.listen, resolver.container_listen), key, []
         except config.ConfigError as exc:
             problems = exc.problems
-    return config.parse([], main_path).resolver.listen, key, problems
+    resolver = config.parse([], main_path).resolver
+    return (resolver.listen, resolver.container_listen), key, problems
 
 
 def generate(normal_dir: str, main_path: str) -> list[str]:
     """Write the drop-in; return the lines to log (none when the configuration is valid)."""
-    listen, _, problems = configured_listen(main_path)
+    (listen, container), _, problems = configured_listen(main_path)
     path = os.path.join(normal_dir, DROPIN)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w", encoding="utf-8") as handle:
-        handle.write(render(listen))
+        handle.write(render(listen, container))
     if not problems:
         return []
-    default = ", ".join(str(endpoint) for endpoint in listen)
+    default = ", ".join(str(endpoint) for endpoint in (*listen, *([container] if container else [])))
     return [str(problem) for problem in problems] + [
         f"bootres.socket listens on the default {default} until the configuration is fixed"]
 
@@ -76,11 +88,11 @@ def refresh_cache(main_path: str = config.DEFAULT_PATH, cache_dir: str = CACHE_D
     meanwhile never pairs a key with another configuration's drop-in.
     Raises OSError when the cache directory is not writable.
     """
-    listen, key, problems = configured_listen(main_path)
+    (listen, container), key, problems = configured_listen(main_path)
     if problems:
         return False
     key_path, dropin_path = os.path.join(cache_dir, CACHE_KEY), os.path.join(cache_dir, CACHE_DROPIN)
-    text = render(listen).encode()
+    text = render(listen, container).encode()
     if read_bytes(key_path) == key and read_bytes(dropin_path) == text:
         return True
     try:

@@ -161,6 +161,13 @@ def render_human(report: dict) -> str:
         f" · cache {cache.get('entries', 0)} ({hit_rate}, {cache.get('stale_served', 0)} stale,"
         f" {cache.get('refreshes', 0)} refreshed ahead)",
     )
+    container = resolver.get("container_listen")
+    if container:
+        where = "on lo" if container.get("on_lo") else "NOT on lo"
+        state = "answering" if container.get("answering") else "waiting for netlink"
+        nets = " ".join(container.get("container_networks", [])) or "none yet"
+        _field(lines, "Containers", f"{container.get('address')} ({where}, {state}) · container networks {nets}"
+                                    f" · {container.get('outside', 0)} queries from outside")
     _field(
         lines,
         "Upstreams",
@@ -297,6 +304,10 @@ def to_prometheus(report: dict) -> str:
     metric("default_router_info", "gauge", "The default router in use and how it was learnt.",
            [({"address": default, "source": router.get("source") or "unknown"}, 1)] if default else [])
     metric("routers", "gauge", "Routers known from discovery.", [({}, len(router.get("routers", [])))])
+    container = resolver.get("container_listen") or {}
+    metric("container_outside_queries_total", "counter",
+           "Queries to container_listen that arrived from beyond this host and its containers.",
+           [({}, container.get("outside", 0))] if container else [])
     metric("errors", "gauge", "Recent errors listed in bootres status.", [({}, len(report.get("errors", [])))])
     return "\n".join(out) + "\n"
 

@@ -165,8 +165,11 @@ class Stub:
 
     # --- the measured hot path
 
-    def fast_answer(self, data: bytes, host: str, now: float) -> bytes | None:
+    def fast_answer(self, data: bytes, host: str | None, now: float) -> bytes | None:
         """The reply to a plain UDP query answered from fresh cache, or None for the slow path.
+
+        ``host`` None: a client the shell vouches for (the container address's
+        own check), as in ``query_received``.
 
         Clients ask the same question in the same bytes again and again (same
         flags, spelling and EDNS; only the ID differs), so the reply after
@@ -179,7 +182,7 @@ class Stub:
         refresh (``_want_refresh``).
         """
         try:
-            if self._acl.get(host) is not True:
+            if host is not None and self._acl.get(host) is not True:
                 return None
             shape = data[2:]
             seen = self._shapes.get(shape)
@@ -218,7 +221,8 @@ class Stub:
     # --- inputs
 
     def query_received(self, data: bytes, client: Any, host: str | None, tcp: bool, now: float) -> None:
-        """A query from ``host`` (None: the service itself, e.g. ``bootres query``)."""
+        """A query from ``host`` (None: the service itself, e.g. ``bootres query``, or a client the shell vouches
+        for: a container or this host on the container address)."""
         self.queries += 1
         waiter = before = None
         try:

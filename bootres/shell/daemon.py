@@ -34,7 +34,7 @@ import sys
 import time
 
 from bootres import __version__, config, status
-from bootres.core import resolvconf
+from bootres.core import containerside, resolvconf
 from bootres.core.sources import is_loopback
 from bootres.shell import control, sd
 from bootres.shell.fileio import atomic_write
@@ -98,7 +98,7 @@ class Daemon:
         log.addHandler(self.recent)
         self.started = time.monotonic()
         self.conditions: dict[str, str] = {}  # daemon-level problems by topic, for status
-        self.resolv = (ManagedResolvConf(log.getChild("resolv.conf"), [e.sockaddr for e in cfg.resolver.listen])
+        self.resolv = (ManagedResolvConf(log.getChild("resolv.conf"), [e.sockaddr for e in cfg.resolver.endpoints])
                        if cfg.resolver.manage_resolv_conf else None)
         self.resolver = None
         self.router = None
@@ -186,7 +186,8 @@ class Daemon:
                           generator.CACHE_DIR, exc.strerror or exc)
 
     def _listeners(self) -> tuple[list[tuple], list[socket.socket]]:
-        """(endpoint, udp, tcp) for every ``listen`` address, and the sockets for systemd's fd store.
+        """(endpoint, udp, tcp) for every ``listen`` address and ``container_listen``, and the sockets for systemd's
+        fd store.
 
         Taken from bootres.socket (systemd bound them before sysinit.target and
         keeps them across restarts itself), else from the fd store (kept
@@ -204,7 +205,7 @@ class Daemon:
                 replaced[1].close()
             passed[(sock.type, sock.getsockname()[:2])] = (name, sock)
         listeners, store = [], []
-        for endpoint in self.cfg.resolver.listen:
+        for endpoint in self.cfg.resolver.endpoints:
             name, udp = passed.pop((socket.SOCK_DGRAM, endpoint.sockaddr), (None, None))
             _, tcp = passed.pop((socket.SOCK_STREAM, endpoint.sockaddr), (None, None))
             if udp is not None and tcp is not None:
@@ -219,7 +220,7 @@ class Daemon:
                 for sock in (udp, tcp):
                     if sock is not None:
                         sock.close()
-                udp, tcp = dnsio.bind_listener(endpoint)
+                udp, tcp = dnsio.bind_listener(endpoint, free=endpoint == self.cfg.resolver.container_listen)
                 store += [udp, tcp]
             listeners.append((endpoint, udp, tcp))
         stale: dict[str, set[str]] = {}
@@ -248,12 +249,24 @@ class Daemon:
         watch.subscribe(self.files.observe)
         # Upstreams found unreachable before DHCP gave the host a route are asked again when one appears.
         watch.subscribe(self.resolver.routes_changed)
+        container = self.cfg.resolver.container_listen
+        if container is not None:
+            from bootres.shell.containersideio import ContainerAddress
+
+            keeper = ContainerAddress(container, self.log.getChild("containers"), watch,
+                                      self.resolver.container_side_changed,
+                                      lambda problem: self._condition("container_listen", problem))
+            watch.subscribe(keeper.observe)
         try:
             await watch.start()
         except Exception as exc:  # no netlink (a locked-down container; pyroute2's NetlinkError is no OSError)
             self.log.error("cannot watch interfaces and routes over netlink: %s", getattr(exc, "strerror", None) or exc)
             self.conditions["netlink"] = f"no netlink: router discovery off, no addresses in the hosts block ({exc})"
             watch = None
+            if container is not None:
+                # Blind to interfaces: only this host's own queries (on lo) count as the container side.
+                await self.resolver.container_side_changed(containerside.ContainerSide(
+                    frozenset({socket.if_nametoindex("lo")}), (), False))
         self.netlink = watch
         await self.files.start()
         if watch is None:
@@ -473,6 +486,7 @@ class Daemon:
             key for key, old, now in (
                 ("[service] state_dir", self.cfg.service.state_dir, new.service.state_dir),
                 ("[resolver] listen", self.cfg.resolver.listen, new.resolver.listen),
+                ("[resolver] container_listen", self.cfg.resolver.container_listen, new.resolver.container_listen),
                 ("[resolver] manage_resolv_conf", self.cfg.resolver.manage_resolv_conf, new.resolver.manage_resolv_conf),
             ) if old != now
         ]
@@ -486,6 +500,7 @@ class Daemon:
                 resolver=dataclasses.replace(
                     new.resolver,
                     listen=self.cfg.resolver.listen,
+                    container_listen=self.cfg.resolver.container_listen,
                     manage_resolv_conf=self.cfg.resolver.manage_resolv_conf,
                 ),
             )

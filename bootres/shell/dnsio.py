@@ -33,14 +33,23 @@ TCP_BURST = 64  # messages from one TCP client per turn of the loop...
 TCP_BURST_BYTES = 65536  # ...or fewer, once their answers reach this many bytes
 TCP_READ_SIZE = 4096  # input buffer of a TCP connection, grown only for a longer message
 RECV_BUFFER = 4 * 1024 * 1024
+# linux/in.h; Python's socket module lacks both
+IP_PKTINFO = 8  # the arrival interface of each datagram
+IP_FREEBIND = 15  # bind an address no interface has yet
+_PKTINFO_SPACE = socket.CMSG_SPACE(12)  # struct in_pktinfo: int ifindex, in_addr spec_dst, in_addr addr
 
 
 def _family(host) -> int:
     return socket.AF_INET6 if host.version == 6 else socket.AF_INET
 
 
-def bind_listener(endpoint: Endpoint) -> tuple[socket.socket, socket.socket]:
-    """UDP and TCP sockets bound to ``endpoint``; OSError names the address on failure."""
+def bind_listener(endpoint: Endpoint, free: bool = False) -> tuple[socket.socket, socket.socket]:
+    """UDP and TCP sockets bound to ``endpoint``; OSError names the address on failure.
+
+    ``free``: bind even while no interface has the address yet (IP_FREEBIND,
+    as bootres.socket's FreeBind=yes), for the container address bootres
+    puts on lo itself once netlink is up.
+    """
     family = _family(endpoint.host)
     made = []
     try:
@@ -49,6 +58,8 @@ def bind_listener(endpoint: Endpoint) -> tuple[socket.socket, socket.socket]:
             made.append(sock)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if free:
+                sock.setsockopt(socket.IPPROTO_IP, IP_FREEBIND, 1)
             if kind == socket.SOCK_STREAM:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             else:
@@ -133,6 +144,61 @@ class UdpListener:
                 batch.send(fd, replies)
             if count < _Batch.SIZE:
                 return
+
+    def close(self) -> None:
+        self._loop.remove_reader(self._sock.fileno())
+        self._sock.close()
+
+
+class ContainerUdpListener:
+    """Client queries on the container address: where each datagram arrived decides who sent it.
+
+    A datagram that arrived on the container side (``core.containerside``:
+    lo, a veth, a bridge of veths) is this host's or a container's and is
+    served whatever its source address (``host`` None to the core: no
+    ``allow`` check).  One that arrived anywhere else came from beyond the
+    host and is counted in ``outside``; the core treats it as a query to any
+    listener (REFUSED unless ``allow`` lists its source: the reply is the
+    question and a header, never larger than the query).  recvmsg with
+    IP_PKTINFO, one datagram per call: containers' lookups are not the hot
+    path the host's own are.
+    """
+
+    def __init__(self, loop, sock: socket.socket, side: Callable, fast: Callable, slow: Callable, after: Callable):
+        self._loop = loop
+        self._sock = sock
+        self._side = side  # () -> ContainerSide, the latest
+        self._fast, self._slow, self._after = fast, slow, after
+        self.outside = 0
+        sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+        loop.add_reader(sock.fileno(), self._readable)
+
+    def _readable(self) -> None:
+        sock, fast, slow = self._sock, self._fast, self._slow
+        now = self._loop.time()
+        side = self._side()
+        for _ in range(UDP_BURST):
+            try:
+                data, ancillary, _, peer = sock.recvmsg(65535, _PKTINFO_SPACE)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                continue  # an ICMP error queued on the socket; not a query
+            ifindex = next((struct.unpack_from("i", cdata)[0] for level, kind, cdata in ancillary
+                            if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(cdata) >= 4), None)
+            host = None
+            if ifindex is None or not side.admits_arrival(ifindex):
+                self.outside += 1
+                host = peer[0]
+            reply = fast(data, host, now)
+            if reply is None:
+                slow(data, (sock, peer), host, now)
+                continue
+            try:
+                sock.sendto(reply, peer)
+            except OSError:
+                pass  # client gone or buffer full: UDP clients retry
+        self._after()
 
     def close(self) -> None:
         self._loop.remove_reader(self._sock.fileno())
@@ -349,10 +415,13 @@ class TcpPool:
 class TcpListener:
     """Client queries over TCP (RFC 7766): length-prefixed, several per connection."""
 
-    def __init__(self, sock: socket.socket, handle: Callable, pool: TcpPool):
+    def __init__(self, sock: socket.socket, handle: Callable, pool: TcpPool, side: Callable | None = None):
+        """``side``: the container address's listener (``ContainerUdpListener``): () -> ContainerSide."""
         self._sock = sock
         self._handle = handle  # (data, connection, host) -> None; the reply comes back via send_tcp_reply
         self._pool = pool
+        self.side = side
+        self.outside = 0
         self._server: asyncio.base_events.Server | None = None
 
     async def start(self) -> None:
@@ -404,6 +473,13 @@ class _TcpConnection(asyncio.BufferedProtocol):
     def connection_made(self, transport) -> None:
         self.transport = transport
         self._host = transport.get_extra_info("peername")[0]
+        side = self.listener.side
+        if side is not None:
+            # TCP tells no arrival interface: the peer must be on the container side's networks.
+            if side().admits_peer(self._host):
+                self._host = None
+            else:
+                self.listener.outside += 1
         transport.set_write_buffer_limits(high=self.pool.limits.output_queue // 4)
         self.pool.add(self)
 

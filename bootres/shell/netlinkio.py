@@ -67,6 +67,7 @@ _IFF_BROADCAST = 0x2
 _IFF_LOOPBACK = 0x8
 _IFF_MULTICAST = 0x1000
 _RT_SCOPE_UNIVERSE = 0
+_RT_SCOPE_HOST = 254
 _RTN_UNICAST = 1
 # linux/if_addr.h: an IPv6 address that cannot, or should not, name this host:
 # a privacy address (changes daily), one still in or failed duplicate
@@ -86,6 +87,8 @@ class Link:
     multicast: bool
     addresses: tuple[ipaddress.IPv4Interface, ...]
     addresses6: tuple[ipaddress.IPv6Interface, ...] = ()
+    kind: str | None = None  # IFLA_INFO_KIND: "veth", "bridge", ...; None for a NIC
+    master: int | None = None  # the bridge (or bond) this link is a port of
 
 
 @dataclass(frozen=True)
@@ -142,6 +145,7 @@ class Netlink:
         links = []
         for msg in ipr.get_links():
             flags = msg["flags"]
+            info = msg.get_attr("IFLA_LINKINFO")
             links.append(
                 Link(
                     index=msg["index"],
@@ -152,6 +156,8 @@ class Netlink:
                     multicast=bool(flags & _IFF_MULTICAST),
                     addresses=tuple(a for a, _ in addresses.get(msg["index"], [])),
                     addresses6=tuple(addresses6.get(msg["index"], ())),
+                    kind=info.get_attr("IFLA_INFO_KIND") if info is not None else None,
+                    master=msg.get_attr("IFLA_MASTER") or None,
                 )
             )
         routes = self._default_routes(ipr)
@@ -170,6 +176,10 @@ class Netlink:
             )
             found.append((route, metric, msg.get_attr("RTA_PREFSRC")))
         return found
+
+    def add_host_address(self, address: ipaddress.IPv4Address, ifindex: int) -> None:
+        """Put ``address``/32 on ``ifindex`` (lo) with scope host: never a source address for other destinations."""
+        self._socket().addr("replace", index=ifindex, address=str(address), prefixlen=32, scope=_RT_SCOPE_HOST)
 
     def set_default_route(self, gateway: ipaddress.IPv4Address, ifindex: int | None) -> None:
         """Install bootres's default route via ``gateway``, replacing an older one of ours."""

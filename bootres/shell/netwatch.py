@@ -124,6 +124,9 @@ class NetlinkWatch:
     async def clear_default_route(self) -> int:
         return await self._on_worker(self._netlink.clear_default_route)
 
+    async def add_host_address(self, address: ipaddress.IPv4Address, ifindex: int) -> None:
+        await self._on_worker(self._netlink.add_host_address, address, ifindex)
+
     async def _on_worker(self, operation, *args):
         if self._stopped:
             raise RuntimeError("the netlink watch is stopped")

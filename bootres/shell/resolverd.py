@@ -28,7 +28,7 @@ from bootres.core import dnsmsg
 from bootres.core.cache import Cache, CacheFileError, Snapshot
 from bootres.core.effects import CloseUpstream, Log, Respond, SendUpstream
 from bootres.core.hostsdb import HostsDB, parse_hosts
-from bootres.core import sources
+from bootres.core import containerside, sources
 from bootres.core.stub import Stub, StubSettings
 from bootres.shell import control, dnsio
 from bootres.shell.fileio import FileRead, atomic_write, read_changed
@@ -92,6 +92,10 @@ class ResolverService:
         self._saving: asyncio.Task | None = None
         self._settling: asyncio.Future | None = None  # set while settled() waits
         self.listening: list[str] = []
+        self._container: tuple[Endpoint, socket.socket, socket.socket] | None = None  # bound, not yet read
+        self._container_side = containerside.NOTHING
+        self._container_udp: dnsio.ContainerUdpListener | None = None
+        self._container_tcp: dnsio.TcpListener | None = None
 
     # --- life cycle
 
@@ -105,9 +109,15 @@ class ResolverService:
         # run holding the interpreter lock all the same.
         self._load_cache()
         self._apply_files(*self._files_reader()())
-        bound = self._given_listeners or [(ep, *dnsio.bind_listener(ep)) for ep in self.cfg.listen]
+        bound = self._given_listeners or [
+            (ep, *dnsio.bind_listener(ep, free=ep == self.cfg.container_listen)) for ep in self.cfg.endpoints]
         self._upstream_io = dnsio.UpstreamSockets(self._loop, self._upstream_reply, self._upstream_failed)
         for endpoint, udp, tcp in bound:
+            if endpoint == self.cfg.container_listen:
+                # Read once the container side is known (container_side_changed): until then its queries wait
+                # in the sockets' queues, neither refused nor admitted blind.
+                self._container = (endpoint, udp, tcp)
+                continue
             self._udp.append(dnsio.UdpListener(self._loop, udp, self.stub.fast_answer, self._udp_query,
                                                self._arm_timer))
             listener = dnsio.TcpListener(tcp, self._tcp_query, self._tcp_pool)
@@ -135,12 +145,39 @@ class ResolverService:
         finally:
             self._settling = None
 
+    async def container_side_changed(self, side: containerside.ContainerSide) -> None:
+        """Where the container address may be asked from now (the daemon's ContainerAddress, from netlink).
+
+        The first call starts reading the container address's sockets.
+        """
+        self._container_side = side
+        if self._container is None:
+            return
+        endpoint, udp, tcp = self._container
+        self._container = None
+        self._container_udp = dnsio.ContainerUdpListener(self._loop, udp, self._side, self.stub.fast_answer,
+                                                         self._udp_query, self._arm_timer)
+        self._container_tcp = dnsio.TcpListener(tcp, self._tcp_query, self._tcp_pool, side=self._side)
+        await self._container_tcp.start()
+        self.listening.append(str(endpoint))
+
+    def _side(self) -> containerside.ContainerSide:
+        return self._container_side
+
     async def stop(self) -> None:
         for listener in self._udp:
             listener.close()
         for tcp in self._tcp:
             await tcp.close()
         self._udp, self._tcp = [], []
+        if self._container_udp is not None:
+            self._container_udp.close()
+            await self._container_tcp.close()
+            self._container_udp = self._container_tcp = None
+        if self._container is not None:
+            for sock in self._container[1:]:
+                sock.close()
+            self._container = None
         if self._timer is not None:
             self._timer.cancel()
         if self._watch is not None:
@@ -209,7 +246,22 @@ class ResolverService:
     def status(self) -> dict:
         used = set(self.selection.used)  # a static list stands by while a dynamic source has nameservers
         return {"listen": list(self.listening), **self.stub.status(), "tcp": self._tcp_pool.status(),
+                "container_listen": self._container_status(),
                 "sources": [{**entry, "in_use": entry["name"] in used} for entry in self.sources.status()]}
+
+    def _container_status(self) -> dict | None:
+        endpoint = self.cfg.container_listen
+        if endpoint is None:
+            return None
+        side = self._container_side
+        return {
+            "address": str(endpoint.host),
+            "answering": self._container_udp is not None,
+            "on_lo": side.address_on_lo,
+            "container_networks": [str(network) for network in side.networks],
+            # Queries from beyond the container side: refused unless ``allow`` lists their source.
+            "outside": (self._container_udp.outside + self._container_tcp.outside) if self._container_udp else 0,
+        }
 
     def set_rewritten_resolv_conf(self, record: sources.SourceRecord | None) -> None:
         """Nameservers another program wrote into /etc/resolv.conf: one more source (the daemon's guard)."""
@@ -415,7 +467,7 @@ class ResolverService:
             self.sources.records(),
             tuple(u.sockaddr for u in cfg.upstreams),
             tuple((domain, u.sockaddr) for domain, u in cfg.upstream_domains),
-            frozenset(e.sockaddr for e in cfg.listen),
+            frozenset(e.sockaddr for e in cfg.endpoints),
         )
         # Said once: the same loopback nameserver would otherwise be reported at every change.
         for warning in selection.warnings:

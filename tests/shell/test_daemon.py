@@ -39,6 +39,8 @@ def write_config(path: Path, *, work: Path, upstream: tuple[str, int], port: int
         f"""\
 [resolver]
 listen = 127.0.0.1:{port}
+# This machine's own namespace: nothing on its lo (the container address has tests/net and tests/boot).
+container_listen = no
 manage_resolv_conf = no
 upstreams = {upstream[0]}:{upstream[1]}
 cache_file = {work}/cache.db

@@ -41,6 +41,7 @@ def resolver_config(tmp_path) -> config.ResolverConfig:
     path = str(tmp_path / "bootres.conf")
     text = f"""[resolver]
 listen = 127.0.0.1:{free_port()}
+container_listen = no
 upstreams = 198.18.0.10
 cache_size = 20000
 cache_file = {tmp_path}/state/cache.db

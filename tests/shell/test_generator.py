@@ -41,23 +41,48 @@ def test_dropin_lists_every_listen_address_for_udp_and_tcp(tmp_path):
     assert generator.generate(str(tmp_path / "out"), main) == []
     dropin = (tmp_path / "out" / "bootres.socket.d" / "listen.conf").read_text()
     # The empty lines first: they drop the unit's default Listen lines.
-    assert dropin.splitlines()[1:] == ["[Socket]", "ListenDatagram=", "ListenStream=",
+    assert dropin.splitlines()[1:] == ["[Socket]", "ListenDatagram=", "ListenStream=", "ExecStartPre=",
                                        "ListenDatagram=127.0.0.35:53", "ListenStream=127.0.0.35:53",
-                                       "ListenDatagram=[::1]:5353", "ListenStream=[::1]:5353"]
+                                       "ListenDatagram=[::1]:5353", "ListenStream=[::1]:5353",
+                                       "ListenDatagram=169.254.0.53:53", "ListenStream=169.254.0.53:53",
+                                       "ExecStartPre=-ip address replace 169.254.0.53/32 dev lo scope host"]
+
+
+def test_container_listen_is_listened_on_and_put_on_lo_first_unless_no(tmp_path):
+    main = etc(tmp_path, "[resolver]\ncontainer_listen = 198.18.53.53\n")
+    generator.generate(str(tmp_path / "out"), main)
+    dropin = (tmp_path / "out" / "bootres.socket.d" / "listen.conf").read_text().splitlines()
+    assert dropin[-3:] == ["ListenDatagram=198.18.53.53:53", "ListenStream=198.18.53.53:53",
+                           "ExecStartPre=-ip address replace 198.18.53.53/32 dev lo scope host"]
+    etc(tmp_path, "[resolver]\ncontainer_listen = no\n")
+    generator.generate(str(tmp_path / "out"), main)
+    dropin = (tmp_path / "out" / "bootres.socket.d" / "listen.conf").read_text().splitlines()
+    # The empty ExecStartPre= drops the unit's own: nothing is put on lo.
+    assert dropin[1:] == ["[Socket]", "ListenDatagram=", "ListenStream=", "ExecStartPre=",
+                          "ListenDatagram=127.0.0.35:53", "ListenStream=127.0.0.35:53"]
+
+
+def test_shipped_unit_defaults_are_what_the_generator_renders_for_the_shipped_configuration(tmp_path):
+    """The unit's own lines (used when no drop-in exists) say what the default configuration's drop-in says."""
+    unit = (SCRIPT.parent / "bootres.socket").read_text().splitlines()
+    own = [line for line in unit if line.startswith(("ListenDatagram=", "ListenStream=", "ExecStartPre="))]
+    rendered = generator.render(*generator.configured_listen(str(tmp_path / "none.conf"))[0]).splitlines()
+    assert own == [line for line in rendered if "=" in line and not line.endswith("=")]
 
 
 def test_broken_configuration_listens_on_the_default_and_says_why(tmp_path):
     main = etc(tmp_path, "[resolver]\nlisten = 198.18.0.53\n", **{"99-typo.conf": "[resolver]\nlisten = nowhere\n"})
     lines = generator.generate(str(tmp_path / "out"), main)
     assert lines[0].startswith(f"{main[:-len('bootres.conf')]}conf.d/99-typo.conf:2: listen: bad address")
-    assert lines[-1] == "bootres.socket listens on the default 127.0.0.35:53 until the configuration is fixed"
+    assert lines[-1] == ("bootres.socket listens on the default 127.0.0.35:53, 169.254.0.53:53 until the configuration"
+                         " is fixed")
     dropin = (tmp_path / "out" / "bootres.socket.d" / "listen.conf").read_text()
     assert "ListenDatagram=127.0.0.35:53\n" in dropin and "198.18.0.53" not in dropin
 
 
 def test_unreadable_main_file_is_a_problem_too(tmp_path):
-    listen, _, problems = generator.configured_listen(str(tmp_path / "missing.conf"))
-    assert listen == config.parse([]).resolver.listen
+    (listen, container), _, problems = generator.configured_listen(str(tmp_path / "missing.conf"))
+    assert (listen, container) == (config.parse([]).resolver.listen, config.parse([]).resolver.container_listen)
     assert problems and "cannot read" in str(problems[0])
 
 
