@@ -267,12 +267,14 @@ def prepare_image(work: Path, deb: Path | None, extra: dict[str, str] | None = N
 class Container:
     """``systemd-nspawn --boot`` of ``root`` in a cgroup of its own; ``run()`` executes inside."""
 
-    def __init__(self, root: Path, name: str, unified_cgroup: bool = False):
+    def __init__(self, root: Path, name: str, unified_cgroup: bool = False, nspawn_args: tuple[str, ...] = ()):
         """``unified_cgroup``: a pure cgroup v2 tree for the guest, as a Debian 13 host has (nspawn 252 gives a
-        hybrid one by default, on which trixie's systemd logs "tainted: cgroupsv1")."""
+        hybrid one by default, on which trixie's systemd logs "tainted: cgroupsv1"). ``nspawn_args``: more
+        options for systemd-nspawn (a container runtime inside needs more capabilities)."""
         self.root = root
         self.name = name
         self.unified_cgroup = unified_cgroup
+        self.nspawn_args = tuple(nspawn_args)
         self.console = root.parent / "console.log"
         self.cgroups = _cgroup_dirs(f"bootres-boot-{name}")
         self.proc: subprocess.Popen | None = None
@@ -286,7 +288,7 @@ class Container:
         self.proc = subprocess.Popen(
             ["systemd-nspawn", "-D", str(self.root), "--boot", "--register=no", "--keep-unit",
              "--private-network", "--resolv-conf=off", "--timezone=off", "--link-journal=no",
-             "--console=pipe", f"--machine={self.name}"],
+             "--console=pipe", f"--machine={self.name}", *self.nspawn_args],
             stdin=subprocess.DEVNULL, stdout=open(self.console, "w"), stderr=subprocess.STDOUT,
             env={"PATH": CLEAN_PATH, **({"SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "1"} if self.unified_cgroup else {})},
             preexec_fn=self._enter_cgroups,

@@ -271,11 +271,12 @@ def base(setup: Setup) -> Path:
     return bootlab.base_rootfs((*SITE_PACKAGES, *setup.packages), setup.suite)
 
 
-def prepare(setup: Setup, work: Path, deb: Path) -> tuple[Path, dict[str, bytes | str | None]]:
+def prepare(setup: Setup, work: Path, deb: Path, install: bool = True) -> tuple[Path, dict[str, bytes | str | None]]:
     """A fresh copy of the setup's base with the site, the network stack's configuration and the .deb.
 
     Returns the root and what KEPT_FILES held just before the .deb went in:
-    bytes, ``"-> TARGET"`` for a symlink, None for no file.
+    bytes, ``"-> TARGET"`` for a symlink, None for no file.  ``install``
+    False: the .deb is left in /root, for the booted system to install.
     """
     root = work / "root"
     bootlab.run("cp", "-a", "--reflink=auto", str(base(setup)), str(root))
@@ -316,7 +317,10 @@ def prepare(setup: Setup, work: Path, deb: Path) -> tuple[Path, dict[str, bytes 
     for command in setup.image_commands:
         bootlab.run(*chroot, "sh", "-c", command)
     before = snapshot(root)
-    bootlab.install_deb(root, deb)
+    if install:
+        bootlab.install_deb(root, deb)
+    else:
+        shutil.copy(deb, root / "root" / deb.name)
     return root, before
 
 

@@ -312,3 +312,38 @@ def test_any_hosts_file_comes_back(tmp_path_factory, lines, final_newline):
     root = make_root(tmp_path_factory.mktemp("hosts"), hosts=text.encode())
     before = full_cycle(root)
     assert snapshot(root) == before
+
+
+PRERM = REPO / "debian" / "bootres.prerm"
+
+
+def fake_process(root: Path, pid: int, mount_ns: str, resolv: str | None) -> None:
+    """/proc/PID as prerm reads it: ns/mnt (a link naming the namespace) and root/etc/resolv.conf."""
+    process = root / "proc" / str(pid)
+    (process / "ns").mkdir(parents=True)
+    os.symlink(f"mnt:[{mount_ns}]", process / "ns" / "mnt")
+    if resolv is None:
+        os.symlink("../..", process / "root")  # the host's own view: the same /etc/resolv.conf
+    else:
+        (process / "root" / "etc").mkdir(parents=True)
+        (process / "root" / "etc" / "resolv.conf").write_text(resolv)
+
+
+def test_prerm_counts_running_containers_that_name_the_container_address(tmp_path):
+    root = make_root(tmp_path)
+    (root / "etc" / "resolv.conf").write_text("nameserver 127.0.0.35\nnameserver 169.254.0.53\n")
+    fake_process(root, 1, "4026531841", None)  # init
+    fake_process(root, 2, "4026531841", None)
+    fake_process(root, 50, "4026532001", None)  # a service with private mounts: the host's file
+    fake_process(root, 100, "4026532100", "nameserver 169.254.0.53\n")  # docker bridge
+    fake_process(root, 101, "4026532100", "nameserver 169.254.0.53\n")  # the same container again
+    fake_process(root, 200, "4026532200", "nameserver 198.18.105.1\nnameserver  169.254.0.53 \n")  # podman network
+    fake_process(root, 300, "4026532300", "nameserver 198.18.0.10\n")  # started before bootres
+    out = script(PRERM, root, "remove").stdout
+    assert out.startswith("bootres: 2 running container(s) name 169.254.0.53 (bootres) as nameserver")
+    assert "restart them" in out and out.count("\n") == 1
+    assert script(PRERM, root, "upgrade", "0.1.0").stdout == ""  # an upgrade keeps the address answering
+
+
+def test_prerm_says_nothing_without_containers(tmp_path):
+    assert script(PRERM, make_root(tmp_path), "remove").stdout == ""
