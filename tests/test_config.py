@@ -33,6 +33,8 @@ def test_empty_file_gives_the_documented_defaults(tmp_path):
     assert cfg.resolver.listen == (Endpoint(ipaddress.ip_address("127.0.0.35"), 53),)
     assert cfg.resolver.upstreams == () and cfg.resolver.upstream_domains == ()
     assert cfg.resolver.manage_resolv_conf is True  # installed means in the path
+    assert cfg.resolver.container_listen == Endpoint(ipaddress.ip_address("169.254.0.53"), 53)
+    assert cfg.resolver.endpoints == (*cfg.resolver.listen, cfg.resolver.container_listen)
     assert cfg.resolver.upstreams_file == "/etc/bootres/upstream-resolv.conf"
     assert cfg.resolver.strategy == "race"
     assert cfg.resolver.hedge_delay is None
@@ -133,6 +135,13 @@ MISTAKES = [
     ("[hosts]\nrefresh_interval = often\n", 2, "refresh_interval: bad duration 'often'"),
     ("[hosts]\npin = a.example.com\nrefresh_interval = 5ms\n", 3, "refresh_interval: must be at least 1s"),
     ("[router]\nstatic = 2001:db8::1\n", 2, "bad IPv4 address"),
+    ("[resolver]\ncontainer_listen = 127.0.0.53\n", 2, "127.0.0.53 cannot reach this host from a container"),
+    ("[resolver]\ncontainer_listen = fe80::53\n", 2, "expected an IPv4 address or no"),
+    ("[resolver]\ncontainer_listen = 169.254.0.53:5353\n", 2, "expected an IPv4 address or no"),
+    ("[resolver]\ncontainer_listen = 224.0.0.53\n", 2, "cannot reach this host from a container"),
+    ("[resolver]\nlisten = 0.0.0.0:53\n", 2, "169.254.0.53 is already covered by listen 0.0.0.0:53"),
+    ("[resolver]\nlisten = 127.0.0.35\ncontainer_listen = 127.0.0.35\n", 3, "cannot reach this host from a"),
+    ("[resolver]\nlisten = 198.18.0.53\ncontainer_listen = 198.18.0.53\n", 3, "already covered by listen"),
     ("[router]\ninterfaces = eth0 a/b\n", 2, "bad interface name"),
 ]
 
@@ -324,3 +333,9 @@ def test_every_problem_is_at_a_line_that_exists_and_every_stray_is_reported(text
         assert strays <= {p.line for p in exc.problems if p.message.startswith("stray ")}
     else:
         assert not strays
+
+
+def test_container_listen_no_leaves_the_listen_addresses_alone(tmp_path):
+    cfg = config.load(write(tmp_path, "[resolver]\nlisten = 127.0.0.35 [::1]:53\ncontainer_listen = no\n"))
+    assert cfg.resolver.container_listen is None
+    assert cfg.resolver.endpoints == cfg.resolver.listen

@@ -416,7 +416,8 @@ class TcpListener:
     """Client queries over TCP (RFC 7766): length-prefixed, several per connection."""
 
     def __init__(self, sock: socket.socket, handle: Callable, pool: TcpPool, side: Callable | None = None):
-        """``side``: the container address's listener (``ContainerUdpListener``): () -> ContainerSide."""
+        """``side``: on the container address, () -> ContainerSide, which admits each connection by its peer
+        (as ``ContainerUdpListener`` admits each datagram by its arrival interface)."""
         self._sock = sock
         self._handle = handle  # (data, connection, host) -> None; the reply comes back via send_tcp_reply
         self._pool = pool

@@ -159,7 +159,6 @@ class ResolverService:
                                                          self._udp_query, self._arm_timer)
         self._container_tcp = dnsio.TcpListener(tcp, self._tcp_query, self._tcp_pool, side=self._side)
         await self._container_tcp.start()
-        self.listening.append(str(endpoint))
 
     def _side(self) -> containerside.ContainerSide:
         return self._container_side

@@ -144,11 +144,12 @@ def leaks(box: sitelab.Box, zero: bool = False) -> dict[str, int]:
     listing = box.run("iptables", "-t", "mangle", "-L", "leaks", "-v", "-x", "-n").stdout
     if zero:
         box.run("iptables", "-t", "mangle", "-Z", "leaks")
-    counted = {}
+    counted = dict.fromkeys(("to_google", "udp_elsewhere", "tcp_elsewhere"), 0)
     for row in listing.splitlines():
         words = row.split()
         if words and words[0].isdigit() and "/*" in words:
-            counted[words[words.index("/*") + 1]] = int(words[0])
+            # Summed: iptables makes one rule per address of "-d A,B", each with the comment.
+            counted[words[words.index("/*") + 1]] += int(words[0])
     return counted
 
 

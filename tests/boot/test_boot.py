@@ -120,15 +120,20 @@ def test_service_and_socket_active_and_enabled(box):
 
 
 def test_socket_listens_on_the_configured_address_from_the_generator(box):
-    assert box.show("bootres.socket", "Listen").split() == ["127.0.0.35:53", "(Datagram)", "127.0.0.35:53", "(Stream)"]
+    assert box.show("bootres.socket", "Listen").split() == [
+        "127.0.0.35:53", "(Datagram)", "127.0.0.35:53", "(Stream)",
+        "169.254.0.53:53", "(Datagram)", "169.254.0.53:53", "(Stream)"]  # and container_listen (issue 20)
     dropin = box.run("cat", "/run/systemd/generator/bootres.socket.d/listen.conf").stdout
-    assert "ListenDatagram=127.0.0.35:53\n" in dropin
+    assert "ListenDatagram=127.0.0.35:53\n" in dropin and "ListenDatagram=169.254.0.53:53\n" in dropin
     # The daemon caches it once running, so the next boot's generator copies it instead of starting Python.
     wait_until(lambda: box.run("cat", "/var/lib/bootres/generator.conf", check=False).stdout == dropin,
                what="the generator's cache")
     log = box.run("journalctl", "-b", "-u", "bootres.service", "--no-pager", "-o", "cat").stdout
     assert "listening on 127.0.0.35:53 with the sockets of bootres.socket" in log
-
+    assert "listening on 169.254.0.53:53 with the sockets of bootres.socket" in log
+    # The socket's ExecStartPre put the container address on lo before anything ran: bootres found it there.
+    assert "inet 169.254.0.53/32 scope host lo" in box.run("ip", "-4", "address", "show", "dev", "lo").stdout
+    assert "put on lo" not in log
 
 def test_ready_before_nss_lookup_sockets_before_sysinit_and_network_online(box):
     service = int(box.show("bootres.service", "ActiveEnterTimestampMonotonic"))
@@ -276,7 +281,7 @@ def test_upgraded_only_the_service_restarts_and_no_query_is_lost(box, built):
     sockets_since = box.show("bootres.socket", "ActiveEnterTimestampMonotonic")
     pid = box.show("bootres.service", "MainPID")
     journal = ["journalctl", "-b", "-u", "bootres.service", "--no-pager", "-o", "cat"]
-    taken = box.run(*journal).stdout.count("with the sockets of bootres.socket")
+    taken = box.run(*journal).stdout.count("listening on 127.0.0.35:53 with the sockets of bootres.socket")
     proc = box.run("env", "DEBIAN_FRONTEND=noninteractive", "python3", "-c", bootlab.QUERIES_DURING,
                    "dpkg", "-i", "/root/bootres.deb", check=False, timeout=90)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -287,7 +292,7 @@ def test_upgraded_only_the_service_restarts_and_no_query_is_lost(box, built):
     assert box.show("bootres.socket", "ActiveEnterTimestampMonotonic") == sockets_since, "and leaves the socket"
     assert box.show("bootres.service", "ActiveState") == "active"
     # The new bootres took the socket unit's sockets, not ones it bound itself.
-    assert box.run(*journal).stdout.count("with the sockets of bootres.socket") == taken + 1
+    assert box.run(*journal).stdout.count("listening on 127.0.0.35:53 with the sockets of bootres.socket") == taken + 1
 
 
 def test_listen_changes_with_daemon_reload_and_a_stop_and_start(box):

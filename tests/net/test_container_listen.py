@@ -153,7 +153,7 @@ def test_allow_admits_a_listed_lan_client_on_the_container_address_too(lab, tmp_
     bootres = Bootres(host, tmp_path, extra="allow = 127.0.0.0/8 198.18.5.1/32\n")
     bootres.wait(lambda: bootres.container().get("answering"), 20, "the container address answering")
     reply, _ = ask(lan, NAME)
-    assert reply.rcode() == dns.rcode.NOERROR and reply.answer
+    assert reply.rcode() == dns.rcode.NOERROR and reply.answer, f"{reply}\n{bootres.status()}\n{bootres.log()}"
     assert bootres.container()["outside"] == 1  # counted as from outside, answered because allow lists it
 
 
