@@ -167,3 +167,19 @@ def test_prometheus_text_is_well_formed():
     assert samples['bootres_upstream_srtt_seconds{upstream="198.18.0.10:53"}'] == 0.00123
     assert samples['bootres_default_router_info{address="198.18.1.1",source="rdisc"}'] == 1
     assert text.endswith("\n")
+
+
+def test_container_address_in_the_human_view_and_the_metrics():
+    container = {"address": "169.254.0.53", "answering": True, "on_lo": True,
+                 "container_networks": ["198.18.100.0/24", "198.18.104.0/24"], "outside": 2}
+    text = status.render_human(report(resolver=dict(RESOLVER, container_listen=container)))
+    assert (" Containers: 169.254.0.53 (on lo, answering) · container networks 198.18.100.0/24 198.18.104.0/24"
+            " · 2 queries from outside") in text.splitlines()
+    missing = dict(container, on_lo=False, answering=False, container_networks=[])
+    assert "169.254.0.53 (NOT on lo, waiting for netlink) · container networks none yet" in status.render_human(
+        report(resolver=dict(RESOLVER, container_listen=missing)))
+    assert "bootres_container_outside_queries_total 2\n" in status.to_prometheus(
+        report(resolver=dict(RESOLVER, container_listen=container)))
+    # container_listen = no: no line, no sample.
+    assert "Containers" not in status.render_human(report(resolver=dict(RESOLVER, container_listen=None)))
+    assert "\nbootres_container_outside_queries_total " not in status.to_prometheus(report())
