@@ -1,6 +1,7 @@
 /* The one program of the test containers' image (tests/boot/test_containers.py): glibc's getaddrinfo, timed.
  *
  *   lookup NAME...   one line per name: NAME MILLISECONDS ADDRESS (or "error: ...")
+ *   lookup -i MS NAME...  the same, MS milliseconds apart: lookups spread over a while
  *   lookup cat FILE  the file, to read a container's /etc/resolv.conf
  *   lookup wait      sleep until killed: a container that stays up
  *
@@ -10,6 +11,7 @@
 #include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -44,7 +46,17 @@ int main(int argc, char **argv) {
             fwrite(buf, 1, n, stdout);
         return 0;
     }
-    for (int i = 1; i < argc; i++) {
+    int first = 1;
+    long interval_ms = 0;
+    if (argc > 3 && strcmp(argv[1], "-i") == 0) {
+        interval_ms = atol(argv[2]);
+        first = 3;
+    }
+    for (int i = first; i < argc; i++) {
+        if (i > first && interval_ms > 0) {
+            struct timespec pause_for = {interval_ms / 1000, (interval_ms % 1000) * 1000000L};
+            nanosleep(&pause_for, NULL);
+        }
         struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *res = NULL;
         double started = now_ms();
         int rc = getaddrinfo(argv[i], "80", &hints, &res);

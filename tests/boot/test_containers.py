@@ -17,7 +17,9 @@ and a zone (``internal.test``) only those nameservers know.  In order:
    servers or to any nameserver but the site's (iptables in the host);
 5. a neighbour on the uplink routing the container address to the host:
    REFUSED, counted, no larger than its query;
-6. ``apt purge`` with containers started under bootres still running: the
+6. an upgrade (``dpkg -i`` over itself) while a container asks: no lookup
+   lost;
+7. ``apt purge`` with containers started under bootres still running: the
    one-line message; a new container gets the restored resolv.conf, and a
    restarted one resolves again.
 
@@ -141,6 +143,24 @@ def test_a_neighbour_on_the_uplink_is_refused_and_counted(installed):
     assert int(words[2]) <= int(words[3])
     assert after["container_listen"]["outside"] == before["container_listen"]["outside"] + 2
     assert after["cache"]["misses"] == before["cache"]["misses"]  # never asked upstream
+
+
+def test_an_upgrade_while_a_container_asks_loses_no_lookup(installed):
+    """`dpkg -i` of the package over itself (the maintainer scripts' upgrade path) while a container asks a
+    never-seen name every 20 ms: the container address's queries wait in the socket through the restart."""
+    names = [f"upgrade-{installed.token}-{i}.{INTERNAL_ZONE}" for i in range(300)]
+    installed.run("docker", "run", "-d", "--name", "asking", IMAGE, "/lookup", "-i", "20", *names, timeout=60)
+    pid = installed.container.show("bootres.service", "MainPID")
+    installed.sh("DEBIAN_FRONTEND=noninteractive dpkg -i /root/bootres_*.deb", timeout=120)
+    assert installed.container.show("bootres.service", "MainPID") != pid, "the upgrade restarts bootres"
+    installed.run("docker", "wait", "asking", timeout=60)
+    results = containerlab.parse_lookups(installed.run("docker", "logs", "asking").stdout)
+    slowest = max(results, key=lambda r: r[1], default=None)
+    failed = [r for r in results if r[2] != sitelab.WILDCARD]
+    FIGURES.append(f"upgrade: {len(results)}/{len(names)} lookups from a docker container during `dpkg -i`,"
+                   f" {len(failed)} failed, slowest {slowest}")
+    assert len(results) == len(names) and not failed, failed[:5]
+    assert slowest[1] < 5000, slowest  # answered on glibc's first try: nothing was dropped
 
 
 def test_purge_names_the_containers_left_and_new_ones_get_the_restored_resolv_conf(installed):
