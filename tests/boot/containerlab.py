@@ -33,7 +33,8 @@ import bootlab
 import sitelab
 
 HERE = Path(__file__).resolve().parent
-PACKAGES = ("ifupdown", "docker.io", "podman", "netavark", "aardvark-dns")
+# runc named: Debian 13's podman prefers crun, which cannot run here (below).
+PACKAGES = ("ifupdown", "docker.io", "podman", "netavark", "aardvark-dns", "runc")
 INTERNAL_ZONE = "internal.test"  # a zone only the site's nameservers know
 INTERNAL_ZONE_FILE = f"""\
 $ORIGIN {INTERNAL_ZONE}.
@@ -70,12 +71,17 @@ FILES = {
     f"etc/site/{INTERNAL_ZONE}.zone": INTERNAL_ZONE_FILE,
     "etc/site/nsd.conf": sitelab.NSD_CONF + f"zone:\n  name: {INTERNAL_ZONE}\n  zonefile: {INTERNAL_ZONE}.zone\n",
 }
-SETUP = sitelab.Setup(
-    "containers", PACKAGES, {"etc/network/interfaces": sitelab.IFUPDOWN_STATIC, **FILES},
-    sitelab.IFUPDOWN_ENABLE + ("docker.service", "containerd.service"), False, sitelab.PLAIN_RESOLV_CONF,
-    "upstream-resolv.conf",
-    (("sh", "-c", f"cat /run/network/ifstate.{sitelab.IFACE}"), f"{sitelab.IFACE}\n"),
-)
+
+
+def setup(suite: str) -> sitelab.Setup:
+    return sitelab.Setup(
+        "containers" if suite == "bookworm" else f"{suite[0]}-containers", PACKAGES,
+        {"etc/network/interfaces": sitelab.IFUPDOWN_STATIC, **FILES},
+        sitelab.IFUPDOWN_ENABLE + ("docker.service", "containerd.service"), False, sitelab.PLAIN_RESOLV_CONF,
+        "upstream-resolv.conf",
+        (("sh", "-c", f"cat /run/network/ifstate.{sitelab.IFACE}"), f"{sitelab.IFACE}\n"),
+        suite=suite,
+    )
 # Counted in the host's mangle POSTROUTING, which sees the host's own packets and the containers' it
 # forwards: anything to Google's servers, and DNS leaving through the uplink to anything but the site's
 # nameservers. Each counting rule carries its name as a comment.
@@ -114,13 +120,14 @@ def image_tar(root: Path, work: Path) -> Path:
     return path
 
 
-def boot(work: Path, deb: Path) -> sitelab.Box:
-    """The host booted, the .deb in /root (not installed), the image imported into both runtimes."""
+def boot(work: Path, deb: Path, suite: str = "bookworm") -> sitelab.Box:
+    """The host of ``suite`` booted, the .deb in /root (not installed), the image imported into both runtimes."""
     started = time.monotonic()
-    root, before = sitelab.prepare(SETUP, work, deb, install=False)
+    host_setup = setup(suite)
+    root, before = sitelab.prepare(host_setup, work, deb, install=False)
     shutil.copy(image_tar(root, work), root / "root" / "lookup.tar")
     container = bootlab.Container(root, f"c{secrets.token_hex(3)}", unified_cgroup=True, nspawn_args=NSPAWN_ARGS)
-    box = sitelab.Box(SETUP, container, before)
+    box = sitelab.Box(host_setup, container, before)
     try:
         booted = container.boot(timeout=120)
         box.booted_at = time.monotonic()
@@ -135,7 +142,7 @@ def boot(work: Path, deb: Path) -> sitelab.Box:
     except BaseException:
         sitelab.shutdown(box)
         raise
-    print(f"containers host: image and boot {time.monotonic() - started:.1f} s (boot {booted:.2f} s)")
+    print(f"{host_setup.name} host: image and boot {time.monotonic() - started:.1f} s (boot {booted:.2f} s)")
     return box
 
 

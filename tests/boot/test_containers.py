@@ -1,7 +1,8 @@
 """Issue 20's must-show on a real boot: a Docker and Podman host, bootres installed while containers run.
 
-The host (tests/boot/containerlab.py): Debian 12 booted with systemd as PID
-1, Debian's docker.io, podman, netavark and aardvark-dns, a static
+The host (tests/boot/containerlab.py): Debian 12, then Debian 13, booted
+with systemd as PID 1, each release's own docker.io, podman, netavark and
+aardvark-dns, a static
 /etc/resolv.conf naming the site's nameservers with the dead one first,
 and a zone (``internal.test``) only those nameservers know.  In order:
 
@@ -23,7 +24,8 @@ and a zone (``internal.test``) only those nameservers know.  In order:
    one-line message; a new container gets the restored resolv.conf, and a
    restarted one resolves again.
 
-Runs as root only; ~2 min (the base image with both runtimes: once a day).
+Runs as root only; ~1.5 min per release (the base images with both
+runtimes: once a day, ~1 min each).
 """
 
 from __future__ import annotations
@@ -49,18 +51,25 @@ MAX_MS = 100.0
 CONTAINER_ADDRESS = "169.254.0.53"
 FIGURES: list[str] = []
 RESOLVES_WITHOUT_BOOTRES_S = 12.0  # glibc: 5 s on the dead first nameserver, then the second
+SUITES = ("bookworm", "trixie")
 
 
 @pytest.fixture(scope="module")
-def host(tmp_path_factory):
+def deb(tmp_path_factory):
     missing = bootlab.missing_tools()
     assert not missing, f"install these for the boot test: {missing} (see .ci/setup)"
-    deb, _, _ = bootlab.build_deb(tmp_path_factory.mktemp("deb"))
-    box = containerlab.boot(tmp_path_factory.mktemp("containers"), deb)
+    return bootlab.build_deb(tmp_path_factory.mktemp("deb"))[0]
+
+
+@pytest.fixture(scope="module", params=SUITES)
+def host(request, deb, tmp_path_factory):
+    box = containerlab.boot(tmp_path_factory.mktemp("containers"), deb, request.param)
+    FIGURES.append(f"== {box.name} ({request.param})")
     try:
         yield box
     finally:
         print("\n" + "\n".join(FIGURES))
+        FIGURES.clear()
         sitelab.shutdown(box)
 
 

@@ -151,7 +151,9 @@ def test_allow_admits_a_listed_lan_client_on_the_container_address_too(lab, tmp_
     lab.nsd(lan, "198.18.5.53", zone="internal.test.")
     lan.run("ip", "route", "add", f"{CONTAINER_ADDRESS}/32", "via", "198.18.5.10")
     bootres = Bootres(host, tmp_path, extra="allow = 127.0.0.0/8 198.18.5.1/32\n")
-    bootres.wait(lambda: bootres.container().get("answering"), 20, "the container address answering")
+    # Here bootres puts the address on lo itself (no socket unit), just after it starts answering: wait for both.
+    bootres.wait(lambda: bootres.container().get("answering") and bootres.container().get("on_lo"), 20,
+                 "the container address on lo, answering")
     reply, _ = ask(lan, NAME)
     assert reply.rcode() == dns.rcode.NOERROR and reply.answer, f"{reply}\n{bootres.status()}\n{bootres.log()}"
     assert bootres.container()["outside"] == 1  # counted as from outside, answered because allow lists it
