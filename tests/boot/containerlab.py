@@ -74,8 +74,10 @@ FILES = {
 
 
 def setup(suite: str) -> sitelab.Setup:
+    # Debian 13: docker.io leaves the command line to a package of its own, and netavark runs nft (a Recommends).
+    packages = PACKAGES if suite == "bookworm" else (*PACKAGES, "docker-cli", "nftables")
     return sitelab.Setup(
-        "containers" if suite == "bookworm" else f"{suite[0]}-containers", PACKAGES,
+        "containers" if suite == "bookworm" else f"{suite[0]}-containers", packages,
         {"etc/network/interfaces": sitelab.IFUPDOWN_STATIC, **FILES},
         sitelab.IFUPDOWN_ENABLE + ("docker.service", "containerd.service"), False, sitelab.PLAIN_RESOLV_CONF,
         "upstream-resolv.conf",
@@ -133,6 +135,10 @@ def boot(work: Path, deb: Path, suite: str = "bookworm") -> sitelab.Box:
         box.booted_at = time.monotonic()
         box.run("docker", "import", "/root/lookup.tar", IMAGE, timeout=60)
         box.run("podman", "import", "/root/lookup.tar", IMAGE, timeout=60)
+        # Docker's FORWARD policy DROP (iptables-nft) also drops what Debian 13's netavark forwards for Podman's
+        # networks (its accept rules live in a table of its own): Podman's containers could not reach the
+        # site's nameservers at all (40 s, then failure), with bootres or without. Docker's own hook lets them.
+        box.run("iptables", "-I", "DOCKER-USER", "-j", "ACCEPT")
         box.run("docker", "network", "create", "--subnet", DOCKER_NET, "dnet", timeout=30)
         box.run("podman", "network", "create", "--subnet", PODMAN_NET, "pnet", timeout=30)
         box.run("iptables", "-t", "mangle", "-N", "leaks")
