@@ -9,15 +9,21 @@ hand_listen_to_the_socket_unit).  The
 earlier version is built from git history (a full clone has it; a shallow
 one skips, saying so).
 
-Budget: two package builds (~4 s each), one image, one boot, the upgrade
-(~5 s).  Runs as root only.
+The second upgrade starts from issue 19's last package (820ea0f), whose
+socket unit listens on 127.0.0.35 only: the container address (issue 20)
+must be served at once, not from the next boot.
+
+Budget per upgrade: two package builds (~4 s each), one image, one boot,
+the upgrade (~5 s).  Runs as root only.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+import time
 
 import pytest
 
@@ -80,3 +86,55 @@ def test_the_socket_unit_listens_and_bootres_runs_on_its_sockets(upgraded):
     for unit in ("bootres.service", "bootres.socket"):
         assert box.run("test", "-f", f"/usr/lib/systemd/system/{unit}", check=False).returncode == 0, unit
         assert box.show(unit, "LoadState") == "loaded", unit
+
+
+LAST_WITHOUT_CONTAINER_ADDRESS = "820ea0f"  # issue 19's last commit: bootres.socket without container_listen
+
+
+@pytest.fixture(scope="module")
+def upgraded_to_the_container_address(tmp_path_factory):
+    """Boot issue 19's package (a socket unit listening on 127.0.0.35 only), `dpkg -i` this one while a client asks."""
+    known = subprocess.run(["git", "-C", str(bootlab.REPO), "cat-file", "-e",
+                            f"{LAST_WITHOUT_CONTAINER_ADDRESS}^{{commit}}"], capture_output=True)
+    if known.returncode != 0:
+        pytest.skip(f"{LAST_WITHOUT_CONTAINER_ADDRESS} is not in this clone's history (shallow?)")
+    old = bootlab.build_deb(tmp_path_factory.mktemp("old-deb"), commit=LAST_WITHOUT_CONTAINER_ADDRESS)[0]
+    new = bootlab.build_deb(tmp_path_factory.mktemp("new-deb"))[0]
+    root = bootlab.prepare_image(tmp_path_factory.mktemp("upgrade-container"), old)
+    shutil.copy(new, root / "root" / "bootres.deb")
+    box = bootlab.Container(root, f"v{os.getpid()}")
+    try:
+        box.boot()
+        assert "169.254.0.53" not in box.run("ip", "address", "show", "dev", "lo").stdout
+        proc = box.run("env", "DEBIAN_FRONTEND=noninteractive", "python3", "-c", bootlab.QUERIES_DURING,
+                       "dpkg", "-i", "/root/bootres.deb", check=False, timeout=90)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        yield [int(field) for field in proc.stdout.split()], box
+    finally:
+        box.poweroff()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_an_upgrade_to_the_container_address_serves_it_before_the_next_boot(upgraded_to_the_container_address):
+    """The running socket unit keeps its old sockets until the next boot: the new bootres binds the container
+    address itself (kept in its fd store) and puts it on lo; /etc/resolv.conf names it at once."""
+    (code, sent, lost), box = upgraded_to_the_container_address
+    print(f"{sent} queries sent during the upgrade, {lost} lost")
+    assert code == 0 and sent > 0 and lost == 0
+    assert box.show("bootres.service", "ActiveState") == "active", box.diagnostics()
+
+    def served():
+        report = json.loads(box.run("bootres", "status", "--json", check=False).stdout or "{}")
+        container = report.get("resolver", {}).get("container_listen") or {}
+        return container.get("answering") and container.get("on_lo")
+
+    deadline = time.monotonic() + 10
+    while not served() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert served(), box.diagnostics()
+    assert "nameserver 169.254.0.53" in box.run("cat", "/etc/resolv.conf").stdout
+    reply = box.run("python3", "-c", "import dns.resolver as r; x = r.Resolver(configure=False);"
+                    " x.nameservers = ['169.254.0.53']; print(x.resolve('www.example.test', 'A')[0])", check=False)
+    assert reply.stdout.strip() == "198.18.0.80", reply.stdout + reply.stderr
+    log = box.run("journalctl", "-b", "-u", "bootres.service", "--no-pager", "-o", "cat").stdout
+    assert "169.254.0.53 put on lo: containers reach bootres there" in log, log[-3000:]
