@@ -84,7 +84,10 @@ def test_package_builds_and_lintian_is_clean(built):
     for path in ("./usr/lib/systemd/system/bootres.service", "./usr/lib/systemd/system/bootres.socket",
                  "./usr/lib/systemd/system-generators/bootres-generator", "./etc/bootres/bootres.conf", "./usr/bin/bootres",
                  "./etc/dhcp/dhclient-enter-hooks.d/bootres", "./usr/lib/NetworkManager/conf.d/50-bootres.conf",
-                 "./usr/lib/dhcpcd/dhcpcd-hooks/19-bootres", "./usr/lib/systemd/resolved.conf.d/50-bootres.conf"):
+                 "./usr/lib/dhcpcd/dhcpcd-hooks/19-bootres", "./usr/lib/systemd/resolved.conf.d/50-bootres.conf",
+                 # named by path in the units, the configuration and the hooks: uncompressed
+                 "./usr/share/doc/bootres/service.md", "./usr/share/doc/bootres/containers.md",
+                 "./usr/share/doc/bootres/upstreams.md"):
         assert path in contents
     assert sorted(bootlab.run("dpkg-deb", "--info", str(deb), "conffiles").stdout.split()) == [
         "/etc/bootres/bootres.conf", "/etc/dhcp/dhclient-enter-hooks.d/bootres"]
