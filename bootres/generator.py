@@ -37,46 +37,43 @@ CACHE_DROPIN = "generator.conf"
 ADD_ADDRESS = "-ip address replace {address}/32 dev lo scope host"
 
 
-def render(listen: tuple[config.Endpoint, ...], container: config.Endpoint | None = None) -> str:
-    """The drop-in: a Listen pair per ``listen`` address and for ``container`` (``container_listen``), which
-    ExecStartPre puts on lo before the sockets exist (docs/containers.md)."""
+def render(resolver: config.ResolverConfig) -> str:
+    """The drop-in: a Listen pair per address bootres answers on (``listen``, then ``container_listen``, which
+    ExecStartPre puts on lo before the sockets exist: docs/containers.md)."""
     # The empty assignments drop the unit's own default lines: these replace them, never add to them.
     lines = ["# Written by bootres-generator from [resolver] listen and container_listen (bootres.conf and conf.d).",
              "[Socket]", "ListenDatagram=", "ListenStream=", "ExecStartPre="]
-    for endpoint in (*listen, *([container] if container is not None and container not in listen else [])):
+    for endpoint in resolver.endpoints:
         lines += [f"ListenDatagram={endpoint}", f"ListenStream={endpoint}"]
-    if container is not None:
-        lines.append(f"ExecStartPre={ADD_ADDRESS.format(address=container.host)}")
+    if resolver.container_listen is not None:
+        lines.append(f"ExecStartPre={ADD_ADDRESS.format(address=resolver.container_listen.host)}")
     return "\n".join(lines) + "\n"
 
 
-def configured_listen(main_path: str) -> tuple[tuple[tuple[config.Endpoint, ...], config.Endpoint | None], bytes,
-                                                list[config.Problem]]:
-    """(``listen``, ``container_listen``) as configured (or the defaults when the configuration has problems),
-    the script's key, the problems."""
+def configured(main_path: str) -> tuple[config.ResolverConfig, bytes, list[config.Problem]]:
+    """``[resolver]`` as configured (the defaults when the configuration has problems), the script's key, the
+    problems."""
     # Read once, so the key and the parsed text can never come from two versions of a file.
     files, raw, problems = config.read(main_path)
     key = b"".join(path.encode() + b"\n" + data for path, data in raw)
     if not problems:
         try:
-            resolver = config.parse(files, main_path).resolver
-            return (resolver.listen, resolver.container_listen), key, []
+            return config.parse(files, main_path).resolver, key, []
         except config.ConfigError as exc:
             problems = exc.problems
-    resolver = config.parse([], main_path).resolver
-    return (resolver.listen, resolver.container_listen), key, problems
+    return config.parse([], main_path).resolver, key, problems
 
 
 def generate(normal_dir: str, main_path: str) -> list[str]:
     """Write the drop-in; return the lines to log (none when the configuration is valid)."""
-    (listen, container), _, problems = configured_listen(main_path)
+    resolver, _, problems = configured(main_path)
     path = os.path.join(normal_dir, DROPIN)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w", encoding="utf-8") as handle:
-        handle.write(render(listen, container))
+        handle.write(render(resolver))
     if not problems:
         return []
-    default = ", ".join(str(endpoint) for endpoint in (*listen, *([container] if container else [])))
+    default = ", ".join(str(endpoint) for endpoint in resolver.endpoints)
     return [str(problem) for problem in problems] + [
         f"bootres.socket listens on the default {default} until the configuration is fixed"]
 
@@ -88,11 +85,11 @@ def refresh_cache(main_path: str = config.DEFAULT_PATH, cache_dir: str = CACHE_D
     meanwhile never pairs a key with another configuration's drop-in.
     Raises OSError when the cache directory is not writable.
     """
-    (listen, container), key, problems = configured_listen(main_path)
+    resolver, key, problems = configured(main_path)
     if problems:
         return False
     key_path, dropin_path = os.path.join(cache_dir, CACHE_KEY), os.path.join(cache_dir, CACHE_DROPIN)
-    text = render(listen, container).encode()
+    text = render(resolver).encode()
     if read_bytes(key_path) == key and read_bytes(dropin_path) == text:
         return True
     try:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import io
 import secrets
 import shutil
-import statistics
 import tarfile
 import time
 from dataclasses import dataclass
@@ -182,38 +181,19 @@ def run_options(runtime: str) -> tuple[str, ...]:
 
 
 @dataclass
-class Batch:
-    """One container's lookups: per name (name, ms, answer), what its resolv.conf said, the packets meanwhile."""
+class Batch(sitelab.Lookups):
+    """One container's lookups (``phase``: the variant; ``packets``: LEAK_RULES' counts meanwhile), what its
+    resolv.conf said, and the upstream misses bootres counted meanwhile."""
 
-    variant: str
-    asked: int
-    results: list[tuple[str, float, str]]
-    resolv_conf: str
-    leaks: dict[str, int]
-    bootres_misses: int  # upstream misses bootres counted meanwhile
+    resolv_conf: str = ""
+    bootres_misses: int = 0
     output: str = ""
-
-    @property
-    def ms(self) -> list[float]:
-        return [ms for _, ms, _ in self.results]
-
-    @property
-    def failed(self) -> list[tuple[str, float, str]]:
-        return [r for r in self.results if r[2] != sitelab.WILDCARD]
-
-    @property
-    def p50(self) -> float:
-        return statistics.median(self.ms) if self.results else float("inf")
-
-    @property
-    def max(self) -> float:
-        return max(self.ms) if self.results else float("inf")
 
     def summary(self) -> str:
         nameservers = [line.split()[1] for line in self.resolv_conf.splitlines() if line.startswith("nameserver ")]
-        return (f"{self.variant:15} {len(self.results)}/{self.asked} lookups, p50 {self.p50:.1f} ms, max {self.max:.1f}"
-                f" ms, {len(self.failed)} failed; resolv.conf nameservers {' '.join(nameservers)}; packets {self.leaks};"
-                f" bootres misses +{self.bootres_misses}")
+        return (f"{self.phase:15} {len(self.results)}/{self.asked} lookups, p50 {self.p50:.1f} ms, max {self.max:.1f}"
+                f" ms, {len(self.failed)} failed; resolv.conf nameservers {' '.join(nameservers)};"
+                f" packets {self.packets}; bootres misses +{self.bootres_misses}")
 
 
 def parse_lookups(output: str) -> list[tuple[str, float, str]]:
@@ -241,5 +221,5 @@ def lookups(box: sitelab.Box, variant: str, runtime: str, options: tuple[str, ..
     leaks(box, zero=True)
     before = misses(box)
     proc = box.run(*prefix, "/lookup", *names, timeout=timeout, check=False)
-    return Batch(variant, count, parse_lookups(proc.stdout), conf.stdout + conf.stderr, leaks(box),
+    return Batch(variant, count, parse_lookups(proc.stdout), leaks(box), conf.stdout + conf.stderr,
                  misses(box) - before, proc.stdout[-2000:] + proc.stderr[-2000:])

@@ -126,7 +126,7 @@ def test_every_runtime_and_network_resolves_through_bootres_and_nothing_leaves_f
     context = f"{batch.summary()}\n{batch.output}"
     assert len(batch.results) == batch.asked and not batch.failed, context
     assert batch.p50 <= P50_MS and batch.max <= MAX_MS, context
-    assert batch.leaks == {"to_google": 0, "udp_elsewhere": 0, "tcp_elsewhere": 0}, context
+    assert batch.packets == {"to_google": 0, "udp_elsewhere": 0, "tcp_elsewhere": 0}, context
     assert batch.bootres_misses >= batch.asked, context  # every never-seen name was bootres's miss
     assert "8.8.8.8" not in batch.resolv_conf and "8.8.4.4" not in batch.resolv_conf, context
 

@@ -24,6 +24,7 @@ import os
 import shutil
 import subprocess
 import time
+from typing import Iterator
 
 import pytest
 
@@ -38,24 +39,23 @@ pytestmark = [
 LAST_WITHOUT_SOCKET = "fc04652"  # the commit before issue 13's bootres.socket
 
 
-@pytest.fixture(scope="module")
-def upgraded(tmp_path_factory):
-    """Boot the old package, `dpkg -i` the new one while a client asks: (the client's figures, the container)."""
+def upgrade_from(commit: str, work, name: str, booted_old) -> Iterator:
+    """Boot the package of ``commit``, check it with ``booted_old(container)``, then `dpkg -i` this tree's while a
+    client asks; yields (the client's figures, the container).  Skips when ``commit`` is not in this clone."""
     missing = bootlab.missing_tools()
     assert not missing, f"install these for the boot test: {missing} (see .ci/setup)"
-    known = subprocess.run(["git", "-C", str(bootlab.REPO), "cat-file", "-e", f"{LAST_WITHOUT_SOCKET}^{{commit}}"],
+    known = subprocess.run(["git", "-C", str(bootlab.REPO), "cat-file", "-e", f"{commit}^{{commit}}"],
                            capture_output=True)
     if known.returncode != 0:
-        pytest.skip(f"{LAST_WITHOUT_SOCKET} is not in this clone's history (shallow?): no earlier version to upgrade")
-    old = bootlab.build_deb(tmp_path_factory.mktemp("old-deb"), commit=LAST_WITHOUT_SOCKET)[0]
-    new = bootlab.build_deb(tmp_path_factory.mktemp("new-deb"))[0]
-    root = bootlab.prepare_image(tmp_path_factory.mktemp("upgrade"), old)
+        pytest.skip(f"{commit} is not in this clone's history (shallow?): no earlier version to upgrade")
+    old = bootlab.build_deb(work.mktemp("old-deb"), commit=commit)[0]
+    new = bootlab.build_deb(work.mktemp("new-deb"))[0]
+    root = bootlab.prepare_image(work.mktemp(name), old)
     shutil.copy(new, root / "root" / "bootres.deb")
-    box = bootlab.Container(root, f"u{os.getpid()}")
+    box = bootlab.Container(root, f"{name[0]}{os.getpid()}")
     try:
         box.boot()
-        assert box.show("bootres.service", "ActiveState") == "active", box.diagnostics()
-        assert box.show("bootres.socket", "LoadState") == "not-found"  # the old package has none
+        booted_old(box)
         proc = box.run("env", "DEBIAN_FRONTEND=noninteractive", "python3", "-c", bootlab.QUERIES_DURING,
                        "dpkg", "-i", "/root/bootres.deb", check=False, timeout=90)
         assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -63,6 +63,17 @@ def upgraded(tmp_path_factory):
     finally:
         box.poweroff()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _without_socket(box) -> None:
+    assert box.show("bootres.service", "ActiveState") == "active", box.diagnostics()
+    assert box.show("bootres.socket", "LoadState") == "not-found"  # the old package has none
+
+
+@pytest.fixture(scope="module")
+def upgraded(tmp_path_factory):
+    """Boot the old package, `dpkg -i` the new one while a client asks: (the client's figures, the container)."""
+    yield from upgrade_from(LAST_WITHOUT_SOCKET, tmp_path_factory, "upgrade", _without_socket)
 
 
 def test_the_socket_unit_listens_and_bootres_runs_on_its_sockets(upgraded):
@@ -91,28 +102,14 @@ def test_the_socket_unit_listens_and_bootres_runs_on_its_sockets(upgraded):
 LAST_WITHOUT_CONTAINER_ADDRESS = "820ea0f"  # issue 19's last commit: bootres.socket without container_listen
 
 
+def _without_container_address(box) -> None:
+    assert "169.254.0.53" not in box.run("ip", "address", "show", "dev", "lo").stdout
+
+
 @pytest.fixture(scope="module")
 def upgraded_to_the_container_address(tmp_path_factory):
     """Boot issue 19's package (a socket unit listening on 127.0.0.35 only), `dpkg -i` this one while a client asks."""
-    known = subprocess.run(["git", "-C", str(bootlab.REPO), "cat-file", "-e",
-                            f"{LAST_WITHOUT_CONTAINER_ADDRESS}^{{commit}}"], capture_output=True)
-    if known.returncode != 0:
-        pytest.skip(f"{LAST_WITHOUT_CONTAINER_ADDRESS} is not in this clone's history (shallow?)")
-    old = bootlab.build_deb(tmp_path_factory.mktemp("old-deb"), commit=LAST_WITHOUT_CONTAINER_ADDRESS)[0]
-    new = bootlab.build_deb(tmp_path_factory.mktemp("new-deb"))[0]
-    root = bootlab.prepare_image(tmp_path_factory.mktemp("upgrade-container"), old)
-    shutil.copy(new, root / "root" / "bootres.deb")
-    box = bootlab.Container(root, f"v{os.getpid()}")
-    try:
-        box.boot()
-        assert "169.254.0.53" not in box.run("ip", "address", "show", "dev", "lo").stdout
-        proc = box.run("env", "DEBIAN_FRONTEND=noninteractive", "python3", "-c", bootlab.QUERIES_DURING,
-                       "dpkg", "-i", "/root/bootres.deb", check=False, timeout=90)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        yield [int(field) for field in proc.stdout.split()], box
-    finally:
-        box.poweroff()
-        shutil.rmtree(root, ignore_errors=True)
+    yield from upgrade_from(LAST_WITHOUT_CONTAINER_ADDRESS, tmp_path_factory, "v-upgrade", _without_container_address)
 
 
 def test_an_upgrade_to_the_container_address_serves_it_before_the_next_boot(upgraded_to_the_container_address):

@@ -66,7 +66,7 @@ def test_shipped_unit_defaults_are_what_the_generator_renders_for_the_shipped_co
     """The unit's own lines (used when no drop-in exists) say what the default configuration's drop-in says."""
     unit = (SCRIPT.parent / "bootres.socket").read_text().splitlines()
     own = [line for line in unit if line.startswith(("ListenDatagram=", "ListenStream=", "ExecStartPre="))]
-    rendered = generator.render(*generator.configured_listen(str(tmp_path / "none.conf"))[0]).splitlines()
+    rendered = generator.render(generator.configured(str(tmp_path / "none.conf"))[0]).splitlines()
     assert own == [line for line in rendered if "=" in line and not line.endswith("=")]
 
 
@@ -81,8 +81,9 @@ def test_broken_configuration_listens_on_the_default_and_says_why(tmp_path):
 
 
 def test_unreadable_main_file_is_a_problem_too(tmp_path):
-    (listen, container), _, problems = generator.configured_listen(str(tmp_path / "missing.conf"))
-    assert (listen, container) == (config.parse([]).resolver.listen, config.parse([]).resolver.container_listen)
+    resolver, _, problems = generator.configured(str(tmp_path / "missing.conf"))
+    assert (resolver.listen, resolver.container_listen) == (config.parse([]).resolver.listen,
+                                                            config.parse([]).resolver.container_listen)
     assert problems and "cannot read" in str(problems[0])
 
 
