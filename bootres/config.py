@@ -77,6 +77,7 @@ class ResolverConfig:
     tcp_connections: int  # client TCP connections open at once; the least recently active makes room
     tcp_idle_timeout: float  # seconds without a query before a client TCP connection is closed
     tcp_output_queue: int  # bytes of replies a client TCP connection may have waiting
+    trust_ad: bool  # pass the upstreams' AD bit on and say trust-ad in resolv.conf (docs/security.md)
 
     @property
     def endpoints(self) -> tuple[Endpoint, ...]:
@@ -328,6 +329,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "tcp_connections": Key("256", _int_parser(1, 65535)),
         "tcp_idle_timeout": Key("10s", parse_duration),
         "tcp_output_queue": Key("262144", _int_parser(131072, 64 * 1024 * 1024)),
+        "trust_ad": Key("no", parse_bool),
     },
     "hosts": {
         "file": Key("/etc/hosts", _optional(parse_path)),

@@ -396,7 +396,8 @@ class Answer:
         return bytes(body)
 
 
-def render(answer: Answer, head: bytes, question: bytes, payload: int, do: bool, body: bytes, tcp: bool) -> bytes:
+def render(answer: Answer, head: bytes, question: bytes, payload: int, do: bool, body: bytes, tcp: bool,
+           trust_ad: bool = False) -> bytes:
     """The reply to one client: its ID and question, our records, an OPT if it sent one.
 
     Part of the measured hot path.  Too big for UDP: an empty reply (header,
@@ -404,10 +405,13 @@ def render(answer: Answer, head: bytes, question: bytes, payload: int, do: bool,
     unbound and dnsmasq do.  Too big means over the client's EDNS buffer (512
     without EDNS) or over the 1232 we advertise, whichever is less (DNS Flag
     Day 2020: larger datagrams fragment, and fragments get lost or spoofed).
+
+    AD only with ``trust_ad`` (docs/security.md): bootres validates nothing,
+    and an upstream's AD bit reached over plain UDP proves nothing either.
     """
     layout = answer.layout
     flags = QR | RA | ((head[2] << 8 | head[3]) & (RD | CD)) | layout.rcode
-    if layout.ad and (do or head[3] & 0x20):
+    if trust_ad and layout.ad and (do or head[3] & 0x20):
         flags |= AD
     if payload:
         opt = _OPT_DO if do else _OPT_PLAIN

@@ -6,9 +6,9 @@ name, each marked on its first line so bootres knows its own work:
 
 - the managed file (``MARKER``), while bootres runs: every ``nameserver``
   points at its ``listen`` addresses, with the sources' search domains and
-  the original's options plus ``edns0 trust-ad`` (the local stub speaks
-  EDNS0 and sits on loopback, so the AD bit it passes on can be trusted,
-  resolv.conf(5));
+  the original's options plus ``edns0``, without ``trust-ad`` unless the
+  admin opted in with ``trust_ad = yes`` (bootres validates nothing, so
+  glibc must not take the AD bit it passes on as proof; docs/security.md);
 - the stopped file (``STOPPED_MARKER``), left when bootres stops: the
   upstreams it was using, listed directly, so the host resolves without it.
 """
@@ -30,7 +30,8 @@ STOPPED_HEADER = (
     "# bootres takes this file over again when it starts; see `bootres status`.",
 )
 KEYWORDS = ("nameserver", "search", "domain", "options", "sortlist")
-ADDED_OPTIONS = ("edns0", "trust-ad")
+ADDED_OPTIONS = ("edns0",)
+TRUST_AD = "trust-ad"
 MAXNS = 3  # resolv.conf(5): the C library reads at most three nameserver lines
 
 # glibc splits a line on blanks only; "\r" too, so a file saved with CRLF still reads.
@@ -122,15 +123,20 @@ def _options_line(options: tuple[str, ...] | list[str], added: tuple[str, ...] =
     return [f"options {' '.join(words)}"] if words else []
 
 
-def render_managed(listen: list[tuple[str, int]], search: tuple[str, ...], options: tuple[str, ...]) -> str:
-    """The managed file: ``search`` from the sources, ``options`` from the original plus edns0 trust-ad.
+def render_managed(listen: list[tuple[str, int]], search: tuple[str, ...], options: tuple[str, ...],
+                   trust_ad: bool = False) -> str:
+    """The managed file: ``search`` from the sources, ``options`` from the original plus edns0.
 
-    Raises ValueError when no listen address is on port 53.
+    ``trust-ad`` only with ``trust_ad``, even when the original had it
+    (systemd-resolved's stub file always does): what glibc trusts then is
+    bootres's AD bit, not the original resolver's.  Raises ValueError when
+    no listen address is on port 53.
     """
     lines = list(HEADER) + [f"nameserver {host}" for host in _listen_servers(listen)]
     if search:
         lines.append(f"search {' '.join(search)}")
-    lines += _options_line(options, ADDED_OPTIONS)
+    kept = tuple(option for option in options if option != TRUST_AD)
+    lines += _options_line(kept, ADDED_OPTIONS + ((TRUST_AD,) if trust_ad else ()))
     return "\n".join(lines) + "\n"
 
 

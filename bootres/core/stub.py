@@ -105,6 +105,7 @@ class StubSettings:
     max_inflight: int = 2048
     prefetch: bool = True
     prefetch_rate: int = 100  # refreshes started per second at most (a bucket of one second's worth)
+    trust_ad: bool = False  # pass the upstreams' AD bit on (docs/security.md)
 
 
 @dataclass(slots=True, eq=False)
@@ -203,7 +204,8 @@ class Stub:
             self.queries += 1
             self.hits += 1
             age = int(now - answer.stored_at)
-            wire = dnsmsg.render(answer, data, data[12:end], payload, do, answer.body_at(age), False)
+            wire = dnsmsg.render(answer, data, data[12:end], payload, do, answer.body_at(age), False,
+                                 self.settings.trust_ad)
             refresh_at = self._refresh_at(answer)
             if now >= refresh_at:
                 self._want_refresh(key, now)  # not remembered: each hit in the window asks (see _prefetch)
@@ -710,7 +712,7 @@ class Stub:
     def _respond(self, waiter: _Waiter, answer: Answer, body: bytes, source: str, upstream: str | None = None,
                  reason: str | None = None) -> None:
         q = waiter.query
-        wire = dnsmsg.render(answer, q.head, q.question, q.payload, q.do, body, waiter.tcp)
+        wire = dnsmsg.render(answer, q.head, q.question, q.payload, q.do, body, waiter.tcp, self.settings.trust_ad)
         waiter.answered = True
         self._out.append(Respond(waiter.client, wire, source, upstream, reason))
 

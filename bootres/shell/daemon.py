@@ -98,7 +98,8 @@ class Daemon:
         log.addHandler(self.recent)
         self.started = time.monotonic()
         self.conditions: dict[str, str] = {}  # daemon-level problems by topic, for status
-        self.resolv = (ManagedResolvConf(log.getChild("resolv.conf"), [e.sockaddr for e in cfg.resolver.endpoints])
+        self.resolv = (ManagedResolvConf(log.getChild("resolv.conf"), [e.sockaddr for e in cfg.resolver.endpoints],
+                                         trust_ad=cfg.resolver.trust_ad)
                        if cfg.resolver.manage_resolv_conf else None)
         self.resolver = None
         self.router = None
@@ -508,6 +509,8 @@ class Daemon:
         self.files.reconfigure(new.hosts, new.router)
         if self.router is not None:
             self.router.reconfigure(new.router)
+        if self.resolv is not None:
+            self.resolv.set_trust_ad(new.resolver.trust_ad)
         self.cfg = new
         self._condition("reload", None)
         self.log.info("configuration reloaded from %s", path)

@@ -45,8 +45,10 @@ SAVED = "/var/lib/bootres/resolv.conf.orig"
 
 class ManagedResolvConf:
     def __init__(self, log: logging.Logger, listen: list[tuple[str, int]],
-                 path: str = RESOLV_CONF, saved: str = SAVED, resolved_list: str = resolvguard.RESOLVED_UPSTREAM_LIST):
+                 path: str = RESOLV_CONF, saved: str = SAVED, resolved_list: str = resolvguard.RESOLVED_UPSTREAM_LIST,
+                 trust_ad: bool = False):
         self.log = log
+        self.trust_ad = trust_ad  # `options trust-ad` in our file
         self.listen = tuple(listen)
         self.own = frozenset(host for host, _ in listen)
         self.path = path
@@ -57,7 +59,7 @@ class ManagedResolvConf:
         self.conflict: str | None = None  # why bootres is not in the path
         self.last_rewrite: dict | None = None
         self.search: tuple[str, ...] = ()  # what the sources want
-        self._written_search: tuple[str, ...] | None = None  # what our file in place was written with
+        self._written: tuple | None = None  # (search, trust_ad) our file in place was written with
         self._seen: tuple | None = None  # (link target, bytes, resolved's upstream list) last looked at
         self._fights = resolvguard.FightCounter()
         self._turn = asyncio.Lock()  # one take over, check or stop at a time
@@ -94,6 +96,10 @@ class ManagedResolvConf:
         """New search domains from the sources: our file, when in place, gets them at the next ``check``."""
         self.search = search
 
+    def set_trust_ad(self, trust_ad: bool) -> None:
+        """``[resolver] trust_ad`` after a reload: our file, when in place, follows at the next ``check``."""
+        self.trust_ad = trust_ad
+
     async def check(self, now: float) -> SourceRecord | None:
         """Look at the file again; when another program wrote real nameservers, they come back as a source record.
 
@@ -110,7 +116,7 @@ class ManagedResolvConf:
                 self.log.warning("cannot read %s: %s", self.path, exc.strerror or exc)
                 return None
             if seen == self._seen:
-                if self.managing and self.search != self._written_search:
+                if self.managing and (self.search, self.trust_ad) != self._written:
                     await self._write()
                 return None
             self._seen = seen
@@ -164,10 +170,10 @@ class ManagedResolvConf:
                                     None if resolved is None else resolved.decode("utf-8", "replace"))
 
     async def _write(self) -> None:
-        search = self.search
-        content = await self._on_worker(_write_managed, self.path, self.saved, self.listen, search)
+        search, trust_ad = self.search, self.trust_ad
+        content = await self._on_worker(_write_managed, self.path, self.saved, self.listen, search, trust_ad)
         self.managing, self.behind, self.conflict = True, None, None
-        self._written_search = search
+        self._written = (search, trust_ad)
         self._seen = (None, content, self._seen[2] if self._seen else None)
 
     async def _rewritten(self, verdict: Verdict, now: float) -> None:
@@ -237,10 +243,11 @@ def _original_text(path: str, saved: str) -> str:
     return current
 
 
-def _write_managed(path: str, saved: str, listen: tuple[tuple[str, int], ...], search: tuple[str, ...]) -> bytes:
+def _write_managed(path: str, saved: str, listen: tuple[tuple[str, int], ...], search: tuple[str, ...],
+                   trust_ad: bool) -> bytes:
     """Put our file in place (the admin's search list when the sources have none, and their options); its bytes."""
     original = resolvconf.parse(_original_text(path, saved))
-    content = resolvconf.render_managed(listen, search or original.search, original.options).encode()
+    content = resolvconf.render_managed(listen, search or original.search, original.options, trust_ad).encode()
     if os.path.islink(path):
         _replace(path, lambda temp: atomic_write(temp, content))
     else:

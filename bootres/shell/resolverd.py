@@ -504,6 +504,7 @@ class ResolverService:
             max_inflight=cfg.max_inflight,
             prefetch=cfg.prefetch,
             prefetch_rate=cfg.prefetch_rate,
+            trust_ad=cfg.trust_ad,
         )
 
 

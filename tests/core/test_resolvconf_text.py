@@ -23,10 +23,19 @@ def test_managed_file_points_at_listen_with_the_sources_search_and_the_original_
     assert text.splitlines()[2:] == [
         "nameserver 127.0.0.35",
         "search lease.test",
-        "options rotate timeout:1 edns0 trust-ad",
+        "options rotate timeout:1 edns0",
     ]
     assert text.startswith(resolvconf.MARKER) and resolvconf.is_bootres(text) and not resolvconf.is_bootres(ORIGINAL)
     assert resolvconf.parse(text).nameservers == ("127.0.0.35",)
+
+
+def test_trust_ad_only_when_the_admin_opts_in_even_when_the_original_had_it():
+    """bootres validates nothing: glibc must not trust its AD bit unless trust_ad = yes (docs/security.md)."""
+    stub = resolvconf.parse("nameserver 127.0.0.53\noptions edns0 trust-ad\n")  # systemd-resolved's stub file
+    plain = resolvconf.render_managed([("127.0.0.35", 53)], (), stub.options)
+    opted = resolvconf.render_managed([("127.0.0.35", 53)], (), stub.options, trust_ad=True)
+    assert resolvconf.parse(plain).options == ("edns0",)
+    assert resolvconf.parse(opted).options == ("edns0", "trust-ad")
 
 
 def test_original_nameservers_without_duplicates():
@@ -36,7 +45,7 @@ def test_original_nameservers_without_duplicates():
 def test_only_port_53_listen_addresses_can_be_named():
     text = resolvconf.render_managed([("127.0.0.35", 5353), ("::1", 53), ("127.0.0.36", 53)], (), ())
     assert resolvconf.parse(text).nameservers == ("::1", "127.0.0.36")
-    assert text.endswith("options edns0 trust-ad\n")
+    assert text.endswith("options edns0\n")
     with pytest.raises(ValueError):
         resolvconf.render_managed([("127.0.0.35", 5353)], (), ())
 
@@ -105,7 +114,7 @@ def test_render_managed_carries_the_sources_search_and_the_original_options():
         "nameserver 127.0.0.35",
         "nameserver ::1",
         "search lab.example corp.example",
-        "options rotate edns0 trust-ad",
+        "options rotate edns0",
     ]
     with pytest.raises(ValueError):
         resolvconf.render_managed([("0.0.0.0", 53)], (), ())
@@ -115,5 +124,5 @@ def test_render_stopped_lists_the_upstreams_directly():
     text = resolvconf.render_stopped(["198.18.0.10", "198.18.0.11", "2001:db8::1", "198.18.0.12"], ("lab.example",), ())
     parsed = resolvconf.parse(text)
     assert parsed.nameservers == ("198.18.0.10", "198.18.0.11", "2001:db8::1")
-    assert parsed.search == ("lab.example",) and parsed.options == ()  # trust-ad only for the local stub
+    assert parsed.search == ("lab.example",) and parsed.options == ()  # edns0 only for the local stub
     assert text.startswith(resolvconf.STOPPED_MARKER)

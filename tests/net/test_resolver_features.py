@@ -152,3 +152,25 @@ def test_upstreams_file_is_followed_when_it_changes(lab, tmp_path):
     assert client.ask("two.example.test")[0].answer[0][0].to_text() == "198.18.0.81"
     assert "two.example.test." not in first.qnames and "two.example.test." in second.qnames
     assert resolver.stop() == 0
+
+
+def test_the_upstreams_ad_bit_reaches_clients_only_with_trust_ad(lab, tmp_path):
+    """bootres validates nothing: an upstream's AD bit (forgeable on a plain-UDP path) is cleared unless trusted."""
+    host, servers = upstream_lab(lab)
+    upstream = lab.fakedns(servers, UPSTREAMS[0], default_address="198.18.0.80")
+
+    def authenticated(query, peer):
+        reply = upstream.answer(query)
+        reply.flags |= dns.flags.AD  # what a rogue or on-path server can say about a forged SSHFP
+        return reply
+
+    upstream.handle = authenticated
+    for trust_ad, want in (("no", ""), ("yes", "ad")):
+        resolver = ResolverProcess(host, resolver_config(tmp_path, upstreams=UPSTREAMS[0], trust_ad=trust_ad),
+                                   tmp_path)
+        for name in ("sshfp.example.test", "sshfp.example.test"):  # a miss, then a cache hit
+            dig = host.run("dig", "+adflag", "+time=2", "+tries=1", f"@{LISTEN}", name, "A")
+            flags = dig.stdout.split(";; flags:")[1].split(";")[0].split()
+            assert ("ad" in flags) == (want == "ad"), dig.stdout
+            assert "198.18.0.80" in dig.stdout
+        assert resolver.stop() == 0

@@ -214,6 +214,20 @@ async def test_new_search_domains_rewrite_the_managed_file_at_the_next_check(fil
 
 
 @on_a_loop
+async def test_trust_ad_is_off_by_default_and_a_reload_that_turns_it_on_rewrites_the_file(files):
+    path, saved = files
+    path.write_text("nameserver 198.18.0.10\noptions edns0 trust-ad\n")  # the admin's, trusting their resolver
+    resolv = manager(files)
+    await resolv.take_over(())
+    assert "options edns0\n" in path.read_text() and "trust-ad" not in path.read_text()
+    resolv.set_trust_ad(True)  # [resolver] trust_ad = yes, after a reload
+    assert await resolv.check(1.0) is None
+    assert "options edns0 trust-ad\n" in path.read_text()
+    await resolv.stop(["198.18.0.10"])  # the stopped file lists the upstreams, with the original's options
+    assert "trust-ad" in path.read_text()
+
+
+@on_a_loop
 async def test_every_file_access_is_on_one_worker_thread_never_the_loops(files, monkeypatch):
     """Issue 11: the loop only decides; reads and writes happen on the object's own worker thread."""
     from bootres.shell import fileio, resolvconf as shell_resolvconf
