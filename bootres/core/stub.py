@@ -228,7 +228,7 @@ class Stub:
         self.queries += 1
         waiter = before = None
         try:
-            if host is not None and not self._allowed(host):
+            if host is not None and not self.allows(host):
                 self.refused += 1
                 parsed = dnsmsg.parse_query(data)
                 if isinstance(parsed, ClientQuery):
@@ -768,7 +768,8 @@ class Stub:
             if not each.answered:
                 self._respond_servfail(each, _INTERNAL)
 
-    def _allowed(self, host: str) -> bool:
+    def allows(self, host: str) -> bool:
+        """``host`` is in ``allow`` (memoised: the hot path asks for every query)."""
         verdict = self._acl.get(host)
         if verdict is None:
             try:

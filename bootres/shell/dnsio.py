@@ -356,12 +356,13 @@ class TcpPool:
     lock out those that ask.
     """
 
-    def __init__(self, limits: TcpLimits):
+    def __init__(self, limits: TcpLimits, admits: Callable[[str], bool] = lambda host: True):
         self.limits = limits
+        self.admits = admits  # the ``allow`` check, made before a connection takes a slot
         self._loop: asyncio.AbstractEventLoop | None = None
         self._active: OrderedDict[_TcpConnection, float] = OrderedDict()  # -> time of last activity
         self._timer: asyncio.TimerHandle | None = None
-        self.counts = dict.fromkeys(("accepted", "evicted", "idle_closed", "backpressured",
+        self.counts = dict.fromkeys(("accepted", "refused", "evicted", "idle_closed", "backpressured",
                                      "overflow_closed", "oversized"), 0)
 
     def __len__(self) -> int:
@@ -481,6 +482,13 @@ class _TcpConnection(asyncio.BufferedProtocol):
                 self._host = None
             else:
                 self.listener.outside += 1
+        if self._host is not None and not self.pool.admits(self._host):
+            # Outside ``allow``: closed before it takes a slot, so refused
+            # clients can never evict allowed ones (over UDP they get REFUSED).
+            self.pool.counts["refused"] += 1
+            self._closed = True
+            transport.abort()
+            return
         transport.set_write_buffer_limits(high=self.pool.limits.output_queue // 4)
         self.pool.add(self)
 

@@ -82,7 +82,7 @@ class ResolverService:
         self.stub = Stub(self._settings(cfg, self.selection), Cache(cfg.cache_size, cfg.stale_max_age), _random_id)
         self._udp: list[dnsio.UdpListener] = []
         self._tcp: list[dnsio.TcpListener] = []
-        self._tcp_pool = dnsio.TcpPool(self._tcp_limits(cfg))
+        self._tcp_pool = dnsio.TcpPool(self._tcp_limits(cfg), self.stub.allows)
         self._upstream_io: dnsio.UpstreamSockets | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None

@@ -50,14 +50,14 @@ class Core:
         self.held.clear()
 
 
-def run(limits: dnsio.TcpLimits, core: Core, clients, timeout: float = 20.0):
+def run(limits: dnsio.TcpLimits, core: Core, clients, timeout: float = 20.0, admits=lambda host: True):
     """Serve on 127.0.0.1 while ``clients(port, pool)`` runs in a thread; returns its result and the pool."""
 
     async def main():
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
         sock.bind(("127.0.0.1", 0))
         sock.listen(dnsio.TCP_BACKLOG)
-        pool = dnsio.TcpPool(limits)
+        pool = dnsio.TcpPool(limits, admits)
         listener = dnsio.TcpListener(sock, core.handle, pool)
         await listener.start()
         try:
@@ -69,9 +69,11 @@ def run(limits: dnsio.TcpLimits, core: Core, clients, timeout: float = 20.0):
     return asyncio.run(main())
 
 
-def connect(port: int, timeout: float = 5.0, rcvbuf: int | None = None) -> socket.socket:
+def connect(port: int, timeout: float = 5.0, rcvbuf: int | None = None, source: str | None = None) -> socket.socket:
     """``rcvbuf``: a small receive buffer, set before connecting (the window is agreed then)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if source:
+        sock.bind((source, 0))
     if rcvbuf:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     sock.settimeout(timeout)
@@ -129,6 +131,24 @@ def test_a_new_connection_closes_the_least_recently_active_one():
     assert reply[:2] == b"\x00\x02" and reply_again[:2] == b"\x00\x03"
     assert first_gone is not None and others_open == [None, None]
     assert pool.counts["evicted"] == 1 and pool.counts["accepted"] == 5
+
+
+def test_clients_outside_allow_are_closed_before_they_take_a_slot():
+    """With a non-loopback listen, refused clients must not evict allowed ones (issue 21)."""
+    def clients(port, pool):
+        allowed = [connect(port) for _ in range(2)]
+        for index, sock in enumerate(allowed):
+            assert ask(sock, index)[:2] == struct.pack(">H", index)
+        refused = [connect(port, source="127.0.0.2") for _ in range(20)]
+        refused_closed = [closed_by_server(sock, 2.0) is not None for sock in refused]
+        still = [ask(sock, 10 + index)[:2] for index, sock in enumerate(allowed)]
+        return refused_closed, still
+
+    (refused_closed, still), pool = run(dnsio.TcpLimits(2, 30.0, 1 << 20), Core(), clients,
+                                        admits=lambda host: host == "127.0.0.1")
+    assert refused_closed == [True] * 20
+    assert still == [b"\x00\x0a", b"\x00\x0b"]  # the two allowed connections kept their slots
+    assert pool.counts["refused"] == 20 and pool.counts["evicted"] == 0 and pool.counts["accepted"] == 2
 
 
 def test_a_trickle_of_bytes_or_tiny_messages_does_not_hold_a_connection():
