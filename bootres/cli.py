@@ -16,7 +16,7 @@ from bootres import __version__, config
 if TYPE_CHECKING:
     import argparse
 
-EXIT_OK, EXIT_FAIL, EXIT_INVALID, EXIT_NOT_RUNNING = 0, 1, 2, 3
+EXIT_OK, EXIT_FAIL, EXIT_INVALID, EXIT_NOT_RUNNING, EXIT_FORBIDDEN = 0, 1, 2, 3, 4  # 4: LSB's "insufficient privilege"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,6 +82,9 @@ def cmd_status(args) -> int:
 
     try:
         report = control.request(state_dir_of(args.config), {"cmd": "status"})
+    except control.Forbidden as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_FORBIDDEN
     except control.NotRunning as exc:
         if args.json:
             print(json.dumps({"running": False, "config": args.config, "reason": str(exc)}))
@@ -100,6 +103,9 @@ def cmd_query(args) -> int:
 
     try:
         reply = control.request(state_dir_of(args.config), {"cmd": "query", "name": args.name, "type": args.type})
+    except control.Forbidden as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_FORBIDDEN
     except control.NotRunning as exc:
         print(exc, file=sys.stderr)
         return EXIT_NOT_RUNNING

@@ -3,6 +3,15 @@
 The daemon serves it in ``state_dir``; ``bootres status`` and ``bootres query``
 are its clients.  JSON keeps the CLI free of any knowledge of the daemon's
 internals and gives ``status --json`` for free.
+
+Who may talk to it (docs/security.md): root and the members of group
+``bootres`` (the socket is 0660, group ``bootres``; 0600 where that group
+does not exist).  The client trusts only a server run by root, by the
+``bootres`` user or by itself (SO_PEERCRED), and never looks anywhere but
+``state_dir``: a name another user could bind first is never asked.  The
+server bounds what one local user can take: MAX_CLIENTS connections at
+once (more are closed at once), REQUEST_TIMEOUT to send a request line of
+at most MAX_REQUEST bytes, and a flood is one log line.
 """
 
 from __future__ import annotations
@@ -11,21 +20,44 @@ import asyncio
 import logging
 import os
 import socket
+import struct
 from typing import Awaitable, Callable
 
 SOCKET_NAME = "control.sock"
+GROUP = "bootres"  # debian/bootres.postinst creates it (and the user of the same name)
+_UCRED = struct.Struct("=iII")  # struct ucred: pid, uid, gid
 
 
 class NotRunning(Exception):
-    """Nothing listens on the control socket."""
+    """Nothing bootres's own listens on the control socket."""
 
 
 class AlreadyRunning(Exception):
     """Another daemon answers on this state directory's control socket."""
 
 
+class Forbidden(Exception):
+    """This user may not talk to the control socket."""
+
+
 def socket_path(state_dir: str) -> str:
     return os.path.join(state_dir, SOCKET_NAME)
+
+
+def trusted_uids() -> set[int]:
+    """Who may serve the control socket: root, the ``bootres`` user, the caller (a ``bootres run`` of its own)."""
+    import pwd
+
+    uids = {0, os.geteuid()}
+    try:
+        uids.add(pwd.getpwnam(GROUP).pw_uid)
+    except KeyError:
+        pass
+    return uids
+
+
+def peer_uid(sock: socket.socket) -> int:
+    return _UCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))[1]
 
 
 def request(state_dir: str, message: dict, timeout: float = 10.0) -> dict:
@@ -37,11 +69,14 @@ def request(state_dir: str, message: dict, timeout: float = 10.0) -> dict:
         sock.settimeout(timeout)
         try:
             sock.connect(path)
+        except PermissionError:
+            raise Forbidden(f"permission denied on {path}: run as root or as a member of group {GROUP}") from None
         except OSError as exc:
-            try:
-                sock.connect(abstract_name(state_dir))  # the daemon could not use state_dir
-            except OSError:
-                raise NotRunning(f"bootres is not running (no service on {path}: {exc.strerror})") from None
+            raise NotRunning(f"bootres is not running (no service on {path}: {exc.strerror})") from None
+        uid = peer_uid(sock)
+        if uid not in trusted_uids():
+            raise NotRunning(f"bootres is not running ({path} is served by uid {uid}, not by bootres;"
+                             " not asked)")
         sock.sendall(json.dumps(message).encode() + b"\n")
         with sock.makefile("rb") as reply:
             line = reply.readline(16 * 1024 * 1024)
@@ -52,74 +87,90 @@ def request(state_dir: str, message: dict, timeout: float = 10.0) -> dict:
 
 # --- the server half, run by the daemon
 
-
-def abstract_name(state_dir: str) -> str:
-    """Fallback address when ``state_dir`` is unusable (read-only, missing).
-
-    The abstract namespace needs no writable directory, so ``bootres status``
-    keeps working and can report why the state directory is broken.
-    """
-    return "\0bootres:" + os.path.abspath(state_dir)
-
-
 Handler = Callable[[dict], Awaitable[dict]]
 
 
 class ControlServer:
     """Answers JSON-line requests by ``cmd`` with the given coroutine functions."""
 
-    MAX_REQUEST = 64 * 1024  # requests are tiny; anything bigger is not ours
+    MAX_REQUEST = 4096  # {"cmd": "query", "name": <255 bytes>, "type": ...} and room to spare
+    MAX_CLIENTS = 32  # at once; `bootres status` holds one for milliseconds
+    REQUEST_TIMEOUT = 2.0  # seconds to send the request line
 
     def __init__(self, handlers: dict[str, Handler], log: logging.Logger):
         self.handlers = handlers
         self.log = log
         self.server: asyncio.AbstractServer | None = None
         self.address: str | None = None
+        self.clients = 0
+        self.turned_away = 0  # connections closed at once: MAX_CLIENTS were open
+        self.timed_out = 0
+        self._flood_logged = False  # one line per flood: reset once a connection is served normally
 
     async def start(self, state_dir: str) -> str | None:
-        """Listen in ``state_dir``, or on the abstract fallback; return why the directory was unusable."""
+        """Listen in ``state_dir``; return why it could not (the daemon runs on without a control socket)."""
         path = socket_path(state_dir)
         if _answering(path):
             raise AlreadyRunning(f"another bootres is already serving {path}")
         try:
             os.makedirs(state_dir, mode=0o755, exist_ok=True)  # systemd makes it; `bootres run` by hand may not
             _remove_stale(path)
-            self.server = await asyncio.start_unix_server(self._serve, path=path, limit=self.MAX_REQUEST)
-            # Reading status is harmless and resolvectl answers any user too.
-            os.chmod(path, 0o666)
+            # Created 0600 (umask) and opened to the group only once it is ours: no moment where anyone else can connect.
+            old_umask = os.umask(0o177)
+            try:
+                self.server = await asyncio.start_unix_server(self._serve, path=path, limit=self.MAX_REQUEST)
+            finally:
+                os.umask(old_umask)
+            gid = _group_id()
+            if gid is not None:
+                os.chown(path, -1, gid)
+                os.chmod(path, 0o660)
             self.address = path
             return None
         except OSError as exc:
-            problem = f"control socket {path}: {exc.strerror or exc}"
             if self.server is not None:
                 self.server.close()
-        self.server = await asyncio.start_unix_server(
-            self._serve, path=abstract_name(state_dir), limit=self.MAX_REQUEST
-        )
-        self.address = "@" + abstract_name(state_dir)[1:]
-        self.log.warning("%s; serving status on %s instead", problem, self.address)
-        return problem
+                self.server = None
+            problem = f"control socket {path}: {exc.strerror or exc}; `bootres status` cannot reach this daemon"
+            self.log.error("%s", problem)
+            return problem
 
     async def stop(self) -> None:
         if self.server is None:
             return
         self.server.close()
         await self.server.wait_closed()
-        if self.address and not self.address.startswith("@"):
+        if self.address:
             _remove_stale(self.address)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         import json
 
+        if self.clients >= self.MAX_CLIENTS:
+            self.turned_away += 1
+            if not self._flood_logged:
+                self._flood_logged = True
+                self.log.warning("control socket: %d clients at once; more are closed unanswered until they go",
+                                 self.MAX_CLIENTS)
+            writer.transport.abort()
+            return
+        self.clients += 1
         try:
-            line = await reader.readline()
+            line = await asyncio.wait_for(reader.readline(), self.REQUEST_TIMEOUT)
             reply = await self._dispatch(line)
+            # drain() waits until the reply has left entirely: a client that does not read keeps nothing here.
+            writer.transport.set_write_buffer_limits(high=0)
             writer.write(json.dumps(reply).encode() + b"\n")
-            await writer.drain()
-        except (ConnectionError, asyncio.LimitOverrunError, ValueError):
+            await asyncio.wait_for(writer.drain(), self.REQUEST_TIMEOUT)
+            if self.clients == 1:
+                self._flood_logged = False
+        except asyncio.TimeoutError:
+            self.timed_out += 1
+        except (ConnectionError, asyncio.LimitOverrunError, asyncio.IncompleteReadError, ValueError):
             pass  # a client that went away or sent junk: nothing to answer
         finally:
-            writer.close()
+            self.clients -= 1
+            writer.transport.abort()  # the reply is out (or the client lost it): nothing left to flush
 
     async def _dispatch(self, line: bytes) -> dict:
         import json
@@ -134,6 +185,15 @@ class ControlServer:
         except Exception as exc:  # our bug: answer and log it, never crash the service
             self.log.exception("control request %r failed", message.get("cmd"))
             return {"error": f"internal error: {exc}"}
+
+
+def _group_id() -> int | None:
+    import grp
+
+    try:
+        return grp.getgrnam(GROUP).gr_gid
+    except KeyError:
+        return None
 
 
 def _answering(path: str) -> bool:
