@@ -7,10 +7,17 @@ file in the same directory (rename is only atomic within one file system),
 fsync it, give it the old file's mode and owner, rename it over the target,
 then fsync the directory so the rename itself is durable.
 
-The temporary file has a fixed name (``.hosts.bootres-tmp`` beside
-``hosts``), so a write cut short by a power failure leaves at most one stray
-file that the next write reuses, instead of a pile of them in ``/etc``.  That
-assumes one writer per path, which holds: each file has one owner in bootres.
+Files other users can reach are hostile (docs/security.md): a metrics file
+in node_exporter's textfile directory, say, where anyone in its group can
+plant a symlink, a FIFO or a file of the temporary name.  So the target is
+never followed when it is a symlink (the link itself is replaced; only
+``/etc/hosts`` follows one, ``follow=True``, as every editor of that file
+does), a FIFO, socket or device is never opened (reads open with
+O_NONBLOCK and check the type before reading; such a target is refused),
+and the temporary file has an unpredictable name (``.hosts.bootres-XXXXXX``)
+created with O_EXCL|O_NOFOLLOW.  A write cut short by a power failure leaves
+one stray file; the next write of the same target removes it, so they do
+not pile up in ``/etc``.
 
 Errors (read-only ``/etc``, a missing directory, no space) are raised as
 ``OSError``; callers record them and try again later.
@@ -23,7 +30,10 @@ thread and keep the event loop for answers.
 
 from __future__ import annotations
 
+import errno
 import os
+import secrets
+import stat
 from typing import Iterable, Mapping, NamedTuple
 
 Signature = tuple[int, int, int]  # inode, mtime (ns), size: a file replaced, rewritten or grown looks different
@@ -38,13 +48,22 @@ class FileRead(NamedTuple):
     error: str | None
 
 
-def read_bytes(path: str) -> bytes | None:
-    """The file's content, or None when it does not exist."""
+def read_bytes(path: str, limit: int = -1, follow: bool = True) -> bytes | None:
+    """The file's content (at most ``limit`` bytes), or None when it does not exist.
+
+    OSError when it is not a regular file: a FIFO planted there is never
+    opened for a blocking read (it would hang the reader), nor a device.
+    ``follow=False``: a symlink is refused too (ELOOP).
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
     try:
-        with open(path, "rb") as handle:
-            return handle.read()
+        fd = os.open(path, flags)
     except FileNotFoundError:
         return None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", path)
+        return handle.read(limit)
 
 
 def read_changed(paths: Iterable[str], seen: Mapping[str, Signature | None], limit: int = -1) -> dict[str, FileRead]:
@@ -65,32 +84,41 @@ def read_changed(paths: Iterable[str], seen: Mapping[str, Signature | None], lim
         if signature == before:
             continue
         try:
-            with open(path, "rb") as handle:
-                found[path] = FileRead(signature, handle.read(limit), None)
+            data = read_bytes(path, limit)
+            found[path] = FileRead(signature, data, None if data is not None else "No such file or directory")
         except OSError as exc:
             found[path] = FileRead(signature, None, exc.strerror or str(exc))
     return found
 
 
-def atomic_write(path: str, data: bytes | str, mode: int | None = None) -> bool:
+def atomic_write(path: str, data: bytes | str, mode: int | None = None, follow: bool = False) -> bool:
     """Replace ``path`` with ``data``; return False (and touch nothing) when unchanged.
 
-    ``mode`` applies only when the file is new; an existing file keeps its
-    mode and owner.  A symlink is followed, so the link stays a link.  Text
-    is written as UTF-8.
+    ``mode`` applies only when the file is new (or replaces a symlink); an
+    existing file keeps its mode and owner.  A symlink at ``path`` is
+    replaced by the file, unless ``follow`` (then the link stays a link and
+    its target is replaced).  Anything else that is not a regular file is
+    refused (OSError).  Text is written as UTF-8.
     """
-    path = os.path.realpath(path)
+    if follow:
+        path = os.path.realpath(path)
     if isinstance(data, str):
         data = data.encode("utf-8")
-    if read_bytes(path) == data:
-        return False
     directory = os.path.dirname(os.path.abspath(path))
     try:
-        current = os.stat(path)
+        current = os.lstat(path)
     except FileNotFoundError:
         current = None
-    temp = os.path.join(directory, f".{os.path.basename(path)}.bootres-tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    if current is not None and stat.S_ISLNK(current.st_mode):
+        current = None  # the link goes: what it pointed at is never read nor written
+    elif current is not None and not stat.S_ISREG(current.st_mode):
+        raise OSError(errno.EINVAL, "not a regular file; left alone", path)
+    elif current is not None and read_bytes(path, follow=False) == data:
+        return False
+    base = os.path.basename(path)
+    _remove_strays(directory, base)
+    temp = os.path.join(directory, f".{base}{_TEMP_MARK}{secrets.token_hex(4)}")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -107,6 +135,27 @@ def atomic_write(path: str, data: bytes | str, mode: int | None = None) -> bool:
         raise
     _fsync_directory(directory)
     return True
+
+
+_TEMP_MARK = ".bootres-"
+
+
+def temporary_name(path: str) -> str:
+    """An unpredictable name beside ``path`` for a file or link about to be renamed over it."""
+    directory, base = os.path.split(path)
+    _remove_strays(directory or ".", base)
+    return os.path.join(directory, f".{base}{_TEMP_MARK}{secrets.token_hex(4)}")
+
+
+def _remove_strays(directory: str, base: str) -> None:
+    """Temporary files of ``base`` that an earlier write, cut short, left behind (names only: unlink follows nothing)."""
+    prefix = f".{base}{_TEMP_MARK}"
+    try:
+        names = [name for name in os.listdir(directory) if name.startswith(prefix)]
+    except OSError:
+        return
+    for name in names:
+        _remove_quietly(os.path.join(directory, name))
 
 
 def _keep_owner(fd: int, current: os.stat_result) -> None:

@@ -36,7 +36,7 @@ import os
 from bootres.core import resolvconf, resolvguard, sources
 from bootres.core.resolvguard import Verdict
 from bootres.core.sources import SourceRecord
-from bootres.shell.fileio import atomic_write, read_bytes
+from bootres.shell.fileio import atomic_write, read_bytes, temporary_name
 
 RESOLV_CONF = "/etc/resolv.conf"
 # debian/bootres.postrm knows this path too: it restores from it on removal.
@@ -248,10 +248,7 @@ def _write_managed(path: str, saved: str, listen: tuple[tuple[str, int], ...], s
     """Put our file in place (the admin's search list when the sources have none, and their options); its bytes."""
     original = resolvconf.parse(_original_text(path, saved))
     content = resolvconf.render_managed(listen, search or original.search, original.options, trust_ad).encode()
-    if os.path.islink(path):
-        _replace(path, lambda temp: atomic_write(temp, content))
-    else:
-        atomic_write(path, content)
+    atomic_write(path, content)  # a symlink there is replaced, never followed
     return content
 
 
@@ -299,11 +296,13 @@ def _text(path: str) -> str:
 def _replace(path: str, create) -> None:
     """Create a new file or link beside ``path`` with ``create(temp)``, then rename it over ``path``.
 
-    Used where ``path`` is (or must become) a symlink, which atomic_write
-    would follow instead of replacing.
+    Used where ``path`` must become a symlink (``create`` makes it with
+    os.symlink, which never overwrites).
     """
-    temp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.bootres-new")
-    if os.path.lexists(temp):
-        os.unlink(temp)
+    temp = temporary_name(path)
     create(temp)
-    os.rename(temp, path)
+    try:
+        os.rename(temp, path)
+    except BaseException:
+        os.unlink(temp)
+        raise

@@ -79,7 +79,8 @@ def write_hosts_block(path: str, block: str) -> WriteResult:
         # Unlike a missing file, an unreadable one is an error: merging into
         # "" would throw the admin's lines away.
         merged = etcfiles.merge_block(_decode(read_bytes(path)), block)
-        changed = atomic_write(path, merged.encode("utf-8", "surrogateescape"))
+        # /etc/hosts as a symlink (to a file the admin keeps elsewhere) stays one: the documented exception.
+        changed = atomic_write(path, merged.encode("utf-8", "surrogateescape"), follow=True)
         return WriteResult(None, changed, _mtime(path))
     except OSError as error:
         return WriteResult(error.strerror or str(error), False, None)

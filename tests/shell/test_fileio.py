@@ -50,14 +50,69 @@ def test_leaves_no_temporary_file(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["hosts"]
 
 
-def test_symlink_is_followed(tmp_path):
+def test_symlink_is_followed_only_when_asked(tmp_path):
+    """follow=True is /etc/hosts's documented exception; anywhere else the link itself is replaced."""
     real = tmp_path / "real-hosts"
     real.write_text("old\n")
     link = tmp_path / "hosts"
     link.symlink_to(real)
-    atomic_write(str(link), "new\n")
+    atomic_write(str(link), "new\n", follow=True)
     assert link.is_symlink()
     assert real.read_text() == "new\n"
+    victim = tmp_path / "passwd"
+    victim.write_text("root:x:0:0\n")
+    os.chmod(victim, 0o600)
+    planted = tmp_path / "bootres.prom"
+    planted.symlink_to(victim)
+    assert atomic_write(str(planted), "metrics\n") is True
+    assert victim.read_text() == "root:x:0:0\n" and stat.S_IMODE(victim.stat().st_mode) == 0o600
+    assert not planted.is_symlink() and planted.read_text() == "metrics\n"
+    assert stat.S_IMODE(planted.stat().st_mode) == 0o644
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory"])
+def test_a_fifo_or_directory_at_the_target_is_refused_without_opening_it(tmp_path, kind):
+    target = tmp_path / "bootres.prom"
+    os.mkfifo(target) if kind == "fifo" else target.mkdir()
+    with pytest.raises(OSError, match="not a regular file"):
+        atomic_write(str(target), "metrics\n")  # a blocking open of a FIFO would hang here
+    with pytest.raises(OSError):
+        read_bytes(str(target))
+    assert sorted(os.listdir(tmp_path)) == ["bootres.prom"]
+
+
+def test_temporary_names_are_unpredictable_and_a_planted_one_changes_nothing(tmp_path):
+    """The old fixed name (.NAME.bootres-tmp) as a symlink or a FIFO: never written through, never opened."""
+    victim = tmp_path / "victim"
+    victim.write_text("keep\n")
+    (tmp_path / ".hosts.bootres-tmp").symlink_to(victim)
+    os.mkfifo(tmp_path / ".hosts.bootres-new")
+    target = tmp_path / "hosts"
+    names = set()
+    for text in ("one\n", "two\n", "three\n"):
+        real_open = os.open
+
+        def spy(path, flags, mode=0o777, *, dir_fd=None):
+            if ".bootres-" in os.fspath(path):
+                names.add(os.path.basename(path))
+                assert flags & os.O_EXCL and flags & os.O_NOFOLLOW
+            return real_open(path, flags, mode, dir_fd=dir_fd)
+
+        os.open = spy
+        try:
+            atomic_write(str(target), text)
+        finally:
+            os.open = real_open
+    assert target.read_text() == "three\n" and victim.read_text() == "keep\n"
+    assert len(names) == 3 and not names & {".hosts.bootres-tmp", ".hosts.bootres-new"}
+
+
+def test_strays_of_a_write_cut_short_are_removed_by_the_next(tmp_path):
+    target = tmp_path / "cache.db"
+    (tmp_path / ".cache.db.bootres-0badcafe").write_bytes(b"x" * 100)  # a SIGKILL during a save
+    (tmp_path / ".other.bootres-12345678").write_bytes(b"not ours to judge")
+    atomic_write(str(target), b"new")
+    assert sorted(os.listdir(tmp_path)) == [".other.bootres-12345678", "cache.db"]
 
 
 def test_missing_directory_raises_oserror(tmp_path):
