@@ -104,6 +104,7 @@ class RouterConfig:
     install_route: bool
     static: tuple[ipaddress.IPv4Address, ...]
     defaultrouter_file: str | None
+    routers: tuple[ipaddress.IPv4Network, ...] = ()  # empty: any on-link router; else only these (docs/router.md)
 
 
 @dataclass(frozen=True)
@@ -234,6 +235,13 @@ def parse_network(text: str) -> IPNetwork:
         raise ValueError(f"bad network {text!r} (expected ADDRESS or ADDRESS/PREFIX)") from None
 
 
+def parse_ipv4_network(text: str) -> ipaddress.IPv4Network:
+    try:
+        return ipaddress.IPv4Network(text, strict=False)
+    except ValueError:
+        raise ValueError(f"bad IPv4 network {text!r} (expected ADDRESS or ADDRESS/PREFIX)") from None
+
+
 def parse_ipv4(text: str) -> ipaddress.IPv4Address:
     try:
         return ipaddress.IPv4Address(text)
@@ -345,6 +353,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "install_route": Key("yes", parse_bool),
         "static": Key("", _listof(parse_ipv4)),
         "defaultrouter_file": Key("/etc/defaultrouter", _optional(parse_path)),
+        "routers": Key("", _listof(parse_ipv4_network)),
     },
     "service": {
         "state_dir": Key("/run/bootres", parse_path),

@@ -73,20 +73,27 @@ class ContainerSide:
 NOTHING = ContainerSide(frozenset(), (), False)  # before the first snapshot: loopback TCP peers only
 
 
+def container_bridges(links: Iterable[LinkFacts], port_kinds: tuple[str, ...] = ("veth",)) -> frozenset[int]:
+    """The bridges whose ports are all of ``port_kinds``, or that have none yet: docker0, podman0, cni0, lxcbr0
+    (and virbr0, whose VMs' ports are taps, kind ``tun``, when that is among ``port_kinds``)."""
+    links = list(links)
+    ports: dict[int, list[str | None]] = {}
+    for link in links:
+        if link.master is not None:
+            ports.setdefault(link.master, []).append(link.kind)
+    return frozenset(link.index for link in links
+                     if link.kind == "bridge" and all(kind in port_kinds for kind in ports.get(link.index, ())))
+
+
 def container_side(links: Iterable[LinkFacts], uplinks: Iterable[int | None],
                    address: ipaddress.IPv4Address | None) -> ContainerSide:
     """The container side of this host's ``links``, ``uplinks`` (the default routes' interfaces) excluded;
     whether ``address`` is on a loopback link."""
     links = list(links)
     uplinks = set(uplinks)
-    ports: dict[int, list[str | None]] = {}
-    for link in links:
-        if link.master is not None:
-            ports.setdefault(link.master, []).append(link.kind)
+    bridges = container_bridges(links)
     side = [link for link in links
-            if link.loopback or (link.index not in uplinks and (
-                link.kind == "veth"
-                or (link.kind == "bridge" and all(kind == "veth" for kind in ports.get(link.index, ())))))]
+            if link.loopback or (link.index not in uplinks and (link.kind == "veth" or link.index in bridges))]
     networks = tuple(dict.fromkeys(iface.network for link in side if not link.loopback for iface in link.addresses))
     on_lo = address is not None and any(
         iface.ip == address for link in links if link.loopback for iface in link.addresses)

@@ -15,12 +15,20 @@ route to set or clear, the router list for the stub files, log lines
 (``bootres.core.effects.Log``).  Every method takes ``now`` (monotonic
 seconds); nothing here reads a clock.
 
-Which advertisements count is RFC 1256 and nothing more: section 5.2's
-validity checks (``bootres.core.rdisc``), then section 5.3's neighbour
-rule on the advertised Router Addresses.  The IP source address is not
-checked: section 5.2 does not list it, and Debian 12's FRR sends it
-byte-swapped.  Every advertisement dropped is counted by reason and logged
-once per (source address, reason), up to ``DROP_LOG_LIMIT`` lines.
+Which advertisements count: section 5.2's validity checks
+(``bootres.core.rdisc``), then the link rule (docs/router.md, "Only the
+link"): sent as a router sends one, to 224.0.0.1 or 255.255.255.255, or
+unicast to this host within ``SOLICITED_REPLY_WINDOW`` of a solicitation
+of ours on that interface; from an on-link IP source (or FRR 8.4's
+byte-swapped one: the swapped source on-link and one of the advertised
+addresses); then section 5.3's neighbour rule on the advertised Router
+Addresses, and the ``routers`` allowlist when set.  Every advertisement
+dropped is counted by reason and logged once per (source address, reason),
+up to ``DROP_LOG_LIMIT`` lines.
+
+Which interfaces discovery runs on by default is ``discovery_links``: the
+host's own uplinks, never the container or VM side (bytes a container
+sends are never even read).
 
 Where the default router comes from, in order (``source`` in status):
 
@@ -43,9 +51,11 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+from bootres.core.containerside import LinkFacts, container_bridges
 from bootres.core.effects import INFO, WARNING, Log
 from bootres.core.rdisc import (
     ALL_ROUTERS,
+    ALL_SYSTEMS,
     LIMITED_BROADCAST,
     MAX_SOLICITATIONS,
     NOT_A_DEFAULT,
@@ -70,6 +80,11 @@ DEFAULT_CAPACITY = 32
 # sources are free to an on-link attacker: past this, drops are only counted.
 DROP_LOG_LIMIT = 64
 
+# RFC 1256 section 4.1: a router answers a solicitation within
+# MAX_RESPONSE_DELAY (2 s); a unicast advertisement counts only this long
+# after our own solicitation on that interface.
+SOLICITED_REPLY_WINDOW = 3.0
+
 # linux/rtnetlink.h route protocols, as ``ip route`` names them.
 ROUTE_ORIGINS = {2: "kernel", 3: "boot", 4: "static", RTPROT_RA: "ra", 16: "dhcp"}
 
@@ -86,6 +101,48 @@ class Interface:
     def on_link(self, address: IPv4) -> bool:
         """RFC 1256 section 5.3: only addresses on one of the interface's subnets count."""
         return any(address in own.network for own in self.addresses)
+
+    def owns(self, address: IPv4) -> bool:
+        return any(address == own.ip for own in self.addresses)
+
+
+# Why discovery does not run on a link by default (``discovery_links``).
+TUN = "a tun/tap device"
+PORT = "a port of a bridge or bond"
+CONTAINER_BRIDGE = "a bridge of containers or VMs"
+CONTAINER_VETH = "a container's veth"
+
+
+def discovery_links(links: list[LinkFacts], uplinks: set[int]) -> dict[int, str | None]:
+    """Each candidate link's index: None where discovery runs by default, else why not.
+
+    Candidates are up, not loopback, with an IPv4 address and broadcast or
+    multicast (``up``, ``broadcast``, ``multicast`` on the link).  Of
+    those, the host's own uplinks: never a tun/tap, a port of a bridge or
+    bond, or a bridge whose ports are all veths or taps (docker0, podman0,
+    virbr0, lxcbr0) unless a default route goes through it (``uplinks``).
+    A veth is an uplink when a default route goes through it, or when every
+    other candidate is a veth too: a container or an nspawn guest, whose
+    only link is one; on a host with a NIC, its veths are its containers'.
+    """
+    candidates = [link for link in links
+                  if link.up and not link.loopback and link.addresses and (link.broadcast or link.multicast)]
+    bridges = container_bridges(links, ("veth", "tun"))
+    verdicts: dict[int, str | None] = {}
+    for link in candidates:
+        if link.index in uplinks:
+            verdicts[link.index] = None
+        elif link.kind == "tun":
+            verdicts[link.index] = TUN
+        elif link.master is not None:
+            verdicts[link.index] = PORT
+        elif link.index in bridges:
+            verdicts[link.index] = CONTAINER_BRIDGE
+    others = [link for link in candidates if link.index not in verdicts and link.kind != "veth"]
+    for link in candidates:
+        if link.index not in verdicts:
+            verdicts[link.index] = CONTAINER_VETH if link.kind == "veth" and others else None
+    return verdicts
 
 
 @dataclass(frozen=True)
@@ -159,6 +216,7 @@ class _Schedule:
     state: str
     due: float | None  # when the next solicitation goes out
     sent: int = 0
+    last_sent: float | None = None  # when our last solicitation went out: a unicast reply counts only after it
 
     def fire(self, event: str) -> None:
         self.state = SOLICIT_TRANSITIONS[(self.state, event)]
@@ -194,11 +252,14 @@ class RouterDiscovery:
         static: tuple[IPv4, ...] = (),
         remembered: tuple[IPv4, ...] = (),
         capacity: int = DEFAULT_CAPACITY,
+        allowed: tuple[ipaddress.IPv4Network, ...] = (),
     ):
         self.solicit = solicit
         self.install_route = install_route
         self.static = tuple(static)
-        self.remembered = tuple(remembered)  # /etc/defaultrouter from the last boot
+        self.allowed = tuple(allowed)  # [router] routers: empty, any on-link router
+        # /etc/defaultrouter from the last boot; never one the allowlist would refuse.
+        self.remembered = tuple(r for r in remembered if self._admitted(r))
         self.capacity = capacity
         self.interfaces: dict[int, Interface] = {}
         self.schedules: dict[int, _Schedule] = {}
@@ -216,9 +277,16 @@ class RouterDiscovery:
 
     # --- inputs
 
-    def reconfigure(self, *, solicit: bool, install_route: bool, static: tuple[IPv4, ...]) -> None:
-        """New settings, same router table.  Interfaces already listening do not solicit again."""
+    def reconfigure(self, *, solicit: bool, install_route: bool, static: tuple[IPv4, ...],
+                    allowed: tuple[ipaddress.IPv4Network, ...] = ()) -> None:
+        """New settings, same router table (less what ``allowed`` now refuses).  Interfaces already listening
+        do not solicit again."""
         self.solicit, self.install_route, self.static = solicit, install_route, tuple(static)
+        self.allowed = tuple(allowed)
+        self.remembered = tuple(r for r in self.remembered if self._admitted(r))
+        for router in list(self.routers.values()):
+            if not self._admitted(router.address):
+                self._forget(router, "not in [router] routers")
         self._decide()
 
     def set_interface(self, interface: Interface, now: float, delay: float) -> None:
@@ -247,14 +315,13 @@ class RouterDiscovery:
     def datagram_received(self, datagram: bytes, ifindex: int, now: float) -> None:
         """An IPv4 datagram (header included) from the raw ICMP socket, received on ``ifindex``.
 
-        Accepted exactly as RFC 1256 says.  Section 5.2 ("Message Validation
-        by Hosts") is ``Advertisement.from_bytes``; the IP Source Address is
-        not among its checks, so it is not looked at here either (Debian 12's
-        FRR sends it byte-swapped).  Section 5.3 has the host use only the
-        advertised Router Addresses that are neighbours of the receiving
-        interface (section 1 calls systems neighboring when they have an
-        address on a common subnet); an advertisement that leaves none is
-        dropped.
+        Section 5.2 ("Message Validation by Hosts") is
+        ``Advertisement.from_bytes``.  Then the link rule (``_from_the_link``):
+        nothing from off the link is ever legitimate.  Section 5.3 has the
+        host use only the advertised Router Addresses that are neighbours of
+        the receiving interface (section 1 calls systems neighboring when
+        they have an address on a common subnet); an advertisement that
+        leaves none is dropped, as is one that leaves none ``allowed``.
         """
         interface = self.interfaces.get(ifindex)
         # For the log line only: who sent it, even when the datagram is bad.
@@ -262,18 +329,59 @@ class RouterDiscovery:
         if interface is None:
             return self._drop("unknown interface", source, f"interface {ifindex}")
         try:
-            advert = Advertisement.from_bytes(IPv4Datagram.from_bytes(datagram).payload)
+            ip = IPv4Datagram.from_bytes(datagram)
+            advert = Advertisement.from_bytes(ip.payload)
         except PacketError as error:
             return self._drop(error.reason, source, interface.name, error.detail)
+        problem = self._from_the_link(interface, ip, advert, now)
+        if problem is not None:
+            reason, detail = problem
+            return self._drop(reason, source, interface.name, detail)
         entries = [entry for entry in advert.entries if interface.on_link(entry.address)]
         if not entries:
             return self._drop("off-link address", source, interface.name, _off_link(advert, interface))
+        refused = [entry for entry in entries if not self._admitted(entry.address)]
+        entries = [entry for entry in entries if self._admitted(entry.address)]
+        if not entries:
+            return self._drop("not in routers", source, interface.name,
+                              f"{', '.join(str(e.address) for e in refused[:3])} not in [router] routers")
         self.heard_advertisement = True
         schedule = self.schedules[ifindex]
         schedule.fire(ADVERTISED)
         for entry in entries:
             self._learn(interface, entry.address, entry.preference, advert.lifetime, now, source)
         self._decide()
+
+    def _from_the_link(self, interface: Interface, ip: IPv4Datagram, advert: Advertisement,
+                       now: float) -> tuple[str, str] | None:
+        """Why this advertisement cannot have come from a router on the link, or None.
+
+        RFC 1256 section 4.1: a router sends to 224.0.0.1 or 255.255.255.255
+        (with IP TTL 1), or unicast to a host that solicited; its source is
+        its address on the link.  Debian 12's FRR 8.4 writes its source
+        byte-swapped (docs/router.md): accepted when the swapped address is
+        on the link and is one of the advertised Router Addresses, i.e. the
+        sender's own address, as FRR advertises.
+        """
+        destination = ip.destination
+        if destination not in (ALL_SYSTEMS, LIMITED_BROADCAST):
+            if not interface.owns(destination):
+                return "wrong destination", f"to {destination}, not 224.0.0.1, 255.255.255.255 or this host"
+            schedule = self.schedules.get(interface.index)
+            last = schedule.last_sent if schedule is not None else None
+            if last is None or now - last > SOLICITED_REPLY_WINDOW:
+                return "unsolicited unicast", f"to {destination}, no solicitation of ours in the last " \
+                                              f"{SOLICITED_REPLY_WINDOW:g} s"
+        source = ip.source
+        if interface.on_link(source):
+            return None
+        swapped = IPv4(source.packed[::-1])
+        if interface.on_link(swapped) and any(entry.address == swapped for entry in advert.entries):
+            return None
+        return "off-link source", f"{source} not on {', '.join(str(own.network) for own in interface.addresses)}"
+
+    def _admitted(self, address: IPv4) -> bool:
+        return not self.allowed or any(address in network for network in self.allowed)
 
     def kernel_routes_observed(self, routes: list[KernelRoute] | tuple[KernelRoute, ...]) -> None:
         """The IPv4 default routes in the kernel's main table right now."""
@@ -344,6 +452,7 @@ class RouterDiscovery:
         last = schedule.sent + 1 >= MAX_SOLICITATIONS
         schedule.fire(SEND_LAST if last else SEND)
         schedule.sent += 1
+        schedule.last_sent = now
         if not last:
             schedule.due = now + SOLICITATION_INTERVAL
         destination = ALL_ROUTERS if interface.multicast else LIMITED_BROADCAST

@@ -39,6 +39,7 @@ from bootres.core.router import (
     SendSolicitation,
     SetDefaultRoute,
     describe_ipv6_defaults,
+    discovery_links,
 )
 from bootres.shell import icmpio, netlinkio
 from bootres.shell.netwatch import NetlinkWatch
@@ -74,6 +75,7 @@ class RouterService:
         self._route_tasks: set[asyncio.Task] = set()  # referenced so they are not collected mid-flight
         self._route_problem: str | None = None
         self._socket_failed: set[int] = set()
+        self._skipped: dict[str, str] = {}  # interface name -> why discovery does not run there (said once)
         self._stopped = False
 
     # --- lifecycle
@@ -86,6 +88,7 @@ class RouterService:
             install_route=self.cfg.install_route,
             static=self.cfg.static,
             remembered=self.remembered,
+            allowed=self.cfg.routers,
         )
         self._pump()
         self._netlink.subscribe(self._observe)  # delivers the current snapshot at once
@@ -110,7 +113,8 @@ class RouterService:
     def reconfigure(self, cfg: RouterConfig) -> None:
         """Take a new [router] section, keeping the router table; interfaces and the route follow at once."""
         self.cfg = cfg
-        self.core.reconfigure(solicit=cfg.solicit, install_route=cfg.install_route, static=cfg.static)
+        self.core.reconfigure(solicit=cfg.solicit, install_route=cfg.install_route, static=cfg.static,
+                              allowed=cfg.routers)
         self._pump()
         if self._snapshot is not None:
             self._observe(self._snapshot)
@@ -125,7 +129,7 @@ class RouterService:
             names = {link.index: link.name for link in snapshot.links}
             ipv6 = describe_ipv6_defaults(snapshot.default_routes6, names)
         return {"discovery": self.cfg.discovery, **self.core.status(self._loop.time()),
-                "ipv6_default_routes": ipv6}
+                "skipped_interfaces": dict(sorted(self._skipped.items())), "ipv6_default_routes": ipv6}
 
     # --- inputs
 
@@ -135,7 +139,7 @@ class RouterService:
             return
         self._snapshot = snapshot
         now = self._loop.time()
-        wanted = {link.index: link for link in snapshot.links if self._eligible(link)}
+        wanted = {link.index: link for link in self._eligible(snapshot)}
         for index in [i for i in self.core.interfaces if i not in wanted]:
             self._close_socket(index)
             self.core.remove_interface(index)
@@ -148,13 +152,26 @@ class RouterService:
         self.core.kernel_routes_observed(snapshot.default_routes)
         self._pump()
 
-    def _eligible(self, link: netlinkio.Link) -> bool:
-        """SPEC: every up, non-loopback interface with IPv4 broadcast or multicast (or the named ones)."""
-        if not self.cfg.discovery or not link.up or not link.addresses:
-            return False
+    def _eligible(self, snapshot: netlinkio.Snapshot) -> list[netlinkio.Link]:
+        """The links discovery runs on: those named in ``interfaces``, else the host's uplinks (``discovery_links``).
+
+        A link left out for being the container or VM side is said once, by
+        name: its packets are never read, so nothing there is logged later.
+        """
+        if not self.cfg.discovery:
+            return []
         if self.cfg.interfaces:
-            return link.name in self.cfg.interfaces
-        return not link.loopback and (link.broadcast or link.multicast)
+            return [link for link in snapshot.links
+                    if link.up and link.addresses and link.name in self.cfg.interfaces]
+        uplinks = {route.ifindex for route in (*snapshot.default_routes, *snapshot.default_routes6)}
+        verdicts = discovery_links(list(snapshot.links), uplinks)
+        skipped = {link.name: verdicts[link.index] for link in snapshot.links if verdicts.get(link.index)}
+        for name, why in skipped.items():
+            if self._skipped.get(name) != why:
+                self.log.info("router discovery not on %s: %s (name it in [router] interfaces to run there)",
+                              name, why)
+        self._skipped = skipped
+        return [link for link in snapshot.links if link.index in verdicts and verdicts[link.index] is None]
 
     def _open_socket(self, link: netlinkio.Link) -> bool:
         try:

@@ -64,16 +64,21 @@ def test_each_malformed_advertisement_is_dropped_without_effect(rig):
     assert "Traceback" not in bootres.log()
 
 
-def test_the_ip_source_does_not_matter_the_advertised_addresses_do(rig):
-    """RFC 1256 section 5.2 does not check the IP source; section 5.3 checks the Router Addresses."""
+def test_the_ip_source_must_be_on_the_link_and_the_advertised_addresses_too(rig):
+    """Nothing from off the link is legitimate (issue 21); section 5.3 checks the Router Addresses."""
     bootres, router = rig
-    # Off-link source, on-link router address (what Debian 12's FRR sends): accepted.
+    # Off-link source, on-link router address: dropped, logged once with the sender.
     router.send(icmp_advert(GOOD), src="198.19.7.7")
-    bootres.wait(lambda: bootres.route_via(ROUTER), timeout=2, what="the route from an off-link source")
-    assert bootres.status()["router"]["dropped"] == {}
+    router.send(icmp_advert(GOOD), src="198.19.7.7")
+    bootres.wait(lambda: bootres.status()["router"]["dropped"] == {"off-link source": 2}, timeout=2)
+    assert bootres.log().count("router advertisement from 198.19.7.7 on eth0 ignored: off-link source "
+                               "(198.19.7.7 not on 198.18.0.0/16)") == 1
+    # FRR 8.4's byte-swapped source (1.1.18.198 for 198.18.1.1): its swapped form is on-link and advertised.
+    router.send(icmp_advert(GOOD), src="1.1.18.198")
+    bootres.wait(lambda: bootres.route_via(ROUTER), timeout=2, what="the route from FRR's swapped source")
     # On-link source, every router address off-link: dropped, and logged with its source.
     router.send(icmp_advert([("203.0.113.9", 100), ("198.20.0.1", 100)]), src=ROUTER)
-    bootres.wait(lambda: bootres.status()["router"]["dropped"] == {"off-link address": 1}, timeout=2)
+    bootres.wait(lambda: bootres.status()["router"]["dropped"].get("off-link address") == 1, timeout=2)
     assert (f"router advertisement from {ROUTER} on eth0 ignored: off-link address "
             "(203.0.113.9, 198.20.0.1 not on 198.18.0.0/16)") in bootres.log()
     assert [r["gateway"] for r in bootres.default_routes()] == [ROUTER]
