@@ -24,12 +24,12 @@ ETH1 = Interface(3, "eth1", (ipaddress.IPv4Interface("198.19.0.10/24"),), multic
 SOLICITATION = bytes.fromhex("0a00f5ff00000000")
 
 
-def datagram(entries, lifetime=30, src=None, message=None) -> bytes:
-    """An IPv4 datagram carrying an advertisement (or ``message``) from ``src``."""
+def datagram(entries, lifetime=30, src=None, message=None, dst="224.0.0.1") -> bytes:
+    """An IPv4 datagram carrying an advertisement (or ``message``) from ``src`` to ``dst``."""
     if message is None:
         message = bytes(Advertisement(lifetime, tuple(RouterEntry(A(a), p) for a, p in entries)))
     src = A(src or entries[0][0])
-    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(message), 0, 0, 1, 1, 0, src.packed, A("224.0.0.1").packed)
+    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(message), 0, 0, 1, 1, 0, src.packed, A(dst).packed)
     return header + message
 
 
@@ -233,18 +233,61 @@ def test_rejected_without_effect_but_one_log_line_naming_the_source(reason, data
     assert rd.status(100.2)["dropped"] == {reason: 1}
 
 
-def test_the_ip_source_is_not_checked_only_the_advertised_addresses_are():
-    """RFC 1256 section 5.2 has no check on the IP source; section 5.3's is on the Router Addresses."""
+def test_the_source_must_be_on_link_or_frrs_byte_swapped_form_of_an_advertised_address():
     rd = discovery()
+    rd.datagram_received(datagram([("198.18.1.1", 10)], src="198.19.7.7"), ETH0.index, 100.0)
+    assert rd.drain() == [Log(WARNING, "router advertisement from 198.19.7.7 on eth0 ignored: off-link source "
+                                       "(198.19.7.7 not on 198.18.1.0/24)")]
+    # Swapped, 1.1.18.198 is 198.18.1.1: on-link, but not what this advertisement names.
+    rd.datagram_received(datagram([("198.18.1.66", 10)], src="1.1.18.198"), ETH0.index, 100.0)
+    assert rd.routers == {} and rd.dropped == {"off-link source": 2}
     # What FRR 8.4.4 sends for 198.18.1.1: the source byte-swapped, the router address right.
     rd.datagram_received(datagram([("198.18.1.1", 10)], src="1.1.18.198"), ETH0.index, 100.0)
-    assert rd.default_routers == (A("198.18.1.1"),) and rd.dropped == {}
+    assert rd.default_routers == (A("198.18.1.1"),)
     assert only(rd.drain(), SetDefaultRoute) == [SetDefaultRoute(A("198.18.1.1"), ETH0.index)]
     # An on-link source does not save an advertisement whose every address is off-link.
     rd.datagram_received(datagram([("203.0.113.1", 50), ("198.19.0.1", 60)], src="198.18.1.7"), ETH0.index, 100.0)
     assert rd.drain() == [Log(WARNING, "router advertisement from 198.18.1.7 on eth0 ignored: off-link address "
                                        "(203.0.113.1, 198.19.0.1 not on 198.18.1.0/24)")]
-    assert rd.default_routers == (A("198.18.1.1"),) and rd.dropped == {"off-link address": 1}
+    assert rd.default_routers == (A("198.18.1.1"),) and rd.dropped == {"off-link source": 2, "off-link address": 1}
+
+
+@pytest.mark.parametrize("dst", ["224.0.0.1", "255.255.255.255"])
+def test_to_all_systems_or_broadcast_always_counts(dst):
+    rd = discovery(solicit=False)
+    rd.datagram_received(datagram([("198.18.1.1", 0)], dst=dst), ETH0.index, 100.0)
+    assert rd.default_routers == (A("198.18.1.1"),)
+
+
+def test_unicast_counts_only_within_the_window_after_our_solicitation():
+    rd = discovery(now=100.0, delay=0.5)
+    unicast = datagram([("198.18.1.1", 0)], dst="198.18.1.10")
+    rd.datagram_received(unicast, ETH0.index, 100.2)  # before any solicitation of ours
+    assert rd.routers == {} and rd.dropped == {"unsolicited unicast": 1}
+    rd.timer_fired(100.5)  # the first solicitation goes out
+    rd.datagram_received(unicast, ETH0.index, 100.5 + core.SOLICITED_REPLY_WINDOW + 0.01)
+    assert rd.routers == {} and rd.dropped == {"unsolicited unicast": 2}
+    rd.datagram_received(unicast, ETH0.index, 100.5 + core.SOLICITED_REPLY_WINDOW)
+    assert rd.default_routers == (A("198.18.1.1"),)
+
+
+@pytest.mark.parametrize("dst", ["198.18.1.255", "224.0.0.2", "198.18.1.99"])
+def test_any_other_destination_is_dropped(dst):
+    rd = discovery()
+    rd.timer_fired(100.5)  # solicited: still not to these
+    rd.datagram_received(datagram([("198.18.1.1", 0)], dst=dst), ETH0.index, 100.6)
+    assert rd.routers == {} and rd.dropped == {"wrong destination": 1}
+
+
+def test_routers_allowlist_drops_others_and_forgets_what_it_now_refuses():
+    rd = discovery(allowed=(ipaddress.IPv4Network("198.18.1.0/28"),), remembered=(A("198.18.1.200"),))
+    assert rd.source is None  # last boot's router is outside the list: not even a first guess
+    rd.datagram_received(datagram([("198.18.1.66", 1000), ("198.18.1.1", 0)]), ETH0.index, 100.0)
+    assert rd.default_routers == (A("198.18.1.1"),)  # the entry outside is skipped
+    rd.datagram_received(datagram([("198.18.1.66", 1000)]), ETH0.index, 100.0)
+    assert rd.dropped == {"not in routers": 1}
+    rd.reconfigure(solicit=True, install_route=True, static=(), allowed=(ipaddress.IPv4Network("198.18.1.2/32"),))
+    assert rd.routers == {} and rd.default_routers == ()
 
 
 # Debian 12's FRR 8.4.4 (zebra -M irdp) advertising 198.18.1.1, preference 10, holdtime 6, as
@@ -490,3 +533,40 @@ def test_docs_state_table_is_the_code_table():
     table = "| state | input | next state |\n|---|---|---|\n" + rows
     doc = (Path(__file__).resolve().parents[2] / "docs" / "router.md").read_text()
     assert table in doc, "docs/router.md's state table drifted from SOLICIT_TRANSITIONS; paste:\n" + table
+
+
+# --- which links discovery runs on by default
+
+
+class L:
+    def __init__(self, index, name, kind=None, master=None, up=True, loopback=False, addresses=("198.18.1.10/24",),
+                 broadcast=True, multicast=True):
+        self.index, self.name, self.kind, self.master = index, name, kind, master
+        self.up, self.loopback, self.broadcast, self.multicast = up, loopback, broadcast, multicast
+        self.addresses = tuple(ipaddress.IPv4Interface(a) for a in addresses)
+
+
+def test_a_host_with_a_nic_runs_on_it_never_on_its_containers_or_vms():
+    links = [
+        L(1, "lo", loopback=True, addresses=("127.0.0.1/8",)),
+        L(2, "eth0"),
+        L(3, "docker0", kind="bridge", addresses=("198.18.100.1/24",)),
+        L(4, "veth1a2b", kind="veth", master=3, addresses=()),
+        L(5, "virbr0", kind="bridge", addresses=("198.18.122.1/24",)),
+        L(6, "vnet0", kind="tun", master=5, addresses=()),
+        L(7, "cali12", kind="veth", addresses=("198.18.130.1/32",)),  # a routed pod's host side
+        L(8, "tun0", kind="tun", addresses=("198.18.140.2/24",)),
+        L(9, "br0", kind="bridge", addresses=("198.18.150.1/24",)),  # a KVM host's uplink bridge, NIC inside
+        L(10, "eno2", master=9, addresses=()),
+        L(11, "eth1", up=False),
+    ]
+    assert core.discovery_links(links, set()) == {
+        2: None, 3: core.CONTAINER_BRIDGE, 5: core.CONTAINER_BRIDGE, 7: core.CONTAINER_VETH, 8: core.TUN, 9: None}
+
+
+def test_a_container_or_nspawn_guest_runs_on_its_veth_and_a_default_route_makes_an_uplink():
+    guest = [L(2, "host0", kind="veth"), L(3, "docker0", kind="bridge", addresses=("198.18.100.1/24",))]
+    assert core.discovery_links(guest, set()) == {2: None, 3: core.CONTAINER_BRIDGE}
+    # docker0 as the default route's link (a strange host, but its own choice) and a veth beside a NIC as one.
+    host = [L(2, "eth0"), L(3, "docker0", kind="bridge", addresses=("198.18.100.1/24",)), L(4, "up0", kind="veth")]
+    assert core.discovery_links(host, {3, 4}) == {2: None, 3: None, 4: None}
