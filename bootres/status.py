@@ -187,6 +187,8 @@ def render_human(report: dict) -> str:
     )
     _field(lines, "Split DNS", [f"{r['domain']} -> {' '.join(r['upstreams']) or 'no upstream'}"
                                 for r in resolver.get("routes", [])])
+    if resolver.get("search_only"):
+        _field(lines, "Search only", [" ".join(resolver["search_only"]) + " (public suffixes: searched, never routed)"])
     _field(lines, "Sources", [
         f"{s['name']}: {' '.join(s['nameservers']) or 'no nameserver'}" + (f" ({s['error']})" if s.get("error") else "")
         + (" (not used)" if s.get("in_use") is False else "")

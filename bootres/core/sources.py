@@ -16,9 +16,11 @@ Selection policy:
    static resolv.conf moved there at install) are used only when no dynamic
    record has a server: the static list is the fallback of last resort, so
    a DHCP list that changes is never mixed with a stale static one.
-3. Every search and routing domain of a record in use routes to that
-   record's servers; records naming the same domain share the route (their
-   servers joined, in order).  The default group is the servers of the
+3. Every routing domain of a record in use, and every search domain below
+   a public suffix (``bootres.core.publicsuffix``: never ``com`` or
+   ``co.uk``, which stay search-only), routes to that record's servers;
+   records naming the same domain share the route (their servers joined,
+   in order).  The default group is the servers of the
    records in use that are a default route; when none is, every server in
    use (systemd-resolved's fallback).
 4. ``DOMAIN=ADDRESS`` items of the configuration always apply: they add
@@ -48,6 +50,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from bootres.core import resolvconf
+from bootres.core.publicsuffix import BUILT_IN, PublicSuffixes
 from bootres.core.routing import Address, Route, Routing, UpstreamSpec
 
 MAX_SOURCE_BYTES = 65536  # a resolv.conf or link state file is a few hundred bytes
@@ -89,6 +92,7 @@ class Selection:
     # Names of the records in use: their search domains, and their servers unless config overrides.
     used: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()  # one per thing dropped, for the operator's log
+    search_only: tuple[str, ...] = ()  # search domains that are public suffixes: never routing domains
 
 
 def normalize_domain(text: str) -> str:
@@ -345,7 +349,8 @@ def _config_routes(config_domains, own: frozenset[Address], warnings: list[str])
 
 
 def select(records: Iterable[SourceRecord], config_default: tuple[Address, ...] = (),
-           config_domains: tuple[tuple[str, Address], ...] = (), own: frozenset[Address] = frozenset()) -> Selection:
+           config_domains: tuple[tuple[str, Address], ...] = (), own: frozenset[Address] = frozenset(),
+           suffixes: PublicSuffixes = BUILT_IN) -> Selection:
     """The routing and search list the sources and the configuration call for now (policy: the module docstring)."""
     warnings: list[str] = []
     usable = [(record, _upstream_servers(record, own, warnings)) for record in records]
@@ -363,6 +368,7 @@ def select(records: Iterable[SourceRecord], config_default: tuple[Address, ...] 
     default: list[Address] = []
     routes: dict[str, list[Address]] = {}
     givers: dict[Address, list[str]] = {}  # address -> names of the records whose servers are in effect
+    search_only: list[str] = []
     if configured:
         default = configured
     else:
@@ -370,7 +376,12 @@ def select(records: Iterable[SourceRecord], config_default: tuple[Address, ...] 
         for record, servers in in_use:
             if record.default_route or not any_default_route:
                 _add(default, servers)
-            for domain in record.search + record.routing:
+            for domain in record.search:
+                if suffixes.is_public(domain):
+                    _add(search_only, [domain])
+                else:
+                    _add(routes.setdefault(domain, []), servers)
+            for domain in record.routing:
                 _add(routes.setdefault(domain, []), servers)
             for address in servers:
                 givers.setdefault(address, []).append(record.name)
@@ -397,4 +408,5 @@ def select(records: Iterable[SourceRecord], config_default: tuple[Address, ...] 
         search=tuple(search),
         used=tuple(record.name for record, _ in in_use),
         warnings=tuple(warnings),
+        search_only=tuple(d for d in search_only if d not in routes),
     )

@@ -30,13 +30,14 @@ from bootres.core import dnsmsg
 from bootres.core.cache import Cache, CacheFileError, Snapshot
 from bootres.core.effects import CloseUpstream, Log, Respond, SendUpstream
 from bootres.core.hostsdb import HostsDB, parse_hosts
-from bootres.core import containerside, sources
+from bootres.core import containerside, publicsuffix, sources
 from bootres.core.stub import Stub, StubSettings
 from bootres.shell import control, dnsio
-from bootres.shell.fileio import FileRead, atomic_write, read_changed
+from bootres.shell.fileio import FileRead, atomic_write, read_bytes, read_changed
 from bootres.shell.sourcewatch import POLL_INTERVAL, Scan, SourcePaths, SourceWatcher
 
 WATCH_INTERVAL = POLL_INTERVAL  # seconds between checks of hosts_files and the upstream sources
+PUBLIC_SUFFIX_LIST = "/usr/share/publicsuffix/public_suffix_list.dat"  # Debian's publicsuffix package
 # Saving the cache: this many entries serialized per turn of the event loop
 # (~0.15 ms here; 10,000 take 16-25 ms in all), and this long a pause after
 # each step, in which the loop waits for sockets as when idle, so a query
@@ -80,6 +81,7 @@ class ResolverService:
         self._warned: set[str] = set()
         self.sources = SourceWatcher(source_paths, self._static_files(cfg), log)
         self.sources.poll()  # on this thread: no loop serves anything yet, and ``selection`` is right from the start
+        self._suffixes: publicsuffix.PublicSuffixes | None = None
         self.selection = self._select(cfg)
         self.stub = Stub(self._settings(cfg, self.selection), Cache(cfg.cache_size, cfg.stale_max_age), _random_id)
         self._udp: list[dnsio.UdpListener] = []
@@ -247,6 +249,7 @@ class ResolverService:
     def status(self) -> dict:
         used = set(self.selection.used)  # a static list stands by while a dynamic source has nameservers
         return {"listen": list(self.listening), **self.stub.status(), "tcp": self._tcp_pool.status(),
+                "search_only": list(self.selection.search_only),
                 "container_listen": self._container_status(),
                 "sources": [{**entry, "in_use": entry["name"] in used} for entry in self.sources.status()]}
 
@@ -472,11 +475,15 @@ class ResolverService:
         return static
 
     def _select(self, cfg: ResolverConfig) -> sources.Selection:
+        records = self.sources.records()
+        if self._suffixes is None and any("." in domain for record in records for domain in record.search):
+            self._suffixes = self._public_suffixes()  # read once, when a search domain first needs judging
         selection = sources.select(
-            self.sources.records(),
+            records,
             tuple(u.sockaddr for u in cfg.upstreams),
             tuple((domain, u.sockaddr) for domain, u in cfg.upstream_domains),
             frozenset(e.sockaddr for e in cfg.endpoints),
+            self._suffixes or publicsuffix.BUILT_IN,
         )
         # Said once: the same loopback nameserver would otherwise be reported at every change.
         for warning in selection.warnings:
@@ -495,6 +502,18 @@ class ResolverService:
             self.log.info("upstreams now: %s", describe(selection) or "none")
         if self._on_upstreams is not None:
             self._on_upstreams(selection)
+
+    def _public_suffixes(self) -> publicsuffix.PublicSuffixes:
+        """Debian's Public Suffix List, or the built-in minimum (TLDs only) without the publicsuffix package."""
+        try:
+            data = read_bytes(PUBLIC_SUFFIX_LIST, publicsuffix.MAX_LIST_BYTES)
+        except OSError as exc:
+            data = None
+            self.log.warning("cannot read %s (%s): only top-level domains count as public suffixes",
+                             PUBLIC_SUFFIX_LIST, exc.strerror or exc)
+        if data is None:
+            return publicsuffix.BUILT_IN
+        return publicsuffix.PublicSuffixes.parse(data.decode("utf-8", "replace"))
 
     @staticmethod
     def _tcp_limits(cfg: ResolverConfig) -> dnsio.TcpLimits:

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from bootres.core import sources
 from bootres.core.routing import domain_wire
+from bootres.core.publicsuffix import BUILT_IN, PublicSuffixes
 from bootres.core.sources import SourceError, SourceRecord
 
 # What systemd 252 (Debian 12) writes for a DHCP link with an IPv6 RA nameserver.
@@ -510,3 +511,30 @@ def test_select_invariants(records, config_default, config_domains):
     from_sources = {a for r in records for a in r.servers} - set(config_default) - {a for _, a in config_domains}
     assert not any(ipaddress.ip_address(h).is_loopback for h, _ in grouped & from_sources)
     assert len(selection.search) == len(set(selection.search))
+
+
+# --- search domains that are public suffixes (issue 21)
+
+PSL = PublicSuffixes.parse("// comment\ncom\nnet\nuk\nco.uk\n*.ck\n!www.ck\n// ===END===\n")
+
+
+@pytest.mark.parametrize("domain, public", [
+    ("com", True), ("co.uk", True), ("uk", True), ("example", True), ("anything.ck", True),
+    ("www.ck", False), ("example.com", False), ("corp.example", False), ("shop.example.co.uk", False),
+])
+def test_public_suffix_rules(domain, public):
+    assert PSL.is_public(domain) is public
+
+
+def test_without_the_list_only_single_labels_are_public():
+    assert BUILT_IN.is_public("com") and not BUILT_IN.is_public("co.uk")
+
+
+def test_search_domains_that_are_public_suffixes_stay_search_only():
+    lease = SourceRecord("dhclient", "dhclient eth1", "x", (("198.18.0.10", 53),), ("com", "net", "co.uk", "corp.example"))
+    vpn = SourceRecord("networkd", "networkd 7", "y", (("198.18.0.11", 53),), (), ("com",), default_route=False)
+    selection = sources.select([lease, vpn], suffixes=PSL)
+    assert [route.domain for route in selection.routing.routes] == ["corp.example", "com"]  # ~com stated: kept
+    assert selection.search == ("com", "net", "co.uk", "corp.example")  # still searched
+    assert selection.search_only == ("net", "co.uk")
+    assert sources.select([lease]).search_only == ("com", "net")  # built-in: co.uk is not known to be public

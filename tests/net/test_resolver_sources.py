@@ -152,3 +152,29 @@ def test_a_malformed_source_keeps_the_last_good_list(lab, tmp_path):
         write_atomically(link, f"ADMIN_STATE=configured\nOPER_STATE=routable\nDNS={DEFAULT}\n")
         wait_for(lambda: "error" not in resolver.status()["sources"][0], 2.0, "the file usable again")
     assert resolver.alive() and resolver.stop() == 0
+
+
+def test_search_domains_that_are_public_suffixes_never_route(lab, tmp_path):
+    """A rogue DHCP server offering `search com net` must not own those names (issue 21)."""
+    host, servers = upstream_lab(lab)
+    lease_server = lab.fakedns(servers, DEFAULT, default_address="198.18.0.80")
+    other = lab.fakedns(servers, OTHER, default_address="198.18.0.81")
+    root = tmp_path / "root"
+    # A DHCP lease as the dhclient hook writes it, and a networkd link with the same search list.
+    write_atomically(root / "run/bootres/dhclient/eth1.inet",
+                     f"nameserver {DEFAULT}\nsearch com net co.uk corp.example\n")
+    write_atomically(root / "run/systemd/netif/links/7",
+                     "# This is private data. Do not parse.\nADMIN_STATE=configured\nOPER_STATE=routable\n"
+                     f"DNS={OTHER}\nDOMAINS=com net co.uk corp.example\nROUTE_DOMAINS=\n")
+    resolver = ResolverProcess(host, resolver_config(tmp_path, upstreams="", upstreams_file=""), tmp_path,
+                               sources_under=root)
+    status = wait_for(lambda: (s := resolver.status())["routes"] and s, 2.0, "the sources read")
+    assert status["routes"] == [{"domain": "corp.example", "upstreams": [f"{DEFAULT}:53", f"{OTHER}:53"]}]
+    assert status["search_only"] == ["com", "net", "co.uk"]
+    # Names under com and co.uk go to the default group (here both), not to one source's servers only.
+    client = Client(host)
+    for name in ("www.bank.com", "shop.example.co.uk"):
+        reply, _ = client.ask(name)
+        assert addresses(reply) in (["198.18.0.80"], ["198.18.0.81"])
+    assert resolver.stop() == 0
+    assert lease_server.qnames or other.qnames

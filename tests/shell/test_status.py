@@ -127,6 +127,11 @@ Default via: 198.18.1.1 dev eth0 (rdisc, pref 0, expires in 29 min)
      Errors: 2026-11-21T02:00:00+00:00 upstream 198.18.0.11:5353 down"""
 
 
+def test_human_view_names_search_only_domains():
+    text = status.render_human(report(resolver=dict(RESOLVER, search_only=["com", "co.uk"])))
+    assert "Search only: com co.uk (public suffixes: searched, never routed)" in text.splitlines()
+
+
 def test_human_view_says_why_degraded():
     down = dict(RESOLVER, upstreams=[dict(u, state="down") for u in RESOLVER["upstreams"]])
     assert status.render_human(report(resolver=down)).splitlines()[0] == "    Verdict: degraded: no upstream answering"
