@@ -7,7 +7,7 @@ keeps) is the core's; this adapter only feeds it and performs its effects:
   this host's primary IPv4 and global IPv6 address), ``set_routers``
   (RouterService's ``on_change``), ``set_search_domains`` (the resolver's
   source selection), ``reconfigure``, the hostname from
-  ``socket.gethostname()`` at each of these;
+  ``socket.gethostname()`` at each of these and every HOSTNAME_INTERVAL;
 - file I/O on one worker thread (``_files``): the two reads at start and
   every atomic write, as plain functions of their arguments that return
   their result, so no state is shared with the thread and writes to one
@@ -39,6 +39,7 @@ from bootres.core.effects import Log
 from bootres.shell.fileio import atomic_write, read_bytes
 
 DEFAULT_RETRY_INTERVAL = 30.0  # seconds between attempts to write a file that could not be written
+HOSTNAME_INTERVAL = 1.0  # seconds: a hostname set with hostnamectl reaches the hosts block within this
 
 Lookup = Callable[[str], Awaitable[list[str] | None]]
 
@@ -134,6 +135,7 @@ class StubFiles:
         self._files: concurrent.futures.ThreadPoolExecutor | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        self._hostname_timer: asyncio.TimerHandle | None = None
         self._jobs: set[asyncio.Future] = set()  # writes and lookups under way
         self._stopped = False
 
@@ -156,6 +158,7 @@ class StubFiles:
         self._loop = loop
         self.core.start(loop.time(), hosts, router)
         self._pump()
+        self._hostname_timer = loop.call_later(HOSTNAME_INTERVAL, self._hostname_tick)
 
     @property
     def routers(self) -> tuple[ipaddress.IPv4Address, ...]:
@@ -168,6 +171,9 @@ class StubFiles:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = self._timer_at = None
+        if self._hostname_timer is not None:
+            self._hostname_timer.cancel()
+            self._hostname_timer = None
         for job in self._jobs:
             if isinstance(job, asyncio.Task):
                 job.cancel()
@@ -202,12 +208,26 @@ class StubFiles:
         self.core.set_names(self._hostname, self._search, self._now())
         self._pump()
 
-    def _check_hostname(self, now: float) -> None:
-        """The hostname is read when the network changes: that is when hostnamectl or DHCP may have set it."""
+    def _hostname_tick(self) -> None:
+        """``hostnamectl set-hostname`` changes no network state: the name is looked at every HOSTNAME_INTERVAL.
+
+        One uname(2) a second: the kernel's change notification
+        (/proc/sys/kernel/hostname with POLLPRI) is out of reach under
+        ProcSubset=pid, and systemd-hostnamed's D-Bus signal needs a D-Bus
+        library bootres does not depend on.
+        """
+        self._hostname_timer = self._loop.call_later(HOSTNAME_INTERVAL, self._hostname_tick)
+        if self._check_hostname(self._now()):
+            self._pump()
+
+    def _check_hostname(self, now: float) -> bool:
+        """Also when the network changes, when DHCP may have set it; True when the name changed."""
         hostname = socket.gethostname()
-        if hostname != self._hostname:
-            self._hostname = hostname
-            self.core.set_names(hostname, self._search, now)
+        if hostname == self._hostname:
+            return False
+        self._hostname = hostname
+        self.core.set_names(hostname, self._search, now)
+        return True
 
     # --- what the daemon reads
 
