@@ -30,7 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bootres", description="Boot-time resolver resilience shim.")
     parser.add_argument("--version", action="version", version=f"bootres {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.add_parser("run", parents=[common], help="run the service in the foreground")
+    run = commands.add_parser("run", parents=[common], help="run the service in the foreground")
+    run.add_argument("--user", metavar="NAME",
+                     help="started as root: become this user, with a privileged writer for /etc (the unit's bootres)")
     status = commands.add_parser("status", parents=[common], help="show what the running service is doing")
     status.add_argument("--json", action="store_true", help="one JSON object, for machines")
     commands.add_parser("check", parents=[common], help="validate the configuration without touching anything")
@@ -134,7 +136,7 @@ def cmd_run(args) -> int:
             del sys.modules["ssl"]
     from bootres.shell import daemon
 
-    return daemon.run(cfg)
+    return daemon.run(cfg, user=getattr(args, "user", None))
 
 
 COMMANDS = {"run": cmd_run, "status": cmd_status, "check": cmd_check, "query": cmd_query}
@@ -147,13 +149,23 @@ def service_args(argv: list[str]):
     shutil, bz2 and lzma costs ~4 ms before the first answer
     (bench/startup.py); anything else, ``-h`` included, goes through it.
     """
-    if argv == ["run"]:
-        return SimpleNamespace(command="run", config=config.DEFAULT_PATH)
-    if len(argv) == 3 and argv[0] == "run" and argv[1] in ("-c", "--config") and not argv[2].startswith("-"):
-        return SimpleNamespace(command="run", config=argv[2])
-    if len(argv) == 2 and argv[0] == "run" and argv[1].startswith("--config=") and len(argv[1]) > 9:
-        return SimpleNamespace(command="run", config=argv[1][9:])
-    return None
+    if not argv or argv[0] != "run":
+        return None
+    found = {"config": config.DEFAULT_PATH, "user": None}
+    rest = argv[1:]
+    while rest:
+        option = rest.pop(0)
+        key, _, value = option[2:].partition("=") if option.startswith("--") else ("", "", "")
+        if option == "-c":
+            key = "config"
+        if key not in found or (found[key] not in (None, config.DEFAULT_PATH)):
+            return None  # anything else, or said twice: argparse says what is wrong
+        if not value:
+            if not rest or rest[0].startswith("-"):
+                return None
+            value = rest.pop(0)
+        found[key] = value
+    return SimpleNamespace(command="run", **found)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -381,8 +381,9 @@ def target_rdisc(data: bytes) -> None:
     PacketError (with a reason); an advertisement they read has 1..255
     entries that round-trip through ``bytes()``.  ``RouterDiscovery`` fed the
     raw bytes and a datagram wrapping them (checksum fixed) never raises,
-    and only learns on-link routers that were advertised; the datagram's IP
-    source makes no difference (RFC 1256 section 5.2 does not check it).
+    and only learns on-link routers that were advertised; from an off-link
+    IP source it learns nothing, except FRR 8.4's byte-swapped source of an
+    advertised router, which learns what the on-link source does (issue 21).
     """
     packet = _expect((rdisc.PacketError,), rdisc.IPv4Datagram.from_bytes, data)
     messages = [data, with_checksum(data)]
@@ -400,18 +401,24 @@ def target_rdisc(data: bytes) -> None:
             advertised.update(entry.address for entry in advert.entries)
         _expect((rdisc.PacketError,), rdisc.Solicitation.from_bytes, message)
     learned = []
-    for source in ("198.18.1.1", "1.1.18.198"):  # on-link, and off-link as Debian 12's FRR sends it
+    # On-link; off-link as Debian 12's FRR sends 198.18.1.1; off-link.
+    for source in (None, "198.18.1.1", "1.1.18.198", "198.19.7.7"):
         discovery = router.RouterDiscovery(solicit=True, install_route=True)
         discovery.set_interface(_ETH0, 0.0, 0.5)
         discovery.kernel_routes_observed(())
-        discovery.datagram_received(data, _ETH0.index, 1.0)
-        discovery.datagram_received(ipv4_datagram(source, "224.0.0.1", fixed), _ETH0.index, 2.0)
+        if source is None:
+            discovery.datagram_received(data, _ETH0.index, 1.0)  # the raw bytes as a datagram
+        else:
+            discovery.datagram_received(ipv4_datagram(source, "224.0.0.1", fixed), _ETH0.index, 2.0)
         discovery.drain()
         learned.append(discovery.status(2.0)["routers"])
-    check(learned[0] == learned[1], "the IP source changed what was learned", data.hex(), learned)
-    for address in discovery.routers:
-        check(address in advertised and _ETH0.on_link(address), f"learned {address}, not advertised on-link",
-              data.hex())
+        for address in discovery.routers:
+            check(address in advertised and _ETH0.on_link(address), f"learned {address}, not advertised on-link",
+                  data.hex())
+    learned = learned[1:]
+    frr_like = ipaddress.IPv4Address("198.18.1.1") in advertised
+    check(learned[1] == (learned[0] if frr_like else []), "the swapped source rule broken", data.hex(), learned)
+    check(learned[2] == [], "learned from an off-link source", data.hex(), learned)
     deadline = discovery.deadline()
     if deadline is not None:
         discovery.timer_fired(deadline)

@@ -90,7 +90,7 @@ def test_run_makes_asyncio_without_ssl_and_leaves_ssl_importable(conf):
     probe = f"""
 import sys, types
 fake = types.ModuleType("bootres.shell.daemon")
-def run(cfg):
+def run(cfg, user=None):
     import asyncio.base_events, asyncio.selector_events, asyncio.sslproto
     assert asyncio.base_events.ssl is None and asyncio.sslproto.ssl is None, "asyncio was made with ssl"
     assert "ssl" not in sys.modules
@@ -107,12 +107,14 @@ sys.exit(cli.main(["run", "-c", {str(conf)!r}]))
 
 
 @pytest.mark.parametrize("argv", [["run"], ["run", "-c", "/etc/x.conf"], ["run", "--config", "/x"],
-                                  ["run", "--config=/x"]])
+                                  ["run", "--config=/x"], ["run", "--user", "bootres"], ["run", "--user=bootres"],
+                                  ["run", "-c", "/x", "--user", "bootres"], ["run", "--user", "bootres", "-c", "/x"]])
 def test_service_command_line_reads_as_argparse_reads_it(argv):
     assert vars(cli.service_args(argv)) == vars(cli.build_parser().parse_args(argv))
 
 
 @pytest.mark.parametrize("argv", [[], ["run", "-h"], ["run", "-c"], ["run", "-c", "-h"], ["run", "--config="],
-                                  ["run", "-c", "/x", "extra"], ["status"], ["check", "-c", "/x"]])
+                                  ["run", "-c", "/x", "extra"], ["status"], ["check", "-c", "/x"],
+                                  ["run", "--user"], ["run", "--user", "a", "--user", "b"], ["run", "--nope", "x"]])
 def test_anything_else_goes_to_argparse(argv):
     assert cli.service_args(argv) is None

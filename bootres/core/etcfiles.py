@@ -26,6 +26,7 @@ is exactly what ``getent hosts`` saw there.
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 
 from bootres.core.hostsdb import parse_hosts
@@ -53,6 +54,43 @@ def render_block(entries: list[HostsEntry] | tuple[HostsEntry, ...]) -> str:
     """The whole managed block, markers included, ending with a newline."""
     lines = [BEGIN, *HEADER, *(str(entry) for entry in entries), END]
     return "\n".join(lines) + "\n"
+
+
+# What a name in the block may be: printable ASCII, no blank, no "#" (hosts(5) syntax), as long as DNS allows.
+_SAFE_NAME = re.compile(r"[!-\"$-~]{1,253}")
+MAX_BLOCK_ENTRIES = 10_000  # pins, this host and the routers: far fewer in practice
+
+
+def check_block(block: str) -> list[HostsEntry]:
+    """The entries of ``block`` when it is exactly what ``render_block`` makes of them; ValueError otherwise.
+
+    The privileged writer's check (docs/security.md): what it merges into
+    /etc/hosts for the daemon is a block of address/name lines and nothing
+    else, whatever the daemon sends.
+    """
+    lines = block.split("\n")
+    head, tail = [BEGIN, *HEADER], [END, ""]
+    if lines[:len(head)] != head or lines[-2:] != tail:
+        raise ValueError("not a bootres block: markers or header missing")
+    entries = []
+    for line in lines[len(head):-2]:
+        address, _, names = line.partition("\t")
+        ipaddress.ip_address(address)  # ValueError names the bad address
+        words = names.split(" ")
+        if not all(_SAFE_NAME.fullmatch(word) for word in words):
+            raise ValueError(f"not a host name line: {line[:80]!r}")
+        entries.append(HostsEntry(address, tuple(words)))
+    if len(entries) > MAX_BLOCK_ENTRIES or render_block(entries) != block:
+        raise ValueError("not a bootres block")
+    return entries
+
+
+def check_defaultrouter(text: str) -> tuple[ipaddress.IPv4Address, ...]:
+    """The routers of ``text`` when it is exactly ``render_defaultrouter`` of them; ValueError otherwise."""
+    routers = parse_defaultrouter(text)
+    if render_defaultrouter(routers) != text or len(routers) > 64:
+        raise ValueError("not a defaultrouter file bootres writes")
+    return routers
 
 
 def _is_marker(line: str, marker: str) -> bool:

@@ -102,6 +102,31 @@ def _is_ip_address(text: str) -> bool:
     return True
 
 
+_SCOPE = re.compile(r"[0-9]{1,10}|[A-Za-z0-9_.-]{1,15}", re.ASCII)
+MAX_SEARCH = 256  # domains in the search list the privileged writer accepts; glibc has no limit since 2.26
+
+
+def check_nameservers(nameservers) -> tuple[str, ...]:
+    """Addresses for ``render_stopped``: IP address text, IPv6 with an optional zone; ValueError otherwise."""
+    if not isinstance(nameservers, (list, tuple)) or len(nameservers) > 64:
+        raise ValueError("not a list of nameservers")
+    for text in nameservers:
+        address, _, zone = str(text).partition("%")
+        if not isinstance(text, str) or not _is_ip_address(address) or (zone and not _SCOPE.fullmatch(zone)):
+            raise ValueError(f"not a nameserver address: {str(text)[:80]!r}")
+    return tuple(nameservers)
+
+
+def check_search(search, normalize) -> tuple[str, ...]:
+    """Domains for the search line, each already as ``normalize`` leaves it; ValueError otherwise."""
+    if not isinstance(search, (list, tuple)) or len(search) > MAX_SEARCH:
+        raise ValueError("not a search list")
+    for domain in search:
+        if not isinstance(domain, str) or normalize(domain) != domain:
+            raise ValueError(f"not a search domain: {str(domain)[:80]!r}")
+    return tuple(search)
+
+
 def is_bootres(text: str) -> bool:
     """Either file bootres writes: the managed one or the one it leaves when it stops."""
     return any(line.startswith((MARKER, STOPPED_MARKER)) for line in text.splitlines())

@@ -21,7 +21,7 @@ import logging
 import os
 import socket
 import struct
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, NamedTuple
 
 SOCKET_NAME = "control.sock"
 GROUP = "bootres"  # debian/bootres.postinst creates it (and the user of the same name)
@@ -100,48 +100,61 @@ class ControlServer:
     def __init__(self, handlers: dict[str, Handler], log: logging.Logger):
         self.handlers = handlers
         self.log = log
-        self.server: asyncio.AbstractServer | None = None
+        self.server: socket.socket | None = None  # the listening socket, accepted from on the loop
         self.address: str | None = None
+        self._connections: set[asyncio.Task] = set()
         self.clients = 0
         self.turned_away = 0  # connections closed at once: MAX_CLIENTS were open
         self.timed_out = 0
         self._flood_logged = False  # one line per flood: reset once a connection is served normally
 
-    async def start(self, state_dir: str) -> str | None:
-        """Listen in ``state_dir``; return why it could not (the daemon runs on without a control socket)."""
-        path = socket_path(state_dir)
-        if _answering(path):
-            raise AlreadyRunning(f"another bootres is already serving {path}")
-        try:
-            os.makedirs(state_dir, mode=0o755, exist_ok=True)  # systemd makes it; `bootres run` by hand may not
-            _remove_stale(path)
-            # Created 0600 (umask) and opened to the group only once it is ours: no moment where anyone else can connect.
-            old_umask = os.umask(0o177)
-            try:
-                self.server = await asyncio.start_unix_server(self._serve, path=path, limit=self.MAX_REQUEST)
-            finally:
-                os.umask(old_umask)
-            gid = _group_id()
-            if gid is not None:
-                os.chown(path, -1, gid)
-                os.chmod(path, 0o660)
-            self.address = path
-            return None
-        except OSError as exc:
-            if self.server is not None:
-                self.server.close()
-                self.server = None
-            problem = f"control socket {path}: {exc.strerror or exc}; `bootres status` cannot reach this daemon"
-            self.log.error("%s", problem)
-            return problem
+    async def start(self, state_dir: str, bound: Bound | None = None) -> str | None:
+        """Serve the socket ``bind`` made (now, unless it was made before the daemon gave up root); return why
+        there is none (the daemon runs on without a control socket)."""
+        bound = bound or bind(state_dir)
+        if bound.problem is not None:
+            self.log.error("%s", bound.problem)
+            return bound.problem
+        # Accepted by hand, not asyncio.start_unix_server: that calls listen() again, and SO_PEERCRED, which
+        # clients check, would then name the daemon's user instead of root, who made the socket.
+        self.server = bound.sock
+        asyncio.get_running_loop().add_reader(self.server.fileno(), self._accept)
+        self.address = socket_path(state_dir)
+        return None
 
     async def stop(self) -> None:
         if self.server is None:
             return
+        asyncio.get_running_loop().remove_reader(self.server.fileno())
         self.server.close()
-        await self.server.wait_closed()
+        for task in self._connections:
+            task.cancel()
+        await asyncio.gather(*self._connections, return_exceptions=True)
         if self.address:
             _remove_stale(self.address)
+
+    def _accept(self) -> None:
+        for _ in range(self.MAX_CLIENTS):  # a burst per wake-up, so a flood cannot hold the loop
+            try:
+                conn, _ = self.server.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # out of descriptors: the queries matter more; tried at the next wake-up
+                if not self._flood_logged:
+                    self._flood_logged = True
+                    self.log.warning("control socket: cannot accept: %s", exc.strerror or exc)
+                return
+            task = asyncio.get_running_loop().create_task(self._connection(conn))
+            self._connections.add(task)
+            task.add_done_callback(self._connections.discard)
+
+    async def _connection(self, conn: socket.socket) -> None:
+        try:
+            reader, writer = await asyncio.open_connection(sock=conn, limit=self.MAX_REQUEST)
+        except OSError:
+            conn.close()
+            return
+        await self._serve(reader, writer)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         import json
@@ -187,6 +200,42 @@ class ControlServer:
             return {"error": f"internal error: {exc}"}
 
 
+class Bound(NamedTuple):
+    sock: socket.socket | None
+    problem: str | None  # why there is no socket
+
+
+def bind(state_dir: str) -> Bound:
+    """The control socket in ``state_dir``, listening; raises AlreadyRunning when another daemon answers there.
+
+    Made by root before the daemon becomes user bootres (``privsep``): the
+    state directory stays root's, for the hooks' files in it.
+    """
+    path = socket_path(state_dir)
+    if _answering(path):
+        raise AlreadyRunning(f"another bootres is already serving {path}")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        os.makedirs(state_dir, mode=0o755, exist_ok=True)  # systemd makes it; `bootres run` by hand may not
+        _remove_stale(path)
+        # Created 0600 (umask) and opened to the group only once it is ours: no moment where anyone else can connect.
+        old_umask = os.umask(0o177)
+        try:
+            sock.bind(path)
+        finally:
+            os.umask(old_umask)
+        gid = _group_id()
+        if gid is not None:
+            os.chown(path, -1, gid)
+            os.chmod(path, 0o660)
+        sock.listen(ControlServer.MAX_CLIENTS)
+        sock.setblocking(False)
+        return Bound(sock, None)
+    except OSError as exc:
+        sock.close()
+        return Bound(None, f"control socket {path}: {exc.strerror or exc}; `bootres status` cannot reach this daemon")
+
+
 def _group_id() -> int | None:
     import grp
 
@@ -210,3 +259,5 @@ def _remove_stale(path: str) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
+    except PermissionError:
+        pass  # at stop, as user bootres in root's state directory: the next start (root) removes it

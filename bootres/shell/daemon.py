@@ -36,7 +36,7 @@ import time
 from bootres import __version__, config, status
 from bootres.core import containerside, resolvconf
 from bootres.core.sources import is_loopback
-from bootres.shell import control, sd
+from bootres.shell import control, etcwriter, sd
 from bootres.shell.fileio import atomic_write
 from bootres.shell.resolvconf import ManagedResolvConf
 from bootres.shell.sourcewatch import SourcePaths
@@ -90,8 +90,13 @@ class RecentErrors(logging.Handler):
 
 
 class Daemon:
-    def __init__(self, cfg: config.Config, notifier: sd.Notifier, log: logging.Logger):
+    def __init__(self, cfg: config.Config, notifier: sd.Notifier, log: logging.Logger,
+                 writers: dict | None = None, control_bound: control.Bound | None = None):
+        """``writers``: the privileged writer's channels by user (``etcwriter.writers``); None: in this process.
+        ``control_bound``: the control socket, bound before the daemon gave up root."""
         self.cfg = cfg
+        self.writers = writers or etcwriter.writers(etcwriter.Targets.from_config(cfg), None)
+        self.control_bound = control_bound
         self.notifier = notifier
         self.log = log
         self.recent = RecentErrors()
@@ -99,7 +104,7 @@ class Daemon:
         self.started = time.monotonic()
         self.conditions: dict[str, str] = {}  # daemon-level problems by topic, for status
         self.resolv = (ManagedResolvConf(log.getChild("resolv.conf"), [e.sockaddr for e in cfg.resolver.endpoints],
-                                         trust_ad=cfg.resolver.trust_ad)
+                                         trust_ad=cfg.resolver.trust_ad, writer=self.writers["resolv.conf"])
                        if cfg.resolver.manage_resolv_conf else None)
         self.resolver = None
         self.router = None
@@ -154,7 +159,7 @@ class Daemon:
             raise StartupFailed(exc.strerror or str(exc)) from None
         self.notifier.store_fds(store, FDSTORE_NAME)
         try:
-            problem = await self.control.start(self.cfg.service.state_dir)
+            problem = await self.control.start(self.cfg.service.state_dir, self.control_bound)
         except control.AlreadyRunning as exc:
             raise StartupFailed(str(exc)) from None
         if problem:
@@ -181,10 +186,11 @@ class Daemon:
         from bootres import generator
 
         try:
-            generator.refresh_cache()
-        except OSError as exc:
+            # Root copies this cache into a unit: the privileged writer renders it from the configuration itself.
+            self.writers["service"]({"op": "generator"})
+        except (OSError, ValueError) as exc:
             self.log.info("generator cache not written in %s: %s; the next boot parses the configuration (~40 ms)",
-                          generator.CACHE_DIR, exc.strerror or exc)
+                          generator.CACHE_DIR, getattr(exc, "strerror", None) or exc)
 
     def _listeners(self) -> tuple[list[tuple], list[socket.socket]]:
         """(endpoint, udp, tcp) for every ``listen`` address and ``container_listen``, and the sockets for systemd's
@@ -244,7 +250,8 @@ class Daemon:
         from bootres.shell.stubfiles import StubFiles
 
         self.files = StubFiles(self.cfg.hosts, self.cfg.router, self.log.getChild("files"),
-                               self.resolver.lookup_pinned, search=self.resolver.selection.search)
+                               self.resolver.lookup_pinned, search=self.resolver.selection.search,
+                               writer=self.writers["files"])
         watch = NetlinkWatch(self.log.getChild("netlink"))
         # Subscribed first: the files' first write already has this host's addresses.
         watch.subscribe(self.files.observe)
@@ -588,13 +595,32 @@ def _no_router(cfg: config.RouterConfig) -> dict:
     return {"discovery": cfg.discovery, "default": None, "source": None, "routers": [], "ipv6_default_routes": []}
 
 
-def run(cfg: config.Config, verbose: bool = False) -> int:
-    """The service in the foreground; 0 on a clean stop, 1 when it cannot start."""
+def run(cfg: config.Config, verbose: bool = False, user: str | None = None) -> int:
+    """The service in the foreground; 0 on a clean stop, 1 when it cannot start.
+
+    ``user``: become that user before anything else, with the files in /etc
+    written by a privileged writer (``bootres.shell.privsep``).
+    """
     # Threads hold the interpreter lock for up to this long before the loop
     # gets it back (default 5 ms): the netlink dumps and file writes on worker
     # threads must not add milliseconds to an answer.
     sys.setswitchinterval(0.0005)
     notifier = sd.Notifier()
     log = sd.setup_logging(verbose)
-    daemon = Daemon(cfg, notifier, log)
+    writers = bound = None
+    if user is not None:
+        from bootres.shell import privsep
+
+        def control_bind():
+            nonlocal bound
+            bound = control.bind(cfg.service.state_dir)
+            return bound.sock
+
+        try:
+            channels = privsep.separate(cfg, user, log, control_bind)
+        except (privsep.SeparationFailed, control.AlreadyRunning) as exc:
+            log.error("not starting: %s", exc)
+            return 1
+        writers = etcwriter.writers(etcwriter.Targets.from_config(cfg), channels)
+    daemon = Daemon(cfg, notifier, log, writers, bound)
     return asyncio.run(daemon.main())

@@ -36,18 +36,20 @@ import os
 from bootres.core import resolvconf, resolvguard, sources
 from bootres.core.resolvguard import Verdict
 from bootres.core.sources import SourceRecord
-from bootres.shell.fileio import atomic_write, read_bytes, temporary_name
-
-RESOLV_CONF = "/etc/resolv.conf"
-# debian/bootres.postrm knows this path too: it restores from it on removal.
-SAVED = "/var/lib/bootres/resolv.conf.orig"
+from bootres.shell import etcwriter
+from bootres.shell.etcwriter import RESOLV_CONF, SAVED
+from bootres.shell.fileio import read_bytes
 
 
 class ManagedResolvConf:
     def __init__(self, log: logging.Logger, listen: list[tuple[str, int]],
                  path: str = RESOLV_CONF, saved: str = SAVED, resolved_list: str = resolvguard.RESOLVED_UPSTREAM_LIST,
-                 trust_ad: bool = False):
+                 trust_ad: bool = False, writer=None):
+        """``writer``: the privileged writer's channel for this object's worker thread (``etcwriter``); None:
+        the files are written in this process."""
         self.log = log
+        self.write = writer or etcwriter.LocalWriter(etcwriter.Targets(resolv_conf=path, saved=saved,
+                                                                         listen=tuple(listen)))
         self.trust_ad = trust_ad  # `options trust-ad` in our file
         self.listen = tuple(listen)
         self.own = frozenset(host for host, _ in listen)
@@ -88,7 +90,7 @@ class ManagedResolvConf:
                 self._step_aside(verdict)
                 return
             if verdict.kind != "ours":
-                await self._on_worker(_save_original, self.path, self.saved)
+                await self._on_worker(self.write, {"op": "resolv.conf", "action": "save"})
             await self._write()
             self.log.info("%s now points at bootres (%s)", self.path, " ".join(h for h, _ in self.listen))
 
@@ -149,7 +151,8 @@ class ManagedResolvConf:
                 if not self.managing:
                     return
                 self.managing = False
-                left = await self._on_worker(_leave, self.path, self.saved, tuple(nameservers), self.search)
+                left = await self._on_worker(self.write, {"op": "resolv.conf", "action": "leave",
+                                                          "nameservers": list(nameservers), "search": list(self.search)})
         finally:
             self._worker.shutdown(wait=False)
         if left == "changed":
@@ -171,7 +174,9 @@ class ManagedResolvConf:
 
     async def _write(self) -> None:
         search, trust_ad = self.search, self.trust_ad
-        content = await self._on_worker(_write_managed, self.path, self.saved, self.listen, search, trust_ad)
+        written = await self._on_worker(self.write, {"op": "resolv.conf", "action": "write", "search": list(search),
+                                                     "trust_ad": trust_ad})
+        content = written.encode("latin-1")  # bytes carried as text (JSON) both ways
         self.managing, self.behind, self.conflict = True, None, None
         self._written = (search, trust_ad)
         self._seen = (None, content, self._seen[2] if self._seen else None)
@@ -233,76 +238,3 @@ def _look(path: str, resolved_list: str) -> tuple[str | None, bytes, bytes | Non
         resolved = None
     # Missing, or a dangling link: glibc then asks 127.0.0.1, as for an empty file.
     return target, read_bytes(path) or b"", resolved
-
-
-def _original_text(path: str, saved: str) -> str:
-    """The admin's resolv.conf: the saved copy when one of ours is in place."""
-    current = _text(path)
-    if resolvconf.is_bootres(current) and _exists(saved):
-        return _text(saved)
-    return current
-
-
-def _write_managed(path: str, saved: str, listen: tuple[tuple[str, int], ...], search: tuple[str, ...],
-                   trust_ad: bool) -> bytes:
-    """Put our file in place (the admin's search list when the sources have none, and their options); its bytes."""
-    original = resolvconf.parse(_original_text(path, saved))
-    content = resolvconf.render_managed(listen, search or original.search, original.options, trust_ad).encode()
-    atomic_write(path, content)  # a symlink there is replaced, never followed
-    return content
-
-
-def _save_original(path: str, saved: str) -> None:
-    """Keep the file found at takeover for the package's postrm, unless a copy is already there (the first one counts)."""
-    if _exists(saved):
-        return
-    os.makedirs(os.path.dirname(saved), exist_ok=True)
-    if os.path.islink(path):
-        target = os.readlink(path)
-        _replace(saved, lambda temp: os.symlink(target, temp))
-    else:
-        atomic_write(saved, read_bytes(path) or b"", mode=0o644)
-
-
-def _leave(path: str, saved: str, nameservers: tuple[str, ...], search: tuple[str, ...]) -> str:
-    """Put a classic file in place of ours; what was done: ``changed`` (not ours any more: left alone), ``listed``, ``restored``, or ``kept`` (nothing to put back)."""
-    if not resolvconf.is_bootres(_text(path)):
-        return "changed"
-    if nameservers:
-        original = resolvconf.parse(_original_text(path, saved))
-        atomic_write(path, resolvconf.render_stopped(list(nameservers), search or original.search, original.options))
-        return "listed"
-    if not _exists(saved):
-        return "kept"
-    if os.path.islink(saved):
-        target = os.readlink(saved)
-        _replace(path, lambda temp: os.symlink(target, temp))
-    else:
-        atomic_write(path, read_bytes(saved) or b"")
-    return "restored"
-
-
-def _exists(path: str) -> bool:
-    return os.path.lexists(path)
-
-
-def _text(path: str) -> str:
-    try:
-        return (read_bytes(path) or b"").decode("utf-8", "replace")
-    except OSError:  # e.g. a dangling symlink's target directory is gone
-        return ""
-
-
-def _replace(path: str, create) -> None:
-    """Create a new file or link beside ``path`` with ``create(temp)``, then rename it over ``path``.
-
-    Used where ``path`` must become a symlink (``create`` makes it with
-    os.symlink, which never overwrites).
-    """
-    temp = temporary_name(path)
-    create(temp)
-    try:
-        os.rename(temp, path)
-    except BaseException:
-        os.unlink(temp)
-        raise

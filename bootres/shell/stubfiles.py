@@ -8,10 +8,11 @@ keeps) is the core's; this adapter only feeds it and performs its effects:
   (RouterService's ``on_change``), ``set_search_domains`` (the resolver's
   source selection), ``reconfigure``, the hostname from
   ``socket.gethostname()`` at each of these and every HOSTNAME_INTERVAL;
-- file I/O on one worker thread (``_files``): the two reads at start and
-  every atomic write, as plain functions of their arguments that return
-  their result, so no state is shared with the thread and writes to one
-  file never overlap;
+- file I/O on one worker thread (``_files``): the two reads at start, and
+  every write as a request to the privileged writer (``etcwriter``: in
+  this process, or the root helper when the daemon runs as user bootres),
+  as plain functions of their arguments that return their result, so no
+  state is shared with the thread and writes to one file never overlap;
 - pinned-name lookups through ``lookup`` (``ResolverService.lookup_pinned``:
   the upstreams only, never the hosts files that hold this very block);
 - one ``loop.call_at`` timer at the core's ``deadline()``.
@@ -34,9 +35,10 @@ import time
 from typing import Awaitable, Callable, NamedTuple
 
 from bootres.config import HostsConfig, RouterConfig
-from bootres.core import etcfiles, hostsblock
+from bootres.core import hostsblock
 from bootres.core.effects import Log
-from bootres.shell.fileio import atomic_write, read_bytes
+from bootres.shell import etcwriter
+from bootres.shell.fileio import read_bytes
 
 DEFAULT_RETRY_INTERVAL = 30.0  # seconds between attempts to write a file that could not be written
 HOSTNAME_INTERVAL = 1.0  # seconds: a hostname set with hostnamectl reaches the hosts block within this
@@ -74,25 +76,25 @@ def read_file(path: str | None) -> tuple[hostsblock.FileText, str | None]:
         return hostsblock.FileText(), error.strerror or str(error)
 
 
-def write_hosts_block(path: str, block: str) -> WriteResult:
-    """Read ``path``, put ``block`` in it, replace it atomically: at write time, so an admin's edit just now stays."""
+def write_file(writer: Callable[[dict], object], request: dict) -> WriteResult:
+    """Have the privileged writer (``etcwriter``) carry out ``request`` for the file at ``request["path"]``.
+
+    The hosts block is merged at write time, so an admin's edit just now
+    stays; an unreadable file is an error, never merged into "" (that would
+    throw the admin's lines away).
+    """
+    path = request["path"]
     try:
-        # Unlike a missing file, an unreadable one is an error: merging into
-        # "" would throw the admin's lines away.
-        merged = etcfiles.merge_block(_decode(read_bytes(path)), block)
-        # /etc/hosts as a symlink (to a file the admin keeps elsewhere) stays one: the documented exception.
-        changed = atomic_write(path, merged.encode("utf-8", "surrogateescape"), follow=True)
-        return WriteResult(None, changed, _mtime(path))
+        changed = writer(request)
+        return WriteResult(None, bool(changed), _mtime(path))
     except OSError as error:
         return WriteResult(error.strerror or str(error), False, None)
+    except ValueError as error:  # refused: bootres's own bug, or a daemon that is not itself
+        return WriteResult(f"refused by the privileged writer: {error}", False, None)
 
 
-def write_text(path: str, text: str) -> WriteResult:
-    try:
-        changed = atomic_write(path, text)
-        return WriteResult(None, changed, _mtime(path))
-    except OSError as error:
-        return WriteResult(error.strerror or str(error), False, None)
+def _local_writer(hosts: HostsConfig, router: RouterConfig) -> etcwriter.LocalWriter:
+    return etcwriter.LocalWriter(etcwriter.Targets(hosts=hosts.file, defaultrouter=router.defaultrouter_file))
 
 
 def _settings(hosts: HostsConfig, router: RouterConfig, retry_interval: float) -> hostsblock.Settings:
@@ -119,12 +121,16 @@ class StubFiles:
         *,
         search: tuple[str, ...] = (),
         retry_interval: float = DEFAULT_RETRY_INTERVAL,
+        writer: Callable[[dict], object] | None = None,
     ):
         """``lookup``: ``ResolverService.lookup_pinned``; None: no resolver, pinned names keep their block addresses.
 
-        ``search``: the search domains in use (``ResolverService.selection.search``).
+        ``search``: the search domains in use (``ResolverService.selection.search``).  ``writer``: the
+        privileged writer's channel for the files thread (``etcwriter``); None: written in this process.
         """
         self.log = log
+        self._own_writer = writer is None
+        self._writer = writer or _local_writer(hosts, router)
         self._lookup = lookup
         self._retry_interval = retry_interval
         self._search = tuple(search)
@@ -184,6 +190,8 @@ class StubFiles:
 
     def reconfigure(self, hosts: HostsConfig, router: RouterConfig) -> None:
         """New [hosts]/[router] settings: a new pin is asked at once, a dropped one leaves the block."""
+        if self._own_writer:
+            self._writer = _local_writer(hosts, router)  # the jobs already submitted keep the old one
         self.core.reconfigure(_settings(hosts, router, self._retry_interval), self._now())
         self._pump()
 
@@ -250,9 +258,9 @@ class StubFiles:
             elif isinstance(effect, hostsblock.LookUpPinned):
                 self._track(self._loop.create_task(self._look_up(effect.name), name=f"bootres-pin-{effect.name}"))
             elif isinstance(effect, hostsblock.WriteHostsBlock):
-                self._write(effect.path, write_hosts_block, effect.block)
+                self._write({"op": "hosts", "path": effect.path, "block": effect.block})
             elif isinstance(effect, hostsblock.WriteDefaultRouter):
-                self._write(effect.path, write_text, effect.text)
+                self._write({"op": "defaultrouter", "path": effect.path, "text": effect.text})
         self._arm()
 
     def _arm(self) -> None:
@@ -274,10 +282,10 @@ class StubFiles:
         self._jobs.add(job)
         job.add_done_callback(self._jobs.discard)
 
-    def _write(self, path: str, job: Callable[[str, str], WriteResult], content: str) -> None:
-        future = self._loop.run_in_executor(self._files, job, path, content)
+    def _write(self, request: dict) -> None:
+        future = self._loop.run_in_executor(self._files, write_file, self._writer, request)
         self._track(future)
-        future.add_done_callback(functools.partial(self._written, path))
+        future.add_done_callback(functools.partial(self._written, request["path"]))
 
     def _written(self, path: str, future: asyncio.Future) -> None:
         if self._stopped:

@@ -116,15 +116,17 @@ def test_containers_and_the_host_are_answered_the_lan_is_refused_and_counted(sit
     assert bootres.container()["container_networks"] == ["198.18.105.0/24"]
     refused = bootres.status()["resolver"]["refused"]  # the READY probe's CH question was one
 
-    for tcp in (False, True):
-        reply, size = ask(lan, f"other.{NAME}", tcp)
-        query_size = len(dns.message.make_query(f"other.{NAME}", "A", use_edns=0).to_wire())
-        # REFUSED, no data, and no amplification: the reply is no larger than the query.
-        assert reply.rcode() == dns.rcode.REFUSED and not reply.answer, reply
-        assert size <= query_size
+    reply, size = ask(lan, f"other.{NAME}")
+    query_size = len(dns.message.make_query(f"other.{NAME}", "A", use_edns=0).to_wire())
+    # REFUSED, no data, and no amplification: the reply is no larger than the query.
+    assert reply.rcode() == dns.rcode.REFUSED and not reply.answer, reply
+    assert size <= query_size
+    # Over TCP the connection is closed before it takes a slot (issue 21): nothing at all comes back.
+    with pytest.raises((ConnectionError, struct.error)):
+        ask(lan, f"other.{NAME}", tcp=True)
     report = bootres.status()
     assert report["resolver"]["container_listen"]["outside"] == 2
-    assert report["resolver"]["refused"] == refused + 2
+    assert report["resolver"]["refused"] == refused + 1 and report["resolver"]["tcp"]["refused"] == 1
     # The neighbour's question never reached the upstream (nothing was asked for "other.").
     assert report["resolver"]["cache"]["misses"] == 1
 

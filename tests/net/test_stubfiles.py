@@ -202,7 +202,7 @@ def test_files_are_read_and_written_off_the_event_loop_and_stop_is_clean(tmp_pat
             return job(*args)
         return recording
 
-    for job in ("read_file", "write_hosts_block", "write_text"):
+    for job in ("read_file", "write_file"):
         monkeypatch.setattr(stubfiles, job, on_thread(getattr(stubfiles, job)))
 
     class Stuck(Resolver):

@@ -1,8 +1,9 @@
 """SIGKILL StubFiles's writer of /etc/hosts at random moments: the file is always one whole version.
 
-The child runs ``stubfiles.write_hosts_block``, the very job StubFiles runs
-on its files thread for each ``WriteHostsBlock``: read the file, merge the
-block, replace it atomically.
+The child runs ``stubfiles.write_file`` with the in-process writer, the very
+job StubFiles runs on its files thread for each ``WriteHostsBlock`` (the
+helper runs the same ``etcwriter.handle``): read the file, merge the block,
+replace it atomically.
 """
 
 import os
@@ -11,8 +12,9 @@ import signal
 import time
 
 from bootres.core.etcfiles import HostsEntry, merge_block, render_block
+from bootres.shell import etcwriter
 from bootres.shell.fileio import atomic_write
-from bootres.shell.stubfiles import write_hosts_block
+from bootres.shell.stubfiles import write_file
 
 ADMIN = "127.0.0.1\tlocalhost\n" + "".join(f"198.18.{n // 250}.{n % 250 + 1}\tadmin-host-{n}\n" for n in range(4000))
 
@@ -25,8 +27,9 @@ def block(n: int) -> str:
 def writer(path: str, blocks: list[str]) -> None:
     """The child: rewrite the block for ever, cycling through the versions."""
     n = 0
+    writer = etcwriter.LocalWriter(etcwriter.Targets(hosts=path))
     while True:
-        result = write_hosts_block(path, blocks[n % len(blocks)])
+        result = write_file(writer, {"op": "hosts", "path": path, "block": blocks[n % len(blocks)]})
         assert result.error is None, result
         n += 1
 
@@ -46,7 +49,7 @@ def test_killed_writer_never_leaves_a_partial_hosts_file(tmp_path):
                 writer(path, blocks)
             finally:
                 os._exit(1)
-        time.sleep(rng.uniform(0.0, 0.01))
+        time.sleep(rng.uniform(0.0, 0.04))  # a write checks the block first (~10 ms for 4,000 lines)
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         kills += 1

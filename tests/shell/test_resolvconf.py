@@ -230,7 +230,7 @@ async def test_trust_ad_is_off_by_default_and_a_reload_that_turns_it_on_rewrites
 @on_a_loop
 async def test_every_file_access_is_on_one_worker_thread_never_the_loops(files, monkeypatch):
     """Issue 11: the loop only decides; reads and writes happen on the object's own worker thread."""
-    from bootres.shell import fileio, resolvconf as shell_resolvconf
+    from bootres.shell import etcwriter, fileio, resolvconf as shell_resolvconf
 
     path, saved = files
     path.write_text(ORIGINAL)
@@ -245,8 +245,9 @@ async def test_every_file_access_is_on_one_worker_thread_never_the_loops(files, 
         threads.add(threading.current_thread())
         return real_write(*args, **kwargs)
 
-    monkeypatch.setattr(shell_resolvconf, "read_bytes", read_bytes)
-    monkeypatch.setattr(shell_resolvconf, "atomic_write", atomic_write)
+    for module in (shell_resolvconf, etcwriter):  # the guard reads, the writer reads and writes
+        monkeypatch.setattr(module, "read_bytes", read_bytes)
+    monkeypatch.setattr(etcwriter, "atomic_write", atomic_write)
     resolv = manager(files)
     await resolv.take_over(("a.test",))
     resolv.set_search(("b.test",))
@@ -260,7 +261,7 @@ async def test_every_file_access_is_on_one_worker_thread_never_the_loops(files, 
 
 @on_a_loop
 async def test_search_domains_that_cannot_be_written_are_tried_again_at_the_next_check(files, monkeypatch):
-    from bootres.shell import resolvconf as shell_resolvconf
+    from bootres.shell import etcwriter
 
     path, saved = files
     path.write_text(ORIGINAL)
@@ -271,7 +272,7 @@ async def test_search_domains_that_cannot_be_written_are_tried_again_at_the_next
     def full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(shell_resolvconf, "atomic_write", full)
+    monkeypatch.setattr(etcwriter, "atomic_write", full)
     with pytest.raises(OSError):
         await resolv.check(1.0)  # the daemon's guard makes it the resolv.conf condition
     monkeypatch.undo()

@@ -1,0 +1,177 @@
+"""Privilege separation: the daemon gives up root before it reads a byte from the network.
+
+``bootres run --user bootres`` (the shipped unit) starts as root and, before
+anything else runs (no thread, no loop, no socket read yet):
+
+1. prepares what the unprivileged daemon needs from root: the cache
+   directory (``/var/lib/bootres/cache``, owned by the user; last version's
+   ``/var/lib/bootres/cache.db`` moved into it), group ``bootres`` on
+   ``/var/lib/bootres`` (to read the saved resolv.conf there), and the
+   control socket, bound now in the root-owned state directory;
+2. forks the privileged writer (``etcwriter.serve``): it stays uid 0 but
+   drops every capability, ignores the stop signals systemd sends the whole
+   cgroup (the daemon still needs it to leave resolv.conf behind), closes
+   every descriptor but its channels, and exits when the daemon closes them;
+3. becomes the user in the daemon's own process (the service's main PID,
+   which notifies systemd and holds its sockets): groups cleared, uid and
+   gid switched, and only CAP_NET_BIND_SERVICE, CAP_NET_RAW and
+   CAP_NET_ADMIN left, permitted and effective, and in the bounding set.
+
+Without ``--user`` (``bootres run`` by hand, the tests) nothing changes hands
+and the writer runs in the daemon.  The standard library has no capset(2)
+or prctl(2): they are called through ctypes, with the kernel's v3 layout.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import logging
+import os
+import pwd
+import signal
+import socket
+import sys
+
+from bootres import config
+from bootres.shell import etcwriter
+
+CAP_CHOWN, CAP_SETGID, CAP_SETUID, CAP_SETPCAP = 0, 6, 7, 8
+CAP_NET_BIND_SERVICE, CAP_NET_ADMIN, CAP_NET_RAW = 10, 12, 13
+DAEMON_CAPS = (CAP_NET_BIND_SERVICE, CAP_NET_RAW, CAP_NET_ADMIN)
+PR_CAPBSET_DROP, PR_SET_KEEPCAPS, PR_SET_NAME = 24, 8, 15
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+_CAP_LAST_POSSIBLE = 63  # /proc/sys/kernel/cap_last_cap is hidden by ProcSubset=pid: drop until EINVAL
+
+OLD_CACHE = "/var/lib/bootres/cache.db"  # where versions before issue 21 kept it, root's
+STATE = "/var/lib/bootres"
+CHANNELS = ("resolv.conf", "files", "service")
+
+
+class SeparationFailed(Exception):
+    """Why the daemon could not become the user; it does not start (a root daemon is not what the unit asked for)."""
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, f"{what}: {os.strerror(code)}")
+
+
+def _set_caps(caps: tuple[int, ...]) -> None:
+    """Permitted and effective become exactly ``caps``; inheritable none."""
+    mask = sum(1 << cap for cap in caps)
+    data = (_CapData * 2)(_CapData(mask & 0xFFFFFFFF, mask & 0xFFFFFFFF, 0), _CapData(mask >> 32, mask >> 32, 0))
+    _check(_libc.capset(ctypes.byref(_CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)), data), "capset")
+
+
+def _drop_bounding(keep: tuple[int, ...]) -> None:
+    for cap in range(_CAP_LAST_POSSIBLE + 1):
+        if cap in keep:
+            continue
+        if _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            if ctypes.get_errno() == errno.EINVAL:
+                return  # past the kernel's last capability
+            _check(-1, f"dropping capability {cap} from the bounding set")
+
+
+def _become(user: pwd.struct_passwd) -> None:
+    """This process: the user's uid and gid, no other group, only DAEMON_CAPS (needs CAP_SETUID, SETGID, SETPCAP)."""
+    _check(_libc.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0), "PR_SET_KEEPCAPS")
+    _drop_bounding(DAEMON_CAPS)
+    os.setgroups([])
+    os.setresgid(user.pw_gid, user.pw_gid, user.pw_gid)
+    os.setresuid(user.pw_uid, user.pw_uid, user.pw_uid)
+    _set_caps(DAEMON_CAPS)
+    _check(_libc.prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0), "PR_SET_KEEPCAPS")
+
+
+def _prepare(cfg: config.Config, user: pwd.struct_passwd, log: logging.Logger) -> None:
+    """As root: the cache directory the user owns (and last version's cache in it), /var/lib/bootres readable."""
+    if cfg.resolver.manage_resolv_conf and os.path.isdir(STATE):  # the saved resolv.conf is read as a source
+        os.chown(STATE, 0, user.pw_gid)
+        os.chmod(STATE, 0o750)
+    path = cfg.resolver.cache_file
+    if path != config.SCHEMA["resolver"]["cache_file"].default:
+        return  # an admin's own place: theirs to make writable for the user (docs/security.md)
+    directory = os.path.dirname(path)
+    os.makedirs(directory, mode=0o750, exist_ok=True)
+    st = os.lstat(directory)
+    if (st.st_uid, st.st_gid) != (user.pw_uid, user.pw_gid):
+        os.chown(directory, user.pw_uid, user.pw_gid, follow_symlinks=False)
+    if os.path.lexists(OLD_CACHE) and not os.path.lexists(path):
+        os.rename(OLD_CACHE, path)
+        os.chown(path, user.pw_uid, user.pw_gid, follow_symlinks=False)
+        log.info("cache file moved to %s, owned by user %s", path, user.pw_name)
+
+
+def separate(cfg: config.Config, user_name: str, log: logging.Logger, control_bind) -> dict[str, socket.socket]:
+    """Fork the privileged writer and become ``user_name``; the daemon's ends of the writer's channels.
+
+    ``control_bind()`` binds the control socket while still root and returns
+    it (or None).  Raises SeparationFailed, or control.AlreadyRunning from
+    ``control_bind``.
+    """
+    try:
+        user = pwd.getpwnam(user_name)
+    except KeyError:
+        raise SeparationFailed(f"no user {user_name!r} (the package creates it: systemd-sysusers bootres.conf)") \
+            from None
+    try:
+        _prepare(cfg, user, log)
+        control = control_bind()
+        pairs = {name: socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) for name in CHANNELS}
+    except OSError as exc:
+        raise SeparationFailed(f"preparing for user {user_name}: {exc.strerror or exc}") from None
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        daemons = [ours.fileno() for ours, _ in pairs.values()] + ([control.fileno()] if control else [])
+        _writer_process(cfg, [theirs for _, theirs in pairs.values()], daemons, log)  # never returns
+    for ours, theirs in pairs.values():
+        theirs.close()
+    try:
+        _become(user)
+    except OSError as exc:
+        raise SeparationFailed(f"becoming user {user_name}: {exc.strerror or exc}") from None
+    log.info("running as user %s; files in /etc are written by the privileged writer (pid %d)", user_name, pid)
+    return {name: ours for name, (ours, _) in pairs.items()}
+
+
+def _writer_process(cfg: config.Config, channels: list[socket.socket], daemons: list[int],
+                    log: logging.Logger) -> None:
+    """The forked writer: uid 0, no capability, none of the daemon's sockets; exits when the daemon closes its
+    channels."""
+    code = 1
+    try:
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)
+        _libc.prctl(PR_SET_NAME, b"bootres-etc", 0, 0, 0)
+        # The network sockets systemd passed (LISTEN_FDS, the fd store among them), the control socket and the
+        # daemon's channel ends: never the writer's business.
+        passed = int(os.environ.get("LISTEN_FDS", "0")) if os.environ.get("LISTEN_PID") == str(os.getppid()) else 0
+        for fd in [*range(3, 3 + passed), *daemons]:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        _drop_bounding(())
+        _set_caps(())
+        etcwriter.serve(channels, etcwriter.Targets.from_config(cfg), log)
+        code = 0
+    except BaseException:  # noqa: BLE001 - a writer that fails must end, never fall back into the daemon's code
+        log.exception("the privileged writer failed")
+    finally:
+        os._exit(code)
