@@ -323,7 +323,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "hedge_delay": Key("auto", parse_hedge_delay),
         "timeout": Key("3s", parse_duration),
         "cache_size": Key("10000", _int_parser(0, 10_000_000)),
-        "cache_file": Key("/var/lib/bootres/cache.db", _optional(parse_path)),
+        "cache_file": Key("/var/lib/bootres/cache/cache.db", _optional(parse_path)),
         "serve_stale": Key("yes", parse_bool),
         "stale_max_age": Key("3d", parse_duration),
         "stale_answer_after": Key("400ms", parse_duration),

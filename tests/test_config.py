@@ -43,7 +43,7 @@ def test_empty_file_gives_the_documented_defaults(tmp_path):
     assert cfg.resolver.stale_answer_after == pytest.approx(0.4)
     assert cfg.resolver.boot_stale_after == pytest.approx(0.02)
     assert cfg.resolver.prefetch is True and cfg.resolver.prefetch_rate == 100
-    assert cfg.resolver.cache_file == "/var/lib/bootres/cache.db"
+    assert cfg.resolver.cache_file == "/var/lib/bootres/cache/cache.db"
     assert cfg.resolver.allow == (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
     assert cfg.hosts.file == "/etc/hosts" and cfg.hosts.self_entry is True
     assert cfg.router.discovery and cfg.router.solicit and cfg.router.install_route

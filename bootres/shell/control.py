@@ -216,17 +216,27 @@ def bind(state_dir: str) -> Bound:
         raise AlreadyRunning(f"another bootres is already serving {path}")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:
-        os.makedirs(state_dir, mode=0o755, exist_ok=True)  # systemd makes it; `bootres run` by hand may not
+        if not os.path.isdir(state_dir):  # systemd makes it; `bootres run` by hand may not
+            os.makedirs(state_dir, exist_ok=True)
+            os.chmod(state_dir, 0o755)  # whatever the umask: the group's members reach the socket in it
         _remove_stale(path)
         # Created 0600 (umask) and opened to the group only once it is ours: no moment where anyone else can connect.
-        old_umask = os.umask(0o177)
+        # Made with group bootres as the effective group (CAP_SETGID, which the unit keeps for the start) rather
+        # than chown'd to it after (CAP_CHOWN, which it does not).
+        gid = _group_id()
+        old_umask, old_gid = os.umask(0o177), os.getegid()
         try:
+            if gid is not None and gid != old_gid:
+                try:
+                    os.setegid(gid)
+                except PermissionError:
+                    gid = None  # not root: this user's own socket, 0600
             sock.bind(path)
         finally:
             os.umask(old_umask)
-        gid = _group_id()
+            if os.getegid() != old_gid:
+                os.setegid(old_gid)
         if gid is not None:
-            os.chown(path, -1, gid)
             os.chmod(path, 0o660)
         sock.listen(ControlServer.MAX_CLIENTS)
         sock.setblocking(False)

@@ -596,7 +596,7 @@ def _no_router(cfg: config.RouterConfig) -> dict:
 
 
 def run(cfg: config.Config, verbose: bool = False, user: str | None = None) -> int:
-    """The service in the foreground; 0 on a clean stop, 1 when it cannot start.
+    """The service in the foreground; 0 on a clean stop, 1 when it cannot start, 2 when it cannot become ``user``.
 
     ``user``: become that user before anything else, with the files in /etc
     written by a privileged writer (``bootres.shell.privsep``).
@@ -618,7 +618,10 @@ def run(cfg: config.Config, verbose: bool = False, user: str | None = None) -> i
 
         try:
             channels = privsep.separate(cfg, user, log, control_bind)
-        except (privsep.SeparationFailed, control.AlreadyRunning) as exc:
+        except privsep.SeparationFailed as exc:
+            log.error("not starting: %s", exc)
+            return 2  # as for an invalid configuration: restarting cannot fix it (RestartPreventExitStatus=2)
+        except control.AlreadyRunning as exc:
             log.error("not starting: %s", exc)
             return 1
         writers = etcwriter.writers(etcwriter.Targets.from_config(cfg), channels)

@@ -3,11 +3,10 @@
 ``bootres run --user bootres`` (the shipped unit) starts as root and, before
 anything else runs (no thread, no loop, no socket read yet):
 
-1. prepares what the unprivileged daemon needs from root: the cache
-   directory (``/var/lib/bootres/cache``, owned by the user; last version's
-   ``/var/lib/bootres/cache.db`` moved into it), group ``bootres`` on
-   ``/var/lib/bootres`` (to read the saved resolv.conf there), and the
-   control socket, bound now in the root-owned state directory;
+1. binds the control socket in the root-owned state directory (the
+   package's postinst made the rest: the cache directory the user owns,
+   ``/var/lib/bootres/cache``, and group ``bootres`` on ``/var/lib/bootres``
+   so the daemon reads the saved resolv.conf there);
 2. forks the privileged writer (``etcwriter.serve``): it stays uid 0 but
    drops every capability, ignores the stop signals systemd sends the whole
    cgroup (the daemon still needs it to leave resolv.conf behind), closes
@@ -36,15 +35,12 @@ import sys
 from bootres import config
 from bootres.shell import etcwriter
 
-CAP_CHOWN, CAP_SETGID, CAP_SETUID, CAP_SETPCAP = 0, 6, 7, 8
 CAP_NET_BIND_SERVICE, CAP_NET_ADMIN, CAP_NET_RAW = 10, 12, 13
 DAEMON_CAPS = (CAP_NET_BIND_SERVICE, CAP_NET_RAW, CAP_NET_ADMIN)
 PR_CAPBSET_DROP, PR_SET_KEEPCAPS, PR_SET_NAME = 24, 8, 15
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 _CAP_LAST_POSSIBLE = 63  # /proc/sys/kernel/cap_last_cap is hidden by ProcSubset=pid: drop until EINVAL
 
-OLD_CACHE = "/var/lib/bootres/cache.db"  # where versions before issue 21 kept it, root's
-STATE = "/var/lib/bootres"
 CHANNELS = ("resolv.conf", "files", "service")
 
 
@@ -97,25 +93,6 @@ def _become(user: pwd.struct_passwd) -> None:
     _check(_libc.prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0), "PR_SET_KEEPCAPS")
 
 
-def _prepare(cfg: config.Config, user: pwd.struct_passwd, log: logging.Logger) -> None:
-    """As root: the cache directory the user owns (and last version's cache in it), /var/lib/bootres readable."""
-    if cfg.resolver.manage_resolv_conf and os.path.isdir(STATE):  # the saved resolv.conf is read as a source
-        os.chown(STATE, 0, user.pw_gid)
-        os.chmod(STATE, 0o750)
-    path = cfg.resolver.cache_file
-    if path != config.SCHEMA["resolver"]["cache_file"].default:
-        return  # an admin's own place: theirs to make writable for the user (docs/security.md)
-    directory = os.path.dirname(path)
-    os.makedirs(directory, mode=0o750, exist_ok=True)
-    st = os.lstat(directory)
-    if (st.st_uid, st.st_gid) != (user.pw_uid, user.pw_gid):
-        os.chown(directory, user.pw_uid, user.pw_gid, follow_symlinks=False)
-    if os.path.lexists(OLD_CACHE) and not os.path.lexists(path):
-        os.rename(OLD_CACHE, path)
-        os.chown(path, user.pw_uid, user.pw_gid, follow_symlinks=False)
-        log.info("cache file moved to %s, owned by user %s", path, user.pw_name)
-
-
 def separate(cfg: config.Config, user_name: str, log: logging.Logger, control_bind) -> dict[str, socket.socket]:
     """Fork the privileged writer and become ``user_name``; the daemon's ends of the writer's channels.
 
@@ -129,7 +106,6 @@ def separate(cfg: config.Config, user_name: str, log: logging.Logger, control_bi
         raise SeparationFailed(f"no user {user_name!r} (the package creates it: systemd-sysusers bootres.conf)") \
             from None
     try:
-        _prepare(cfg, user, log)
         control = control_bind()
         pairs = {name: socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) for name in CHANNELS}
     except OSError as exc:

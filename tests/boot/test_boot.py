@@ -200,6 +200,69 @@ def test_names_resolve_through_the_stub(box):
     assert reply["answered"] and reply["source"] in ("upstream", "cache")
 
 
+def main_pid(box) -> int:
+    return int(box.run("systemctl", "show", "-p", "MainPID", "--value", "bootres.service").stdout)
+
+
+def proc_status(box, pid: int) -> dict[str, str]:
+    text = box.run("cat", f"/proc/{pid}/status").stdout
+    return dict(line.split(":\t", 1) for line in text.splitlines() if ":\t" in line)
+
+
+DAEMON_CAPS = (1 << 10) | (1 << 12) | (1 << 13)  # CAP_NET_BIND_SERVICE, CAP_NET_ADMIN, CAP_NET_RAW
+
+
+def test_the_daemon_runs_as_bootres_with_three_capabilities_and_its_writer_with_none(box):
+    """Issue 21: the network-facing process is user bootres; the writer of /etc is uid 0 with no capability."""
+    pid = main_pid(box)
+    assert box.run("ps", "-o", "user=", "-p", str(pid)).stdout.strip() == "bootres"
+    daemon = proc_status(box, pid)
+    for field in ("CapEff", "CapPrm", "CapBnd"):
+        assert int(daemon[field], 16) == DAEMON_CAPS, (field, daemon[field])
+    assert int(daemon["CapAmb"], 16) == 0 and int(daemon["CapInh"], 16) == 0
+    children = box.run("cat", f"/proc/{pid}/task/{pid}/children").stdout.split()
+    assert len(children) == 1, children
+    writer = proc_status(box, int(children[0]))
+    assert writer["Name"] == "bootres-etc" and writer["Uid"].split() == ["0"] * 4
+    for field in ("CapEff", "CapPrm", "CapBnd"):
+        assert int(writer[field], 16) == 0, (field, writer[field])
+    # Its files are root's, written by the writer; the cache is the daemon's own.
+    assert box.run("stat", "-c", "%U", "/etc/hosts", "/etc/defaultrouter").stdout.split() == ["root", "root"]
+    assert box.run("stat", "-c", "%U:%G %a", "/var/lib/bootres/cache").stdout.strip() == "bootres:bootres 750"
+    assert box.run("stat", "-c", "%G %a", "/run/bootres/control.sock").stdout.strip() == "bootres 660"
+
+
+def test_code_in_the_daemons_sandbox_cannot_write_etc(box):
+    """What a code-execution bug in a network parser could do: run as the daemon, in its mount namespace."""
+    box.run("mkdir", "-p", "/etc/cron.d")
+    before = box.run("sha256sum", "/etc/passwd", "/etc/hosts", "/etc/resolv.conf").stdout
+    caps = "-all,+net_bind_service,+net_raw,+net_admin"
+    script = ("touch /etc/cron.d/escape; echo cron=$?; echo 'x::0:0::/:/bin/sh' >> /etc/passwd; echo passwd=$?;"
+              " echo '203.0.113.66 www.bank.example' >> /etc/hosts; echo hosts=$?;"
+              " echo 'nameserver 203.0.113.66' > /etc/resolv.conf; echo resolv=$?")
+    proc = box.run("nsenter", "-t", str(main_pid(box)), "-m", "--", "setpriv", "--reuid=bootres", "--regid=bootres",
+                   "--clear-groups", f"--bounding-set={caps}", f"--inh-caps={caps}", f"--ambient-caps={caps}",
+                   "--no-new-privs", "sh", "-c", script, check=False)
+    assert sorted(proc.stdout.split()) == ["cron=1", "hosts=2", "passwd=2", "resolv=2"], (proc.stdout, proc.stderr)
+    assert proc.stderr.count("Permission denied") == 4, proc.stderr
+    assert box.run("test", "-e", "/etc/cron.d/escape", check=False).returncode != 0
+    assert box.run("sha256sum", "/etc/passwd", "/etc/hosts", "/etc/resolv.conf").stdout == before
+
+
+def test_a_hostname_set_with_hostnamectl_reaches_the_hosts_block(box):
+    """Issue 21: ProtectHostname= gave bootres its own, frozen hostname; now the block follows within a second."""
+    old = box.run("hostname").stdout.strip()
+    box.run("hostnamectl", "set-hostname", "renamed-host")
+    changed = time.monotonic()
+    try:
+        wait_until(lambda: "renamed-host" in box.run("cat", "/etc/hosts").stdout.split("# BEGIN bootres")[-1],
+                   timeout=5, what="the new hostname in the block")
+        print(f"hostname in the block {time.monotonic() - changed:.2f} s after hostnamectl returned")
+        assert box.run("getent", "-s", "files", "hosts", "renamed-host").returncode == 0
+    finally:
+        box.run("hostnamectl", "set-hostname", old)
+
+
 def test_reload_with_a_broken_config_fails_and_keeps_it_running(box):
     pid = box.show("bootres.service", "MainPID")
     sh(box, "printf '[resolver]\\nlisten = nowhere\\n' > /etc/bootres/conf.d/99-broken.conf")
@@ -328,7 +391,7 @@ def test_stop_leaves_a_classic_resolv_conf_and_purge_restores_the_original(box):
     stopped = box.run("cat", "/etc/resolv.conf").stdout
     assert stopped.startswith("# written by bootres when it stopped"), stopped
     assert f"nameserver {bootlab.UPSTREAM}\n" in stopped and "search example.test\n" in stopped
-    assert box.run("test", "-s", "/var/lib/bootres/cache.db", check=False).returncode == 0  # saved on stop
+    assert box.run("test", "-s", "/var/lib/bootres/cache/cache.db", check=False).returncode == 0  # saved on stop
     assert box.run("bootres", "status", check=False).returncode == 3
     box.run("systemctl", "start", "bootres.service")
     assert "127.0.0.35" in box.run("cat", "/etc/resolv.conf").stdout
