@@ -143,6 +143,7 @@ def _writer_process(cfg: config.Config, channels: list[socket.socket], daemons: 
                 os.close(fd)
             except OSError:
                 pass
+        os.setresgid(0, 0, 0)  # the unit starts it in group bootres: its files are root's, group and all
         _drop_bounding(())
         _set_caps(())
         etcwriter.serve(channels, etcwriter.Targets.from_config(cfg), log)
