@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -331,3 +332,33 @@ def test_sockets_passed_by_systemd_are_used(setup, capsys, name, logged, stored)
     finally:
         for sock in (udp, tcp, client):
             sock.close()
+
+
+@pytest.mark.parametrize("plant", ["symlink", "fifo"])
+def test_a_symlink_or_fifo_at_each_written_path_writes_nothing_outside_and_hangs_nothing(setup, tmp_path, plant):
+    """Issue 21: the metrics file, /etc/defaultrouter, the cache file and their old temporary names, planted."""
+    conf, notify, start = setup
+    victim = tmp_path / "victim"
+    victim.write_text("keep me\n")
+    targets = [tmp_path / "metrics.prom", tmp_path / "etc" / "defaultrouter", tmp_path / "cache.db"]
+    planted = targets + [path.with_name(f".{path.name}.bootres-tmp") for path in targets]
+    for path in planted:
+        path.symlink_to(victim) if plant == "symlink" else os.mkfifo(path)
+    daemon = start()
+    notify.expect("READY=1")
+    wait_for(lambda: "defaultrouter" in daemon.log(), what="the defaultrouter write logged")
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait(timeout=15) == 0  # nothing hung on a FIFO, at start, while running or at the cache save
+    assert victim.read_text() == "keep me\n" and stat.S_ISREG(victim.stat().st_mode)
+    log = daemon.log()
+    if plant == "symlink":  # a link at a written path is replaced by the file, never written through
+        assert all(path.is_file() and not path.is_symlink() for path in targets)
+        assert (tmp_path / "etc" / "defaultrouter").read_text().strip()  # whatever router this machine has
+    else:  # a FIFO is refused, unopened, and said once per file
+        assert all(stat.S_ISFIFO(os.lstat(path).st_mode) for path in targets)
+        for path in targets:
+            assert log.count(f"{path}") >= 1, (path, log)
+        assert log.count(f"cannot write {tmp_path / 'metrics.prom'}") == 1, log
+    assert not any(path.name.startswith(".") and path.exists() and not path.is_fifo() and not path.is_symlink()
+                   for path in tmp_path.rglob("*bootres-*")), sorted(tmp_path.rglob("*bootres-*"))
+    assert "Traceback" not in log
