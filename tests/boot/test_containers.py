@@ -135,9 +135,11 @@ NEIGHBOUR = f"""
 import dns.message, dns.query, dns.rcode
 query = dns.message.make_query("neighbour.{INTERNAL_ZONE}", "A", use_edns=0)
 udp = dns.query.udp(query, "{CONTAINER_ADDRESS}", timeout=3)
-tcp = dns.query.tcp(query, "{CONTAINER_ADDRESS}", timeout=3)
-print(dns.rcode.to_text(udp.rcode()), len(udp.answer), len(udp.to_wire()), len(query.to_wire()),
-      dns.rcode.to_text(tcp.rcode()), len(tcp.answer))
+try:
+    tcp = dns.rcode.to_text(dns.query.tcp(query, "{CONTAINER_ADDRESS}", timeout=3).rcode())
+except (ConnectionError, EOFError):
+    tcp = "closed"  # outside allow: closed before it takes a slot (issue 21)
+print(dns.rcode.to_text(udp.rcode()), len(udp.answer), len(udp.to_wire()), len(query.to_wire()), tcp)
 """
 
 
@@ -148,7 +150,7 @@ def test_a_neighbour_on_the_uplink_is_refused_and_counted(installed):
     after = installed.status()[1]["resolver"]
     FIGURES.append(f"neighbour: UDP {words[0]} ({words[2]} bytes for a {words[3]}-byte query), TCP {words[4]};"
                    f" outside {before['container_listen']['outside']} -> {after['container_listen']['outside']}")
-    assert words[0] == words[4] == "REFUSED" and words[1] == words[5] == "0", words
+    assert words[0] == "REFUSED" and words[1] == "0" and words[4] == "closed", words
     assert int(words[2]) <= int(words[3])
     assert after["container_listen"]["outside"] == before["container_listen"]["outside"] + 2
     assert after["cache"]["misses"] == before["cache"]["misses"]  # never asked upstream
