@@ -1,8 +1,10 @@
 """Every upstream dead: yesterday's answers still resolve (RFC 8767), before and after a restart."""
 
+import os
 import time
 
 import dns.rcode
+import pytest
 
 from resolver_harness import UPSTREAMS, Client, ResolverProcess, resolver_config, silence, upstream_lab
 
@@ -89,3 +91,26 @@ def test_foreign_or_corrupt_cache_file_is_ignored_with_a_warning(lab, tmp_path):
     assert Client(host).ask(NAMES[0])[0].rcode() == dns.rcode.NOERROR
     assert resolver.stop() == 0
     assert cache_file.read_bytes().startswith(b"bootres-cache")  # replaced by ours on stop
+
+
+@pytest.mark.parametrize("kind", ["oversized", "fifo", "symlink"])
+def test_a_cache_file_that_is_too_big_or_not_a_file_is_never_read(lab, tmp_path, kind):
+    """Issue 21: the size is checked before a byte is read (1 MiB + 4 KiB per cache_size entry); a FIFO is never
+    opened for a blocking read, a symlink never followed."""
+    host, _ = nsd_pair(lab, ttl=300)
+    cache_file = tmp_path / "cache.db"
+    if kind == "oversized":
+        with open(cache_file, "wb") as handle:
+            handle.truncate(64 * 1024 * 1024)  # sparse: costs no disk, and reading it would cost 64 MiB
+    elif kind == "fifo":
+        os.mkfifo(cache_file)
+    else:
+        (tmp_path / "elsewhere").write_bytes(b"bootres-cache")
+        cache_file.symlink_to(tmp_path / "elsewhere")
+    resolver = ResolverProcess(host, resolver_config(tmp_path, cache_file=str(cache_file), cache_size="1000"),
+                               tmp_path)
+    line = resolver.wait_for_log("cache file")
+    assert "ignored" in line and {"oversized": "more than 5144576 for cache_size 1000",
+                                  "fifo": "not a regular file", "symlink": "many levels"}[kind] in line, line
+    assert Client(host).ask(NAMES[0])[0].rcode() == dns.rcode.NOERROR
+    assert resolver.stop() == 0

@@ -163,6 +163,22 @@ def test_a_squatter_on_the_socket_is_never_believed(open_dir):
     state.mkdir()
     os.chown(state, 65534, 65534)
     path = control.socket_path(str(state))
+    # First the old fallback name, which any user can bind: never asked any more.
+    abstract = as_nobody(
+        "import socket\n"
+        "s = socket.socket(socket.AF_UNIX)\n"
+        f"s.bind({chr(0) + 'bootres:' + str(state)!r}); s.listen(8); print('ready', flush=True)\n"
+        "while True:\n"
+        "    c, _ = s.accept(); c.recv(4096)\n"
+        "    c.sendall(b'{\"running\": true, \"forged\": true}\\n'); c.close()\n")
+    try:
+        assert abstract.stdout.readline().strip() == "ready"
+        cli = subprocess.run([sys.executable, "-m", "bootres", "status", "--config", str(write_config(tmp_path, state)),
+                              "--json"], capture_output=True, text=True, timeout=60)
+        assert cli.returncode == 3 and "forged" not in cli.stdout and "No such file" in cli.stdout, cli.stdout
+    finally:
+        abstract.kill()
+        abstract.wait()
     squatter = as_nobody(
         "import socket, os\n"
         "s = socket.socket(socket.AF_UNIX)\n"
