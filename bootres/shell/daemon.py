@@ -47,8 +47,6 @@ CACHE_SAVE_INTERVAL = 300.0  # a crash loses at most this much of the cache
 READY_PROBE_TIMEOUT = 20.0  # under TimeoutStartSec=30s in units/bootres.service
 MAX_ERRORS = 20
 FDSTORE_NAME = "listen"  # FDNAME of the listening sockets bootres stores itself
-SOCKET_UNIT = "bootres.socket"
-SYSTEMCTL_TIMEOUT = 2.0  # each question to systemd at stop; a stop must not hang on it
 _PROBE_QUESTION = b"\x02id\x06server\x00" + struct.pack("!HH", 16, 3)  # id.server TXT CH
 
 
@@ -351,14 +349,12 @@ class Daemon:
 
         At a shutdown, the next boot's bootres.socket listens before anything
         asks a name: a classic file would send the early queries past it
-        (and let DHCP clients take the file back), so bootres's stays.
+        (and let DHCP clients take the file back), so bootres's stays.  The
+        writer asks systemd (its private socket is root's: user bootres
+        could only ask over D-Bus, which may be gone by then).
         """
-        if self.resolv.managing and await asyncio.to_thread(_shutting_down_and_back_at_boot):
-            self.log.info("system shutting down: %s left naming bootres, whose sockets the next boot opens first",
-                          self.resolv.path)
-            return
         try:
-            await self.resolv.stop(_classic_nameservers(self.resolver.selection.routing))
+            await self.resolv.stop(_classic_nameservers(self.resolver.selection.routing), unless_shutting_down=True)
         except (OSError, ValueError) as exc:
             self.log.error("cannot write %s on stop: %s", self.resolv.path, getattr(exc, "strerror", None) or exc)
 
@@ -569,21 +565,6 @@ def _normal_priority() -> None:
             os.setpriority(os.PRIO_PROCESS, int(tid), 0)
         except OSError:  # the thread ended meanwhile, or RLIMIT_NICE forbids it
             pass
-
-
-def _shutting_down_and_back_at_boot() -> bool:
-    """This stop is part of a shutdown (systemd says "stopping" once shutdown.target is queued), and
-    bootres.socket is enabled, so the next boot listens before anyone asks; False outside systemd."""
-    import subprocess  # only here, at stop
-
-    try:
-        state = subprocess.run(["systemctl", "is-system-running"], capture_output=True, text=True,
-                               timeout=SYSTEMCTL_TIMEOUT).stdout.strip()
-        return state == "stopping" and subprocess.run(
-            ["systemctl", "--quiet", "is-enabled", SOCKET_UNIT], capture_output=True, timeout=SYSTEMCTL_TIMEOUT,
-        ).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
 
 
 def _classic_nameservers(routing) -> list[str]:

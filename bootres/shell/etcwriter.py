@@ -40,6 +40,8 @@ from bootres.shell.fileio import atomic_write, read_bytes, temporary_name
 RESOLV_CONF = "/etc/resolv.conf"
 # debian/bootres.postrm knows this path too: it restores from it on removal.
 SAVED = "/var/lib/bootres/resolv.conf.orig"
+SOCKET_UNIT = "bootres.socket"
+SYSTEMCTL_TIMEOUT = 2.0  # each question to systemd at stop; a stop must not hang on it
 MAX_REQUEST = 8 * 1024 * 1024  # a hosts block of 10,000 pins is ~600 KB; JSON escapes add little
 
 
@@ -125,6 +127,8 @@ def _resolv_conf(targets: Targets, request: dict) -> object:
         return write_managed(path, saved, targets.listen, search, trust_ad).decode("latin-1")
     if action == "leave":
         nameservers = resolvconf.check_nameservers(request.get("nameservers", ()))
+        if request.get("unless_shutting_down") is True and shutting_down_and_back_at_boot():
+            return "boot"
         return leave(path, saved, nameservers, search)
     raise ValueError(f"unknown resolv.conf action {str(action)[:40]!r}")
 
@@ -203,6 +207,21 @@ def _replace(path: str, create) -> None:
     except BaseException:
         os.unlink(temp)
         raise
+
+
+def shutting_down_and_back_at_boot() -> bool:
+    """This stop is part of a shutdown (systemd says "stopping" once shutdown.target is queued), and
+    bootres.socket is enabled, so the next boot listens before anyone asks; False outside systemd."""
+    import subprocess  # only here, at stop
+
+    try:
+        state = subprocess.run(["systemctl", "is-system-running"], capture_output=True, text=True,
+                               timeout=SYSTEMCTL_TIMEOUT).stdout.strip()
+        return state == "stopping" and subprocess.run(
+            ["systemctl", "--quiet", "is-enabled", SOCKET_UNIT], capture_output=True, timeout=SYSTEMCTL_TIMEOUT,
+        ).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
 
 
 class LocalWriter:

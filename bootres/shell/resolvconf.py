@@ -141,10 +141,12 @@ class ManagedResolvConf:
             return None  # garbage: nothing to learn from it
         return record
 
-    async def stop(self, nameservers: list[str]) -> None:
+    async def stop(self, nameservers: list[str], unless_shutting_down: bool = False) -> None:
         """Leave a classic resolv.conf naming ``nameservers`` (the saved original when there are none); OSError on failure.
 
-        The last call: the worker thread ends with it.
+        ``unless_shutting_down``: ours stays when the system is shutting down
+        and bootres.socket is enabled (the writer asks systemd).  The last
+        call: the worker thread ends with it.
         """
         try:
             async with self._turn:
@@ -152,10 +154,14 @@ class ManagedResolvConf:
                     return
                 self.managing = False
                 left = await self._on_worker(self.write, {"op": "resolv.conf", "action": "leave",
-                                                          "nameservers": list(nameservers), "search": list(self.search)})
+                                                          "nameservers": list(nameservers), "search": list(self.search),
+                                                          "unless_shutting_down": unless_shutting_down})
         finally:
             self._worker.shutdown(wait=False)
-        if left == "changed":
+        if left == "boot":
+            self.log.info("system shutting down: %s left naming bootres, whose sockets the next boot opens first",
+                          self.path)
+        elif left == "changed":
             self.log.warning("%s was changed by someone else while bootres managed it; left as it is", self.path)
         elif left == "listed":
             self.log.info("%s now lists the nameservers directly: %s", self.path, " ".join(nameservers))
