@@ -10,7 +10,8 @@ anything else runs (no thread, no loop, no socket read yet):
 2. forks the privileged writer (``etcwriter.serve``): it stays uid 0 but
    drops every capability, ignores the stop signals systemd sends the whole
    cgroup (the daemon still needs it to leave resolv.conf behind), closes
-   every descriptor but its channels, and exits when the daemon closes them;
+   the daemon's sockets (systemd's, the control socket, the daemon's ends
+   of the channels), and exits when the daemon closes its channels;
 3. becomes the user in the daemon's own process (the service's main PID,
    which notifies systemd and holds its sockets): groups cleared, uid and
    gid switched, and only CAP_NET_BIND_SERVICE, CAP_NET_RAW and
