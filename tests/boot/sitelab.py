@@ -157,9 +157,9 @@ ns IN A   {GOOD}
 """
 
 
-def dhcp_options(nameservers: tuple[str, ...]) -> str:
+def dhcp_options(nameservers: tuple[str, ...], search: tuple[str, ...] = (ZONE,)) -> str:
     return (f"option:router,{ROUTER}\noption:dns-server,{','.join(nameservers)}\n"
-            f"option:domain-search,{ZONE}\n")
+            f"option:domain-search,{','.join(search)}\n")
 
 
 _INTERFACES = "source /etc/network/interfaces.d/*\n\nauto lo\niface lo inet loopback\n\n"

@@ -57,6 +57,8 @@ LATE_RENEWALS = 3
 NSS_RESOLVE = [name for name, setup in SETUPS.items() if setup.nss_resolve]
 GLIBC_DNS = [name for name in SETUPS if name not in NSS_RESOLVE]
 FIGURES: list[str] = []
+# The renewed lease's search list: two top-level domains and a domain below one (issue 21).
+RENEWED_SEARCH = (sitelab.ZONE, "com", "net", "corp.example")
 
 
 @pytest.fixture(scope="module")
@@ -156,9 +158,13 @@ def baseline(boxes, first):
 
 @pytest.fixture(scope="module")
 def renewed(boxes, baseline):
-    """The DHCP server hands out (DEAD, NEW); once status shows it (or after 3 renewals), GOOD is black-holed."""
+    """The DHCP server hands out (DEAD, NEW); once status shows it (or after 3 renewals), GOOD is black-holed.
+
+    The renewed lease's search list adds two top-level domains and a domain below one (issue 21).
+    """
     def renew(box):
-        box.sh(f"printf '{sitelab.dhcp_options(sitelab.RENEWED_LIST)}' > /etc/site/dhcp-options"
+        options = sitelab.dhcp_options(sitelab.RENEWED_LIST, RENEWED_SEARCH)
+        box.sh(f"printf '{options}' > /etc/site/dhcp-options"
                " && systemctl reload site-dhcp.service")
         since = box.now()
         seen = sitelab.wait_for(lambda: set(sitelab.upstream_addresses(box.status()[1])) == {DEAD, NEW}
@@ -314,6 +320,28 @@ def test_renewal_new_list_in_status_with_its_source(boxes, renewed, name):
     assert renewed[name]["ack_s"] is not None, "no DHCPACK after the server's new list"
     assert set(sitelab.upstream_addresses(report)) == {DEAD, NEW}, json.dumps(report.get("resolver"), indent=1)
     assert not sources_not_naming(report, boxes[name].setup.source_word)
+
+
+@pytest.mark.parametrize("name", DHCP_SETUPS)
+def test_renewal_search_domains_that_are_top_level_domains_stay_search_only(renewed, name):
+    """A lease offering `search com net` must not make its servers the only ones for those names (issue 21)."""
+    resolver = renewed[name]["report"]["resolver"]
+    routes = {route["domain"] for route in resolver.get("routes", [])}
+    assert not routes & {"com", "net"}, resolver.get("routes")
+    if sitelab.ZONE in routes:  # this DHCP client hands the lease's search list on (networkd: UseDomains=no)
+        assert "corp.example" in routes and resolver.get("search_only") == ["com", "net"], resolver
+
+
+def test_some_dhcp_client_hands_the_search_list_on(renewed):
+    """So the test above is not vacuous: the clients that pass search domains (dhclient, dhcpcd, NetworkManager)."""
+    passing = [name for name in DHCP_SETUPS
+               if resolver_routes(renewed[name]["report"]) >= {sitelab.ZONE, "corp.example"}]
+    FIGURES.append(f"search-only com, net after the renewal: {', '.join(passing)}")
+    assert passing, {name: renewed[name]["report"]["resolver"].get("routes") for name in DHCP_SETUPS}
+
+
+def resolver_routes(report: dict) -> set[str]:
+    return {route["domain"] for route in report.get("resolver", {}).get("routes", [])}
 
 
 @pytest.mark.parametrize("name", DHCP_SETUPS)
