@@ -368,6 +368,17 @@ class Lab:
         run("ip", "-n", switch.ns.name, "link", "set", port, "master", switch.bridge)
         return ifname
 
+    def container_bridge(self, host: Netns, box: Netns, bridge: str = "ctr0",
+                         host_addr: str = "198.18.105.1", box_addr: str = "198.18.105.2") -> None:
+        """A container network on ``host``, as docker0 or podman0: a bridge of veths, with ``box`` (the container)
+        behind a port of it and routed through the bridge's /24 address."""
+        port, _ = self.link(host, None, box, f"{box_addr}/24")
+        host.run("ip", "link", "add", bridge, "type", "bridge")
+        host.run("ip", "link", "set", port, "master", bridge)
+        host.run("ip", "address", "add", f"{host_addr}/24", "dev", bridge)
+        host.run("ip", "link", "set", bridge, "up")
+        box.run("ip", "route", "add", "default", "via", host_addr)
+
     def blackhole(self, ns: Netns, port: int = 53, address: str | None = None) -> None:
         """Make ``ns`` silently drop inbound UDP and TCP to ``port`` (on ``address`` only, if given).
 

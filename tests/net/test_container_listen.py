@@ -72,12 +72,7 @@ def site(lab, tmp_path):
     host.run("ip", "route", "add", "default", "via", "198.18.5.1")
     lab.nsd(lan, "198.18.5.53", zone="internal.test.")
     # The container network: a bridge of veths on the host, as docker0 or podman0.
-    port, _ = lab.link(host, None, box, "198.18.105.2/24")
-    host.run("ip", "link", "add", "ctr0", "type", "bridge")
-    host.run("ip", "link", "set", port, "master", "ctr0")
-    host.run("ip", "address", "add", "198.18.105.1/24", "dev", "ctr0")
-    host.run("ip", "link", "set", "ctr0", "up")
-    box.run("ip", "route", "add", "default", "via", "198.18.105.1")
+    lab.container_bridge(host, box)
     # The neighbour: packets for the container address go to the host's MAC.
     lan.run("ip", "route", "add", f"{CONTAINER_ADDRESS}/32", "via", "198.18.5.10")
     bootres = Bootres(host, tmp_path)

@@ -38,12 +38,7 @@ def site(lab, tmp_path):
     gw.sysctl("net.ipv4.ip_forward", "1")
     far.run("ip", "route", "add", "default", "via", "198.18.2.1")
     # A container network on the host: a bridge of veths, as docker0 or podman0.
-    port, _ = lab.link(host, None, box, "198.18.105.2/24")
-    host.run("ip", "link", "add", "ctr0", "type", "bridge")
-    host.run("ip", "link", "set", port, "master", "ctr0")
-    host.run("ip", "address", "add", "198.18.105.1/24", "dev", "ctr0")
-    host.run("ip", "link", "set", "ctr0", "up")
-    box.run("ip", "route", "add", "default", "via", "198.18.105.1")
+    lab.container_bridge(host, box)
     router = TestRouter(gw, gw_if, ROUTER, answer_solicitations=False)
     lab.cleanup.callback(router.close)
     return host, gw, far, box, router
