@@ -89,11 +89,11 @@ class RecentErrors(logging.Handler):
 
 class Daemon:
     def __init__(self, cfg: config.Config, notifier: sd.Notifier, log: logging.Logger,
-                 writers: dict | None = None, control_bound: control.Bound | None = None):
-        """``writers``: the privileged writer's channels by user (``etcwriter.writers``); None: in this process.
-        ``control_bound``: the control socket, bound before the daemon gave up root."""
+                 channels: dict | None = None, control_bound: control.Bound | None = None):
+        """``channels``: the privileged writer's, by user (``privsep.separate``); None: the files are written in
+        this process.  ``control_bound``: the control socket, bound before the daemon gave up root."""
         self.cfg = cfg
-        self.writers = writers or etcwriter.writers(etcwriter.Targets.from_config(cfg), None)
+        self.writers = etcwriter.writers(etcwriter.Targets.from_config(cfg), channels)
         self.control_bound = control_bound
         self.notifier = notifier
         self.log = log
@@ -178,15 +178,16 @@ class Daemon:
         await asyncio.to_thread(self._refresh_generator_cache)
 
     def _refresh_generator_cache(self) -> None:
-        """bootres-generator's cache: the next boot copies bootres.socket's drop-in instead of starting Python."""
-        if self.cfg.path != config.DEFAULT_PATH:
-            return  # the generator reads the default path only
-        from bootres import generator
+        """bootres-generator's cache: the next boot copies bootres.socket's drop-in instead of starting Python.
 
+        Only for the default path, the one the generator reads: the writer knows (``Targets.generator_cache``).
+        """
         try:
             # Root copies this cache into a unit: the privileged writer renders it from the configuration itself.
             self.writers["service"]({"op": "generator"})
         except (OSError, ValueError) as exc:
+            from bootres import generator
+
             self.log.info("generator cache not written in %s: %s; the next boot parses the configuration (~40 ms)",
                           generator.CACHE_DIR, getattr(exc, "strerror", None) or exc)
 
@@ -588,7 +589,7 @@ def run(cfg: config.Config, verbose: bool = False, user: str | None = None) -> i
     sys.setswitchinterval(0.0005)
     notifier = sd.Notifier()
     log = sd.setup_logging(verbose)
-    writers = bound = None
+    channels = bound = None
     if user is not None:
         from bootres.shell import privsep
 
@@ -605,6 +606,5 @@ def run(cfg: config.Config, verbose: bool = False, user: str | None = None) -> i
         except control.AlreadyRunning as exc:
             log.error("not starting: %s", exc)
             return 1
-        writers = etcwriter.writers(etcwriter.Targets.from_config(cfg), channels)
-    daemon = Daemon(cfg, notifier, log, writers, bound)
+    daemon = Daemon(cfg, notifier, log, channels, bound)
     return asyncio.run(daemon.main())

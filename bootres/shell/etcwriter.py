@@ -42,6 +42,9 @@ RESOLV_CONF = "/etc/resolv.conf"
 SAVED = "/var/lib/bootres/resolv.conf.orig"
 SOCKET_UNIT = "bootres.socket"
 SYSTEMCTL_TIMEOUT = 2.0  # each question to systemd at stop; a stop must not hang on it
+# One channel per daemon thread that writes: ManagedResolvConf's worker, StubFiles' files thread, the daemon's
+# generator-cache refresh.
+CHANNELS = ("resolv.conf", "files", "service")
 MAX_REQUEST = 8 * 1024 * 1024  # a hosts block of 10,000 pins is ~600 KB; JSON escapes add little
 
 
@@ -286,8 +289,7 @@ def _reply(targets: Targets, line: bytes, log) -> dict:
 
 
 def writers(targets: Targets, channels: dict[str, socket.socket] | None) -> dict[str, object]:
-    """A writer for each user ("resolv.conf", "files", "service"): through the helper's channels, or in-process."""
-    names = ("resolv.conf", "files", "service")
+    """A writer for each of CHANNELS: through the helper's channels, or in-process."""
     if channels is None:
-        return {name: LocalWriter(replace(targets, refreshed=set())) for name in names}
-    return {name: HelperWriter(channels[name]) for name in names}
+        return {name: LocalWriter(replace(targets, refreshed=set())) for name in CHANNELS}
+    return {name: HelperWriter(channels[name]) for name in CHANNELS}

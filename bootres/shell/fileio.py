@@ -30,11 +30,12 @@ thread and keep the event loop for answers.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import secrets
 import stat
-from typing import Iterable, Mapping, NamedTuple
+from typing import BinaryIO, Iterable, Iterator, Mapping, NamedTuple
 
 Signature = tuple[int, int, int]  # inode, mtime (ns), size: a file replaced, rewritten or grown looks different
 _UNSEEN = object()
@@ -48,22 +49,29 @@ class FileRead(NamedTuple):
     error: str | None
 
 
-def read_bytes(path: str, limit: int = -1, follow: bool = True) -> bytes | None:
-    """The file's content (at most ``limit`` bytes), or None when it does not exist.
+@contextlib.contextmanager
+def open_regular(path: str, follow: bool = True) -> Iterator[tuple[BinaryIO, os.stat_result]]:
+    """The open file and its stat, once it is known to be a regular file; FileNotFoundError when missing.
 
     OSError when it is not a regular file: a FIFO planted there is never
     opened for a blocking read (it would hang the reader), nor a device.
     ``follow=False``: a symlink is refused too (ELOOP).
     """
-    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW))
+    with os.fdopen(fd, "rb") as handle:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", path)
+        yield handle, st
+
+
+def read_bytes(path: str, limit: int = -1, follow: bool = True) -> bytes | None:
+    """The file's content (at most ``limit`` bytes), or None when it does not exist; ``open_regular``'s errors."""
     try:
-        fd = os.open(path, flags)
+        with open_regular(path, follow) as (handle, _):
+            return handle.read(limit)
     except FileNotFoundError:
         return None
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file", path)
-        return handle.read(limit)
 
 
 def read_changed(paths: Iterable[str], seen: Mapping[str, Signature | None], limit: int = -1) -> dict[str, FileRead]:

@@ -42,9 +42,6 @@ PR_CAPBSET_DROP, PR_SET_KEEPCAPS, PR_SET_NAME = 24, 8, 15
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 _CAP_LAST_POSSIBLE = 63  # /proc/sys/kernel/cap_last_cap is hidden by ProcSubset=pid: drop until EINVAL
 
-CHANNELS = ("resolv.conf", "files", "service")
-
-
 class SeparationFailed(Exception):
     """Why the daemon could not become the user; it does not start (a root daemon is not what the unit asked for)."""
 
@@ -108,7 +105,7 @@ def separate(cfg: config.Config, user_name: str, log: logging.Logger, control_bi
             from None
     try:
         control = control_bind()
-        pairs = {name: socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) for name in CHANNELS}
+        pairs = {name: socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) for name in etcwriter.CHANNELS}
     except OSError as exc:
         raise SeparationFailed(f"preparing for user {user_name}: {exc.strerror or exc}") from None
     sys.stdout.flush()

@@ -16,7 +16,6 @@ import asyncio
 import errno
 import logging
 import os
-import stat
 import resource
 import signal
 import socket
@@ -33,7 +32,7 @@ from bootres.core.hostsdb import HostsDB, parse_hosts
 from bootres.core import containerside, publicsuffix, sources
 from bootres.core.stub import Stub, StubSettings
 from bootres.shell import control, dnsio
-from bootres.shell.fileio import FileRead, atomic_write, read_bytes, read_changed
+from bootres.shell.fileio import FileRead, atomic_write, open_regular, read_bytes, read_changed
 from bootres.shell.sourcewatch import POLL_INTERVAL, Scan, SourcePaths, SourceWatcher
 
 WATCH_INTERVAL = POLL_INTERVAL  # seconds between checks of hosts_files and the upstream sources
@@ -410,11 +409,7 @@ class ResolverService:
             return
         limit = cache_file_limit(self.cfg.cache_size)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
-            with os.fdopen(fd, "rb") as handle:
-                st = os.fstat(fd)
-                if not stat.S_ISREG(st.st_mode):
-                    raise OSError(errno.EINVAL, "not a regular file")
+            with open_regular(path, follow=False) as (handle, st):
                 if st.st_size > limit:
                     raise OSError(errno.EFBIG, f"{st.st_size} bytes, more than {limit} for cache_size"
                                                f" {self.cfg.cache_size}")
