@@ -29,7 +29,7 @@ class PublicSuffixes:
     @classmethod
     def parse(cls, text: str) -> PublicSuffixes:
         """The list's format: one rule per line, ``//`` comments, ``*.`` wildcards, ``!`` exceptions."""
-        # Parsed at start whenever a source has a search domain: a set comprehension, ~2 ms for 9,500 rules.
+        # Parsed at start when a source has a dotted search domain: set comprehensions, ~5 ms for 9,500 rules.
         words = {line.split(None, 1)[0].lower() for line in text.split("\n") if line.strip()}
         rules = {word for word in words if not word.startswith(("//", "!"))}
         exceptions = {word[1:] for word in words if word.startswith("!")}

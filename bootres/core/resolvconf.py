@@ -102,7 +102,8 @@ def _is_ip_address(text: str) -> bool:
     return True
 
 
-_SCOPE = re.compile(r"[0-9]{1,10}|[A-Za-z0-9_.-]{1,15}", re.ASCII)
+# An IPv6 zone as glibc takes it in resolv.conf: an interface index or name.
+SCOPE = re.compile(r"[0-9]{1,10}|[A-Za-z0-9_.-]{1,15}", re.ASCII)
 MAX_SEARCH = 256  # domains in the search list the privileged writer accepts; glibc has no limit since 2.26
 
 
@@ -112,7 +113,7 @@ def check_nameservers(nameservers) -> tuple[str, ...]:
         raise ValueError("not a list of nameservers")
     for text in nameservers:
         address, _, zone = str(text).partition("%")
-        if not isinstance(text, str) or not _is_ip_address(address) or (zone and not _SCOPE.fullmatch(zone)):
+        if not isinstance(text, str) or not _is_ip_address(address) or (zone and not SCOPE.fullmatch(zone)):
             raise ValueError(f"not a nameserver address: {str(text)[:80]!r}")
     return tuple(nameservers)
 

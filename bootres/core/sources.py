@@ -66,8 +66,6 @@ _LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?", re.ASCII)  # no 
 # systemd's in_addr_port_ifindex_name_to_string(): [V6]:PORT%IFINDEX (the #NAME is split off first).
 _BRACKETED = re.compile(r"\[([^\]%]+)\](?::([0-9]{1,5}))?(?:%([0-9]{1,10}))?", re.ASCII)
 _IFINDEX = re.compile(r"[0-9]{1,10}", re.ASCII)
-# An IPv6 zone as glibc takes it in resolv.conf: an interface index or name.
-_SCOPE = re.compile(r"[0-9]{1,10}|[A-Za-z0-9_.-]{1,15}", re.ASCII)
 
 
 class SourceError(ValueError):
@@ -126,7 +124,7 @@ def _usable_server(text: str) -> str:
     address = ipaddress.ip_address(text)
     if address.is_unspecified or address.is_multicast:
         raise ValueError(f"nameserver {text[:80]!r} is not a unicast address")
-    if address.version == 6 and address.scope_id is not None and not _SCOPE.fullmatch(address.scope_id):
+    if address.version == 6 and address.scope_id is not None and not resolvconf.SCOPE.fullmatch(address.scope_id):
         raise ValueError(f"nameserver {text[:80]!r} has a bad interface (%scope)")
     if address.version == 6 and address.is_link_local and not address.scope_id:
         raise ValueError(f"link-local nameserver {text[:80]!r} names no interface (%scope)")

@@ -221,8 +221,8 @@ def bind(state_dir: str) -> Bound:
             os.chmod(state_dir, 0o755)  # whatever the umask: the group's members reach the socket in it
         _remove_stale(path)
         # Created 0600 (umask) and opened to the group only once it is ours: no moment where anyone else can connect.
-        # Made with group bootres as the effective group (CAP_SETGID, which the unit keeps for the start) rather
-        # than chown'd to it after (CAP_CHOWN, which it does not).
+        # Made with group bootres as the effective group rather than chown'd to it after (the unit has no
+        # CAP_CHOWN): under the unit it already is (Group=bootres); `bootres run` by hand as root switches to it.
         gid = _group_id()
         old_umask, old_gid = os.umask(0o177), os.getegid()
         try:
