@@ -6,6 +6,9 @@ test modules import helpers as ``from lab import Lab`` and
 """
 
 import os
+import pathlib
+import shutil
+import tempfile
 
 import pytest
 
@@ -88,3 +91,12 @@ def host_files_untouched():
     after = _host_snapshot()
     changed = [path for path in _HOST_FILES if before[path] != after[path]]
     assert not changed, f"a test changed this machine's {changed}"
+
+
+@pytest.fixture
+def open_dir():
+    """A directory uid 65534 can reach (pytest's tmp_path is under a 0700 directory), removed after the test."""
+    path = pathlib.Path(tempfile.mkdtemp(prefix="bootres-test-"))
+    os.chmod(path, 0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

@@ -86,6 +86,12 @@ def leftovers() -> list[str]:
     return [name for name in created_namespaces if (NETNS_RUN / name).exists()]
 
 
+def rss_kib(pid: int) -> int:
+    """A process's resident memory (VmRSS), in KiB."""
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+
+
 def run(*argv: str, check: bool = True, timeout: float = 30,
         input: str | None = None) -> subprocess.CompletedProcess:
     """Run a command on the host, capturing text output."""

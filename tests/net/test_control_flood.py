@@ -24,15 +24,13 @@ import statistics
 import struct
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import dns.message
-import pytest
 
 from bootres.shell import control
-from resolver_harness import HOST, UPSTREAMS, slow_upstream_process, upstream_lab
+from lab import rss_kib
+from resolver_harness import UPSTREAMS, slow_upstream_process, upstream_lab
 
 SECONDS = float(os.environ.get("BOOTRES_FLOOD_SECONDS", "10"))
 HELD = 2000
@@ -94,11 +92,6 @@ print(opened, len(selector.get_map()), flush=True)
 """
 
 
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as handle:
-        return next(int(line.split()[1]) for line in handle if line.startswith("VmRSS:"))
-
-
 def ask(ns, name: str, tcp: bool) -> float:
     query = dns.message.make_query(name, "A").to_wire()
 
@@ -120,15 +113,8 @@ def ask(ns, name: str, tcp: bool) -> float:
     return ns.call(exchange)
 
 
-@pytest.fixture
-def work():
-    path = Path(tempfile.mkdtemp(prefix="bootres-flood-"))
-    os.chmod(path, 0o755)  # uid 65534 must reach the socket to be refused by its mode, not by this directory
-    yield path
-    subprocess.run(["rm", "-rf", str(path)], check=False)
-
-
-def test_a_control_socket_flood_costs_queries_nothing(lab, work):
+def test_a_control_socket_flood_costs_queries_nothing(lab, open_dir):
+    work = open_dir  # uid 65534 must reach the socket to be refused by its mode, not by this directory
     host, servers = upstream_lab(lab)
     upstream = slow_upstream_process(servers, UPSTREAMS[0], 1)
     conf = work / "bootres.conf"

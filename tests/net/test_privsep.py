@@ -10,12 +10,8 @@ the shipped unit runs it but with ``--user nobody``: the machine's own
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import socket
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -33,13 +29,10 @@ def proc_status(pid: int) -> dict[str, str]:
 
 
 @pytest.fixture
-def work():
+def work(open_dir):
     """A directory uid 65534 can reach, with a copy of the package in it."""
-    path = Path(tempfile.mkdtemp(prefix="bootres-privsep-"))
-    os.chmod(path, 0o755)
-    shutil.copytree(REPO / "bootres", path / "lib" / "bootres", ignore=shutil.ignore_patterns("__pycache__"))
-    yield path
-    shutil.rmtree(path)
+    shutil.copytree(REPO / "bootres", open_dir / "lib" / "bootres", ignore=shutil.ignore_patterns("__pycache__"))
+    return open_dir
 
 
 def test_the_daemon_runs_as_the_user_with_three_capabilities_and_the_writer_keeps_the_files(lab, work):

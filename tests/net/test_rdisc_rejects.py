@@ -4,6 +4,7 @@ import time
 
 import pytest
 
+from lab import rss_kib
 from rdisc_lab import BootresHost, TestRouter, fast_advert, icmp_advert
 
 ROUTER = "198.18.1.1"
@@ -29,11 +30,6 @@ def rig(lab, tmp_path):
     bootres = BootresHost(host, tmp_path, router="solicit = no").start()
     bootres.wait(lambda: bootres.status().get("router", {}).get("interfaces"), timeout=5, what="the service")
     return bootres, router
-
-
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
 
 
 def driver_pid(bootres) -> int:

@@ -6,11 +6,8 @@ import asyncio
 import grp
 import logging
 import os
-import pathlib
-import shutil
 import socket
 import subprocess
-import tempfile
 import sys
 import time
 
@@ -117,15 +114,6 @@ def as_nobody(code: str) -> subprocess.Popen:
 
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="switches to uid 65534")
-
-
-@pytest.fixture
-def open_dir():
-    """A directory uid 65534 can reach (pytest's tmp_path is under a 0700 directory)."""
-    path = tempfile.mkdtemp(prefix="bootres-control-")
-    os.chmod(path, 0o755)
-    yield pathlib.Path(path)
-    shutil.rmtree(path)
 
 
 @needs_root

@@ -240,7 +240,7 @@ def test_ready_when_allow_does_not_list_loopback(setup):
     conf.write_text(conf.read_text().replace("allow = 127.0.0.0/8", "allow = 198.18.0.0/15"))
     daemon = start()
     notify.expect("READY=1")
-    port = int(conf.read_text().split("listen = 127.0.0.1:")[1].split()[0])
+    port = port_of(conf)
     reply = dns.query.udp(dns.message.make_query("www.example.test", "A"), "127.0.0.1", timeout=3, port=port)
     assert dns.rcode.to_text(reply.rcode()) == "REFUSED"  # and loopback is still not allowed
     daemon.signal(signal.SIGTERM)
@@ -249,7 +249,7 @@ def test_ready_when_allow_does_not_list_loopback(setup):
 
 def test_cannot_bind_is_a_one_line_reason(setup, tmp_path):
     conf, notify, start = setup
-    port = int(conf.read_text().split("listen = 127.0.0.1:")[1].split()[0])
+    port = port_of(conf)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as squatter:
         squatter.bind(("127.0.0.1", port))
         daemon = start()
@@ -300,7 +300,7 @@ def port_of(conf) -> int:
 def test_sockets_passed_by_systemd_are_used(setup, capsys, name, logged, stored):
     """What systemd does at boot (bootres.socket) and after a crash (the fd store): sockets from fd 3 on."""
     conf, notify, start = setup
-    port = int(conf.read_text().split("listen = 127.0.0.1:")[1].split()[0])
+    port = port_of(conf)
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     udp.bind(("127.0.0.1", port))
