@@ -59,7 +59,11 @@ def test_the_daemon_runs_as_the_user_with_three_capabilities_and_the_writer_keep
         except control.NotRunning:
             return {}
 
-    while not status().get("files", {}).get("hosts", {}).get("written_at"):  # bounded by the deadline
+    def written() -> bool:  # the block's router line and /etc/defaultrouter, by the writer; the first write has neither
+        hosts = (work / "hosts").read_text()
+        return "198.18.5.1\tsite-router" in hosts and (work / "defaultrouter").exists() and bool(status())
+
+    while not written():  # bounded by the deadline
         assert daemon.poll() is None and time.monotonic() < deadline, daemon.log_path.read_text()
         time.sleep(0.05)
     pid = int(host.run("pgrep", "-o", "-f", f"bootres run --user nobody -c {conf}").stdout)
