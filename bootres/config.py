@@ -104,7 +104,7 @@ class RouterConfig:
     install_route: bool
     static: tuple[ipaddress.IPv4Address, ...]
     defaultrouter_file: str | None
-    routers: tuple[ipaddress.IPv4Network, ...] = ()  # empty: any on-link router; else only these (docs/router.md)
+    routers: tuple[ipaddress.IPv4Network, ...]  # empty: any on-link router; else only these (docs/router.md)
 
 
 @dataclass(frozen=True)
@@ -553,6 +553,11 @@ def read(main_path: str) -> tuple[list[tuple[str, str]], list[tuple[str, bytes]]
             continue
         raw.append((path, data))
     return texts, raw, problems
+
+
+def defaults() -> Config:
+    """The configuration of an empty file: SCHEMA's defaults, the only copy of them."""
+    return parse([])
 
 
 def load(main_path: str = DEFAULT_PATH) -> Config:

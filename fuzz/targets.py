@@ -30,6 +30,7 @@ import dns.rdatatype
 from bootres import config
 from bootres.core import cache as cachemod
 from bootres.core import dnsmsg, etcfiles, hostsdb, rdisc, resolvconf, router, sources
+from bootres.settings import router_settings
 
 
 class ContractError(AssertionError):
@@ -403,7 +404,7 @@ def target_rdisc(data: bytes) -> None:
     learned = []
     # On-link; off-link as Debian 12's FRR sends 198.18.1.1; off-link.
     for source in (None, "198.18.1.1", "1.1.18.198", "198.19.7.7"):
-        discovery = router.RouterDiscovery(solicit=True, install_route=True)
+        discovery = router.RouterDiscovery(router_settings(config.defaults().router))
         discovery.set_interface(_ETH0, 0.0, 0.5)
         discovery.kernel_routes_observed(())
         if source is None:

@@ -241,23 +241,21 @@ class _Router:
         return (not self.may_be_default, -self.preference, int(self.address))
 
 
+@dataclass(frozen=True)
+class Settings:
+    """What the core takes from [router] (``bootres.settings.router_settings``: defaults are config.SCHEMA's)."""
+
+    solicit: bool
+    install_route: bool
+    static: tuple[IPv4, ...]  # non-empty: these routers, discovery only watches
+    allowed: tuple[ipaddress.IPv4Network, ...]  # [router] routers: empty, any on-link router
+
+
 class RouterDiscovery:
     """The router table, solicitation schedules and default-route decision for one host."""
 
-    def __init__(
-        self,
-        *,
-        solicit: bool = True,
-        install_route: bool = True,
-        static: tuple[IPv4, ...] = (),
-        remembered: tuple[IPv4, ...] = (),
-        capacity: int = DEFAULT_CAPACITY,
-        allowed: tuple[ipaddress.IPv4Network, ...] = (),
-    ):
-        self.solicit = solicit
-        self.install_route = install_route
-        self.static = tuple(static)
-        self.allowed = tuple(allowed)  # [router] routers: empty, any on-link router
+    def __init__(self, settings: Settings, *, remembered: tuple[IPv4, ...] = (), capacity: int = DEFAULT_CAPACITY):
+        self.settings = settings
         # /etc/defaultrouter from the last boot; never one the allowlist would refuse.
         self.remembered = tuple(r for r in remembered if self._admitted(r))
         self.capacity = capacity
@@ -277,12 +275,10 @@ class RouterDiscovery:
 
     # --- inputs
 
-    def reconfigure(self, *, solicit: bool, install_route: bool, static: tuple[IPv4, ...],
-                    allowed: tuple[ipaddress.IPv4Network, ...] = ()) -> None:
+    def reconfigure(self, settings: Settings) -> None:
         """New settings, same router table (less what ``allowed`` now refuses).  Interfaces already listening
         do not solicit again."""
-        self.solicit, self.install_route, self.static = solicit, install_route, tuple(static)
-        self.allowed = tuple(allowed)
+        self.settings = settings
         self.remembered = tuple(r for r in self.remembered if self._admitted(r))
         for router in list(self.routers.values()):
             if not self._admitted(router.address):
@@ -295,7 +291,7 @@ class RouterDiscovery:
         self.interfaces[interface.index] = interface
         if not known:
             self.schedules[interface.index] = (
-                _Schedule(DELAYING, now + delay) if self.solicit else _Schedule(LISTENING, None)
+                _Schedule(DELAYING, now + delay) if self.settings.solicit else _Schedule(LISTENING, None)
             )
         for router in list(self.routers.values()):
             if router.ifindex == interface.index and not interface.on_link(router.address):
@@ -381,7 +377,8 @@ class RouterDiscovery:
         return "off-link source", f"{source} not on {', '.join(str(own.network) for own in interface.addresses)}"
 
     def _admitted(self, address: IPv4) -> bool:
-        return not self.allowed or any(address in network for network in self.allowed)
+        allowed = self.settings.allowed
+        return not allowed or any(address in network for network in allowed)
 
     def kernel_routes_observed(self, routes: list[KernelRoute] | tuple[KernelRoute, ...]) -> None:
         """The IPv4 default routes in the kernel's main table right now."""
@@ -520,8 +517,9 @@ class RouterDiscovery:
             return tuple(r.address for r in usable), "rdisc", (usable[0].address, usable[0].ifindex)
         if self.remembered and not self.heard_advertisement:
             return self.remembered, "file", (self.remembered[0], None)
-        if self.static:
-            return self.static, "static", (self.static[0], None)
+        static = self.settings.static
+        if static:
+            return static, "static", (static[0], None)
         return (), None, None
 
     def _decide(self) -> None:
@@ -533,7 +531,7 @@ class RouterDiscovery:
             return
         # With install_route off bootres holds no route: one of ours in the
         # kernel (from before a reload, or left by an earlier run) goes.
-        if not self.install_route:
+        if not self.settings.install_route:
             self._steer_route(None, "install_route = no")
         elif source == "netlink":
             self._steer_route(None, "a default route bootres did not install is in place")

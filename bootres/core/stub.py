@@ -92,20 +92,23 @@ _START_SCAN = 256  # newest cached names looked at to find one to refresh per up
 
 @dataclass(frozen=True)
 class StubSettings:
-    """The parts of ResolverConfig the core uses; ``routing`` says which upstreams serve which names."""
+    """What the core takes from [resolver] (``bootres.settings.stub_settings``: defaults are config.SCHEMA's).
 
-    routing: Routing = Routing()
-    strategy: str = "race"
-    hedge_delay: float | None = None
-    timeout: float = 3.0
-    serve_stale: bool = True
-    stale_answer_after: float = 0.4
-    boot_stale_after: float = 0.02  # stale_answer_after until an upstream has answered since start
-    allow: tuple = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
-    max_inflight: int = 2048
-    prefetch: bool = True
-    prefetch_rate: int = 100  # refreshes started per second at most (a bucket of one second's worth)
-    trust_ad: bool = False  # pass the upstreams' AD bit on (docs/security.md)
+    ``routing`` says which upstreams serve which names.
+    """
+
+    routing: Routing
+    strategy: str
+    hedge_delay: float | None
+    timeout: float
+    serve_stale: bool
+    stale_answer_after: float
+    boot_stale_after: float  # stale_answer_after until an upstream has answered since start
+    allow: tuple
+    max_inflight: int
+    prefetch: bool
+    prefetch_rate: int  # refreshes started per second at most (a bucket of one second's worth)
+    trust_ad: bool  # pass the upstreams' AD bit on (docs/security.md)
 
 
 @dataclass(slots=True, eq=False)

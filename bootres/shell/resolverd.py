@@ -25,12 +25,13 @@ from typing import Callable
 
 from bootres import config
 from bootres.config import Endpoint, ResolverConfig
+from bootres.settings import stub_settings
 from bootres.core import dnsmsg
 from bootres.core.cache import Cache, CacheFileError, Snapshot
 from bootres.core.effects import CloseUpstream, Log, Respond, SendUpstream
 from bootres.core.hostsdb import HostsDB, parse_hosts
 from bootres.core import containerside, publicsuffix, sources
-from bootres.core.stub import Stub, StubSettings
+from bootres.core.stub import Stub
 from bootres.shell import control, dnsio
 from bootres.shell.fileio import FileRead, atomic_write, open_regular, read_bytes, read_changed
 from bootres.shell.sourcewatch import POLL_INTERVAL, Scan, SourcePaths, SourceWatcher
@@ -82,7 +83,7 @@ class ResolverService:
         self.sources.poll()  # on this thread: no loop serves anything yet, and ``selection`` is right from the start
         self._suffixes: publicsuffix.PublicSuffixes | None = None
         self.selection = self._select(cfg)
-        self.stub = Stub(self._settings(cfg, self.selection), Cache(cfg.cache_size, cfg.stale_max_age), _random_id)
+        self.stub = Stub(stub_settings(cfg, self.selection.routing), Cache(cfg.cache_size, cfg.stale_max_age), _random_id)
         self._udp: list[dnsio.UdpListener] = []
         self._tcp: list[dnsio.TcpListener] = []
         self._tcp_pool = dnsio.TcpPool(self._tcp_limits(cfg), self.stub.allows)
@@ -492,7 +493,7 @@ class ResolverService:
         selection = self._select(self.cfg)
         changed = selection.routing != self.selection.routing
         self.selection = selection
-        self.stub.reconfigure(self._settings(self.cfg, selection))
+        self.stub.reconfigure(stub_settings(self.cfg, selection.routing))
         if changed:
             self.log.info("upstreams now: %s", describe(selection) or "none")
         if self._on_upstreams is not None:
@@ -513,23 +514,6 @@ class ResolverService:
     @staticmethod
     def _tcp_limits(cfg: ResolverConfig) -> dnsio.TcpLimits:
         return dnsio.TcpLimits(cfg.tcp_connections, cfg.tcp_idle_timeout, cfg.tcp_output_queue)
-
-    @staticmethod
-    def _settings(cfg: ResolverConfig, selection: sources.Selection) -> StubSettings:
-        return StubSettings(
-            routing=selection.routing,
-            strategy=cfg.strategy,
-            hedge_delay=cfg.hedge_delay,
-            timeout=cfg.timeout,
-            serve_stale=cfg.serve_stale,
-            stale_answer_after=cfg.stale_answer_after,
-            boot_stale_after=cfg.boot_stale_after,
-            allow=cfg.allow,
-            max_inflight=cfg.max_inflight,
-            prefetch=cfg.prefetch,
-            prefetch_rate=cfg.prefetch_rate,
-            trust_ad=cfg.trust_ad,
-        )
 
 
 def describe(selection: sources.Selection) -> str:

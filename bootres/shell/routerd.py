@@ -43,6 +43,7 @@ from bootres.core.router import (
 )
 from bootres.shell import icmpio, netlinkio
 from bootres.shell.netwatch import NetlinkWatch
+from bootres.settings import router_settings
 
 RETRY_INTERVAL = 5.0  # seconds before a failed route change or ICMP socket is tried again
 
@@ -83,13 +84,7 @@ class RouterService:
     async def start(self) -> None:
         """Start from last boot's routers, then follow the watch's snapshots and the ICMP sockets."""
         self._loop = asyncio.get_running_loop()
-        self.core = RouterDiscovery(
-            solicit=self.cfg.solicit,
-            install_route=self.cfg.install_route,
-            static=self.cfg.static,
-            remembered=self.remembered,
-            allowed=self.cfg.routers,
-        )
+        self.core = RouterDiscovery(router_settings(self.cfg), remembered=self.remembered)
         self._pump()
         self._netlink.subscribe(self._observe)  # delivers the current snapshot at once
 
@@ -113,8 +108,7 @@ class RouterService:
     def reconfigure(self, cfg: RouterConfig) -> None:
         """Take a new [router] section, keeping the router table; interfaces and the route follow at once."""
         self.cfg = cfg
-        self.core.reconfigure(solicit=cfg.solicit, install_route=cfg.install_route, static=cfg.static,
-                              allowed=cfg.routers)
+        self.core.reconfigure(router_settings(cfg))
         self._pump()
         if self._snapshot is not None:
             self._observe(self._snapshot)

@@ -39,6 +39,7 @@ from bootres.core import hostsblock
 from bootres.core.effects import Log
 from bootres.shell import etcwriter
 from bootres.shell.fileio import read_bytes
+from bootres.settings import hostsblock_settings
 
 DEFAULT_RETRY_INTERVAL = 30.0  # seconds between attempts to write a file that could not be written
 HOSTNAME_INTERVAL = 1.0  # seconds: a hostname set with hostnamectl reaches the hosts block within this
@@ -97,18 +98,6 @@ def _local_writer(hosts: HostsConfig, router: RouterConfig) -> etcwriter.LocalWr
     return etcwriter.LocalWriter(etcwriter.Targets(hosts=hosts.file, defaultrouter=router.defaultrouter_file))
 
 
-def _settings(hosts: HostsConfig, router: RouterConfig, retry_interval: float) -> hostsblock.Settings:
-    return hostsblock.Settings(
-        hosts_file=hosts.file,
-        defaultrouter_file=router.defaultrouter_file,
-        self_entry=hosts.self_entry,
-        router_names=hosts.router_names,
-        pin=hosts.pin,
-        refresh_interval=hosts.refresh_interval,
-        retry_interval=retry_interval,
-    )
-
-
 class StubFiles:
     """The stub files; see docs/internals.md for how the daemon wires it."""
 
@@ -135,7 +124,8 @@ class StubFiles:
         self._retry_interval = retry_interval
         self._search = tuple(search)
         self._hostname = socket.gethostname()
-        self.core = hostsblock.HostsBlock(_settings(hosts, router, retry_interval), hostname=self._hostname,
+        self.core = hostsblock.HostsBlock(hostsblock_settings(hosts, router, retry_interval),
+                                          hostname=self._hostname,
                                           search=self._search)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._files: concurrent.futures.ThreadPoolExecutor | None = None
@@ -192,7 +182,7 @@ class StubFiles:
         """New [hosts]/[router] settings: a new pin is asked at once, a dropped one leaves the block."""
         if self._own_writer:
             self._writer = _local_writer(hosts, router)  # the jobs already submitted keep the old one
-        self.core.reconfigure(_settings(hosts, router, self._retry_interval), self._now())
+        self.core.reconfigure(hostsblock_settings(hosts, router, self._retry_interval), self._now())
         self._pump()
 
     # --- inputs

@@ -1,12 +1,16 @@
 """Shared helpers for the resolver core tests: upstream replies made with dnspython."""
 
+import dataclasses
+
 import dns.flags
 import dns.message
 import dns.rcode
 import dns.rrset
 
+from bootres import config
 from bootres.core.effects import Respond, SendUpstream
 from bootres.core.routing import Route, Routing, UpstreamSpec
+from bootres.settings import stub_settings
 
 A = ("198.18.0.10", 53)
 B = ("198.18.0.11", 53)
@@ -25,6 +29,11 @@ def routing(default=(A, B), routes=None, source="config") -> Routing:
     specs = tuple(UpstreamSpec(a, label(a), source, tuple(d for d, servers in routes.items() if a in servers))
                   for a in addresses)
     return Routing(specs, tuple(default), tuple(Route(d, tuple(servers)) for d, servers in routes.items()))
+
+
+def settings(routes: Routing | None = None, **overrides):
+    """The resolver core's settings of the shipped defaults (config.SCHEMA), with ``overrides``."""
+    return dataclasses.replace(stub_settings(config.defaults().resolver, routes or Routing()), **overrides)
 
 
 def reply_to(send: SendUpstream, *, address="198.18.0.80", rcode=dns.rcode.NOERROR, ttl=300,

@@ -1,10 +1,12 @@
 """The RFC 1256 host core: schedule, table, lifetimes, choice, route effects. Fixed `now` values only."""
 
+import dataclasses
 import ipaddress
 import struct
 
 import pytest
 
+from bootres import config
 from bootres.core import router as core
 from bootres.core.effects import INFO, WARNING, Log
 from bootres.core.rdisc import NOT_A_DEFAULT, Advertisement, RouterEntry, checksum
@@ -17,6 +19,7 @@ from bootres.core.router import (
     SendSolicitation,
     SetDefaultRoute,
 )
+from bootres.settings import router_settings
 
 A = ipaddress.IPv4Address
 ETH0 = Interface(2, "eth0", (ipaddress.IPv4Interface("198.18.1.10/24"),))
@@ -37,8 +40,17 @@ def only(effects, kind):
     return [e for e in effects if isinstance(e, kind)]
 
 
+def settings(**changes) -> core.Settings:
+    """The shipped [router] defaults (config.SCHEMA) for the core, but for ``changes``."""
+    return dataclasses.replace(router_settings(config.defaults().router), **changes)
+
+
+def make(remembered=(), capacity=core.DEFAULT_CAPACITY, **changes) -> RouterDiscovery:
+    return RouterDiscovery(settings(**changes), remembered=remembered, capacity=capacity)
+
+
 def discovery(now=100.0, delay=0.5, kernel=(), **options) -> RouterDiscovery:
-    rd = RouterDiscovery(**options)
+    rd = make(**options)
     rd.set_interface(ETH0, now, delay)
     if kernel is not None:
         rd.kernel_routes_observed(list(kernel))
@@ -94,7 +106,7 @@ def test_an_invalid_advertisement_does_not_stop_soliciting():
 
 
 def test_interface_without_multicast_solicits_by_broadcast():
-    rd = RouterDiscovery()
+    rd = make()
     rd.set_interface(ETH1, 10.0, 0.0)
     rd.timer_fired(10.0)
     assert only(rd.drain(), SendSolicitation) == [SendSolicitation(ETH1.index, A("255.255.255.255"), SOLICITATION)]
@@ -286,7 +298,7 @@ def test_routers_allowlist_drops_others_and_forgets_what_it_now_refuses():
     assert rd.default_routers == (A("198.18.1.1"),)  # the entry outside is skipped
     rd.datagram_received(datagram([("198.18.1.66", 1000)]), ETH0.index, 100.0)
     assert rd.dropped == {"not in routers": 1}
-    rd.reconfigure(solicit=True, install_route=True, static=(), allowed=(ipaddress.IPv4Network("198.18.1.2/32"),))
+    rd.reconfigure(settings(allowed=(ipaddress.IPv4Network("198.18.1.2/32"),)))
     assert rd.routers == {} and rd.default_routers == ()
 
 
@@ -399,7 +411,7 @@ def test_route_lost_or_changed_behind_our_back_is_put_back():
 def test_leftover_route_of_ours_is_removed_when_nothing_is_wanted():
     rd = discovery(kernel=[KernelRoute(A("198.18.1.7"), ETH0.index, core.RTPROT_RA)])
     assert rd.kernel_routes == ()  # the clear was asked for
-    rd2 = RouterDiscovery()
+    rd2 = make()
     rd2.kernel_routes_observed([KernelRoute(A("198.18.1.7"), ETH0.index, core.RTPROT_RA)])
     assert only(rd2.drain(), ClearDefaultRoute) == [ClearDefaultRoute("no default router known")]
 
@@ -420,16 +432,16 @@ def test_install_route_turned_off_removes_our_route_and_back_on_installs_it():
     rd.datagram_received(datagram([("198.18.1.1", 0)], lifetime=1800), ETH0.index, 100.0)
     rd.kernel_routes_observed([OURS])
     rd.drain()
-    rd.reconfigure(solicit=True, install_route=False, static=())  # a reload
+    rd.reconfigure(settings(solicit=True, install_route=False, static=()))  # a reload
     assert rd.drain() == [ClearDefaultRoute("install_route = no")]
     rd.kernel_routes_observed([])
     assert rd.drain() == [] and (rd.source, rd.default_routers) == ("rdisc", (A("198.18.1.1"),))
-    rd.reconfigure(solicit=True, install_route=True, static=())
+    rd.reconfigure(settings(solicit=True, install_route=True, static=()))
     assert rd.drain() == [SetDefaultRoute(A("198.18.1.1"), ETH0.index)]
 
 
 def test_restart_with_install_route_off_removes_the_route_left_from_before():
-    rd = RouterDiscovery(install_route=False, remembered=(A("198.18.1.1"),))
+    rd = make(install_route=False, remembered=(A("198.18.1.1"),))
     rd.drain()
     rd.kernel_routes_observed([OURS])  # the first netlink read after the restart
     assert rd.drain() == [ClearDefaultRoute("install_route = no")]
@@ -438,10 +450,10 @@ def test_restart_with_install_route_off_removes_the_route_left_from_before():
 
 
 def test_install_route_off_never_touches_another_programs_route():
-    rd = RouterDiscovery(install_route=False)
+    rd = make(install_route=False)
     rd.kernel_routes_observed([DHCP_ROUTE])
-    rd.reconfigure(solicit=True, install_route=True, static=())
-    rd.reconfigure(solicit=True, install_route=False, static=())
+    rd.reconfigure(settings(solicit=True, install_route=True, static=()))
+    rd.reconfigure(settings(solicit=True, install_route=False, static=()))
     assert only(rd.drain(), ClearDefaultRoute) == [] and only(rd.drain(), SetDefaultRoute) == []
 
 
@@ -449,7 +461,7 @@ def test_install_route_off_never_touches_another_programs_route():
 
 
 def test_remembered_router_is_the_first_guess_until_an_advertisement_arrives():
-    rd = RouterDiscovery(remembered=(A("198.18.1.50"),), static=(A("198.18.1.99"),))
+    rd = make(remembered=(A("198.18.1.50"),), static=(A("198.18.1.99"),))
     assert only(rd.drain(), RoutersChanged) == [RoutersChanged((A("198.18.1.50"),), "file")]
     rd.set_interface(ETH0, 100.0, 0.5)
     rd.kernel_routes_observed([])
@@ -462,14 +474,14 @@ def test_remembered_router_is_the_first_guess_until_an_advertisement_arrives():
 
 
 def test_foreign_route_beats_the_remembered_guess():
-    rd = RouterDiscovery(remembered=(A("198.18.1.50"),))
+    rd = make(remembered=(A("198.18.1.50"),))
     rd.kernel_routes_observed([DHCP_ROUTE])
     assert (rd.source, rd.default_routers) == ("netlink", (A("198.18.1.254"),))
     assert only(rd.drain(), SetDefaultRoute) == []
 
 
 def test_nothing_known_means_no_default():
-    rd = RouterDiscovery()
+    rd = make()
     rd.kernel_routes_observed([])
     assert rd.drain() == [] and rd.status(0.0)["default"] is None and rd.source is None
 
@@ -501,11 +513,11 @@ def test_readdressed_interface_drops_routers_no_longer_on_link():
 
 def test_reconfigure_keeps_the_table_and_applies_new_fallbacks():
     rd = discovery()
-    rd.reconfigure(solicit=True, install_route=True, static=(A("198.18.1.99"),))
+    rd.reconfigure(settings(solicit=True, install_route=True, static=(A("198.18.1.99"),)))
     assert (rd.source, rd.default_routers) == ("static", (A("198.18.1.99"),))
     rd.datagram_received(datagram([("198.18.1.1", 0)]), ETH0.index, 100.0)
     rd.drain()
-    rd.reconfigure(solicit=False, install_route=True, static=())
+    rd.reconfigure(settings(solicit=False, install_route=True, static=()))
     assert rd.default_routers == (A("198.18.1.1"),) and rd.drain() == []
 
 

@@ -17,12 +17,13 @@ from bootres.core.cache import Cache
 from bootres.core.effects import CloseUpstream, Log, Respond
 from bootres.core.hostsdb import HostsDB, parse_hosts
 from bootres.core.race import Race
-from bootres.core.stub import Stub, StubSettings
-from resolver_helpers import A, B, C, D, addresses, label, parsed, query, reply_to, responses, routing, sends
+from bootres.core.stub import Stub
+from resolver_helpers import (A, B, C, D, addresses, label, parsed, query, reply_to, responses, routing, sends,
+                              settings as stub_settings)
 
 
 def make_stub(**overrides) -> Stub:
-    settings = StubSettings(**{"routing": routing((A, B)), **overrides})
+    settings = stub_settings(**{"routing": routing((A, B)), **overrides})
     ids = itertools.count(0x4000)
     return Stub(settings, Cache(1000, 3600), lambda: next(ids) & 0xFFFF)
 
@@ -471,7 +472,7 @@ def test_never_cached_name_gets_servfail_at_timeout():
 
 
 def test_with_no_upstream_at_all_a_miss_gets_servfail_at_once():
-    stub = Stub(StubSettings(), Cache(10, 3600), lambda: 1)
+    stub = Stub(stub_settings(), Cache(10, 3600), lambda: 1)
     (reply,) = responses(ask(stub, query("x.example.test"), 0.0))
     assert parsed(reply).rcode() == dns.rcode.SERVFAIL
     assert reply.reason == "no upstream configured"
@@ -616,7 +617,7 @@ def test_reconfigure_keeps_upstreams_that_stay_races_in_flight_and_the_cache():
     (to_b,) = sent_to(out, B)
     a = stub.upstreams.all[0]
     before = a.status()
-    stub.reconfigure(StubSettings(routing=routing((A, C), source="dhclient eth0")))
+    stub.reconfigure(stub_settings(routing=routing((A, C), source="dhclient eth0")))
     assert stub.upstreams.all[0] is a and a.srtt is not None
     assert a.status() == {**before, "source": "dhclient eth0"}
     assert [(u["address"], u["state"]) for u in stub.status()["upstreams"]] == [(label(A), "up"), (label(C), "unknown")]
@@ -634,7 +635,7 @@ def test_a_routing_domain_that_appears_drops_what_the_old_view_said_about_its_na
     resolve(stub, "www.example.test", 0.0)
     out = ask(stub, query("db.corp.test"), 1.0, client="before")  # in flight to the default group
     (old_b,) = sent_to(out, B)
-    stub.reconfigure(StubSettings(routing=routing((A, B), {"corp.test": (C,)})))
+    stub.reconfigure(stub_settings(routing=routing((A, B), {"corp.test": (C,)})))
     assert [r.source for r in responses(ask(stub, query("www.example.test"), 1.0))] == ["cache"]
     assert stub.fast_answer(query("www.corp.test"), "127.0.0.1", 1.0) is None  # the public NXDOMAIN is gone
     out = ask(stub, query("db.corp.test"), 1.1, client="after")

@@ -7,6 +7,7 @@ files in tmp_path, lookups through a stand-in for
 """
 
 import asyncio
+import dataclasses
 import ipaddress
 import json
 import logging
@@ -18,7 +19,7 @@ import textwrap
 import threading
 import time
 
-from bootres.config import HostsConfig, RouterConfig
+from bootres import config
 from bootres.shell import stubfiles
 from bootres.shell.netlinkio import Snapshot
 from bootres.shell.stubfiles import StubFiles
@@ -33,10 +34,10 @@ LAST_BOOT = (
 
 
 def configs(tmp_path, pin=("nfs1.example.com", "mailhub.example.com"), self_entry=False, refresh_interval=300.0):
-    hosts = HostsConfig(file=str(tmp_path / "hosts"), self_entry=self_entry, router_names=("site-router",), pin=pin,
-                        refresh_interval=refresh_interval)
-    router = RouterConfig(discovery=True, interfaces=(), solicit=True, install_route=True, static=(),
-                          defaultrouter_file=str(tmp_path / "defaultrouter"))
+    default = config.defaults()
+    hosts = dataclasses.replace(default.hosts, file=str(tmp_path / "hosts"), self_entry=self_entry,
+                                router_names=("site-router",), pin=pin, refresh_interval=refresh_interval)
+    router = dataclasses.replace(default.router, defaultrouter_file=str(tmp_path / "defaultrouter"))
     return hosts, router
 
 
@@ -277,7 +278,7 @@ def test_reload_with_a_new_pin_looks_it_up_at_once(tmp_path):
     resolver = Resolver({"new.example.com": ["198.18.0.77"]})
 
     async def pin_it(files):
-        files.reconfigure(HostsConfig(hosts.file, False, hosts.router_names, ("new.example.com",), 300.0), router)
+        files.reconfigure(dataclasses.replace(hosts, self_entry=False, pin=("new.example.com",), refresh_interval=300.0), router)
         # Far below the 300 s refresh interval.
         await until(lambda: "198.18.0.77\tnew.example.com\n" in read(tmp_path / "hosts"), "the new pin")
 
