@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import functools
 import importlib
 import logging
 import os
@@ -509,12 +510,28 @@ class Daemon:
                     manage_resolv_conf=self.cfg.resolver.manage_resolv_conf,
                 ),
             )
-        self.resolver.reconfigure(new.resolver)
-        self.files.reconfigure(new.hosts, new.router)
+        # Everything built first, by every service; only then taken, in
+        # steps that only assign: a failure while building leaves every
+        # service on the running configuration, never some on each.
+        steps = [("the resolver", lambda: self.resolver.prepare_reconfigure(new.resolver))]
+        if self.files is not None:  # not yet started: they start with self.cfg, the new one by then
+            steps.append(("the stub files", lambda: self.files.prepare_reconfigure(new.hosts, new.router)))
         if self.router is not None:
-            self.router.reconfigure(new.router)
+            steps.append(("router discovery", lambda: self.router.prepare_reconfigure(new.router)))
         if self.resolv is not None:
-            self.resolv.set_trust_ad(new.resolver.trust_ad)
+            steps.append(("resolv.conf", lambda: functools.partial(self.resolv.set_trust_ad, new.resolver.trust_ad)))
+        commits = []
+        for name, prepare in steps:
+            try:
+                commits.append(prepare())
+            except Exception as exc:  # our bug, or the world's (a file): the reload as a whole is refused
+                self.log.exception("reload refused: preparing %s for the new configuration failed", name,
+                                   extra={"topic": "reload"})
+                self._condition("reload", f"reload refused, the running configuration is kept: preparing {name}"
+                                          f" failed ({type(exc).__name__}: {exc})", logging.ERROR)
+                return
+        for commit in commits:
+            commit()
         self.cfg = new
         self._condition("reload", None)
         self.log.info("configuration reloaded from %s", path)

@@ -31,7 +31,7 @@ from bootres.core.cache import Cache, CacheFileError, Snapshot
 from bootres.core.effects import CloseUpstream, Log, Respond, SendUpstream
 from bootres.core.hostsdb import HostsDB, parse_hosts
 from bootres.core import containerside, publicsuffix, sources
-from bootres.core.stub import Stub
+from bootres.core.stub import Stub, StubSettings
 from bootres.shell import control, dnsio
 from bootres.shell.fileio import FileRead, atomic_write, open_regular, read_bytes, read_changed
 from bootres.shell.sourcewatch import POLL_INTERVAL, Scan, SourcePaths, SourceWatcher
@@ -83,6 +83,7 @@ class ResolverService:
         self.sources.poll()  # on this thread: no loop serves anything yet, and ``selection`` is right from the start
         self._suffixes: publicsuffix.PublicSuffixes | None = None
         self.selection = self._select(cfg)
+        self._warn(self.selection)
         self.stub = Stub(stub_settings(cfg, self.selection.routing), Cache(cfg.cache_size, cfg.stale_max_age), _random_id)
         self._udp: list[dnsio.UdpListener] = []
         self._tcp: list[dnsio.TcpListener] = []
@@ -230,19 +231,28 @@ class ResolverService:
         finally:
             self._saving = None
 
-    def reconfigure(self, cfg: ResolverConfig) -> None:
-        """Use ``cfg`` from now on; the cache and the history of upstreams that stay are kept.
+    def prepare_reconfigure(self, cfg: ResolverConfig) -> Callable[[], None]:
+        """Everything ``cfg`` needs, built now; the returned step makes it the one in use (the daemon's reload).
 
-        ``listen`` changes need a restart (the daemon's reload compares it).
+        The cache and the history of upstreams that stay are kept.  ``listen``
+        changes need a restart (the daemon's reload compares it).
         """
-        self.cfg = cfg
-        self.sources.set_static(self._static_files(cfg))
-        self._apply_sources()
-        self.stub.cache.resize(cfg.cache_size, cfg.stale_max_age)
-        self._tcp_pool.limits = self._tcp_limits(cfg)
-        if self._watch is not None:  # the files of the new configuration: looked at now, not at the next interval
-            self._watch.cancel()
-            self._watch = self._loop.create_task(self._watch_files(0.0), name="bootres-resolver-files")
+        static = self._static_files(cfg)
+        selection = self._select(cfg)
+        settings = stub_settings(cfg, selection.routing)
+        limits = self._tcp_limits(cfg)
+
+        def commit() -> None:
+            self.cfg = cfg
+            self.sources.set_static(static)
+            self._use(selection, settings)
+            self.stub.cache.resize(cfg.cache_size, cfg.stale_max_age)
+            self._tcp_pool.limits = limits
+            if self._watch is not None:  # the files of the new configuration: looked at now, not at the next interval
+                self._watch.cancel()
+                self._watch = self._loop.create_task(self._watch_files(0.0), name="bootres-resolver-files")
+
+        return commit
 
     # --- questions from the daemon
 
@@ -481,23 +491,29 @@ class ResolverService:
             frozenset(e.sockaddr for e in cfg.endpoints),
             self._suffixes or publicsuffix.BUILT_IN,
         )
-        # Said once: the same loopback nameserver would otherwise be reported at every change.
-        for warning in selection.warnings:
-            if warning not in self._warned:
-                self.log.warning("%s", warning)
-        self._warned = set(selection.warnings)
         return selection
 
     def _apply_sources(self) -> None:
         """Use what the sources say now; the cache, in-flight queries and upstream statistics stay."""
         selection = self._select(self.cfg)
+        self._use(selection, stub_settings(self.cfg, selection.routing))
+
+    def _use(self, selection: sources.Selection, settings: StubSettings) -> None:
+        self._warn(selection)
         changed = selection.routing != self.selection.routing
         self.selection = selection
-        self.stub.reconfigure(stub_settings(self.cfg, selection.routing))
+        self.stub.reconfigure(settings)
         if changed:
             self.log.info("upstreams now: %s", describe(selection) or "none")
         if self._on_upstreams is not None:
             self._on_upstreams(selection)
+
+    def _warn(self, selection: sources.Selection) -> None:
+        # Said once: the same loopback nameserver would otherwise be reported at every change.
+        for warning in selection.warnings:
+            if warning not in self._warned:
+                self.log.warning("%s", warning)
+        self._warned = set(selection.warnings)
 
     def _public_suffixes(self) -> publicsuffix.PublicSuffixes:
         """Debian's Public Suffix List, or the built-in minimum (TLDs only) without the publicsuffix package."""

@@ -105,13 +105,21 @@ class RouterService:
         # change asked for is done (and logged) before the watch goes.
         await asyncio.gather(*self._route_tasks, return_exceptions=True)
 
-    def reconfigure(self, cfg: RouterConfig) -> None:
-        """Take a new [router] section, keeping the router table; interfaces and the route follow at once."""
-        self.cfg = cfg
-        self.core.reconfigure(router_settings(cfg))
-        self._pump()
-        if self._snapshot is not None:
-            self._observe(self._snapshot)
+    def prepare_reconfigure(self, cfg: RouterConfig) -> Callable[[], None]:
+        """Everything a new [router] section needs, built now; the returned step takes it (the daemon's reload).
+
+        The step keeps the router table; interfaces and the route follow at once.
+        """
+        settings = router_settings(cfg)
+
+        def commit() -> None:
+            self.cfg = cfg
+            self.core.reconfigure(settings)
+            self._pump()
+            if self._snapshot is not None:
+                self._observe(self._snapshot)
+
+        return commit
 
     # --- what the daemon reads
 

@@ -178,12 +178,20 @@ class StubFiles:
         if self._files is not None:
             self._files.shutdown(wait=False)  # idle: every job it ran was awaited above
 
-    def reconfigure(self, hosts: HostsConfig, router: RouterConfig) -> None:
-        """New [hosts]/[router] settings: a new pin is asked at once, a dropped one leaves the block."""
-        if self._own_writer:
-            self._writer = _local_writer(hosts, router)  # the jobs already submitted keep the old one
-        self.core.reconfigure(hostsblock_settings(hosts, router, self._retry_interval), self._now())
-        self._pump()
+    def prepare_reconfigure(self, hosts: HostsConfig, router: RouterConfig) -> Callable[[], None]:
+        """Everything new [hosts]/[router] settings need, built now; the returned step takes them.
+
+        Once taken, a new pin is asked at once and a dropped one leaves the block.
+        """
+        settings = hostsblock_settings(hosts, router, self._retry_interval)
+        writer = _local_writer(hosts, router) if self._own_writer else self._writer
+
+        def commit() -> None:
+            self._writer = writer  # the jobs already submitted keep the old one
+            self.core.reconfigure(settings, self._now())
+            self._pump()
+
+        return commit
 
     # --- inputs
 

@@ -36,8 +36,9 @@ async def main(config_path: str, status_path: str) -> None:
 
     def reload() -> None:
         new = config.load(config_path)
-        files.reconfigure(new.hosts, new.router)
-        router.reconfigure(new.router)
+        steps = [files.prepare_reconfigure(new.hosts, new.router), router.prepare_reconfigure(new.router)]
+        for commit in steps:
+            commit()
         logging.getLogger("bootres").info("reloaded %s", config_path)
 
     loop = asyncio.get_running_loop()

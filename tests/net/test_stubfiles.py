@@ -278,7 +278,8 @@ def test_reload_with_a_new_pin_looks_it_up_at_once(tmp_path):
     resolver = Resolver({"new.example.com": ["198.18.0.77"]})
 
     async def pin_it(files):
-        files.reconfigure(dataclasses.replace(hosts, self_entry=False, pin=("new.example.com",), refresh_interval=300.0), router)
+        files.prepare_reconfigure(dataclasses.replace(hosts, self_entry=False, pin=("new.example.com",),
+                                                     refresh_interval=300.0), router)()
         # Far below the 300 s refresh interval.
         await until(lambda: "198.18.0.77\tnew.example.com\n" in read(tmp_path / "hosts"), "the new pin")
 

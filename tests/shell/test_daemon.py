@@ -102,13 +102,14 @@ class Notifications:
 class Bootres:
     """``bootres run`` as a child process with stderr captured to a file."""
 
-    def __init__(self, conf: Path, notify: Notifications, work: Path, wrapper: list[str] = (), pass_fds=()):
+    def __init__(self, conf: Path, notify: Notifications, work: Path, wrapper: list[str] = (), pass_fds=(),
+                 entry: tuple[str, ...] = ("-m", "bootres")):
         self.log_path = work / "bootres.log"
         env = dict(os.environ, NOTIFY_SOCKET=notify.path, WATCHDOG_USEC="1000000", PYTHONPATH=str(HERE))
         env.pop("JOURNAL_STREAM", None)
         self.log_file = open(self.log_path, "w")
         self.proc = subprocess.Popen(
-            [*wrapper, sys.executable, "-m", "bootres", "run", "-c", str(conf)],
+            [*wrapper, sys.executable, *entry, "run", "-c", str(conf)],
             stdout=self.log_file, stderr=subprocess.STDOUT, env=env, pass_fds=pass_fds,
         )
 
@@ -138,8 +139,8 @@ def setup(tmp_path, fake_upstream_factory):
     notify = Notifications(tmp_path / "notify")
     started = []
 
-    def start(wrapper: list[str] = (), pass_fds=()) -> Bootres:
-        started.append(Bootres(conf, notify, tmp_path, wrapper, pass_fds))
+    def start(wrapper: list[str] = (), pass_fds=(), entry=("-m", "bootres")) -> Bootres:
+        started.append(Bootres(conf, notify, tmp_path, wrapper, pass_fds, entry))
         return started[-1]
 
     yield conf, notify, start
@@ -232,6 +233,57 @@ def test_lifecycle_ready_status_query_reload_stop(setup, capsys, tmp_path):
 
     code, _ = cli_run(capsys, "status", "-c", str(conf))
     assert code == 3
+
+
+def test_a_reload_that_fails_in_its_second_step_changes_nothing(setup, capsys, tmp_path):
+    """Resolver, stub files, router: the files' step raises (a test double), so none of the three takes the new
+    configuration, and status says the reload was refused; the next reload applies all three.
+
+    In a network namespace of its own: no default route there, so the static router is what the router reports.
+    """
+    conf, notify, start = setup
+    write_config(conf, work=tmp_path, upstream=("127.0.0.1", 5301), port=53)
+    old = conf.read_text()
+    new = (old.replace("upstreams = 127.0.0.1:5301", "upstreams = 127.0.0.1:5302")
+              .replace("pin = www.example.test", "pin = www.example.test mail.example.test")
+              .replace("static = 198.18.1.1", "static = 198.18.1.2"))
+    assert new.count("5302") == new.count("mail.example") == new.count("198.18.1.2") == 1
+    netns = ["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$0" "$@"']
+    daemon = start(netns, entry=(str(HERE / "tests" / "shell" / "reload_fault.py"),))
+    notify.expect("READY=1")
+
+    def running() -> tuple[list, list, str | None, dict]:
+        _, out = cli_run(capsys, "status", "--json", "-c", str(conf))
+        report = json.loads(out)
+        return ([u["address"] for u in report["resolver"]["upstreams"]],
+                [p["name"] for p in report["files"]["hosts"]["pinned"]], report["router"]["default"], report)
+
+    wait_for(lambda: "hosts" in json.loads(cli_run(capsys, "status", "--json", "-c", str(conf))[1])["files"]
+             and running()[2] == "198.18.1.1", what="the stub files and the router service with the static router")
+    before = running()[:3]
+    assert before == (["127.0.0.1:5301"], ["www.example.test"], "198.18.1.1")
+
+    conf.write_text(new)
+    daemon.signal(signal.SIGHUP)
+    notify.expect("RELOADING=1")
+    notify.expect("READY=1")
+    *after, report = running()
+    assert tuple(after) == before  # every service on the running configuration
+    problems = [p for p in report["health"]["problems"] if p.startswith("reload refused")]
+    assert problems == ["reload refused, the running configuration is kept: preparing the stub files failed"
+                        " (OSError: [Errno 5] injected fault)"], report["health"]
+    code, _ = cli_run(capsys, "status", "-c", str(conf))
+    assert code == 1
+    assert "configuration reloaded" not in daemon.log()
+
+    daemon.signal(signal.SIGHUP)  # the same file again: this time every step is prepared
+    notify.expect("RELOADING=1")
+    notify.expect("READY=1")
+    *after, report = running()
+    assert tuple(after) == (["127.0.0.1:5302"], ["www.example.test", "mail.example.test"], "198.18.1.2")
+    assert not [p for p in report["health"]["problems"] if "reload" in p]
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait() == 0
 
 
 def test_ready_when_allow_does_not_list_loopback(setup):
