@@ -161,12 +161,12 @@ class GcPauses:
 
 
 def save_as_head(service, now: float) -> None:
-    """HEAD's save_cache (git show 4fbcb24:bootres/shell/resolverd.py): snapshot and write, both on the loop."""
+    """HEAD's save_cache (git show 4fbcb24:bootres/shell/resolver_service.py): snapshot and write, both on the loop."""
     from bootres.shell.fileio import atomic_write
 
     path = service.cfg.cache_file
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    atomic_write(path, service.stub.cache.snapshot(now), mode=0o600)
+    atomic_write(path, service.core.cache.snapshot(now), mode=0o600)
 
 
 def time_snapshots() -> tuple[array.array, array.array, list]:
@@ -176,11 +176,11 @@ def time_snapshots() -> tuple[array.array, array.array, list]:
     loop times its key list and its last step ended): what the loop spends
     on a save in one go, and when the save's parts end.
     """
-    from bootres.shell import resolverd
+    from bootres.shell import resolver_service
 
     key_lists, steps, parts = array.array("d"), array.array("d"), []
 
-    class TimedSnapshot(resolverd.Snapshot):
+    class TimedSnapshot(resolver_service.Snapshot):
         def __init__(self, cache):
             started = time.perf_counter()
             super().__init__(cache)
@@ -195,7 +195,7 @@ def time_snapshots() -> tuple[array.array, array.array, list]:
                 steps.append(time.perf_counter() - started)
                 parts[-1][1] = time.monotonic()
 
-    resolverd.Snapshot = TimedSnapshot
+    resolver_service.Snapshot = TimedSnapshot
     return key_lists, steps, parts
 
 
@@ -242,8 +242,8 @@ async def run_phases(service, args) -> tuple[list, list]:
 async def serve(args) -> dict:
     from bootres import config
     from bootres.core.cache import Cache
-    from bootres.shell.resolverd import SAVE_PAUSE, SAVE_STEP, ResolverService
-    from bootres.shell.sourcewatch import SourcePaths
+    from bootres.shell.resolver_service import SAVE_PAUSE, SAVE_STEP, ResolverService
+    from bootres.shell.sources_io import SourcePaths
 
     key_lists, steps, parts = time_snapshots()
     work = Path(args.serve)
@@ -255,7 +255,7 @@ async def serve(args) -> dict:
     filler = await asyncio.create_subprocess_exec(*client, "fill")
     if await filler.wait() != 0:
         raise SystemExit("the client could not fill the cache")
-    cached = len(service.stub.cache)
+    cached = len(service.core.cache)
 
     monitor, pauses = LagMonitor(asyncio.get_running_loop()), GcPauses()
     gc.callbacks.append(pauses)

@@ -16,7 +16,7 @@
    and site, the command line and configuration, asyncio (made without ssl,
    as ``bootres run`` makes it, and with ssl for comparison), bootres's
    service modules, systemd-python's journal handler (used under systemd
-   only), pyroute2 as netlinkio imports it and as the whole package,
+   only), pyroute2 as netlink imports it and as the whole package,
    dnspython (only ``bootres query``, pinned names and unusual queries load
    it), the service's worker threads.
 3. The cache per name: --names real replies from nsd (read in step 1) go
@@ -172,7 +172,7 @@ def step(name, fn):
     steps.append((name, rss()))
 
 mode, replies_path = sys.argv[1], sys.argv[2]
-step("command line, configuration (bootres.cli, bootres.config)", lambda: importlib.import_module("bootres.cli"))
+step("command line, configuration (bootres.shell.cli, bootres.config)", lambda: importlib.import_module("bootres.shell.cli"))
 def make_asyncio():
     if mode == "with-ssl":
         import asyncio
@@ -181,17 +181,17 @@ def make_asyncio():
     import asyncio
     del sys.modules["ssl"]
 step("asyncio" + (" (with ssl)" if mode == "with-ssl" else " (without ssl, as bootres run makes it)"), make_asyncio)
-step("bootres service modules (daemon, resolverd, dnsio, the cores)",
-     lambda: [importlib.import_module(m) for m in ("bootres.shell.daemon", "bootres.shell.resolverd")])
+step("bootres service modules (daemon, resolver_service, dnsio, the cores)",
+     lambda: [importlib.import_module(m) for m in ("bootres.shell.daemon", "bootres.shell.resolver_service")])
 def journal():
     from systemd.journal import JournalHandler
 step("systemd-python journal handler (under systemd only)", journal)
 def netlink():
     if mode == "whole-pyroute2":
         import pyroute2
-    from bootres.shell import netlinkio, netwatch, routerd, stubfiles
-    netlinkio.Netlink().snapshot()
-step("pyroute2 " + ("(the whole package)" if mode == "whole-pyroute2" else "(what netlinkio imports)")
+    from bootres.shell import netlink, netwatch, router_service, stubfiles_service
+    netlink.Netlink().snapshot()
+step("pyroute2 " + ("(the whole package)" if mode == "whole-pyroute2" else "(what netlink imports)")
      + ", router discovery, stub files", netlink)
 step("dnspython (dns.message: bootres query, pinned names, unusual queries)", lambda: importlib.import_module("dns.message"))
 def threads():

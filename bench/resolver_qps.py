@@ -5,7 +5,7 @@ Builds a network-namespace lab (tests/lab.py): nsd authoritative for
 example.test on 198.18.0.10 in one namespace; in another, three caching
 forwarders in front of it, each on its own loopback address:
 
-    bootres   127.0.0.35   python -m bootres.shell.resolverd (the resolver alone)
+    bootres   127.0.0.35   python -m bootres.shell.resolver_service (the resolver alone)
     dnsmasq   127.0.0.36   --cache-size=10000
     unbound   127.0.0.37   num-threads: 1, forward-zone "." to nsd
 
@@ -83,7 +83,7 @@ def rss_kib(pid: int) -> int:
 
 def bootres_commands(workdir: Path, python: str) -> dict[str, tuple[list[str], str]]:
     """``name: (argv, address)`` for the resolver alone and for the whole service."""
-    alone = workdir / "resolverd.conf"
+    alone = workdir / "resolver_service.conf"
     alone.write_text(f"""[resolver]
 listen = {SERVERS['bootres']}:53
 upstreams = {UPSTREAM}
@@ -109,7 +109,7 @@ defaultrouter_file = {workdir}/defaultrouter
 state_dir = {workdir}/state
 """)
     return {
-        "resolverd": ([python, "-m", "bootres.shell.resolverd", "-c", str(alone)], SERVERS["bootres"]),
+        "resolver_service": ([python, "-m", "bootres.shell.resolver_service", "-c", str(alone)], SERVERS["bootres"]),
         "bootres run": ([python, "-m", "bootres", "run", "-c", str(service)], SERVICE),
     }
 
@@ -175,7 +175,7 @@ def main() -> int:
         kept, startup = {}, {}
         for name, (argv, address) in bootres_commands(work, args.python).items():
             kept[name], startup[name] = timed_starts(client, argv, address, env, args.starts)
-        bootres = kept["resolverd"]
+        bootres = kept["resolver_service"]
         dnsmasq = lab.dnsmasq(client, SERVERS["dnsmasq"], forward_to=[UPSTREAM], cache_size=10000)
         unbound = lab.unbound(client, SERVERS["unbound"], forward_to=[UPSTREAM],
                               extra="  msg-cache-size: 64m\n  rrset-cache-size: 128m")
@@ -213,7 +213,7 @@ def main() -> int:
               f"{results['lost'][name]:6.0f} {results['rss_kib_10k_names'][name] / 1024:11.1f} MiB")
     print(f"bootres/unbound {results['ratios']['bootres/unbound']:.2f}  "
           f"bootres/dnsmasq {results['ratios']['bootres/dnsmasq']:.2f}")
-    for name, key in (("resolverd", "bootres"), ("bootres run", "bootres run")):
+    for name, key in (("resolver_service", "bootres"), ("bootres run", "bootres run")):
         print(f"{name}: exec -> first answer {results['startup_ms'][name]:.0f} ms (median of "
               f"{results['startup_ms_all'][name]}), RSS empty {results['rss_kib_empty'][key] / 1024:.1f} MiB, "
               f"10k names {results['rss_kib_10k_names'][key] / 1024:.1f} MiB")

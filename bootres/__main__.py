@@ -1,5 +1,5 @@
 import sys
 
-from bootres.cli import main
+from bootres.shell.cli import main
 
 sys.exit(main())

@@ -9,14 +9,14 @@ schema changes it everywhere.
 from __future__ import annotations
 
 from bootres.config import HostsConfig, ResolverConfig, RouterConfig
-from bootres.core import hostsblock, router
+from bootres.core import stubfiles, router
 from bootres.core.routing import Routing
-from bootres.core.stub import StubSettings
+from bootres.core.resolver import ResolverSettings
 
 
-def stub_settings(cfg: ResolverConfig, routing: Routing) -> StubSettings:
+def resolver_settings(cfg: ResolverConfig, routing: Routing) -> ResolverSettings:
     """[resolver] for the resolver core; ``routing``: the upstreams the sources and ``upstreams`` select."""
-    return StubSettings(
+    return ResolverSettings(
         routing=routing,
         strategy=cfg.strategy,
         hedge_delay=cfg.hedge_delay,
@@ -32,9 +32,9 @@ def stub_settings(cfg: ResolverConfig, routing: Routing) -> StubSettings:
     )
 
 
-def hostsblock_settings(hosts: HostsConfig, router_cfg: RouterConfig, retry_interval: float) -> hostsblock.Settings:
+def stubfiles_settings(hosts: HostsConfig, router_cfg: RouterConfig, retry_interval: float) -> stubfiles.Settings:
     """[hosts], and [router]'s defaultrouter_file, for the stub files' core."""
-    return hostsblock.Settings(
+    return stubfiles.Settings(
         hosts_file=hosts.file,
         defaultrouter_file=router_cfg.defaultrouter_file,
         self_entry=hosts.self_entry,

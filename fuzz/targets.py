@@ -487,7 +487,7 @@ def target_hosts(data: bytes) -> None:
     (ASCII case-insensitively) with its addresses and no other name: no
     non-ASCII case folding (U+212A KELVIN SIGN is not ``k``).
     """
-    text = data.decode("utf-8", "replace")  # as resolverd reads hosts_files
+    text = data.decode("utf-8", "replace")  # as resolver_service reads hosts_files
     entries = hostsdb.parse_hosts(text)
     want = glibc_hosts(data)
     check(entries == want, "parse_hosts differs from glibc's reading", entries, want, data)
@@ -517,7 +517,7 @@ def target_hosts_block(data: bytes) -> None:
     managed block as it was, and merging again changes nothing.
     ``parse_defaultrouter`` returns distinct IPv4 addresses.
     """
-    text = data.decode("utf-8", "surrogateescape")  # as stubfiles reads /etc/hosts
+    text = data.decode("utf-8", "surrogateescape")  # as stubfiles_service reads /etc/hosts
     entries = etcfiles.parse_block(text)
     for entry in entries:
         check(ipaddress.ip_address(entry.address) is not None and str(ipaddress.ip_address(entry.address))
@@ -561,7 +561,7 @@ def target_resolvconf(data: bytes) -> None:
     addresses whatever the original held; the stopped file re-reads to the
     same nameservers (at most MAXNS), search list and options.
     """
-    text = data.decode("utf-8", "replace")  # as bootres/shell/resolvconf.py reads it
+    text = data.decode("utf-8", "replace")  # as bootres/shell/resolvconf_io.py reads it
     parsed = resolvconf.parse(text)
     check(len(set(parsed.nameservers)) == len(parsed.nameservers), "duplicate nameservers", text)
     for server in parsed.nameservers:

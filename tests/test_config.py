@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bootres import cli, config
+from bootres import config
+from bootres.shell import cli
 from bootres.config import ConfigError, Endpoint
 
 DATA = Path(__file__).parent / "data" / "config"

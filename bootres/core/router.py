@@ -570,7 +570,7 @@ def _off_link(advert: Advertisement, interface: Interface) -> str:
 def describe_ipv6_defaults(routes, names: dict[int, str]) -> list[dict]:
     """The kernel's IPv6 default routes as ``status`` shows them; bootres only reads them.
 
-    ``routes`` are ``netlinkio.DefaultRoute6`` (gateway, ifindex, proto,
+    ``routes`` are ``netlink.DefaultRoute6`` (gateway, ifindex, proto,
     metric); ``names`` maps ifindex to interface name.  ``origin`` is how
     the kernel got the route: ``ra`` (learned from an IPv6 Router
     Advertisement), ``dhcp``, ``static``, ``boot``, ``kernel``, else the

@@ -37,10 +37,10 @@ import time
 from bootres import __version__, config, status
 from bootres.core import containerside, resolvconf
 from bootres.core.sources import is_loopback
-from bootres.shell import control, etcwriter, sd
+from bootres.shell import control, etcfiles_io, sd
 from bootres.shell.fileio import atomic_write
-from bootres.shell.resolvconf import ManagedResolvConf
-from bootres.shell.sourcewatch import SourcePaths
+from bootres.shell.resolvconf_io import ManagedResolvConf
+from bootres.shell.sources_io import SourcePaths
 
 TICK = 5.0  # seconds between status refreshes (STATUS=, metrics, retries)
 GUARD_INTERVAL = 0.5  # how soon another program's rewrite of /etc/resolv.conf is noticed
@@ -94,7 +94,7 @@ class Daemon:
         """``channels``: the privileged writer's, by user (``privsep.separate``); None: the files are written in
         this process.  ``control_bound``: the control socket, bound before the daemon gave up root."""
         self.cfg = cfg
-        self.writers = etcwriter.writers(etcwriter.Targets.from_config(cfg), channels)
+        self.writers = etcfiles_io.writers(etcfiles_io.Targets.from_config(cfg), channels)
         self.control_bound = control_bound
         self.notifier = notifier
         self.log = log
@@ -145,7 +145,7 @@ class Daemon:
         return 0
 
     async def _start(self) -> None:
-        from bootres.shell.resolverd import ResolverService
+        from bootres.shell.resolver_service import ResolverService
 
         try:
             listeners, store = self._listeners()
@@ -187,7 +187,7 @@ class Daemon:
             # Root copies this cache into a unit: the privileged writer renders it from the configuration itself.
             self.writers["service"]({"op": "generator"})
         except (OSError, ValueError) as exc:
-            from bootres import generator
+            from bootres.shell import generator
 
             self.log.info("generator cache not written in %s: %s; the next boot parses the configuration (~40 ms)",
                           generator.CACHE_DIR, getattr(exc, "strerror", None) or exc)
@@ -246,10 +246,10 @@ class Daemon:
         # a worker thread, since importing it here would stall every query.
         await asyncio.to_thread(importlib.import_module, "bootres.shell.netwatch")
         from bootres.shell.netwatch import NetlinkWatch
-        from bootres.shell.routerd import RouterService
-        from bootres.shell.stubfiles import StubFiles
+        from bootres.shell.router_service import RouterService
+        from bootres.shell.stubfiles_service import StubFilesService
 
-        self.files = StubFiles(self.cfg.hosts, self.cfg.router, self.log.getChild("files"),
+        self.files = StubFilesService(self.cfg.hosts, self.cfg.router, self.log.getChild("files"),
                                self.resolver.lookup_pinned, search=self.resolver.selection.search,
                                writer=self.writers["files"])
         watch = NetlinkWatch(self.log.getChild("netlink"))
@@ -259,7 +259,7 @@ class Daemon:
         watch.subscribe(self.resolver.routes_changed)
         container = self.cfg.resolver.container_listen
         if container is not None:
-            from bootres.shell.containersideio import ContainerAddress
+            from bootres.shell.containerside_io import ContainerAddress
 
             keeper = ContainerAddress(container, self.log.getChild("containers"), watch,
                                       self.resolver.container_side_changed,

@@ -4,7 +4,7 @@ The client-side UDP path is the measured hot path: asyncio's datagram
 protocol costs a callback and a Python object per packet, so each UDP
 listener is a non-blocking socket read with ``loop.add_reader`` and drained
 until EAGAIN, and cache hits are answered inside that loop without leaving
-it (``Stub.fast_answer``).
+it (``Resolver.fast_answer``).
 
 Upstream queries each get a new socket connected to the upstream: the kernel
 picks a random ephemeral source port (RFC 5452 section 9.2) and, being

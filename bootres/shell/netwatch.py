@@ -10,7 +10,7 @@ when a DHCP client or an admin changes them.  One watch serves both:
   schedules a fresh dump a few milliseconds later, so a burst (a DHCP lease
   adds an address, then routes) costs one dump and a lost notification can
   never leave a stale view;
-- the dump is ``netlinkio.Netlink.snapshot`` (pyroute2), run on the one
+- the dump is ``netlink.Netlink.snapshot`` (pyroute2), run on the one
   worker thread that also carries out route changes, so they stay in
   order.  The worker returns an immutable ``Snapshot``; subscribers are
   called with it on the event loop, only when it differs from the last.
@@ -28,7 +28,7 @@ import logging
 import socket
 from typing import Callable
 
-from bootres.shell import netlinkio
+from bootres.shell import netlink
 
 # linux/rtnetlink.h multicast groups (the legacy bitmask form, which bind() takes).
 _RTMGRP_LINK = 0x1
@@ -44,7 +44,7 @@ DEFAULT_SETTLE = 0.01
 DEFAULT_RETRY_INTERVAL = 5.0
 _RECEIVE_BUFFER = 1 << 20  # notifications are read only to be dropped; an overrun just means one more dump
 
-Subscriber = Callable[[netlinkio.Snapshot], None]
+Subscriber = Callable[[netlink.Snapshot], None]
 
 
 class NetlinkWatch:
@@ -55,10 +55,10 @@ class NetlinkWatch:
         self.log = log
         self.settle = settle
         self.retry_interval = retry_interval
-        self.latest: netlinkio.Snapshot | None = None
+        self.latest: netlink.Snapshot | None = None
         self.dumps = 0  # for status and tests: how many times the kernel's state was read
         self._subscribers: list[Subscriber] = []
-        self._netlink = netlinkio.Netlink()  # used on the worker thread only
+        self._netlink = netlink.Netlink()  # used on the worker thread only
         self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="bootres-netlink")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._doorbell: socket.socket | None = None
@@ -180,12 +180,12 @@ class NetlinkWatch:
             self._again = False
             self._schedule(0.0)
 
-    async def _dump(self) -> netlinkio.Snapshot:
+    async def _dump(self) -> netlink.Snapshot:
         snapshot = await self._loop.run_in_executor(self._worker, self._netlink.snapshot)
         self.dumps += 1
         return snapshot
 
-    def _deliver(self, snapshot: netlinkio.Snapshot) -> None:
+    def _deliver(self, snapshot: netlink.Snapshot) -> None:
         if self._stopped or snapshot == self.latest:
             return
         self.latest = snapshot

@@ -7,7 +7,7 @@ anything else runs (no thread, no loop, no socket read yet):
    package's postinst made the rest: the cache directory the user owns,
    ``/var/lib/bootres/cache``, and group ``bootres`` on ``/var/lib/bootres``
    so the daemon reads the saved resolv.conf there);
-2. forks the privileged writer (``etcwriter.serve``): it stays uid 0 but
+2. forks the privileged writer (``etcfiles_io.serve``): it stays uid 0 but
    drops every capability, ignores the stop signals systemd sends the whole
    cgroup (the daemon still needs it to leave resolv.conf behind), closes
    the daemon's sockets (systemd's, the control socket, the daemon's ends
@@ -34,7 +34,7 @@ import socket
 import sys
 
 from bootres import config
-from bootres.shell import etcwriter
+from bootres.shell import etcfiles_io
 
 CAP_NET_BIND_SERVICE, CAP_NET_ADMIN, CAP_NET_RAW = 10, 12, 13
 DAEMON_CAPS = (CAP_NET_BIND_SERVICE, CAP_NET_RAW, CAP_NET_ADMIN)
@@ -105,7 +105,7 @@ def separate(cfg: config.Config, user_name: str, log: logging.Logger, control_bi
             from None
     try:
         control = control_bind()
-        pairs = {name: socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) for name in etcwriter.CHANNELS}
+        pairs = {name: socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) for name in etcfiles_io.CHANNELS}
     except OSError as exc:
         raise SeparationFailed(f"preparing for user {user_name}: {exc.strerror or exc}") from None
     sys.stdout.flush()
@@ -144,7 +144,7 @@ def _writer_process(cfg: config.Config, channels: list[socket.socket], daemons: 
         os.setresgid(0, 0, 0)  # the unit starts it in group bootres: its files are root's, group and all
         _drop_bounding(())
         _set_caps(())
-        etcwriter.serve(channels, etcwriter.Targets.from_config(cfg), log)
+        etcfiles_io.serve(channels, etcfiles_io.Targets.from_config(cfg), log)
         code = 0
     except BaseException:  # noqa: BLE001 - a writer that fails must end, never fall back into the daemon's code
         log.exception("the privileged writer failed")

@@ -73,7 +73,7 @@ IMAGE_FILES = {
     # The upstream is up before bootres starts, as a remote nameserver
     # usually is (its address on lo, so it needs no network configuration):
     # the pinned name's first lookup then has an answer, so the test does
-    # not depend on StubFiles retrying a failed lookup (every 5 min today).
+    # not depend on StubFilesService retrying a failed lookup (every 5 min today).
     "etc/systemd/system/lab-upstream.service": (
         "[Unit]\nDescription=boot test: nsd as the upstream nameserver\n"
         # After systemd-tmpfiles-setup: nsd keeps its transfer files in /tmp, which that service cleans at boot
@@ -449,7 +449,7 @@ print(command.wait(60), len(sent), len(sent - answered))
 """
 
 
-GENERATOR_CACHE = "var/lib/bootres/generator.conf"  # written by the running bootres (bootres/generator.py)
+GENERATOR_CACHE = "var/lib/bootres/generator.conf"  # written by the running bootres (bootres/shell/generator.py)
 
 
 def timed_boot(root: Path, name: str, units: tuple[str, ...], wait_for: str | None = None,

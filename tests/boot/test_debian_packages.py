@@ -44,7 +44,7 @@ PACKAGES = (
     # what tests/shell runs: the DHCP clients' scripts, namespaces, the real dhclient-script's tools
     "isc-dhcp-client", "dhcpcd-base", "util-linux", "iproute2",
 )
-SHELL_TESTS = ("tests/shell", "tests/test_config.py", "tests/test_cli.py", "tests/test_layering.py")
+SHELL_TESTS = ("tests/shell", "tests/test_config.py", "tests/shell/test_cli.py", "tests/test_layering.py")
 VERSIONS = ("python3", "python3-dnspython", "python3-pyroute2", "python3-systemd", "systemd", "debhelper")
 
 

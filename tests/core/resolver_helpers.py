@@ -10,7 +10,7 @@ import dns.rrset
 from bootres import config
 from bootres.core.effects import Respond, SendUpstream
 from bootres.core.routing import Route, Routing, UpstreamSpec
-from bootres.settings import stub_settings
+from bootres.settings import resolver_settings
 
 A = ("198.18.0.10", 53)
 B = ("198.18.0.11", 53)
@@ -33,7 +33,7 @@ def routing(default=(A, B), routes=None, source="config") -> Routing:
 
 def settings(routes: Routing | None = None, **overrides):
     """The resolver core's settings of the shipped defaults (config.SCHEMA), with ``overrides``."""
-    return dataclasses.replace(stub_settings(config.defaults().resolver, routes or Routing()), **overrides)
+    return dataclasses.replace(resolver_settings(config.defaults().resolver, routes or Routing()), **overrides)
 
 
 def reply_to(send: SendUpstream, *, address="198.18.0.80", rcode=dns.rcode.NOERROR, ttl=300,

@@ -20,7 +20,7 @@ import pytest
 from bootres.core import dnsmsg
 from bootres.core.hostsdb import HostsDB, parse_hosts
 from resolver_helpers import A, B, addresses, parsed, query, reply_to, responses, sends
-from test_stub import ask, make_stub
+from test_resolver import ask, make_stub
 
 NOW = 100.0
 

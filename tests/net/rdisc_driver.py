@@ -1,4 +1,4 @@
-"""Runs RouterService and StubFiles alone, as `bootres run` composes them, for the network tests.
+"""Runs RouterService and StubFilesService alone, as `bootres run` composes them, for the network tests.
 
     python rdisc_driver.py CONFIG STATUS_JSON
 
@@ -7,7 +7,7 @@ feeds both services, started and stopped in the daemon's order (watch,
 files, router; then router, watch, files).  The status of both services is
 written to STATUS_JSON every 50 ms (atomically), so tests can watch it;
 logs go to stderr.  SIGHUP reloads CONFIG (``RouterService.reconfigure``,
-``StubFiles.reconfigure``); SIGTERM stops both cleanly.
+``StubFilesService.reconfigure``); SIGTERM stops both cleanly.
 """
 
 import asyncio
@@ -19,13 +19,13 @@ import sys
 from bootres import config
 from bootres.shell.fileio import atomic_write
 from bootres.shell.netwatch import NetlinkWatch
-from bootres.shell.routerd import RouterService
-from bootres.shell.stubfiles import StubFiles
+from bootres.shell.router_service import RouterService
+from bootres.shell.stubfiles_service import StubFilesService
 
 
 async def main(config_path: str, status_path: str) -> None:
     cfg = config.load(config_path)
-    files = StubFiles(cfg.hosts, cfg.router, logging.getLogger("bootres.files"), lookup=None, retry_interval=0.5)
+    files = StubFilesService(cfg.hosts, cfg.router, logging.getLogger("bootres.files"), lookup=None, retry_interval=0.5)
     watch = NetlinkWatch(logging.getLogger("bootres.netlink"))
     watch.subscribe(files.observe)
     await watch.start()

@@ -6,7 +6,7 @@ and can answer them, and a thread sends periodic advertisements.  Packets
 are made by scapy (or packed by hand for floods), with the IP header
 written by the test so it can forge sources.
 
-``BootresHost`` runs ``rdisc_driver.py`` (RouterService + StubFiles on one
+``BootresHost`` runs ``rdisc_driver.py`` (RouterService + StubFilesService on one
 NetlinkWatch, as ``bootres run`` composes them) in a namespace and reads its
 status and the kernel's routes.
 """

@@ -1,6 +1,6 @@
 """A real ResolverService inside a lab namespace, and a client beside it.
 
-The service is ``python -m bootres.shell.resolverd`` started inside the
+The service is ``python -m bootres.shell.resolver_service`` started inside the
 namespace, so every socket it makes, listeners and per-query upstream
 sockets alike, lives there; the test reads ``status()`` over its control
 socket (a path in tmp_path: unix sockets do not care about namespaces).
@@ -51,7 +51,7 @@ def resolver_config(tmp_path: Path, **keys) -> Path:
 
 
 class ResolverProcess:
-    """``python -m bootres.shell.resolverd`` running inside ``ns``, with its control socket.
+    """``python -m bootres.shell.resolver_service`` running inside ``ns``, with its control socket.
 
     A process of its own, like the real service: measured latencies are not
     disturbed by the test's own Python threads (one interpreter lock).
@@ -62,7 +62,7 @@ class ResolverProcess:
         self.ns = ns
         self.control_dir = str(tmp_path / f"control-{time.monotonic_ns()}")
         extra = ["--sources-under", str(sources_under)] if sources_under else []
-        self.proc = ns.popen(sys.executable, "-m", "bootres.shell.resolverd", "-c", str(conf),
+        self.proc = ns.popen(sys.executable, "-m", "bootres.shell.resolver_service", "-c", str(conf),
                              "--control", self.control_dir, *extra)
         deadline = time.monotonic() + 15
         while True:  # bounded: the service answers its control socket once it listens

@@ -3,7 +3,7 @@
 zebra runs as root in a router namespace with its own configuration, pid
 file, sockets and log under the test's directory (no watchfrr, no systemd:
 .ci/setup installs the package with its service kept stopped).  bootres is
-``rdisc_driver.py`` (RouterService and StubFiles on one NetlinkWatch) in the
+``rdisc_driver.py`` (RouterService and StubFilesService on one NetlinkWatch) in the
 host namespace.  In the host namespace the test also records, on its own
 clock (``time.monotonic()``):
 

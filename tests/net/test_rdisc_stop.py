@@ -33,7 +33,7 @@ def default_routes() -> list[str]:
 
 async def start_and_stop(cfg: config.RouterConfig, log: logging.Logger) -> dict:
     from bootres.shell.netwatch import NetlinkWatch
-    from bootres.shell.routerd import RouterService
+    from bootres.shell.router_service import RouterService
 
     watch = NetlinkWatch(log.getChild("netlink"))
     await watch.start()

@@ -1,8 +1,8 @@
-"""SIGKILL StubFiles's writer of /etc/hosts at random moments: the file is always one whole version.
+"""SIGKILL StubFilesService's writer of /etc/hosts at random moments: the file is always one whole version.
 
-The child runs ``stubfiles.write_file`` with the in-process writer, the very
-job StubFiles runs on its files thread for each ``WriteHostsBlock`` (the
-helper runs the same ``etcwriter.handle``): read the file, merge the block,
+The child runs ``stubfiles_service.write_file`` with the in-process writer, the very
+job StubFilesService runs on its files thread for each ``WriteHostsBlock`` (the
+helper runs the same ``etcfiles_io.handle``): read the file, merge the block,
 replace it atomically.
 """
 
@@ -12,9 +12,9 @@ import signal
 import time
 
 from bootres.core.etcfiles import HostsEntry, merge_block, render_block
-from bootres.shell import etcwriter
+from bootres.shell import etcfiles_io
 from bootres.shell.fileio import atomic_write
-from bootres.shell.stubfiles import write_file
+from bootres.shell.stubfiles_service import write_file
 
 ADMIN = "127.0.0.1\tlocalhost\n" + "".join(f"198.18.{n // 250}.{n % 250 + 1}\tadmin-host-{n}\n" for n in range(4000))
 
@@ -27,7 +27,7 @@ def block(n: int) -> str:
 def writer(path: str, blocks: list[str]) -> None:
     """The child: rewrite the block for ever, cycling through the versions."""
     n = 0
-    writer = etcwriter.LocalWriter(etcwriter.Targets(hosts=path))
+    writer = etcfiles_io.LocalWriter(etcfiles_io.Targets(hosts=path))
     while True:
         result = write_file(writer, {"op": "hosts", "path": path, "block": blocks[n % len(blocks)]})
         assert result.error is None, result

@@ -6,10 +6,9 @@ reload, as a bug of ours or a failing read would; later reloads go through.
 
 import sys
 
-from bootres import cli
-from bootres.shell import stubfiles
+from bootres.shell import cli, stubfiles_service
 
-prepare = stubfiles.StubFiles.prepare_reconfigure
+prepare = stubfiles_service.StubFilesService.prepare_reconfigure
 calls = 0
 
 
@@ -21,5 +20,5 @@ def failing_once(self, hosts, router):
     return prepare(self, hosts, router)
 
 
-stubfiles.StubFiles.prepare_reconfigure = failing_once
+stubfiles_service.StubFilesService.prepare_reconfigure = failing_once
 sys.exit(cli.main(sys.argv[1:]))

@@ -22,7 +22,7 @@ import dns.query
 import dns.rcode
 import pytest
 
-from bootres import cli
+from bootres.shell import cli
 
 HERE = Path(__file__).resolve().parents[2]
 

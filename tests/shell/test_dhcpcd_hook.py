@@ -166,7 +166,7 @@ def test_a_resolvconf_program_gets_the_lease_while_bootres_is_not_managing(host)
     assert host.resolv_conf.read_text() == STOPPED and host.source().exists()
 
 
-# --- hostile lease data: the hook evaluates nothing; bootres's parser judges the record (tests/shell/test_sourcewatch.py)
+# --- hostile lease data: the hook evaluates nothing; bootres's parser judges the record (tests/shell/test_sources_io.py)
 
 
 def test_hostile_values_are_never_run(host):

@@ -22,9 +22,9 @@ import threading
 from bootres import config
 from bootres.core import dnsmsg
 from bootres.core.cache import Cache
-from bootres.shell import resolverd, sourcewatch
-from bootres.shell.resolverd import SAVE_STEP, ResolverService
-from bootres.shell.sourcewatch import SourcePaths
+from bootres.shell import resolver_service, sources_io
+from bootres.shell.resolver_service import SAVE_STEP, ResolverService
+from bootres.shell.sources_io import SourcePaths
 
 ENTRIES = 10_000
 
@@ -63,7 +63,7 @@ def service_with_cache(tmp_path, entries: int = ENTRIES) -> ResolverService:
     service = ResolverService(resolver_config(tmp_path), logging.getLogger("test.resolver"),
                               source_paths=SourcePaths.under(str(tmp_path)))
     for i in range(entries):
-        service.stub.cache.put(*a_record(i), now=0.0)
+        service.core.cache.put(*a_record(i), now=0.0)
     return service
 
 
@@ -103,12 +103,12 @@ async def test_the_cache_is_serialized_in_bounded_steps_with_the_loop_free_betwe
     handle = [loop.call_soon(turn)]
     steps = []  # (entries asked for, turns of the loop so far)
 
-    class Watched(resolverd.Snapshot):
+    class Watched(resolver_service.Snapshot):
         def step(self, now, limit):
             steps.append((limit, turns))
             return super().step(now, limit)
 
-    monkeypatch.setattr(resolverd, "Snapshot", Watched)
+    monkeypatch.setattr(resolver_service, "Snapshot", Watched)
     await service.save_cache()
     handle[0].cancel()
     assert len(steps) == math.ceil(ENTRIES / SAVE_STEP) and {limit for limit, _ in steps} == {SAVE_STEP}
@@ -120,7 +120,7 @@ async def test_the_cache_is_serialized_in_bounded_steps_with_the_loop_free_betwe
 async def test_the_file_is_written_on_another_thread_and_restores_exactly(tmp_path, monkeypatch):
     service = service_with_cache(tmp_path)
     await service.start()
-    writers = record_threads(monkeypatch, resolverd, "atomic_write")
+    writers = record_threads(monkeypatch, resolver_service, "atomic_write")
     await service.save_cache()
     assert len(writers) == 1 and writers[0] is not threading.current_thread()
     await service.stop()
@@ -129,7 +129,7 @@ async def test_the_file_is_written_on_another_thread_and_restores_exactly(tmp_pa
     assert os.stat(tmp_path / "state" / "cache.db").st_mode & 0o777 == 0o600
     restored = Cache(20000, 86400)
     assert restored.restore(blob, now=0.0, age=0.0) == ENTRIES
-    original = service.stub.cache._entries
+    original = service.core.cache._entries
     assert list(restored._entries) == list(original)
     assert all(restored._entries[key].body == answer.body for key, answer in original.items())
 
@@ -138,7 +138,7 @@ async def test_the_file_is_written_on_another_thread_and_restores_exactly(tmp_pa
 async def test_a_save_asked_for_during_a_save_is_not_started_twice(tmp_path, monkeypatch):
     service = service_with_cache(tmp_path)
     await service.start()
-    writers = record_threads(monkeypatch, resolverd, "atomic_write")
+    writers = record_threads(monkeypatch, resolver_service, "atomic_write")
     await asyncio.gather(service.save_cache(), service.save_cache(), service.save_cache())
     assert len(writers) == 1
     await service.save_cache()  # the first is over: this one is a save of its own
@@ -150,7 +150,7 @@ async def test_a_save_asked_for_during_a_save_is_not_started_twice(tmp_path, mon
 async def test_stop_saves_and_follows_a_save_in_progress_with_its_own(tmp_path, monkeypatch):
     service = service_with_cache(tmp_path, 1000)
     await service.start()
-    writers = record_threads(monkeypatch, resolverd, "atomic_write")
+    writers = record_threads(monkeypatch, resolver_service, "atomic_write")
     periodic = asyncio.ensure_future(service.save_cache())
     await asyncio.sleep(0)  # it has begun: one step taken
     ticker_cancelled = asyncio.ensure_future(service.save_cache())
@@ -163,7 +163,7 @@ async def test_stop_saves_and_follows_a_save_in_progress_with_its_own(tmp_path, 
 
 @on_a_loop
 async def test_the_final_save_at_stop_does_not_pause_between_steps(tmp_path, monkeypatch):
-    monkeypatch.setattr(resolverd, "SAVE_PAUSE", 3600.0)  # a periodic save would take days
+    monkeypatch.setattr(resolver_service, "SAVE_PAUSE", 3600.0)  # a periodic save would take days
     service = service_with_cache(tmp_path, 1000)
     await service.start()
     await asyncio.wait_for(service.stop(), 30)
@@ -172,15 +172,15 @@ async def test_the_final_save_at_stop_does_not_pause_between_steps(tmp_path, mon
 
 @on_a_loop
 async def test_hosts_files_and_sources_are_read_on_another_thread_and_parsed_on_the_loop(tmp_path, monkeypatch):
-    monkeypatch.setattr(resolverd, "WATCH_INTERVAL", 0.01)
+    monkeypatch.setattr(resolver_service, "WATCH_INTERVAL", 0.01)
     (tmp_path / "hosts").write_text("198.18.0.5\tbefore.test\n")
     service = ResolverService(resolver_config(tmp_path), logging.getLogger("test.resolver"),
                               source_paths=SourcePaths.under(str(tmp_path)))
     await service.start()
-    readers = record_threads(monkeypatch, resolverd, "read_changed")
-    scanners = record_threads(monkeypatch, sourcewatch, "read_changed")
-    parsers = record_threads(monkeypatch, resolverd, "parse_hosts")
-    sources_parsed = record_threads(monkeypatch, sourcewatch.sources, "read_resolv_conf_record")
+    readers = record_threads(monkeypatch, resolver_service, "read_changed")
+    scanners = record_threads(monkeypatch, sources_io, "read_changed")
+    parsers = record_threads(monkeypatch, resolver_service, "parse_hosts")
+    sources_parsed = record_threads(monkeypatch, sources_io.sources, "read_resolv_conf_record")
 
     (tmp_path / "hosts").write_text("198.18.0.6\tafter.test\n")
     lease = tmp_path / "run/bootres/dhclient/eth0.inet"
@@ -188,13 +188,13 @@ async def test_hosts_files_and_sources_are_read_on_another_thread_and_parsed_on_
     lease.write_text("nameserver 198.18.0.53\nsearch lease.test\n")
     after = b"\x05after\x04test\x00"
     for _ in range(500):  # bounded: 5 s at most
-        if service.sources.status() and after in service.stub.hosts.names():
+        if service.sources.status() and after in service.core.hosts.names():
             break
         await asyncio.sleep(0.01)
     await service.stop()
 
     assert [e["nameservers"] for e in service.sources.status()] == [["198.18.0.53"]]
-    assert service.stub.hosts.names() == {after, b"\x016\x010\x0218\x03198\x07in-addr\x04arpa\x00"}
+    assert service.core.hosts.names() == {after, b"\x016\x010\x0218\x03198\x07in-addr\x04arpa\x00"}
     loop_thread = threading.current_thread()
     assert readers and scanners and loop_thread not in readers + scanners
     assert set(parsers) == set(sources_parsed) == {loop_thread}

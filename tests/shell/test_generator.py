@@ -11,7 +11,8 @@ import os
 import subprocess
 from pathlib import Path
 
-from bootres import config, generator
+from bootres import config
+from bootres.shell import generator
 
 SCRIPT = Path(__file__).resolve().parents[2] / "units" / "bootres-generator"
 

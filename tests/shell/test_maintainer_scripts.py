@@ -101,7 +101,7 @@ def bootres_runs(root: Path, *, stops_cleanly: bool = True) -> None:
     hosts = root / "etc" / "hosts"
     current = hosts.read_bytes().decode("utf-8", "surrogateescape") if hosts.exists() else ""
     merged = etcfiles.merge_block(current, etcfiles.render_block(BLOCK_ENTRIES))
-    atomic_write(str(hosts), merged.encode("utf-8", "surrogateescape"), follow=True)  # as stubfiles does
+    atomic_write(str(hosts), merged.encode("utf-8", "surrogateescape"), follow=True)  # as stubfiles_service does
     atomic_write(str(root / "etc" / "defaultrouter"), etcfiles.render_defaultrouter(["198.18.0.1"]))
     (state / "cache.db").write_bytes(b"cache")
     if stops_cleanly:

@@ -12,7 +12,8 @@ import sys
 
 import pytest
 
-from bootres import __version__, cli
+from bootres import __version__
+from bootres.shell import cli
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
@@ -99,7 +100,7 @@ def run(cfg, user=None):
     return 7
 fake.run = run
 sys.modules["bootres.shell.daemon"] = fake
-from bootres import cli
+from bootres.shell import cli
 sys.exit(cli.main(["run", "-c", {str(conf)!r}]))
 """
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)

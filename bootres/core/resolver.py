@@ -91,8 +91,8 @@ _START_SCAN = 256  # newest cached names looked at to find one to refresh per up
 
 
 @dataclass(frozen=True)
-class StubSettings:
-    """What the core takes from [resolver] (``bootres.settings.stub_settings``: defaults are config.SCHEMA's).
+class ResolverSettings:
+    """What the core takes from [resolver] (``bootres.settings.resolver_settings``: defaults are config.SCHEMA's).
 
     ``routing`` says which upstreams serve which names.
     """
@@ -130,12 +130,12 @@ class _Pending:
         self.race = race
         self.group = group
         self.waiters: list[_Waiter] = []
-        self.stale_at: float | None = None  # set by Stub._arm_stale
+        self.stale_at: float | None = None  # set by Resolver._arm_stale
         self.stale_served = False
 
 
-class Stub:
-    def __init__(self, settings: StubSettings, cache: Cache, random_id: Callable[[], int]):
+class Resolver:
+    def __init__(self, settings: ResolverSettings, cache: Cache, random_id: Callable[[], int]):
         self.settings = settings
         self.cache = cache
         self._pool: dict[tuple[str, int], Upstream] = {}  # address -> its one Upstream
@@ -251,7 +251,7 @@ class Stub:
             self._question_failed(("reading a query", "answering a query"), data, client, waiter, before)
 
     def ask_upstreams(self, data: bytes, client: Any, now: float) -> None:
-        """A question of the service's own that only the upstreams may answer (pinned names, core/hostsblock.py).
+        """A question of the service's own that only the upstreams may answer (pinned names, core/stubfiles.py).
 
         The hosts files are skipped: bootres's own block is one of them, and
         a pin answered from it would never follow DNS.  So is the cache: a
@@ -373,7 +373,7 @@ class Stub:
         self.cache.drop_names(hosts.names())
         self._shapes.clear()
 
-    def reconfigure(self, settings: StubSettings) -> None:
+    def reconfigure(self, settings: ResolverSettings) -> None:
         """New settings; the cache and the upstreams that stay (their objects, health and counters) are kept.
 
         Races in flight finish with the upstreams they had; new questions use

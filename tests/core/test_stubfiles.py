@@ -1,4 +1,4 @@
-"""hostsblock: the policy of the stub files with fixed ``now``: pins, router and self names, failures, writes."""
+"""stubfiles: the policy of the stub files with fixed ``now``: pins, router and self names, failures, writes."""
 
 import dataclasses
 
@@ -8,9 +8,9 @@ from hypothesis import strategies as st
 from bootres.core import etcfiles
 from bootres.core.effects import INFO, WARNING, Log
 from bootres.core.etcfiles import BEGIN, END, HostsEntry, render_block
-from bootres.core.hostsblock import (
+from bootres.core.stubfiles import (
     FileText,
-    HostsBlock,
+    StubFiles,
     LookUpPinned,
     Settings,
     WriteDefaultRouter,
@@ -27,7 +27,7 @@ T0 = 100.0
 
 def start(settings=SETTINGS, hosts="", defaultrouter="", hostname="web1", search=("example.test",), now=T0):
     """A started core and the effects of its start."""
-    core = HostsBlock(settings, hostname=hostname, search=search)
+    core = StubFiles(settings, hostname=hostname, search=search)
     core.start(now, FileText(hosts, STAMP if hosts else None), FileText(defaultrouter, STAMP if defaultrouter else None))
     return core, core.drain()
 
@@ -416,7 +416,7 @@ def test_a_shorter_refresh_interval_applies_at_once_and_a_new_path_is_written():
 
 
 def test_before_start_nothing_happens():
-    core = HostsBlock(SETTINGS, hostname="web1")
+    core = StubFiles(SETTINGS, hostname="web1")
     core.set_routers(["198.18.1.1"], T0)
     core.reconfigure(dataclasses.replace(SETTINGS, pin=("new.example.test",)), T0)
     core.timer_fired(T0 + 1)

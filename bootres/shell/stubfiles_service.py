@@ -1,15 +1,15 @@
-"""StubFiles: carries out what ``bootres.core.hostsblock`` decides for /etc/hosts's block and /etc/defaultrouter.
+"""StubFilesService: carries out what ``bootres.core.stubfiles`` decides for /etc/hosts's block and /etc/defaultrouter.
 
 The policy (what goes in the block, when DNS is asked, what a failure
 keeps) is the core's; this adapter only feeds it and performs its effects:
 
-- inputs, all on the event loop: ``observe`` (a ``netlinkio.Snapshot``:
+- inputs, all on the event loop: ``observe`` (a ``netlink.Snapshot``:
   this host's primary IPv4 and global IPv6 address), ``set_routers``
   (RouterService's ``on_change``), ``set_search_domains`` (the resolver's
   source selection), ``reconfigure``, the hostname from
   ``socket.gethostname()`` at each of these and every HOSTNAME_INTERVAL;
 - file I/O on one worker thread (``_files``): the two reads at start, and
-  every write as a request to the privileged writer (``etcwriter``: in
+  every write as a request to the privileged writer (``etcfiles_io``: in
   this process, or the root helper when the daemon runs as user bootres),
   as plain functions of their arguments that return their result, so no
   state is shared with the thread and writes to one file never overlap;
@@ -35,11 +35,11 @@ import time
 from typing import Awaitable, Callable, NamedTuple
 
 from bootres.config import HostsConfig, RouterConfig
-from bootres.core import hostsblock
+from bootres.core import stubfiles
 from bootres.core.effects import Log
-from bootres.shell import etcwriter
+from bootres.shell import etcfiles_io
 from bootres.shell.fileio import read_bytes
-from bootres.settings import hostsblock_settings
+from bootres.settings import stubfiles_settings
 
 DEFAULT_RETRY_INTERVAL = 30.0  # seconds between attempts to write a file that could not be written
 HOSTNAME_INTERVAL = 1.0  # seconds: a hostname set with hostnamectl reaches the hosts block within this
@@ -66,19 +66,19 @@ def _mtime(path: str) -> str:
 # --- file jobs: run on the files thread, touch nothing but their arguments
 
 
-def read_file(path: str | None) -> tuple[hostsblock.FileText, str | None]:
+def read_file(path: str | None) -> tuple[stubfiles.FileText, str | None]:
     """The file at start and why it could not be read (None: read, or missing)."""
     if path is None:
-        return hostsblock.FileText(), None
+        return stubfiles.FileText(), None
     try:
         data = read_bytes(path)
-        return hostsblock.FileText(_decode(data), None if data is None else _mtime(path)), None
+        return stubfiles.FileText(_decode(data), None if data is None else _mtime(path)), None
     except OSError as error:
-        return hostsblock.FileText(), error.strerror or str(error)
+        return stubfiles.FileText(), error.strerror or str(error)
 
 
 def write_file(writer: Callable[[dict], object], request: dict) -> WriteResult:
-    """Have the privileged writer (``etcwriter``) carry out ``request`` for the file at ``request["path"]``.
+    """Have the privileged writer (``etcfiles_io``) carry out ``request`` for the file at ``request["path"]``.
 
     The hosts block is merged at write time, so an admin's edit just now
     stays; an unreadable file is an error, never merged into "" (that would
@@ -94,11 +94,11 @@ def write_file(writer: Callable[[dict], object], request: dict) -> WriteResult:
         return WriteResult(f"refused by the privileged writer: {error}", False, None)
 
 
-def _local_writer(hosts: HostsConfig, router: RouterConfig) -> etcwriter.LocalWriter:
-    return etcwriter.LocalWriter(etcwriter.Targets(hosts=hosts.file, defaultrouter=router.defaultrouter_file))
+def _local_writer(hosts: HostsConfig, router: RouterConfig) -> etcfiles_io.LocalWriter:
+    return etcfiles_io.LocalWriter(etcfiles_io.Targets(hosts=hosts.file, defaultrouter=router.defaultrouter_file))
 
 
-class StubFiles:
+class StubFilesService:
     """The stub files; see docs/internals.md for how the daemon wires it."""
 
     def __init__(
@@ -115,7 +115,7 @@ class StubFiles:
         """``lookup``: ``ResolverService.lookup_pinned``; None: no resolver, pinned names keep their block addresses.
 
         ``search``: the search domains in use (``ResolverService.selection.search``).  ``writer``: the
-        privileged writer's channel for the files thread (``etcwriter``); None: written in this process.
+        privileged writer's channel for the files thread (``etcfiles_io``); None: written in this process.
         """
         self.log = log
         self._own_writer = writer is None
@@ -124,7 +124,7 @@ class StubFiles:
         self._retry_interval = retry_interval
         self._search = tuple(search)
         self._hostname = socket.gethostname()
-        self.core = hostsblock.HostsBlock(hostsblock_settings(hosts, router, retry_interval),
+        self.core = stubfiles.StubFiles(stubfiles_settings(hosts, router, retry_interval),
                                           hostname=self._hostname,
                                           search=self._search)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -183,7 +183,7 @@ class StubFiles:
 
         Once taken, a new pin is asked at once and a dropped one leaves the block.
         """
-        settings = hostsblock_settings(hosts, router, self._retry_interval)
+        settings = stubfiles_settings(hosts, router, self._retry_interval)
         writer = _local_writer(hosts, router) if self._own_writer else self._writer
 
         def commit() -> None:
@@ -196,7 +196,7 @@ class StubFiles:
     # --- inputs
 
     def observe(self, snapshot) -> None:
-        """What netlink says now (a ``netlinkio.Snapshot``): this host's primary IPv4 and global IPv6 address."""
+        """What netlink says now (a ``netlink.Snapshot``): this host's primary IPv4 and global IPv6 address."""
         v4, v6 = snapshot.primary_address, snapshot.primary_address6
         now = self._now()
         self._check_hostname(now)
@@ -253,11 +253,11 @@ class StubFiles:
         for effect in self.core.drain():
             if isinstance(effect, Log):
                 self.log.log(effect.level, "%s", effect.message)
-            elif isinstance(effect, hostsblock.LookUpPinned):
+            elif isinstance(effect, stubfiles.LookUpPinned):
                 self._track(self._loop.create_task(self._look_up(effect.name), name=f"bootres-pin-{effect.name}"))
-            elif isinstance(effect, hostsblock.WriteHostsBlock):
+            elif isinstance(effect, stubfiles.WriteHostsBlock):
                 self._write({"op": "hosts", "path": effect.path, "block": effect.block})
-            elif isinstance(effect, hostsblock.WriteDefaultRouter):
+            elif isinstance(effect, stubfiles.WriteDefaultRouter):
                 self._write({"op": "defaultrouter", "path": effect.path, "text": effect.text})
         self._arm()
 

@@ -1,10 +1,10 @@
 """ResolverService: the caching stub resolver as one asyncio service.
 
-It owns the sockets, files and the clock around ``bootres.core.stub.Stub``:
+It owns the sockets, files and the clock around ``bootres.core.resolver.Resolver``:
 every input goes into the core, then ``_pump`` carries out the effects it
 returned and re-arms the single timer at the core's next deadline.
 
-``python -m bootres.shell.resolverd -c CONF`` runs just the resolver in the
+``python -m bootres.shell.resolver_service -c CONF`` runs just the resolver in the
 foreground (tests and ``bench/`` use it); ``bootres run`` composes the same
 service with the others (docs/internals.md).
 """
@@ -25,16 +25,16 @@ from typing import Callable
 
 from bootres import config
 from bootres.config import Endpoint, ResolverConfig
-from bootres.settings import stub_settings
+from bootres.settings import resolver_settings
 from bootres.core import dnsmsg
 from bootres.core.cache import Cache, CacheFileError, Snapshot
 from bootres.core.effects import CloseUpstream, Log, Respond, SendUpstream
 from bootres.core.hostsdb import HostsDB, parse_hosts
 from bootres.core import containerside, publicsuffix, sources
-from bootres.core.stub import Stub, StubSettings
+from bootres.core.resolver import Resolver, ResolverSettings
 from bootres.shell import control, dnsio
 from bootres.shell.fileio import FileRead, atomic_write, open_regular, read_bytes, read_changed
-from bootres.shell.sourcewatch import POLL_INTERVAL, Scan, SourcePaths, SourceWatcher
+from bootres.shell.sources_io import POLL_INTERVAL, Scan, SourcePaths, SourceWatcher
 
 WATCH_INTERVAL = POLL_INTERVAL  # seconds between checks of hosts_files and the upstream sources
 PUBLIC_SUFFIX_LIST = "/usr/share/publicsuffix/public_suffix_list.dat"  # Debian's publicsuffix package
@@ -84,10 +84,10 @@ class ResolverService:
         self._suffixes: publicsuffix.PublicSuffixes | None = None
         self.selection = self._select(cfg)
         self._warn(self.selection)
-        self.stub = Stub(stub_settings(cfg, self.selection.routing), Cache(cfg.cache_size, cfg.stale_max_age), _random_id)
+        self.core = Resolver(resolver_settings(cfg, self.selection.routing), Cache(cfg.cache_size, cfg.stale_max_age), _random_id)
         self._udp: list[dnsio.UdpListener] = []
         self._tcp: list[dnsio.TcpListener] = []
-        self._tcp_pool = dnsio.TcpPool(self._tcp_limits(cfg), self.stub.allows)
+        self._tcp_pool = dnsio.TcpPool(self._tcp_limits(cfg), self.core.allows)
         self._upstream_io: dnsio.UpstreamSockets | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -123,23 +123,23 @@ class ResolverService:
                 # in the sockets' queues, neither refused nor admitted blind.
                 self._container = (endpoint, udp, tcp)
                 continue
-            self._udp.append(dnsio.UdpListener(self._loop, udp, self.stub.fast_answer, self._udp_query,
+            self._udp.append(dnsio.UdpListener(self._loop, udp, self.core.fast_answer, self._udp_query,
                                                self._arm_timer))
             listener = dnsio.TcpListener(tcp, self._tcp_query, self._tcp_pool)
             await listener.start()
             self._tcp.append(listener)
             self.listening.append(str(endpoint))
         self._watch = self._loop.create_task(self._watch_files(WATCH_INTERVAL), name="bootres-resolver-files")
-        if self.stub.refresh_at_start(self._now()):
+        if self.core.refresh_at_start(self._now()):
             self._pump()
 
     async def settled(self) -> None:
-        """Return once the start's refreshes have settled (``Stub.settled_at``): at most ``boot_stale_after``.
+        """Return once the start's refreshes have settled (``Resolver.settled_at``): at most ``boot_stale_after``.
 
         Called before READY: the first clients after it get a fresh answer
         from a nameserver that is up, or yesterday's at once when none is.
         """
-        until = self.stub.settled_at(self._now())
+        until = self.core.settled_at(self._now())
         if until is None:
             return
         self._settling = self._loop.create_future()
@@ -160,7 +160,7 @@ class ResolverService:
             return
         endpoint, udp, tcp = self._container
         self._container = None
-        self._container_udp = dnsio.ContainerUdpListener(self._loop, udp, self._side, self.stub.fast_answer,
+        self._container_udp = dnsio.ContainerUdpListener(self._loop, udp, self._side, self.core.fast_answer,
                                                          self._udp_query, self._arm_timer)
         self._container_tcp = dnsio.TcpListener(tcp, self._tcp_query, self._tcp_pool, side=self._side)
         await self._container_tcp.start()
@@ -216,7 +216,7 @@ class ResolverService:
             # Taking the key list is the one pass over the whole cache, 1.4-2.3
             # ms for 10,000 entries here (an OrderedDict finds each node by its
             # hash): a turn of its own, before the first step.
-            snapshot = Snapshot(self.stub.cache)
+            snapshot = Snapshot(self.core.cache)
             done = False
             while not done:
                 await asyncio.sleep(pause)  # the loop answers what arrived meanwhile
@@ -239,14 +239,14 @@ class ResolverService:
         """
         static = self._static_files(cfg)
         selection = self._select(cfg)
-        settings = stub_settings(cfg, selection.routing)
+        settings = resolver_settings(cfg, selection.routing)
         limits = self._tcp_limits(cfg)
 
         def commit() -> None:
             self.cfg = cfg
             self.sources.set_static(static)
             self._use(selection, settings)
-            self.stub.cache.resize(cfg.cache_size, cfg.stale_max_age)
+            self.core.cache.resize(cfg.cache_size, cfg.stale_max_age)
             self._tcp_pool.limits = limits
             if self._watch is not None:  # the files of the new configuration: looked at now, not at the next interval
                 self._watch.cancel()
@@ -258,7 +258,7 @@ class ResolverService:
 
     def status(self) -> dict:
         used = set(self.selection.used)  # a static list stands by while a dynamic source has nameservers
-        return {"listen": list(self.listening), **self.stub.status(), "tcp": self._tcp_pool.status(),
+        return {"listen": list(self.listening), **self.core.status(), "tcp": self._tcp_pool.status(),
                 "search_only": list(self.selection.search_only),
                 "container_listen": self._container_status(),
                 "sources": [{**entry, "in_use": entry["name"] in used} for entry in self.sources.status()]}
@@ -283,11 +283,11 @@ class ResolverService:
         self._apply_sources()
 
     def healthy(self) -> bool:
-        return self.stub.upstreams.healthy()
+        return self.core.upstreams.healthy()
 
     def routes_changed(self, _snapshot) -> None:
         """A NetlinkWatch subscriber: links, addresses or default routes changed (a DHCP lease, say)."""
-        self.stub.routes_changed()
+        self.core.routes_changed()
         self._pump()
 
     async def query(self, name: str, rdtype: str = "A") -> dict:
@@ -301,7 +301,7 @@ class ResolverService:
         except Exception as exc:  # dnspython's own errors for a bad name or type: tell the asker
             return {"answered": False, "name": name, "type": rdtype, "error": str(exc)}
         future = self._loop.create_future()
-        self.stub.query_received(wire, future, None, True, self._now())
+        self.core.query_received(wire, future, None, True, self._now())
         self._pump()
         effect: Respond = await future
         reply = dns.message.from_wire(effect.wire)
@@ -321,7 +321,7 @@ class ResolverService:
         return result
 
     async def lookup_pinned(self, name: str) -> list[str] | None:
-        """A and AAAA of a pinned name from the upstreams alone (``Stub.ask_upstreams``); None when not answered.
+        """A and AAAA of a pinned name from the upstreams alone (``Resolver.ask_upstreams``); None when not answered.
 
         Never from the hosts files, which hold bootres's own block, nor from
         the cache.  [] when the upstreams say the name has no address
@@ -335,7 +335,7 @@ class ResolverService:
 
         async def ask(rdtype: str) -> list[str] | None:
             future = self._loop.create_future()
-            self.stub.ask_upstreams(dnsmsg.query_wire(name, rdtype), future, self._now())
+            self.core.ask_upstreams(dnsmsg.query_wire(name, rdtype), future, self._now())
             self._pump()
             effect: Respond = await future
             try:
@@ -356,30 +356,30 @@ class ResolverService:
         return self._loop.time() if self._loop is not None else time.monotonic()
 
     def _udp_query(self, data: bytes, client, host: str, now: float) -> None:
-        self.stub.query_received(data, client, host, False, now)
+        self.core.query_received(data, client, host, False, now)
         self._pump()
 
     def _tcp_query(self, data: bytes, writer, host: str) -> None:
-        self.stub.query_received(data, writer, host, True, self._now())
+        self.core.query_received(data, writer, host, True, self._now())
         self._pump()
 
     def _upstream_reply(self, token: int, data: bytes, source) -> None:
-        self.stub.upstream_reply(token, data, source, self._now())
+        self.core.upstream_reply(token, data, source, self._now())
         self._pump()
 
     def _upstream_failed(self, token: int, why: str, hard: bool) -> None:
-        self.stub.upstream_failed(token, self._now(), why, hard)
+        self.core.upstream_failed(token, self._now(), why, hard)
         self._pump()
 
     def _timer_fired(self) -> None:
         self._timer = self._timer_at = None
-        self.stub.timer_fired(self._now())
+        self.core.timer_fired(self._now())
         self._pump()
 
     # --- the core's effects
 
     def _pump(self) -> None:
-        effects = self.stub.drain()
+        effects = self.core.drain()
         # Answers first: a client waiting on a reply should not also wait for
         # the sockets of the race that produced it to be closed.
         effects.sort(key=lambda effect: not isinstance(effect, Respond))
@@ -399,13 +399,13 @@ class ResolverService:
                 self._upstream_io.close(effect.token)
             elif isinstance(effect, Log):
                 self.log.log(effect.level, "%s", effect.message)
-        if self._settling is not None and not self._settling.done() and self.stub.settled_at(self._now()) is None:
+        if self._settling is not None and not self._settling.done() and self.core.settled_at(self._now()) is None:
             self._settling.set_result(None)
         self._arm_timer()
 
     def _arm_timer(self) -> None:
         """Have the core's timer fire at its deadline (after its effects, and after each batch of fast answers)."""
-        when = self.stub.deadline()
+        when = self.core.deadline()
         if when != self._timer_at:
             if self._timer is not None:
                 self._timer.cancel()
@@ -433,7 +433,7 @@ class ResolverService:
             self.log.warning("cache file %s ignored: %s", path, exc.strerror or exc)
             return
         try:
-            count = self.stub.cache.restore(blob, self._now(), age)
+            count = self.core.cache.restore(blob, self._now(), age)
         except CacheFileError as exc:
             self.log.warning("cache file %s ignored: %s", path, exc)
             return
@@ -468,7 +468,7 @@ class ResolverService:
                 if data is not None:  # a missing or unreadable hosts file answers nothing
                     # Bytes decoded, no universal newlines: a lone \r is a blank to glibc, not a line break.
                     entries += parse_hosts(data.decode("utf-8", "replace"))
-            self.stub.set_hosts(HostsDB(entries))
+            self.core.set_hosts(HostsDB(entries))
         if self.sources.apply(found):
             self._apply_sources()
 
@@ -496,13 +496,13 @@ class ResolverService:
     def _apply_sources(self) -> None:
         """Use what the sources say now; the cache, in-flight queries and upstream statistics stay."""
         selection = self._select(self.cfg)
-        self._use(selection, stub_settings(self.cfg, selection.routing))
+        self._use(selection, resolver_settings(self.cfg, selection.routing))
 
-    def _use(self, selection: sources.Selection, settings: StubSettings) -> None:
+    def _use(self, selection: sources.Selection, settings: ResolverSettings) -> None:
         self._warn(selection)
         changed = selection.routing != self.selection.routing
         self.selection = selection
-        self.stub.reconfigure(settings)
+        self.core.reconfigure(settings)
         if changed:
             self.log.info("upstreams now: %s", describe(selection) or "none")
         if self._on_upstreams is not None:
@@ -565,7 +565,7 @@ def _raise_fd_limit() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run only the resolver in the foreground until SIGTERM or SIGINT."""
-    parser = argparse.ArgumentParser(prog="python -m bootres.shell.resolverd")
+    parser = argparse.ArgumentParser(prog="python -m bootres.shell.resolver_service")
     parser.add_argument("-c", "--config", default=config.DEFAULT_PATH)
     parser.add_argument("--control", metavar="DIR",
                         help="serve status and query requests on a control socket in DIR")

@@ -1,4 +1,4 @@
-"""netlinkio imports only the part of pyroute2 it uses, and leaves the real package importable."""
+"""netlink imports only the part of pyroute2 it uses, and leaves the real package importable."""
 
 import subprocess
 import sys
@@ -8,12 +8,12 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 
 PROBE = """
 import sys
-from bootres.shell import netlinkio
-snapshot = netlinkio.Netlink().snapshot()  # this namespace's own links: no root needed
+from bootres.shell import netlink
+snapshot = netlink.Netlink().snapshot()  # this namespace's own links: no root needed
 assert any(link.loopback for link in snapshot.links), snapshot
 print(sorted(sys.modules))
 import pyroute2
-assert pyroute2.IPRoute is netlinkio.IPRoute
+assert pyroute2.IPRoute is netlink.IPRoute
 """
 
 
@@ -35,7 +35,7 @@ def open_(path, *args, **kwargs):  # as under bootres.service's ProcSubset=pid
         raise FileNotFoundError(2, "No such file or directory", path)
     return real_open(path, *args, **kwargs)
 builtins.open = open_
-from bootres.shell import netlinkio
+from bootres.shell import netlink
 import pyroute2.netlink.rtnl.tcmsg.common as tc
 assert tc.clock_res == 0  # the file was unreadable indeed
 logging.getLogger("pyroute2.netlink.rtnl.tcmsg.common").warning("still heard")

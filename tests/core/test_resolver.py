@@ -17,15 +17,15 @@ from bootres.core.cache import Cache
 from bootres.core.effects import CloseUpstream, Log, Respond
 from bootres.core.hostsdb import HostsDB, parse_hosts
 from bootres.core.race import Race
-from bootres.core.stub import Stub
+from bootres.core.resolver import Resolver
 from resolver_helpers import (A, B, C, D, addresses, label, parsed, query, reply_to, responses, routing, sends,
-                              settings as stub_settings)
+                              settings as resolver_settings)
 
 
-def make_stub(**overrides) -> Stub:
-    settings = stub_settings(**{"routing": routing((A, B)), **overrides})
+def make_stub(**overrides) -> Resolver:
+    settings = resolver_settings(**{"routing": routing((A, B)), **overrides})
     ids = itertools.count(0x4000)
-    return Stub(settings, Cache(1000, 3600), lambda: next(ids) & 0xFFFF)
+    return Resolver(settings, Cache(1000, 3600), lambda: next(ids) & 0xFFFF)
 
 
 def ask(stub, wire, now, client="c", host="127.0.0.1", tcp=False):
@@ -472,7 +472,7 @@ def test_never_cached_name_gets_servfail_at_timeout():
 
 
 def test_with_no_upstream_at_all_a_miss_gets_servfail_at_once():
-    stub = Stub(stub_settings(), Cache(10, 3600), lambda: 1)
+    stub = Resolver(resolver_settings(), Cache(10, 3600), lambda: 1)
     (reply,) = responses(ask(stub, query("x.example.test"), 0.0))
     assert parsed(reply).rcode() == dns.rcode.SERVFAIL
     assert reply.reason == "no upstream configured"
@@ -617,7 +617,7 @@ def test_reconfigure_keeps_upstreams_that_stay_races_in_flight_and_the_cache():
     (to_b,) = sent_to(out, B)
     a = stub.upstreams.all[0]
     before = a.status()
-    stub.reconfigure(stub_settings(routing=routing((A, C), source="dhclient eth0")))
+    stub.reconfigure(resolver_settings(routing=routing((A, C), source="dhclient eth0")))
     assert stub.upstreams.all[0] is a and a.srtt is not None
     assert a.status() == {**before, "source": "dhclient eth0"}
     assert [(u["address"], u["state"]) for u in stub.status()["upstreams"]] == [(label(A), "up"), (label(C), "unknown")]
@@ -635,7 +635,7 @@ def test_a_routing_domain_that_appears_drops_what_the_old_view_said_about_its_na
     resolve(stub, "www.example.test", 0.0)
     out = ask(stub, query("db.corp.test"), 1.0, client="before")  # in flight to the default group
     (old_b,) = sent_to(out, B)
-    stub.reconfigure(stub_settings(routing=routing((A, B), {"corp.test": (C,)})))
+    stub.reconfigure(resolver_settings(routing=routing((A, B), {"corp.test": (C,)})))
     assert [r.source for r in responses(ask(stub, query("www.example.test"), 1.0))] == ["cache"]
     assert stub.fast_answer(query("www.corp.test"), "127.0.0.1", 1.0) is None  # the public NXDOMAIN is gone
     out = ask(stub, query("db.corp.test"), 1.1, client="after")
@@ -795,7 +795,7 @@ def test_a_bug_serving_a_stale_answer_answers_servfail(monkeypatch):
     stub = make_stub(stale_answer_after=0.1)
     resolve(stub, "www.example.test", 0.0, ttl=10)
     ask(stub, query(), 100.0, client="late")
-    monkeypatch.setattr(Stub, "_serve_stale_to_waiters", boom)
+    monkeypatch.setattr(Resolver, "_serve_stale_to_waiters", boom)
     stub.timer_fired(100.1)
     assert servfails(stub.drain()) == [("late", INTERNAL)]
 
@@ -902,7 +902,7 @@ FUZZ_STUB = make_stub(max_inflight=10_000)
 resolve(FUZZ_STUB, "www.example.test", 0.0)  # so mutated queries may hit the byte path too
 
 
-# --- ask_upstreams: the service's own questions for pinned names (core/hostsblock.py)
+# --- ask_upstreams: the service's own questions for pinned names (core/stubfiles.py)
 
 
 def ask_upstreams(stub, name, now, client="pin", rdtype="A"):
@@ -981,7 +981,7 @@ def test_a_pinned_question_beyond_max_inflight_fails_at_once():
 
 def test_a_bug_asking_for_a_pin_answers_servfail(monkeypatch):
     stub = make_stub()
-    monkeypatch.setattr(Stub, "_start", boom)
+    monkeypatch.setattr(Resolver, "_start", boom)
     (reply,) = responses(ask_upstreams(stub, "nfs1.example.test", 0.0))
     assert parsed(reply).rcode() == dns.rcode.SERVFAIL and reply.reason == "internal error (see the log)"
     assert stub.internal_errors == 1

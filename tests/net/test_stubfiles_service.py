@@ -1,9 +1,9 @@
-"""StubFiles on real files: pinned names survive a dead DNS, admin bytes survive rewrites, read-only /etc degrades.
+"""StubFilesService on real files: pinned names survive a dead DNS, admin bytes survive rewrites, read-only /etc degrades.
 
-The adapter around ``core/hostsblock.py``: its effects carried out on real
+The adapter around ``core/stubfiles.py``: its effects carried out on real
 files in tmp_path, lookups through a stand-in for
 ``ResolverService.lookup_pinned``, netlink through ``observe`` with a
-``netlinkio.Snapshot`` as the daemon hands it over.
+``netlink.Snapshot`` as the daemon hands it over.
 """
 
 import asyncio
@@ -20,9 +20,9 @@ import threading
 import time
 
 from bootres import config
-from bootres.shell import stubfiles
-from bootres.shell.netlinkio import Snapshot
-from bootres.shell.stubfiles import StubFiles
+from bootres.shell import stubfiles_service
+from bootres.shell.netlink import Snapshot
+from bootres.shell.stubfiles_service import StubFilesService
 
 ADMIN_BEFORE = "127.0.0.1\tlocalhost\n# notes\t kept  byte for byte\n"
 ADMIN_AFTER = "198.18.9.9 printer\n# last line without newline"
@@ -54,7 +54,7 @@ class Resolver:
 
 
 async def run_files(hosts, router, resolver, steps, **options):
-    files = StubFiles(hosts, router, logging.getLogger("bootres.files"), resolver.lookup, **options)
+    files = StubFilesService(hosts, router, logging.getLogger("bootres.files"), resolver.lookup, **options)
     await files.start()
     try:
         for step in steps:
@@ -204,7 +204,7 @@ def test_files_are_read_and_written_off_the_event_loop_and_stop_is_clean(tmp_pat
         return recording
 
     for job in ("read_file", "write_file"):
-        monkeypatch.setattr(stubfiles, job, on_thread(getattr(stubfiles, job)))
+        monkeypatch.setattr(stubfiles_service, job, on_thread(getattr(stubfiles_service, job)))
 
     class Stuck(Resolver):
         async def lookup(self, name):
@@ -213,7 +213,7 @@ def test_files_are_read_and_written_off_the_event_loop_and_stop_is_clean(tmp_pat
 
     async def scenario():
         stuck = Stuck({})
-        files = StubFiles(hosts, router, logging.getLogger("bootres.files"), stuck.lookup)
+        files = StubFilesService(hosts, router, logging.getLogger("bootres.files"), stuck.lookup)
         await files.start()
         await until(lambda: stuck.asked and (tmp_path / "hosts").exists())
         started = time.monotonic()
@@ -235,7 +235,7 @@ def test_files_are_read_and_written_off_the_event_loop_and_stop_is_clean(tmp_pat
 READ_ONLY_CHILD = textwrap.dedent("""
     import asyncio, json, logging, subprocess, sys
     sys.path.insert(0, sys.argv[2])
-    from test_stubfiles import configs, run_files, until, Resolver
+    from test_stubfiles_service import configs, run_files, until, Resolver
     from pathlib import Path
     tmp = Path(sys.argv[1])
     hosts, router = configs(tmp, pin=())

@@ -42,7 +42,7 @@ RESOLV_CONF = "/etc/resolv.conf"
 SAVED = "/var/lib/bootres/resolv.conf.orig"
 SOCKET_UNIT = "bootres.socket"
 SYSTEMCTL_TIMEOUT = 2.0  # each question to systemd at stop; a stop must not hang on it
-# One channel per daemon thread that writes: ManagedResolvConf's worker, StubFiles' files thread, the daemon's
+# One channel per daemon thread that writes: ManagedResolvConf's worker, StubFilesService' files thread, the daemon's
 # generator-cache refresh.
 CHANNELS = ("resolv.conf", "files", "service")
 MAX_REQUEST = 8 * 1024 * 1024  # a hosts block of 10,000 pins is ~600 KB; JSON escapes add little
@@ -104,7 +104,7 @@ def handle(targets: Targets, request: dict) -> object:
     if op == "generator":
         if not targets.generator_cache:
             return False
-        from bootres import generator
+        from bootres.shell import generator
 
         return generator.refresh_cache()
     raise ValueError(f"unknown operation {str(op)[:40]!r}")
@@ -136,7 +136,7 @@ def _resolv_conf(targets: Targets, request: dict) -> object:
     raise ValueError(f"unknown resolv.conf action {str(action)[:40]!r}")
 
 
-# --- the resolv.conf operations (bootres.shell.resolvconf decides when; these do it)
+# --- the resolv.conf operations (bootres.shell.resolvconf_io decides when; these do it)
 
 
 def _original_text(path: str, saved: str) -> str:

@@ -1,6 +1,6 @@
 """The privileged writer's boundary: what a daemon that is not itself any more can and cannot make it write.
 
-``etcwriter.handle`` directly, and ``serve`` over a real socketpair as the
+``etcfiles_io.handle`` directly, and ``serve`` over a real socketpair as the
 helper runs it, against files under tmp_path.
 """
 
@@ -15,7 +15,7 @@ import threading
 import pytest
 
 from bootres.core import etcfiles, resolvconf
-from bootres.shell import etcwriter
+from bootres.shell import etcfiles_io
 
 BLOCK = etcfiles.render_block([etcfiles.HostsEntry("198.18.0.1", ("site-router",)),
                                etcfiles.HostsEntry("198.18.0.25", ("mailhub.example.test", "mailhub"))])
@@ -27,19 +27,19 @@ def targets(tmp_path):
     (tmp_path / "etc" / "hosts").write_text("127.0.0.1\tlocalhost\n")
     (tmp_path / "etc" / "resolv.conf").write_text("nameserver 198.18.0.10\n")
     (tmp_path / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
-    return etcwriter.Targets(hosts=str(tmp_path / "etc" / "hosts"), defaultrouter=str(tmp_path / "etc" / "defaultrouter"),
+    return etcfiles_io.Targets(hosts=str(tmp_path / "etc" / "hosts"), defaultrouter=str(tmp_path / "etc" / "defaultrouter"),
                              resolv_conf=str(tmp_path / "etc" / "resolv.conf"), saved=str(tmp_path / "state" / "orig"),
                              listen=(("127.0.0.35", 53),))
 
 
 def test_what_bootres_writes_is_written(targets):
-    assert etcwriter.handle(targets, {"op": "hosts", "path": targets.hosts, "block": BLOCK}) is True
+    assert etcfiles_io.handle(targets, {"op": "hosts", "path": targets.hosts, "block": BLOCK}) is True
     assert open(targets.hosts).read() == "127.0.0.1\tlocalhost\n" + BLOCK
-    assert etcwriter.handle(targets, {"op": "defaultrouter", "path": targets.defaultrouter, "text": "198.18.0.1\n"})
-    etcwriter.handle(targets, {"op": "resolv.conf", "action": "save"})
-    text = etcwriter.handle(targets, {"op": "resolv.conf", "action": "write", "search": ["example.test"]})
+    assert etcfiles_io.handle(targets, {"op": "defaultrouter", "path": targets.defaultrouter, "text": "198.18.0.1\n"})
+    etcfiles_io.handle(targets, {"op": "resolv.conf", "action": "save"})
+    text = etcfiles_io.handle(targets, {"op": "resolv.conf", "action": "write", "search": ["example.test"]})
     assert resolvconf.is_bootres(text) and "nameserver 127.0.0.35\nsearch example.test\n" in text
-    assert etcwriter.handle(targets, {"op": "resolv.conf", "action": "leave", "nameservers": ["fe80::1%eth0"],
+    assert etcfiles_io.handle(targets, {"op": "resolv.conf", "action": "leave", "nameservers": ["fe80::1%eth0"],
                                       "search": []}) == "listed"
 
 
@@ -65,7 +65,7 @@ def test_anything_else_is_refused_and_nothing_is_written(targets, request_, why)
         request_ = dict(request_, path=paths[request_["path"]])
     before = {name: open(path).read() for name, path in paths.items() if os.path.exists(path)}
     with pytest.raises(ValueError, match=why):
-        etcwriter.handle(targets, request_)
+        etcfiles_io.handle(targets, request_)
     after = {name: open(path).read() for name, path in paths.items() if os.path.exists(path)}
     assert after == before and open(targets.resolv_conf).read() == "nameserver 198.18.0.10\n"
 
@@ -75,17 +75,17 @@ def test_a_path_the_configuration_names_after_a_reload_is_followed_once_looked_u
     moved = tmp_path / "etc" / "hosts.moved"
     conf.write_text(f"[hosts]\nfile = {moved}\n[router]\ndefaultrouter_file =\n")
     targets.config_path = str(conf)
-    assert etcwriter.handle(targets, {"op": "hosts", "path": str(moved), "block": BLOCK}) is True
+    assert etcfiles_io.handle(targets, {"op": "hosts", "path": str(moved), "block": BLOCK}) is True
     with pytest.raises(ValueError):  # the old path is no longer the configuration's
-        etcwriter.handle(targets, {"op": "hosts", "path": str(tmp_path / "etc" / "hosts"), "block": BLOCK})
+        etcfiles_io.handle(targets, {"op": "hosts", "path": str(tmp_path / "etc" / "hosts"), "block": BLOCK})
 
 
 def test_the_helper_loop_answers_each_channel_and_survives_junk(targets, caplog):
     pairs = [socket.socketpair() for _ in range(2)]
-    helper = threading.Thread(target=etcwriter.serve, args=([b for _, b in pairs], targets,
+    helper = threading.Thread(target=etcfiles_io.serve, args=([b for _, b in pairs], targets,
                                                               logging.getLogger("writer")))
     helper.start()
-    files, service = (etcwriter.HelperWriter(a) for a, _ in pairs)
+    files, service = (etcfiles_io.HelperWriter(a) for a, _ in pairs)
     assert files({"op": "hosts", "path": targets.hosts, "block": BLOCK}) is True
     with pytest.raises(ValueError, match="not the configured hosts file"):
         service({"op": "hosts", "path": "/etc/shadow", "block": BLOCK})

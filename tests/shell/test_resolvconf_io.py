@@ -15,7 +15,7 @@ import threading
 import pytest
 
 from bootres.core import resolvguard
-from bootres.shell.resolvconf import ManagedResolvConf
+from bootres.shell.resolvconf_io import ManagedResolvConf
 
 LISTEN = [("127.0.0.35", 53)]
 ORIGINAL = "search example.test\noptions rotate\nnameserver 198.18.0.10\nnameserver 198.18.0.11\n"
@@ -230,7 +230,7 @@ async def test_trust_ad_is_off_by_default_and_a_reload_that_turns_it_on_rewrites
 @on_a_loop
 async def test_every_file_access_is_on_one_worker_thread_never_the_loops(files, monkeypatch):
     """Issue 11: the loop only decides; reads and writes happen on the object's own worker thread."""
-    from bootres.shell import etcwriter, fileio, resolvconf as shell_resolvconf
+    from bootres.shell import etcfiles_io, fileio, resolvconf_io
 
     path, saved = files
     path.write_text(ORIGINAL)
@@ -245,9 +245,9 @@ async def test_every_file_access_is_on_one_worker_thread_never_the_loops(files, 
         threads.add(threading.current_thread())
         return real_write(*args, **kwargs)
 
-    for module in (shell_resolvconf, etcwriter):  # the guard reads, the writer reads and writes
+    for module in (resolvconf_io, etcfiles_io):  # the guard reads, the writer reads and writes
         monkeypatch.setattr(module, "read_bytes", read_bytes)
-    monkeypatch.setattr(etcwriter, "atomic_write", atomic_write)
+    monkeypatch.setattr(etcfiles_io, "atomic_write", atomic_write)
     resolv = manager(files)
     await resolv.take_over(("a.test",))
     resolv.set_search(("b.test",))
@@ -261,7 +261,7 @@ async def test_every_file_access_is_on_one_worker_thread_never_the_loops(files, 
 
 @on_a_loop
 async def test_search_domains_that_cannot_be_written_are_tried_again_at_the_next_check(files, monkeypatch):
-    from bootres.shell import etcwriter
+    from bootres.shell import etcfiles_io
 
     path, saved = files
     path.write_text(ORIGINAL)
@@ -272,7 +272,7 @@ async def test_search_domains_that_cannot_be_written_are_tried_again_at_the_next
     def full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(etcwriter, "atomic_write", full)
+    monkeypatch.setattr(etcfiles_io, "atomic_write", full)
     with pytest.raises(OSError):
         await resolv.check(1.0)  # the daemon's guard makes it the resolv.conf condition
     monkeypatch.undo()

@@ -36,8 +36,8 @@ import os
 from bootres.core import resolvconf, resolvguard, sources
 from bootres.core.resolvguard import Verdict
 from bootres.core.sources import SourceRecord
-from bootres.shell import etcwriter
-from bootres.shell.etcwriter import RESOLV_CONF, SAVED
+from bootres.shell import etcfiles_io
+from bootres.shell.etcfiles_io import RESOLV_CONF, SAVED
 from bootres.shell.fileio import read_bytes
 
 
@@ -45,10 +45,10 @@ class ManagedResolvConf:
     def __init__(self, log: logging.Logger, listen: list[tuple[str, int]],
                  path: str = RESOLV_CONF, saved: str = SAVED, resolved_list: str = resolvguard.RESOLVED_UPSTREAM_LIST,
                  trust_ad: bool = False, writer=None):
-        """``writer``: the privileged writer's channel for this object's worker thread (``etcwriter``); None:
+        """``writer``: the privileged writer's channel for this object's worker thread (``etcfiles_io``); None:
         the files are written in this process."""
         self.log = log
-        self.write = writer or etcwriter.LocalWriter(etcwriter.Targets(resolv_conf=path, saved=saved,
+        self.write = writer or etcfiles_io.LocalWriter(etcfiles_io.Targets(resolv_conf=path, saved=saved,
                                                                          listen=tuple(listen)))
         self.trust_ad = trust_ad  # `options trust-ad` in our file
         self.listen = tuple(listen)

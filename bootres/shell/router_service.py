@@ -41,7 +41,7 @@ from bootres.core.router import (
     describe_ipv6_defaults,
     discovery_links,
 )
-from bootres.shell import icmpio, netlinkio
+from bootres.shell import rdisc_io, netlink
 from bootres.shell.netwatch import NetlinkWatch
 from bootres.settings import router_settings
 
@@ -67,9 +67,9 @@ class RouterService:
         self.on_change = on_change
         self.rng = random.SystemRandom()  # draws each interface's solicitation delay for the core
         self.core: RouterDiscovery | None = None
-        self.sockets: dict[int, icmpio.IcmpSocket] = {}
+        self.sockets: dict[int, rdisc_io.IcmpSocket] = {}
         self._netlink = netlink
-        self._snapshot: netlinkio.Snapshot | None = None  # the last one observed
+        self._snapshot: netlink.Snapshot | None = None  # the last one observed
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None  # the core's deadline
         self._retry: asyncio.TimerHandle | None = None
@@ -135,7 +135,7 @@ class RouterService:
 
     # --- inputs
 
-    def _observe(self, snapshot: netlinkio.Snapshot) -> None:
+    def _observe(self, snapshot: netlink.Snapshot) -> None:
         """A new view of the kernel (the watch calls this on the loop)."""
         if self._stopped:
             return
@@ -154,7 +154,7 @@ class RouterService:
         self.core.kernel_routes_observed(snapshot.default_routes)
         self._pump()
 
-    def _eligible(self, snapshot: netlinkio.Snapshot) -> list[netlinkio.Link]:
+    def _eligible(self, snapshot: netlink.Snapshot) -> list[netlink.Link]:
         """The links discovery runs on: those named in ``interfaces``, else the host's uplinks (``discovery_links``).
 
         A link left out for being the container or VM side is said once, by
@@ -175,9 +175,9 @@ class RouterService:
         self._skipped = skipped
         return [link for link in snapshot.links if link.index in verdicts and verdicts[link.index] is None]
 
-    def _open_socket(self, link: netlinkio.Link) -> bool:
+    def _open_socket(self, link: netlink.Link) -> bool:
         try:
-            icmp = icmpio.IcmpSocket(link.index, link.name, link.multicast)
+            icmp = rdisc_io.IcmpSocket(link.index, link.name, link.multicast)
         except OSError as error:
             if link.index not in self._socket_failed:  # said once, tried again every RETRY_INTERVAL
                 self.log.warning("cannot open an ICMP socket on %s: %s", link.name, error.strerror or error)
@@ -185,14 +185,14 @@ class RouterService:
             self._retry_later()
             return False
         self._socket_failed.discard(link.index)
-        icmpio.attach(self._loop, icmp, self._datagram)
+        rdisc_io.attach(self._loop, icmp, self._datagram)
         self.sockets[link.index] = icmp
         return True
 
     def _close_socket(self, index: int) -> None:
         icmp = self.sockets.pop(index, None)
         if icmp is not None:
-            icmpio.detach(self._loop, icmp)
+            rdisc_io.detach(self._loop, icmp)
 
     def _datagram(self, data: bytes, ifindex: int) -> None:
         self.core.datagram_received(data, ifindex, self._loop.time())

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import os
 
-from bootres.shell import sourcewatch
-from bootres.shell.sourcewatch import SourcePaths, SourceWatcher
+from bootres.shell import sources_io
+from bootres.shell.sources_io import SourcePaths, SourceWatcher
 
 NETWORKD = "# This is private data. Do not parse.\nADMIN_STATE=configured\nOPER_STATE=routable\nDNS={}\nDOMAINS=lan.test\n"
 
@@ -106,7 +106,7 @@ def test_a_poll_is_a_scan_of_copies_then_apply(tmp_path, caplog):
     lease = tmp_path / "run/bootres/dhclient/eth0.inet"
     write(lease, "nameserver 198.18.0.10\n")
     sources = watcher(tmp_path, caplog)
-    found = sourcewatch.scan(SourcePaths.under(str(tmp_path)), (), {})
+    found = sources_io.scan(SourcePaths.under(str(tmp_path)), (), {})
     assert list(found.present) == [str(lease)] and found.changed[str(lease)].data == b"nameserver 198.18.0.10\n"
     assert sources.records() == []  # a scan changes nothing by itself
     assert sources.apply(found) and servers(sources.records()) == {"dhclient eth0": ["198.18.0.10"]}

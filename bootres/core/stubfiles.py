@@ -1,6 +1,6 @@
 """What goes in /etc/hosts's bootres block and /etc/defaultrouter, when to write them, when to ask DNS.
 
-``HostsBlock`` is a sans-I/O core.  The shell (``bootres/shell/stubfiles.py``)
+``StubFiles`` is a sans-I/O core.  The shell (``bootres/shell/stubfiles_service.py``)
 feeds it:
 
 - ``start`` with both files as they are at start (``FileText``): last run's
@@ -32,7 +32,7 @@ The block, in this order:
 Pinned names are asked at start and every ``refresh_interval``, one lookup
 in flight per name.  The lookup goes to the upstreams only, never to the
 hosts files (bootres's own block is one of them) nor to a stale cached
-answer (``Stub.ask_upstreams``).  A pin exists for when DNS is wrong or
+answer (``Resolver.ask_upstreams``).  A pin exists for when DNS is wrong or
 down, so an answer replaces the addresses and nothing else does:
 
 - no answer (every upstream down, SERVFAIL, timeout): the last addresses
@@ -167,7 +167,7 @@ def _describe(kind: str, content: str) -> str:
     return " ".join(content.split())
 
 
-class HostsBlock:
+class StubFiles:
     """The block's and /etc/defaultrouter's content, the pinned names' lookups and the writes; see the module docstring."""
 
     def __init__(self, settings: Settings, *, hostname: str = "", search: tuple[str, ...] = ()):
