@@ -181,7 +181,7 @@ def make_asyncio():
     import asyncio
     del sys.modules["ssl"]
 step("asyncio" + (" (with ssl)" if mode == "with-ssl" else " (without ssl, as bootres run makes it)"), make_asyncio)
-step("bootres service modules (daemon, resolver_service, dnsio, the cores)",
+step("bootres service modules (daemon, resolver_service, clientwire_io, upstreamwire_io, the cores)",
      lambda: [importlib.import_module(m) for m in ("bootres.shell.daemon", "bootres.shell.resolver_service")])
 def journal():
     from systemd.journal import JournalHandler
@@ -203,7 +203,7 @@ def threads():
 steps_threads = []
 step("%(threads)d worker threads", threads)
 
-from bootres.core import dnsmsg
+from bootres.core import clientwire, upstreamwire
 from bootres.core.cache import Cache
 with open(replies_path, "rb") as f:
     pairs = json.load(f)
@@ -212,7 +212,7 @@ pairs = [(bytes.fromhex(q), bytes.fromhex(r)) for q, r in pairs]
 def fill():
     cache = Cache(len(pairs), 86400.0)
     for n, (query, reply) in enumerate(pairs):
-        cache.put(dnsmsg.peek_query(query)[0], dnsmsg.read_reply(reply).answer, 1000.0 + n * 0.001)
+        cache.put(clientwire.peek_query(query)[0], upstreamwire.read_reply(reply).answer, 1000.0 + n * 0.001)
     return cache
 
 # Three caches of the same entries: the first takes up what reading the

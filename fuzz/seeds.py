@@ -23,7 +23,7 @@ import dns.rdatatype
 import dns.rrset
 
 from bootres.core import cache as cachemod
-from bootres.core import dnsmsg, rdisc
+from bootres.core import rdisc, upstreamwire
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -138,7 +138,7 @@ def cache_seeds() -> list[bytes]:
     """Snapshots of caches holding the reply seeds, in the target's form (count byte + payload), and one whole file."""
     store = cachemod.Cache(100, 86400.0)
     for index, wire in enumerate(reply_seeds()):
-        reply = dnsmsg.read_reply(wire)
+        reply = upstreamwire.read_reply(wire)
         if reply is None or reply.answer.lifetime <= 0:
             continue
         msg = dns.message.from_wire(wire)

@@ -29,7 +29,7 @@ import dns.rdatatype
 
 from bootres import config
 from bootres.core import cache as cachemod
-from bootres.core import dnsmsg, etcfiles, hostsdb, rdisc, resolvconf, router, sources
+from bootres.core import clientwire, dnswire, etcfiles, hostsdb, rdisc, resolvconf, router, sources, upstreamwire
 from bootres.settings import router_settings
 
 
@@ -52,7 +52,7 @@ def _expect(errors: tuple[type[BaseException], ...], call, *args):
 
 # --- DNS: shared helpers ---------------------------------------------------------------------
 
-_NOT_PLAIN_QTYPES = {dnsmsg.OPT, dnsmsg.TSIG, dnsmsg.TKEY, dnsmsg.AXFR, dnsmsg.IXFR, dnsmsg.MAILA, dnsmsg.MAILB}
+_NOT_PLAIN_QTYPES = {dnswire.OPT, dnswire.TSIG, dnswire.TKEY, dnswire.AXFR, dnswire.IXFR, dnswire.MAILA, dnswire.MAILB}
 MAX_TTL_BIT = 0x80000000  # RFC 2181 section 8: a TTL with the top bit set means 0
 
 
@@ -110,7 +110,7 @@ def _sections(msg: dns.message.Message) -> list[dict]:
 
 def _ttl_bound(ttl: int) -> int:
     """The most a client may be told for a record the upstream gave ``ttl`` (RFC 2181 section 8, MAX_TTL)."""
-    return 0 if ttl & MAX_TTL_BIT else min(ttl, dnsmsg.MAX_TTL)
+    return 0 if ttl & MAX_TTL_BIT else min(ttl, dnswire.MAX_TTL)
 
 
 def _swapcase_name(question: bytes) -> bytes:
@@ -154,7 +154,7 @@ def check_served(wire: bytes, upstream: dns.message.Message, head: bytes, questi
                   "differs from dnspython's reading", wire.hex())
             if ttl_checked:
                 check(ttl <= _ttl_bound(want[key][1]), f"{what}: {name} {key[0]} TTL {ttl} outlives the upstream's "
-                      f"{want[key][1]} (RFC 2181 section 8, MAX_TTL {dnsmsg.MAX_TTL})", wire.hex())
+                      f"{want[key][1]} (RFC 2181 section 8, MAX_TTL {dnswire.MAX_TTL})", wire.hex())
 
 
 # --- client queries ---------------------------------------------------------------------------
@@ -174,8 +174,8 @@ def target_query(data: bytes) -> None:
     * Converse: a plain query dnspython reads (no COOKIE option, which
       RFC 7873 lets bootres refuse) is not answered FORMERR.
     """
-    peek = dnsmsg.peek_query(data)
-    parsed = dnsmsg.parse_query(data)
+    peek = clientwire.peek_query(data)
+    parsed = clientwire.parse_query(data)
     msg = dnspython_parse(data)
     if peek is not None:
         key, end, payload, do = peek
@@ -191,7 +191,7 @@ def target_query(data: bytes) -> None:
     if parsed is None:
         check(len(data) < 12 or bool(data[2] & 0x80), "parse_query drops a query without answering", data.hex())
         return
-    if isinstance(parsed, dnsmsg.ClientQuery):
+    if isinstance(parsed, clientwire.ClientQuery):
         check(msg is not None, "parse_query accepts a query dnspython cannot parse", data.hex())
         check(not msg.flags & dns.flags.QR and msg.opcode() == dns.opcode.QUERY and len(msg.question) == 1
               and not msg.answer and not msg.authority and msg.edns in (-1, 0),
@@ -242,7 +242,7 @@ def target_reply(data: bytes) -> None:
     * A reply bootres would cache also survives the cache file: snapshot,
       restore, served stale, the same RRsets.
     """
-    reply = dnsmsg.read_reply(data)
+    reply = upstreamwire.read_reply(data)
     if reply is None:
         return
     msg = dnspython_parse(data)
@@ -254,12 +254,12 @@ def target_reply(data: bytes) -> None:
         return
     # The client query that would have made bootres ask this question (CD as the reply has it).
     question = _question_wire(msg)
-    client = dnsmsg.parse_query(data[:2] + bytes([0x01, data[3] & 0x10]) + b"\x00\x01" + bytes(6) + question)
-    if not isinstance(client, dnsmsg.ClientQuery) or (client.key[-3] << 8 | client.key[-2]) != 1:
+    client = clientwire.parse_query(data[:2] + bytes([0x01, data[3] & 0x10]) + b"\x00\x01" + bytes(6) + question)
+    if not isinstance(client, clientwire.ClientQuery) or (client.key[-3] << 8 | client.key[-2]) != 1:
         return  # answered locally (the stub refuses classes other than IN itself), never asked upstream
     key = client.key
-    our_query = data[:2] + dnsmsg.upstream_query(key)[2:]
-    if not dnsmsg.reply_header_matches(data, our_query):
+    our_query = data[:2] + upstreamwire.upstream_query(key)[2:]
+    if not upstreamwire.reply_header_matches(data, our_query):
         return  # the stub drops it before reading it
     answer = reply.answer
     variants = (
@@ -268,14 +268,14 @@ def target_reply(data: bytes) -> None:
         (_HEADS[2], question, 4096, False, answer.body_stale(), False, False),
     )
     for head, client_question, payload, do, body, tcp, ttl_checked in variants:
-        wire = dnsmsg.render(answer, head, client_question, payload, do, body, tcp)
+        wire = clientwire.render(answer, head, client_question, payload, do, body, tcp)
         check_served(wire, msg, head, client_question, tcp, payload, ttl_checked, "reply",
                      fold_case=client_question != question)
     if answer.lifetime <= 0:
         return
-    check(reply.rcode in (dnsmsg.NOERROR, dnsmsg.NXDOMAIN), "an error reply would be cached", data.hex())
-    check(answer.lifetime <= dnsmsg.MAX_TTL, "cached for longer than MAX_TTL", data.hex())
-    if reply.rcode == dnsmsg.NOERROR and msg.answer:
+    check(reply.rcode in (dnswire.NOERROR, dnswire.NXDOMAIN), "an error reply would be cached", data.hex())
+    check(answer.lifetime <= dnswire.MAX_TTL, "cached for longer than MAX_TTL", data.hex())
+    if reply.rcode == dnswire.NOERROR and msg.answer:
         shortest = min(_ttl_bound(rrset.ttl) for rrset in msg.answer)
         check(answer.lifetime <= shortest, f"cached for {answer.lifetime} s, longer than the answer's TTL {shortest}",
               data.hex())
@@ -287,7 +287,7 @@ def target_reply(data: bytes) -> None:
     check(again.restore(blob, 50.0, 5.0) == 1, "a cached reply does not come back from the cache file", data.hex())
     restored = again.stale(key, 50.0)
     check(restored is not None, "the restored entry is not served stale", data.hex())
-    wire = dnsmsg.render(restored, _HEADS[0], question, 1232, False, restored.body_stale(), True)
+    wire = clientwire.render(restored, _HEADS[0], question, 1232, False, restored.body_stale(), True)
     check_served(wire, msg, _HEADS[0], question, True, 1232, False, "reply via cache_file")
 
 
@@ -305,8 +305,8 @@ def cache_blob(data: bytes) -> bytes:
     return cachemod.MAGIC + struct.pack(">II", count, zlib.crc32(payload)) + payload
 
 
-# The last byte of a cache key: DO + 2 * CD (dnsmsg._KEY_FLAGS), or just DO where CD is not part of the key.
-_KEY_FLAG_BYTES = {flags[0] for flags in getattr(dnsmsg, "_KEY_FLAGS", (b"\x00", b"\x01"))}
+# The last byte of a cache key: DO + 2 * CD (clientwire._KEY_FLAGS), or just DO where CD is not part of the key.
+_KEY_FLAG_BYTES = {flags[0] for flags in getattr(clientwire, "_KEY_FLAGS", (b"\x00", b"\x01"))}
 
 
 def _check_key(key: bytes, blob: bytes) -> None:
@@ -339,9 +339,9 @@ def target_cache_file(data: bytes) -> None:
     for key, answer in entries:
         _check_key(key, blob)
         check(0 <= answer.rcode <= 15, f"restored RCODE {answer.rcode} does not fit the header", blob.hex())
-        question = dnsmsg.question_of(key)
+        question = upstreamwire.question_of(key)
         for payload, tcp in ((1232, True), (0, True), (512, False)):
-            wire = dnsmsg.render(answer, _HEADS[0], question, payload, False, answer.body_stale(), tcp)
+            wire = clientwire.render(answer, _HEADS[0], question, payload, False, answer.body_stale(), tcp)
             served = dnspython_parse(wire)
             check(served is not None, "a restored entry serves a reply dnspython cannot parse", blob.hex(), wire.hex())
             check(_question_wire(served) == question if served.question else False,
@@ -494,7 +494,7 @@ def target_hosts(data: bytes) -> None:
     db = hostsdb.HostsDB(entries)
     expected = set()
     for address, names in entries:
-        family = dnsmsg.AAAA if ":" in address else dnsmsg.A
+        family = dnswire.AAAA if ":" in address else dnswire.A
         for name in names:
             key = _dns_key(name)
             expected.add(key)

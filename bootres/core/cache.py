@@ -1,6 +1,6 @@
 """The answer cache: TTLs, negative answers (RFC 2308), stale answers (RFC 8767), an LRU bound.
 
-Keys and values come from ``dnsmsg``: byte keys (name, type, class, DO) and
+Keys and values come from ``clientwire`` and ``upstreamwire``: byte keys (name, type, class, DO) and
 ``Answer`` objects.  Time is an argument (monotonic seconds).  An entry is
 *fresh* until ``expires_at``, then *stale* until ``stale_until`` (only
 served when upstreams fail), then gone.
@@ -24,9 +24,8 @@ import zlib
 from collections import OrderedDict
 from typing import Container
 
-from bootres.core.dnsmsg import (
-    AD, AXFR, IXFR, MAILA, MAILB, NOERROR, NXDOMAIN, OPT, QR, RA, RD, TKEY, TSIG, Answer, read_reply,
-)
+from bootres.core.dnswire import AD, AXFR, IXFR, MAILA, MAILB, NOERROR, NXDOMAIN, OPT, QR, RA, RD, TKEY, TSIG, Answer
+from bootres.core.upstreamwire import read_reply
 
 # Name, then format version 2 (version 1 held records as the upstream
 # compressed them, with pointers anywhere into its reply).

@@ -33,8 +33,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import struct
 
-from bootres.core.dnsmsg import AAAA, ANY, PTR, A
+from bootres.core.dnswire import A, AAAA, ANY, IN, NOERROR, PTR, SOA, Answer, wire_name
 
 LOCAL_TTL = 0  # local data: clients should not keep it beyond this answer
 # A local NODATA may be kept this long (its SOA's TTL and MINIMUM, RFC 2308):
@@ -131,3 +132,31 @@ class HostsDB:
         if target is not None:
             found.append((PTR, target))
         return found if rdtype == ANY else [record for record in found if record[0] == rdtype]
+
+
+def local_answer(records: list[tuple[int, str]], ttl: int, negative_ttl: int) -> Answer:
+    """An answer made here (hosts files) from ``(type, text)``: A/AAAA addresses, PTR names.
+
+    Every owner is a pointer to the question, so it fits whichever question
+    it answers.  No record is NODATA, which carries an SOA for the question's
+    name in the authority section, as if the name were a zone of its own, so
+    that a client may cache the "no" (RFC 2308 sections 3 and 5: for the
+    lesser of the SOA's TTL and MINIMUM, both ``negative_ttl`` here).  Its
+    primary server is the name itself and its mailbox ``nobody.invalid.``,
+    the other fields those of the SOA unbound makes for its local zones.
+    """
+    parts = []
+    for rdtype, text in records:
+        rdata = wire_name(text) if rdtype == PTR else ipaddress.ip_address(text).packed
+        parts.append(b"\xc0\x0c" + struct.pack(">HHIH", rdtype, IN, ttl, len(rdata)) + rdata)
+    if not parts:
+        rdata = b"\xc0\x0c" + _NOBODY_INVALID + struct.pack(">IIIII", 1, 3600, 1200, 604800, negative_ttl)
+        parts.append(b"\xc0\x0c" + struct.pack(">HHIH", SOA, IN, negative_ttl, len(rdata)) + rdata)
+    offsets, pos = [], 0
+    for part in parts:
+        offsets.append(pos + 6)  # pointer (2), type (2), class (2), then the TTL
+        pos += len(part)
+    return Answer(NOERROR, False, len(records), 0 if records else 1, 0, b"".join(parts), offsets, 0)
+
+
+_NOBODY_INVALID = b"\x06nobody\x07invalid\x00"  # RFC 6761 section 6.4: a name that is never anyone's

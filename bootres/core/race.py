@@ -26,7 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from bootres.core.dnsmsg import NOERROR, NXDOMAIN, UpstreamReply, read_reply, reply_header_matches
+from bootres.core.dnswire import NOERROR, NXDOMAIN
+from bootres.core.upstreamwire import UpstreamReply, read_reply, reply_header_matches
 from bootres.core.effects import CloseUpstream, SendUpstream
 from bootres.core.upstreams import MAX_RTO, MIN_RTO, Upstream
 

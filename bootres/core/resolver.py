@@ -1,7 +1,7 @@
 """The resolver's front door: queries, upstream replies and the clock in; replies and sends out.
 
 For each query, in order: the ``allow`` list (others get REFUSED), the
-parse ladder of ``dnsmsg.parse_query``, hosts files, the cache, then the
+parse ladder of ``clientwire.parse_query``, hosts files, the cache, then the
 upstreams of the question's group (split DNS, see ``routing``): a miss is
 raced within that group only.  Identical questions in flight share one
 ``Race``; their askers wait on a ``_Pending``.  Serve-stale (RFC 8767): an
@@ -33,9 +33,11 @@ group that lists it and kept across ``reconfigure`` while it stays.
 only, never the hosts files (bootres's own block is one) or the cache, and
 a failure rather than a stale answer.
 
-Cache hits on plain UDP queries take ``fast_answer``, the measured hot path:
-bytes in, bytes out, no dnspython, no effects.  Everything else goes through
-``query_received`` and comes back as effects from ``drain``.
+UDP queries come in through ``udp_query_received``: a cache hit is
+answered by ``fast_answer``, the measured hot path (bytes in, bytes out, no
+dnspython, no effects); a miss goes on to ``query_received`` with the
+client handle the shell makes only then.  TCP queries and the service's own
+go to ``query_received``; what it decides comes back as effects from ``drain``.
 
 Every input (those two, ``ask_upstreams``, ``upstream_reply``,
 ``upstream_failed`` and each item of ``timer_fired``) is guarded: an
@@ -57,9 +59,10 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from bootres.core import dnsmsg
+from bootres.core import clientwire, dnswire, hostsdb, upstreamwire
 from bootres.core.cache import Cache
-from bootres.core.dnsmsg import Answer, ClientQuery
+from bootres.core.clientwire import ClientQuery
+from bootres.core.dnswire import Answer
 from bootres.core.effects import WARNING, Log, Respond
 from bootres.core.hostsdb import LOCAL_NEGATIVE_TTL, LOCAL_TTL, HostsDB
 from bootres.core.race import Outcome, Race
@@ -169,6 +172,17 @@ class Resolver:
 
     # --- the measured hot path
 
+    def udp_query_received(self, data: bytes, host: str | None, now: float, reach: Callable, token: Any) -> bytes | None:
+        """A UDP query: the reply for a cache hit, to send at once; None for a miss, taken the slow way here.
+
+        ``reach(token, host)`` makes the miss's client handle (its reply
+        comes back later in a ``Respond``); hits never pay for one.
+        """
+        reply = self.fast_answer(data, host, now)
+        if reply is None:
+            self.query_received(data, reach(token, host), host, False, now)
+        return reply
+
     def fast_answer(self, data: bytes, host: str | None, now: float) -> bytes | None:
         """The reply to a plain UDP query answered from fresh cache, or None for the slow path.
 
@@ -197,7 +211,7 @@ class Resolver:
                     self.hits += 1
                     self.cache.touch(key)
                     return data[:2] + tail
-            peek = dnsmsg.peek_query(data)
+            peek = clientwire.peek_query(data)
             if peek is None:
                 return None
             key, end, payload, do = peek
@@ -207,7 +221,7 @@ class Resolver:
             self.queries += 1
             self.hits += 1
             age = int(now - answer.stored_at)
-            wire = dnsmsg.render(answer, data, data[12:end], payload, do, answer.body_at(age), False,
+            wire = clientwire.render(answer, data, data[12:end], payload, do, answer.body_at(age), False,
                                  self.settings.trust_ad)
             refresh_at = self._refresh_at(answer)
             if now >= refresh_at:
@@ -233,12 +247,12 @@ class Resolver:
         try:
             if host is not None and not self.allows(host):
                 self.refused += 1
-                parsed = dnsmsg.parse_query(data)
+                parsed = clientwire.parse_query(data)
                 if isinstance(parsed, ClientQuery):
-                    reply = dnsmsg.error_reply(parsed.head, parsed.question, dnsmsg.REFUSED, parsed.payload)
+                    reply = clientwire.error_reply(parsed.head, parsed.question, dnswire.REFUSED, parsed.payload)
                     self._out.append(Respond(client, reply, "local"))
                 return
-            parsed = dnsmsg.parse_query(data)
+            parsed = clientwire.parse_query(data)
             if not isinstance(parsed, ClientQuery):
                 self.malformed += 1
                 if parsed is not None:
@@ -264,7 +278,7 @@ class Resolver:
         """
         waiter = before = None
         try:
-            parsed = dnsmsg.parse_query(data)
+            parsed = clientwire.parse_query(data)
             if not isinstance(parsed, ClientQuery):  # our own query_wire made it: a bug of ours
                 raise ValueError(f"ask_upstreams was given no query it can ask: {data[:64]!r}")
             waiter = _Waiter(client, parsed, True, upstream_only=True)
@@ -290,7 +304,7 @@ class Resolver:
         if waiter is None:  # while reading it: answer from the header alone
             self._internal_error(doing[0], ())
             if len(data) >= 12 and not data[2] & 0x80:
-                reply = dnsmsg.error_reply(data[:4], b"", dnsmsg.SERVFAIL)
+                reply = clientwire.error_reply(data[:4], b"", dnswire.SERVFAIL)
                 self._out.append(Respond(client, reply, "local", None, _INTERNAL))
             return
         # The race it joined or started (a background refresh included) may be
@@ -310,7 +324,7 @@ class Resolver:
             except Exception:
                 self._internal_error("handling an upstream reply", (pending,), race=race)
 
-    def upstream_failed(self, token: int, now: float, why: str, hard: bool = False) -> None:
+    def upstream_failed(self, token: int, why: str, hard: bool, now: float) -> None:
         """A query could not be sent or failed; ``hard``: the kernel says its upstream is unreachable (see race)."""
         race = self._routes.get(token)
         if race is not None:
@@ -415,18 +429,18 @@ class Resolver:
     def _answer(self, waiter: _Waiter, now: float) -> None:
         query = waiter.query
         qclass = query.qclass
-        if qclass != dnsmsg.IN:
+        if qclass != dnswire.IN:
             # Never forwarded: CH version.bind, id.server and hostname.bind would
             # tell whoever asks which server and software answer upstream, and
             # neither the upstreams nor the hosts files serve any other class.
             # REFUSED, as unbound with hide-identity/hide-version and nsd say.
             self.refused += 1
             name = _CLASS_NAMES.get(qclass, f"CLASS{qclass}")
-            self._respond_error(waiter, dnsmsg.REFUSED, f"class {name} is not served")
+            self._respond_error(waiter, dnswire.REFUSED, f"class {name} is not served")
             return
         records = self.hosts.lookup(query.key[:-5], query.qtype)
         if records is not None:
-            answer = dnsmsg.local_answer(records, LOCAL_TTL, LOCAL_NEGATIVE_TTL)
+            answer = hostsdb.local_answer(records, LOCAL_TTL, LOCAL_NEGATIVE_TTL)
             self._respond(waiter, answer, answer.body_at(0), "hosts")
             return
         answer = self.cache.fresh(query.key, now)
@@ -570,7 +584,7 @@ class Resolver:
         """
         settings = self.settings
         race = Race(
-            dnsmsg.upstream_query(key),
+            upstreamwire.upstream_query(key),
             group.plan(now),
             hedge=settings.strategy == "hedge",
             hedge_delay=settings.hedge_delay,
@@ -715,7 +729,7 @@ class Resolver:
     def _respond(self, waiter: _Waiter, answer: Answer, body: bytes, source: str, upstream: str | None = None,
                  reason: str | None = None) -> None:
         q = waiter.query
-        wire = dnsmsg.render(answer, q.head, q.question, q.payload, q.do, body, waiter.tcp, self.settings.trust_ad)
+        wire = clientwire.render(answer, q.head, q.question, q.payload, q.do, body, waiter.tcp, self.settings.trust_ad)
         waiter.answered = True
         self._out.append(Respond(waiter.client, wire, source, upstream, reason))
 
@@ -725,12 +739,12 @@ class Resolver:
 
     def _respond_servfail(self, waiter: _Waiter, reason: str) -> None:
         self.servfail += 1
-        self._respond_error(waiter, dnsmsg.SERVFAIL, reason)
+        self._respond_error(waiter, dnswire.SERVFAIL, reason)
 
     def _respond_error(self, waiter: _Waiter, rcode: int, reason: str) -> None:
         q = waiter.query
         waiter.answered = True
-        self._out.append(Respond(waiter.client, dnsmsg.error_reply(q.head, q.question, rcode, q.payload),
+        self._out.append(Respond(waiter.client, clientwire.error_reply(q.head, q.question, rcode, q.payload),
                                  "local", None, reason))
 
     def _internal_error(self, doing: str, pendings, waiter: _Waiter | None = None, race: Race | None = None) -> None:

@@ -29,16 +29,11 @@ from bootres.core.effects import Log
 
 
 class CoreDriver:
-    def __init__(self, core, handlers: dict[type, Callable[[Any], None]], log: logging.Logger, *,
-                 first: type | None = None):
-        """``handlers``: the function that carries out each type of effect the core emits (not ``Log``).
-
-        ``first``: effects of this type are carried out before the others
-        of the same drain (the resolver's replies: a client should not wait
-        for the sockets of the race that answered it to be closed).
-        """
+    def __init__(self, core, log: logging.Logger, *, first: type | None = None):
+        """``first``: effects of this type are carried out before the others of the same drain (the resolver's
+        replies: a client should not wait for the sockets of the race that answered it to be closed)."""
         self.core = core
-        self._handlers = {Log: self._log, **handlers}
+        self._handlers: dict[type, Callable[[Any], None]] = {}
         self._first = first
         self._logger = log
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -47,8 +42,13 @@ class CoreDriver:
         self._timer_at: float | None = None
         self.after: Callable[[], None] | None = None  # called after each pump while set (a start-up wait)
 
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Carry out what the core asked for so far, and from now on."""
+    def start(self, loop: asyncio.AbstractEventLoop, handlers: dict[type, Callable[[Any], None]]) -> None:
+        """Carry out what the core asked for so far, and from now on.
+
+        ``handlers``: the function that carries out each type of effect the
+        core emits (``Log`` goes to the logger).
+        """
+        self._handlers = {Log: self._log, **handlers}
         self._loop = loop
         self.pump()
 
@@ -61,6 +61,10 @@ class CoreDriver:
     @property
     def running(self) -> bool:
         return self._loop is not None and not self._stopped
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
 
     def now(self) -> float:
         # Before start there is no loop of ours yet; asyncio's clock is time.monotonic.

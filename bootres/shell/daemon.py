@@ -202,7 +202,7 @@ class Daemon:
         store, so that without the socket unit too, the queries that arrive
         while no bootres runs wait in the buffers.
         """
-        from bootres.shell import dnsio
+        from bootres.shell import clientwire_io
 
         passed: dict[tuple, tuple[str, socket.socket]] = {}
         # The fd store's first: a socket unit's socket for the same address replaces it.
@@ -227,7 +227,7 @@ class Daemon:
                 for sock in (udp, tcp):
                     if sock is not None:
                         sock.close()
-                udp, tcp = dnsio.bind_listener(endpoint, free=endpoint == self.cfg.resolver.container_listen)
+                udp, tcp = clientwire_io.bind_listener(endpoint, free=endpoint == self.cfg.resolver.container_listen)
                 store += [udp, tcp]
             listeners.append((endpoint, udp, tcp))
         stale: dict[str, set[str]] = {}

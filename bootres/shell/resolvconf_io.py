@@ -33,7 +33,7 @@ import concurrent.futures
 import logging
 import os
 
-from bootres.core import resolvconf, resolvguard, sources
+from bootres.core import resolvguard, sources
 from bootres.core.resolvguard import Verdict
 from bootres.core.sources import SourceRecord
 from bootres.shell import etcfiles_io

@@ -1,8 +1,8 @@
 """ResolverService: the caching stub resolver as one asyncio service.
 
 It owns the sockets, files and the clock around ``bootres.core.resolver.Resolver``:
-every input goes into the core, then ``_pump`` carries out the effects it
-returned and re-arms the single timer at the core's next deadline.
+the core runs under a ``CoreDriver``, to which the sockets feed their input
+directly (docs/internals.md walks a query through).
 
 ``python -m bootres.shell.resolver_service -c CONF`` runs just the resolver in the
 foreground (tests and ``bench/`` use it); ``bootres run`` composes the same
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
+import functools
 import logging
 import os
 import resource
@@ -26,13 +27,14 @@ from typing import Callable
 from bootres import config
 from bootres.config import Endpoint, ResolverConfig
 from bootres.settings import resolver_settings
-from bootres.core import dnsmsg
+from bootres.core import clientwire
 from bootres.core.cache import Cache, CacheFileError, Snapshot
-from bootres.core.effects import CloseUpstream, Log, Respond, SendUpstream
+from bootres.core.effects import CloseUpstream, Respond, SendUpstream
 from bootres.core.hostsdb import HostsDB, parse_hosts
 from bootres.core import containerside, publicsuffix, sources
 from bootres.core.resolver import Resolver, ResolverSettings
-from bootres.shell import control, dnsio
+from bootres.shell import clientwire_io, control, upstreamwire_io
+from bootres.shell.core_driver import CoreDriver
 from bootres.shell.fileio import FileRead, atomic_write, open_regular, read_bytes, read_changed
 from bootres.shell.sources_io import POLL_INTERVAL, Scan, SourcePaths, SourceWatcher
 
@@ -85,22 +87,20 @@ class ResolverService:
         self.selection = self._select(cfg)
         self._warn(self.selection)
         self.core = Resolver(resolver_settings(cfg, self.selection.routing), Cache(cfg.cache_size, cfg.stale_max_age), _random_id)
-        self._udp: list[dnsio.UdpListener] = []
-        self._tcp: list[dnsio.TcpListener] = []
-        self._tcp_pool = dnsio.TcpPool(self._tcp_limits(cfg), self.core.allows)
-        self._upstream_io: dnsio.UpstreamSockets | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
+        self._udp: list[clientwire_io.UdpListener] = []
+        self._tcp: list[clientwire_io.TcpListener] = []
+        self._tcp_pool = clientwire_io.TcpPool(self._tcp_limits(cfg), self.core.allows)
+        self.driver = CoreDriver(self.core, log, first=Respond)
+        self._upstream_io: upstreamwire_io.UpstreamSockets | None = None
         self._watch: asyncio.Task | None = None
         self._hosts: dict[str, FileRead] = {}  # the last read of each hosts file
         self._hosts_paths: tuple[str, ...] | None = None  # the hosts_files the core's hosts come from
         self._saving: asyncio.Task | None = None
-        self._settling: asyncio.Future | None = None  # set while settled() waits
         self.listening: list[str] = []
         self._container: tuple[Endpoint, socket.socket, socket.socket] | None = None  # bound, not yet read
         self._container_side = containerside.NOTHING
-        self._container_udp: dnsio.ContainerUdpListener | None = None
-        self._container_tcp: dnsio.TcpListener | None = None
+        self._container_udp: clientwire_io.ContainerUdpListener | None = None
+        self._container_tcp: clientwire_io.TcpListener | None = None
 
     # --- life cycle
 
@@ -115,23 +115,27 @@ class ResolverService:
         self._load_cache()
         self._apply_files(*self._files_reader()())
         bound = self._given_listeners or [
-            (ep, *dnsio.bind_listener(ep, free=ep == self.cfg.container_listen)) for ep in self.cfg.endpoints]
-        self._upstream_io = dnsio.UpstreamSockets(self._loop, self._upstream_reply, self._upstream_failed)
+            (ep, *clientwire_io.bind_listener(ep, free=ep == self.cfg.container_listen)) for ep in self.cfg.endpoints]
+        # The sockets hand their input straight to the driver, and it hands them the core's effects.
+        feed, core = self.driver.feed, self.core
+        self._upstream_io = upstreamwire_io.UpstreamSockets(
+            self._loop, functools.partial(feed, core.upstream_reply), functools.partial(feed, core.upstream_failed))
+        self.driver.start(self._loop, {Respond: clientwire_io.reply, SendUpstream: self._upstream_io.send,
+                                       CloseUpstream: self._upstream_io.close})
         for endpoint, udp, tcp in bound:
             if endpoint == self.cfg.container_listen:
                 # Read once the container side is known (container_side_changed): until then its queries wait
                 # in the sockets' queues, neither refused nor admitted blind.
                 self._container = (endpoint, udp, tcp)
                 continue
-            self._udp.append(dnsio.UdpListener(self._loop, udp, self.core.fast_answer, self._udp_query,
-                                               self._arm_timer))
-            listener = dnsio.TcpListener(tcp, self._tcp_query, self._tcp_pool)
+            self._udp.append(clientwire_io.UdpListener(self._loop, udp, core.udp_query_received, self.driver.pump))
+            listener = clientwire_io.TcpListener(tcp, functools.partial(feed, core.query_received), self._tcp_pool)
             await listener.start()
             self._tcp.append(listener)
             self.listening.append(str(endpoint))
         self._watch = self._loop.create_task(self._watch_files(WATCH_INTERVAL), name="bootres-resolver-files")
-        if self.core.refresh_at_start(self._now()):
-            self._pump()
+        if self.core.refresh_at_start(self.driver.now()):
+            self.driver.pump()
 
     async def settled(self) -> None:
         """Return once the start's refreshes have settled (``Resolver.settled_at``): at most ``boot_stale_after``.
@@ -139,16 +143,22 @@ class ResolverService:
         Called before READY: the first clients after it get a fresh answer
         from a nameserver that is up, or yesterday's at once when none is.
         """
-        until = self.core.settled_at(self._now())
+        until = self.core.settled_at(self.driver.now())
         if until is None:
             return
-        self._settling = self._loop.create_future()
+        settling = self._loop.create_future()
+
+        def check() -> None:
+            if not settling.done() and self.core.settled_at(self.driver.now()) is None:
+                settling.set_result(None)
+
+        self.driver.after = check  # only while this waits: the answers to queries after READY never call it
         try:
-            await asyncio.wait_for(self._settling, until - self._now())
+            await asyncio.wait_for(settling, until - self.driver.now())
         except asyncio.TimeoutError:
             pass  # silent for boot_stale_after: settled by definition
         finally:
-            self._settling = None
+            self.driver.after = None
 
     async def container_side_changed(self, side: containerside.ContainerSide) -> None:
         """Where the container address may be asked from now (the daemon's ContainerAddress, from netlink).
@@ -160,9 +170,10 @@ class ResolverService:
             return
         endpoint, udp, tcp = self._container
         self._container = None
-        self._container_udp = dnsio.ContainerUdpListener(self._loop, udp, self._side, self.core.fast_answer,
-                                                         self._udp_query, self._arm_timer)
-        self._container_tcp = dnsio.TcpListener(tcp, self._tcp_query, self._tcp_pool, side=self._side)
+        self._container_udp = clientwire_io.ContainerUdpListener(self._loop, udp, self._side,
+                                                                 self.core.udp_query_received, self.driver.pump)
+        self._container_tcp = clientwire_io.TcpListener(tcp, functools.partial(self.driver.feed, self.core.query_received),
+                                                        self._tcp_pool, side=self._side)
         await self._container_tcp.start()
 
     def _side(self) -> containerside.ContainerSide:
@@ -182,8 +193,7 @@ class ResolverService:
             for sock in self._container[1:]:
                 sock.close()
             self._container = None
-        if self._timer is not None:
-            self._timer.cancel()
+        self.driver.stop()
         if self._watch is not None:
             self._watch.cancel()
             await asyncio.wait([self._watch])
@@ -220,7 +230,7 @@ class ResolverService:
             done = False
             while not done:
                 await asyncio.sleep(pause)  # the loop answers what arrived meanwhile
-                done = snapshot.step(self._now(), SAVE_STEP)
+                done = snapshot.step(self.driver.now(), SAVE_STEP)
             data = snapshot.finish()
             try:
                 # write, fsync, rename and the directory's fsync release the
@@ -288,22 +298,21 @@ class ResolverService:
     def routes_changed(self, _snapshot) -> None:
         """A NetlinkWatch subscriber: links, addresses or default routes changed (a DHCP lease, say)."""
         self.core.routes_changed()
-        self._pump()
+        self.driver.pump()
 
     async def query(self, name: str, rdtype: str = "A") -> dict:
         """Resolve like a client would; the dict is what ``bootres query`` prints."""
-        import dns.message  # only here: see bootres/core/dnsmsg.py on startup time
+        import dns.message  # only here: see bootres/core/clientwire.py on startup time
         import dns.rcode
 
-        started = self._now()
+        started = self.driver.now()
         try:
-            wire = dnsmsg.query_wire(name, rdtype)
+            wire = clientwire.query_wire(name, rdtype)
         except Exception as exc:  # dnspython's own errors for a bad name or type: tell the asker
             return {"answered": False, "name": name, "type": rdtype, "error": str(exc)}
-        future = self._loop.create_future()
-        self.core.query_received(wire, future, None, True, self._now())
-        self._pump()
-        effect: Respond = await future
+        asker = _Asker(self._loop)
+        self.driver.feed(self.core.query_received, wire, asker, None, True)
+        effect: Respond = await asker.future
         reply = dns.message.from_wire(effect.wire)
         rcode = reply.rcode()
         result = {
@@ -314,7 +323,7 @@ class ResolverService:
             "answers": [line for rrset in reply.answer for line in rrset.to_text().splitlines()],
             "upstream": effect.upstream,
             "source": effect.source,
-            "ms": round((self._now() - started) * 1000, 3),
+            "ms": round((self.driver.now() - started) * 1000, 3),
         }
         if not result["answered"] and effect.reason:
             result["reason"] = effect.reason  # why SERVFAIL (or the upstreams' error) was answered
@@ -328,16 +337,15 @@ class ResolverService:
         (NXDOMAIN, or neither A nor AAAA); None unless both questions got
         an answer, so a pin never loses a family to one lost reply.
         """
-        import dns.exception  # only here: see bootres/core/dnsmsg.py on startup time
+        import dns.exception  # only here: see bootres/core/clientwire.py on startup time
         import dns.message
         import dns.rcode
         import dns.rdatatype
 
         async def ask(rdtype: str) -> list[str] | None:
-            future = self._loop.create_future()
-            self.core.ask_upstreams(dnsmsg.query_wire(name, rdtype), future, self._now())
-            self._pump()
-            effect: Respond = await future
+            asker = _Asker(self._loop)
+            self.driver.feed(self.core.ask_upstreams, clientwire.query_wire(name, rdtype), asker)
+            effect: Respond = await asker.future
             try:
                 reply = dns.message.from_wire(effect.wire)
             except dns.exception.DNSException:  # an error reply from the stub's own guard
@@ -349,68 +357,6 @@ class ResolverService:
 
         v4, v6 = await asyncio.gather(ask("A"), ask("AAAA"))
         return None if v4 is None or v6 is None else v4 + v6
-
-    # --- the core's inputs
-
-    def _now(self) -> float:
-        return self._loop.time() if self._loop is not None else time.monotonic()
-
-    def _udp_query(self, data: bytes, client, host: str, now: float) -> None:
-        self.core.query_received(data, client, host, False, now)
-        self._pump()
-
-    def _tcp_query(self, data: bytes, writer, host: str) -> None:
-        self.core.query_received(data, writer, host, True, self._now())
-        self._pump()
-
-    def _upstream_reply(self, token: int, data: bytes, source) -> None:
-        self.core.upstream_reply(token, data, source, self._now())
-        self._pump()
-
-    def _upstream_failed(self, token: int, why: str, hard: bool) -> None:
-        self.core.upstream_failed(token, self._now(), why, hard)
-        self._pump()
-
-    def _timer_fired(self) -> None:
-        self._timer = self._timer_at = None
-        self.core.timer_fired(self._now())
-        self._pump()
-
-    # --- the core's effects
-
-    def _pump(self) -> None:
-        effects = self.core.drain()
-        # Answers first: a client waiting on a reply should not also wait for
-        # the sockets of the race that produced it to be closed.
-        effects.sort(key=lambda effect: not isinstance(effect, Respond))
-        for effect in effects:
-            if isinstance(effect, Respond):
-                client = effect.client
-                if isinstance(client, tuple):
-                    dnsio.send_udp_reply(client, effect.wire)
-                elif isinstance(client, asyncio.Future):
-                    if not client.done():
-                        client.set_result(effect)
-                else:
-                    dnsio.send_tcp_reply(client, effect.wire)
-            elif isinstance(effect, SendUpstream):
-                self._upstream_io.send(effect.token, effect.address, effect.wire, effect.tcp)
-            elif isinstance(effect, CloseUpstream):
-                self._upstream_io.close(effect.token)
-            elif isinstance(effect, Log):
-                self.log.log(effect.level, "%s", effect.message)
-        if self._settling is not None and not self._settling.done() and self.core.settled_at(self._now()) is None:
-            self._settling.set_result(None)
-        self._arm_timer()
-
-    def _arm_timer(self) -> None:
-        """Have the core's timer fire at its deadline (after its effects, and after each batch of fast answers)."""
-        when = self.core.deadline()
-        if when != self._timer_at:
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer_at = when
-            self._timer = None if when is None else self._loop.call_at(when, self._timer_fired)
 
     # --- files
 
@@ -433,7 +379,7 @@ class ResolverService:
             self.log.warning("cache file %s ignored: %s", path, exc.strerror or exc)
             return
         try:
-            count = self.core.cache.restore(blob, self._now(), age)
+            count = self.core.cache.restore(blob, self.driver.now(), age)
         except CacheFileError as exc:
             self.log.warning("cache file %s ignored: %s", path, exc)
             return
@@ -528,8 +474,21 @@ class ResolverService:
         return publicsuffix.PublicSuffixes.parse(data.decode("utf-8", "replace"))
 
     @staticmethod
-    def _tcp_limits(cfg: ResolverConfig) -> dnsio.TcpLimits:
-        return dnsio.TcpLimits(cfg.tcp_connections, cfg.tcp_idle_timeout, cfg.tcp_output_queue)
+    def _tcp_limits(cfg: ResolverConfig) -> clientwire_io.TcpLimits:
+        return clientwire_io.TcpLimits(cfg.tcp_connections, cfg.tcp_idle_timeout, cfg.tcp_output_queue)
+
+
+class _Asker:
+    """The handle of the service's own question (``query``, ``lookup_pinned``): its reply completes a future."""
+
+    __slots__ = ("future",)
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.future = loop.create_future()
+
+    def reply(self, effect: Respond) -> None:
+        if not self.future.done():
+            self.future.set_result(effect)
 
 
 def describe(selection: sources.Selection) -> str:

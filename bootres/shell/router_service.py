@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import ipaddress
 import logging
 import os
@@ -29,7 +30,6 @@ import random
 from typing import Callable
 
 from bootres.config import RouterConfig
-from bootres.core.effects import Log
 from bootres.core.rdisc import MAX_SOLICITATION_DELAY
 from bootres.core.router import (
     ClearDefaultRoute,
@@ -42,6 +42,7 @@ from bootres.core.router import (
     discovery_links,
 )
 from bootres.shell import rdisc_io, netlink
+from bootres.shell.core_driver import CoreDriver
 from bootres.shell.netwatch import NetlinkWatch
 from bootres.settings import router_settings
 
@@ -66,26 +67,29 @@ class RouterService:
         self.log = log
         self.on_change = on_change
         self.rng = random.SystemRandom()  # draws each interface's solicitation delay for the core
-        self.core: RouterDiscovery | None = None
+        self.core = RouterDiscovery(router_settings(cfg), remembered=self.remembered)
+        self.driver = CoreDriver(self.core, log)
         self.sockets: dict[int, rdisc_io.IcmpSocket] = {}
         self._netlink = netlink
         self._snapshot: netlink.Snapshot | None = None  # the last one observed
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._timer: asyncio.TimerHandle | None = None  # the core's deadline
         self._retry: asyncio.TimerHandle | None = None
         self._route_tasks: set[asyncio.Task] = set()  # referenced so they are not collected mid-flight
         self._route_problem: str | None = None
         self._socket_failed: set[int] = set()
         self._skipped: dict[str, str] = {}  # interface name -> why discovery does not run there (said once)
-        self._stopped = False
 
     # --- lifecycle
 
     async def start(self) -> None:
         """Start from last boot's routers, then follow the watch's snapshots and the ICMP sockets."""
         self._loop = asyncio.get_running_loop()
-        self.core = RouterDiscovery(router_settings(self.cfg), remembered=self.remembered)
-        self._pump()
+        self.driver.start(self._loop, {
+            SendSolicitation: self._send,
+            SetDefaultRoute: lambda effect: self._change_route(self._set_route(effect)),
+            ClearDefaultRoute: lambda effect: self._change_route(self._clear_route(effect)),
+            RoutersChanged: self._routers_changed,
+        })
         self._netlink.subscribe(self._observe)  # delivers the current snapshot at once
 
     async def stop(self) -> None:
@@ -94,11 +98,10 @@ class RouterService:
         The route stays: a restart must not cut the host off (the next start
         reconciles it).
         """
-        self._stopped = True
-        for handle in (self._timer, self._retry):
-            if handle is not None:
-                handle.cancel()
-        self._timer = self._retry = None
+        self.driver.stop()
+        if self._retry is not None:
+            self._retry.cancel()
+        self._retry = None
         for index in list(self.sockets):
             self._close_socket(index)
         # The watch runs them on its worker, which outlives us: wait, so a
@@ -115,7 +118,7 @@ class RouterService:
         def commit() -> None:
             self.cfg = cfg
             self.core.reconfigure(settings)
-            self._pump()
+            self.driver.pump()
             if self._snapshot is not None:
                 self._observe(self._snapshot)
 
@@ -130,17 +133,17 @@ class RouterService:
         if snapshot is not None:
             names = {link.index: link.name for link in snapshot.links}
             ipv6 = describe_ipv6_defaults(snapshot.default_routes6, names)
-        return {"discovery": self.cfg.discovery, **self.core.status(self._loop.time()),
+        return {"discovery": self.cfg.discovery, **self.core.status(self.driver.now()),
                 "skipped_interfaces": dict(sorted(self._skipped.items())), "ipv6_default_routes": ipv6}
 
     # --- inputs
 
     def _observe(self, snapshot: netlink.Snapshot) -> None:
         """A new view of the kernel (the watch calls this on the loop)."""
-        if self._stopped:
+        if not self.driver.running:
             return
         self._snapshot = snapshot
-        now = self._loop.time()
+        now = self.driver.now()
         wanted = {link.index: link for link in self._eligible(snapshot)}
         for index in [i for i in self.core.interfaces if i not in wanted]:
             self._close_socket(index)
@@ -152,7 +155,7 @@ class RouterService:
             if self.core.interfaces.get(link.index) != interface:
                 self.core.set_interface(interface, now, self.rng.uniform(0.0, MAX_SOLICITATION_DELAY))
         self.core.kernel_routes_observed(snapshot.default_routes)
-        self._pump()
+        self.driver.pump()
 
     def _eligible(self, snapshot: netlink.Snapshot) -> list[netlink.Link]:
         """The links discovery runs on: those named in ``interfaces``, else the host's uplinks (``discovery_links``).
@@ -185,7 +188,7 @@ class RouterService:
             self._retry_later()
             return False
         self._socket_failed.discard(link.index)
-        rdisc_io.attach(self._loop, icmp, self._datagram)
+        rdisc_io.attach(self._loop, icmp, functools.partial(self.driver.feed, self.core.datagram_received))
         self.sockets[link.index] = icmp
         return True
 
@@ -194,17 +197,8 @@ class RouterService:
         if icmp is not None:
             rdisc_io.detach(self._loop, icmp)
 
-    def _datagram(self, data: bytes, ifindex: int) -> None:
-        self.core.datagram_received(data, ifindex, self._loop.time())
-        self._pump()
-
-    def _tick(self) -> None:
-        self._timer = None
-        self.core.timer_fired(self._loop.time())
-        self._pump()
-
     def _retry_later(self) -> None:
-        if self._retry is None and not self._stopped:
+        if self._retry is None and self.driver.running:
             self._retry = self._loop.call_later(RETRY_INTERVAL, self._retry_now)
 
     def _retry_now(self) -> None:
@@ -214,29 +208,7 @@ class RouterService:
         if self._snapshot is not None:
             self._observe(self._snapshot)
 
-    # --- effects
-
-    def _pump(self) -> None:
-        """Carry out what the core asked for, then re-arm its one timer; nothing once stopped."""
-        if self._stopped:
-            return
-        for effect in self.core.drain():
-            if isinstance(effect, SendSolicitation):
-                self._send(effect)
-            elif isinstance(effect, SetDefaultRoute):
-                self._change_route(self._set_route(effect))
-            elif isinstance(effect, ClearDefaultRoute):
-                self._change_route(self._clear_route(effect))
-            elif isinstance(effect, RoutersChanged):
-                self._routers_changed(effect)
-            elif isinstance(effect, Log):
-                self.log.log(effect.level, "%s", effect.message)
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        deadline = self.core.deadline()
-        if deadline is not None:
-            self._timer = self._loop.call_at(deadline, self._tick)
+    # --- effects (the driver calls these)
 
     def _send(self, effect: SendSolicitation) -> None:
         icmp = self.sockets.get(effect.ifindex)

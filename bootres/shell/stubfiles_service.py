@@ -31,13 +31,12 @@ import ipaddress
 import logging
 import os
 import socket
-import time
 from typing import Awaitable, Callable, NamedTuple
 
 from bootres.config import HostsConfig, RouterConfig
 from bootres.core import stubfiles
-from bootres.core.effects import Log
 from bootres.shell import etcfiles_io
+from bootres.shell.core_driver import CoreDriver
 from bootres.shell.fileio import read_bytes
 from bootres.settings import stubfiles_settings
 
@@ -124,16 +123,13 @@ class StubFilesService:
         self._retry_interval = retry_interval
         self._search = tuple(search)
         self._hostname = socket.gethostname()
-        self.core = stubfiles.StubFiles(stubfiles_settings(hosts, router, retry_interval),
-                                          hostname=self._hostname,
-                                          search=self._search)
+        self.core = stubfiles.StubFiles(stubfiles_settings(hosts, router, retry_interval), hostname=self._hostname,
+                                        search=self._search)
+        self.driver = CoreDriver(self.core, log)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._files: concurrent.futures.ThreadPoolExecutor | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
         self._hostname_timer: asyncio.TimerHandle | None = None
         self._jobs: set[asyncio.Future] = set()  # writes and lookups under way
-        self._stopped = False
 
     # --- lifecycle
 
@@ -149,11 +145,17 @@ class StubFilesService:
         for path, error in ((settings.hosts_file, hosts_error), (settings.defaultrouter_file, router_error)):
             if error is not None:
                 self.log.warning("cannot read %s: %s; starting without what it held", path, error)
-        if self._stopped:
+        if self.driver.stopped:
             return
         self._loop = loop
         self.core.start(loop.time(), hosts, router)
-        self._pump()
+        self.driver.start(loop, {
+            stubfiles.LookUpPinned: self._look_up_soon,
+            stubfiles.WriteHostsBlock: lambda effect: self._write({"op": "hosts", "path": effect.path,
+                                                                   "block": effect.block}),
+            stubfiles.WriteDefaultRouter: lambda effect: self._write({"op": "defaultrouter", "path": effect.path,
+                                                                      "text": effect.text}),
+        })
         self._hostname_timer = loop.call_later(HOSTNAME_INTERVAL, self._hostname_tick)
 
     @property
@@ -163,10 +165,7 @@ class StubFilesService:
 
     async def stop(self) -> None:
         """Stop asking and writing; a write under way finishes (it is atomic either way)."""
-        self._stopped = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = self._timer_at = None
+        self.driver.stop()
         if self._hostname_timer is not None:
             self._hostname_timer.cancel()
             self._hostname_timer = None
@@ -188,8 +187,7 @@ class StubFilesService:
 
         def commit() -> None:
             self._writer = writer  # the jobs already submitted keep the old one
-            self.core.reconfigure(settings, self._now())
-            self._pump()
+            self.driver.feed(self.core.reconfigure, settings)
 
         return commit
 
@@ -198,21 +196,17 @@ class StubFilesService:
     def observe(self, snapshot) -> None:
         """What netlink says now (a ``netlink.Snapshot``): this host's primary IPv4 and global IPv6 address."""
         v4, v6 = snapshot.primary_address, snapshot.primary_address6
-        now = self._now()
-        self._check_hostname(now)
-        self.core.set_addresses(str(v4) if v4 else None, str(v6) if v6 else None, now)
-        self._pump()
+        self._check_hostname(self.driver.now())
+        self.driver.feed(self.core.set_addresses, str(v4) if v4 else None, str(v6) if v6 else None)
 
     def set_routers(self, routers: list[str]) -> None:
         """The default router list changed (wired to RouterService's ``on_change``)."""
-        self.core.set_routers([str(router) for router in routers], self._now())
-        self._pump()
+        self.driver.feed(self.core.set_routers, [str(router) for router in routers])
 
     def set_search_domains(self, search: tuple[str, ...]) -> None:
         """The search domains in use changed: the first completes a short hostname in the ``self`` line."""
         self._search = tuple(search)
-        self.core.set_names(self._hostname, self._search, self._now())
-        self._pump()
+        self.driver.feed(self.core.set_names, self._hostname, self._search)
 
     def _hostname_tick(self) -> None:
         """``hostnamectl set-hostname`` changes no network state: the name is looked at every HOSTNAME_INTERVAL.
@@ -223,8 +217,8 @@ class StubFilesService:
         library bootres does not depend on.
         """
         self._hostname_timer = self._loop.call_later(HOSTNAME_INTERVAL, self._hostname_tick)
-        if self._check_hostname(self._now()):
-            self._pump()
+        if self._check_hostname(self.driver.now()):
+            self.driver.pump()
 
     def _check_hostname(self, now: float) -> bool:
         """Also when the network changes, when DHCP may have set it; True when the name changed."""
@@ -239,42 +233,12 @@ class StubFilesService:
 
     def status(self) -> dict:
         """The SPEC's ``files`` object; a file whose last write failed has ``error``."""
-        return self.core.status(self._now())
+        return self.core.status(self.driver.now())
 
-    # --- the core's effects
+    # --- the core's effects (the driver calls these)
 
-    def _now(self) -> float:
-        # Before start() there is no loop of ours yet; asyncio's clock is time.monotonic.
-        return self._loop.time() if self._loop is not None else time.monotonic()
-
-    def _pump(self) -> None:
-        if self._loop is None or self._stopped:
-            return  # before start the core emits nothing; after stop nothing is carried out
-        for effect in self.core.drain():
-            if isinstance(effect, Log):
-                self.log.log(effect.level, "%s", effect.message)
-            elif isinstance(effect, stubfiles.LookUpPinned):
-                self._track(self._loop.create_task(self._look_up(effect.name), name=f"bootres-pin-{effect.name}"))
-            elif isinstance(effect, stubfiles.WriteHostsBlock):
-                self._write({"op": "hosts", "path": effect.path, "block": effect.block})
-            elif isinstance(effect, stubfiles.WriteDefaultRouter):
-                self._write({"op": "defaultrouter", "path": effect.path, "text": effect.text})
-        self._arm()
-
-    def _arm(self) -> None:
-        when = self.core.deadline()
-        if when == self._timer_at:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer_at = when
-        self._timer = None if when is None else self._loop.call_at(when, self._timer_fired, when)
-
-    def _timer_fired(self, when: float) -> None:
-        self._timer = self._timer_at = None
-        # The loop may run a timer a hair early (its clock resolution): the core must see it as due.
-        self.core.timer_fired(max(when, self._loop.time()))
-        self._pump()
+    def _look_up_soon(self, effect: stubfiles.LookUpPinned) -> None:
+        self._track(self._loop.create_task(self._look_up(effect.name), name=f"bootres-pin-{effect.name}"))
 
     def _track(self, job: asyncio.Future) -> None:
         self._jobs.add(job)
@@ -286,16 +250,16 @@ class StubFilesService:
         future.add_done_callback(functools.partial(self._written, request["path"]))
 
     def _written(self, path: str, future: asyncio.Future) -> None:
-        if self._stopped:
+        if not self.driver.running:
             return
         try:
             result: WriteResult = future.result()
         except Exception as error:  # our bug: logged in full, reported as a failed write so it is tried again
             self.log.exception("writing %s failed", path)
             result = WriteResult(str(error), False, None)
-        self.core.write_done(path, result.error, self._loop.time(), written_at=result.written_at,
+        self.core.write_done(path, result.error, self.driver.now(), written_at=result.written_at,
                              changed=result.changed)
-        self._pump()
+        self.driver.pump()
 
     async def _look_up(self, name: str) -> None:
         found = None
@@ -304,6 +268,4 @@ class StubFilesService:
                 found = await self._lookup(name)
             except Exception:  # our bug, not DNS's: the pin keeps its addresses and is asked again
                 self.log.exception("looking up pinned name %s failed", name)
-        if not self._stopped:
-            self.core.lookup_done(name, found, self._loop.time())
-            self._pump()
+        self.driver.feed(self.core.lookup_done, name, found)

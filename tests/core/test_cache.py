@@ -11,18 +11,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bootres.core import dnsmsg
+from bootres.core import clientwire, dnswire, upstreamwire
 from bootres.core.cache import MAGIC, Cache, CacheFileError, Snapshot
 
 
 def answer(name="www.example.test.", ttl=60, address="198.18.0.1"):
     reply = dns.message.make_response(dns.message.make_query(name, "A"))
     reply.answer.append(dns.rrset.from_text(name, ttl, "IN", "A", address))
-    return dnsmsg.answer_from_response(reply)
+    return upstreamwire.answer_from_response(reply)
 
 
 def key(name="www.example.test."):
-    return dnsmsg.peek_query(dns.message.make_query(name, "A").to_wire())[0]
+    return clientwire.peek_query(dns.message.make_query(name, "A").to_wire())[0]
 
 
 def test_fresh_until_the_smallest_ttl_then_stale_then_gone():
@@ -40,10 +40,10 @@ def test_ttls_go_down_with_age_and_stale_ones_say_30():
     cache = Cache(10, 100)
     cache.put(key(), answer(ttl=60), now=1000.0)
     entry = cache.fresh(key(), 1000.0)
-    wire = dnsmsg.render(entry, b"\x00\x01\x01\x00", dnsmsg.question_of(key()), 0, False, entry.body_at(25), False)
+    wire = clientwire.render(entry, b"\x00\x01\x01\x00", upstreamwire.question_of(key()), 0, False, entry.body_at(25), False)
     assert dns.message.from_wire(wire).answer[0].ttl == 35
-    stale = dnsmsg.render(entry, b"\x00\x01\x01\x00", dnsmsg.question_of(key()), 0, False, entry.body_stale(), False)
-    assert dns.message.from_wire(stale).answer[0].ttl == dnsmsg.STALE_TTL
+    stale = clientwire.render(entry, b"\x00\x01\x01\x00", upstreamwire.question_of(key()), 0, False, entry.body_stale(), False)
+    assert dns.message.from_wire(stale).answer[0].ttl == dnswire.STALE_TTL
 
 
 def test_least_recently_used_entry_goes_first():
@@ -68,7 +68,7 @@ def test_names_moved_to_hosts_files_are_forgotten():
     cache = Cache(10, 100)
     cache.put(key("a.test."), answer("a.test."), 0.0)
     cache.put(key("b.test."), answer("b.test."), 0.0)
-    assert cache.drop_names({dnsmsg.question_of(key("a.test."))[:-4]}) == 1
+    assert cache.drop_names({upstreamwire.question_of(key("a.test."))[:-4]}) == 1
     assert cache.fresh(key("a.test."), 1.0) is None and cache.fresh(key("b.test."), 1.0) is not None
 
 
@@ -84,7 +84,7 @@ def test_a_restored_cache_is_stale_only_and_keeps_recency():
     assert restored.stale(key("n4.test."), 5.0) is not None
     assert restored.stale(key("n0.test."), 5.0) is None  # the LRU bound kept the most recent three
     entry = restored.stale(key("n4.test."), 5.0)
-    wire = dnsmsg.render(entry, b"\x00\x01\x01\x00", dnsmsg.question_of(key("n4.test.")), 0, False,
+    wire = clientwire.render(entry, b"\x00\x01\x01\x00", upstreamwire.question_of(key("n4.test.")), 0, False,
                          entry.body_stale(), False)
     assert dns.message.from_wire(wire).answer[0].to_text() == "n4.test. 30 IN A 198.18.0.1"
 
@@ -120,12 +120,12 @@ ENTRY = struct.Struct(">HBBHHHIHf")
 PAIR = struct.Struct(">HI")
 
 
-def upstream_answer(name: str, rdtype: str, build) -> tuple[bytes, dnsmsg.Answer]:
+def upstream_answer(name: str, rdtype: str, build) -> tuple[bytes, dnswire.Answer]:
     """(key, answer) as the stub caches them: the reply read by ``read_reply``, compression and all."""
     query = dns.message.make_query(name, rdtype, use_edns=0, want_dnssec=rdtype == "AAAA")
     reply = dns.message.make_response(query)
     build(reply, dns.name.from_text(name))
-    return dnsmsg.peek_query(query.to_wire())[0], dnsmsg.read_reply(reply.to_wire()).answer
+    return clientwire.peek_query(query.to_wire())[0], upstreamwire.read_reply(reply.to_wire()).answer
 
 
 def add(section, name, ttl, rdtype, *texts):
@@ -196,7 +196,7 @@ def cname_loop_body(e):
 
 
 @pytest.mark.parametrize("edit", [
-    edited(rcode=dnsmsg.SERVFAIL), edited(rcode=16), edited(ad=2),
+    edited(rcode=dnswire.SERVFAIL), edited(rcode=16), edited(ad=2),
     edited(an=lambda e: e["an"] + 1), edited(ns=lambda e: e["ns"] + 1), edited(ar=lambda e: e["ar"] + 1),
     edited(an=0),
     edited(body=lambda e: e["body"][:-1]), edited(body=lambda e: e["body"] + b"\x00"),
@@ -207,7 +207,7 @@ def cname_loop_body(e):
     edited(pairs=lambda e: [(e["pairs"][0][0] + 1, e["pairs"][0][1])] + e["pairs"][1:]),
     edited(pairs=lambda e: e["pairs"][:-1] + [(len(e["body"]) - 2, 60)]),  # past the body's end
     edited(pairs=lambda e: e["pairs"][:-1] + [(60000, 60)]),
-    edited(pairs=lambda e: [(e["pairs"][0][0], dnsmsg.MAX_TTL + 1)] + e["pairs"][1:]),
+    edited(pairs=lambda e: [(e["pairs"][0][0], dnswire.MAX_TTL + 1)] + e["pairs"][1:]),
     edited(pairs=lambda e: [(e["pairs"][0][0], 0x80000000)] + e["pairs"][1:]),
     edited(index=1, pairs=lambda e: [(e["pairs"][0][0], 3600)]),  # negative TTL above the SOA MINIMUM
     edited(key=lambda e: e["key"].upper()), edited(key=lambda e: b"\xc0\x0c" + e["key"][-5:]),
@@ -284,7 +284,7 @@ def test_mutated_snapshots_with_a_valid_checksum_load_only_answers_that_parse(st
         entry = cache.stale(k, 5.0)
         query = b"\x00\x01\x01\x00"
         for body in (entry.body_stale(), entry.body_at(0)):
-            msg = dns.message.from_wire(dnsmsg.render(entry, query, dnsmsg.question_of(k), 1232, False, body, True))
+            msg = dns.message.from_wire(clientwire.render(entry, query, upstreamwire.question_of(k), 1232, False, body, True))
             assert msg.rcode() in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN)
 
 
@@ -301,14 +301,14 @@ def test_any_bytes_with_a_valid_checksum_raise_only_cache_file_error(payload, co
 # --- the snapshot in steps (issue 11): the loop that owns the cache answers between them
 
 
-def a_record(i: int) -> tuple[bytes, dnsmsg.Answer]:
+def a_record(i: int) -> tuple[bytes, dnswire.Answer]:
     """(key, answer) for n<i>.example.test A, built from bytes: 10,000 of them in a blink."""
     qname = b"\x06n%05d\x07example\x04test\x00" % i
     question = qname + b"\x00\x01\x00\x01"
     query = struct.pack(">6H", i, 0x0100, 1, 0, 0, 0) + question
     record = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 600 + i % 7, 4) + bytes([198, 18, i >> 8, i & 255])
     reply = struct.pack(">6H", i, 0x8180, 1, 1, 0, 0) + question + record
-    return dnsmsg.peek_query(query)[0], dnsmsg.read_reply(reply).answer
+    return clientwire.peek_query(query)[0], upstreamwire.read_reply(reply).answer
 
 
 def filled(count: int, size: int = 20000) -> Cache:

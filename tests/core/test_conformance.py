@@ -17,7 +17,7 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
-from bootres.core import dnsmsg
+from bootres.core import clientwire, upstreamwire
 from bootres.core.hostsdb import HostsDB, parse_hosts
 from resolver_helpers import A, B, addresses, parsed, query, reply_to, responses, sends
 from test_resolver import ask, make_stub
@@ -60,9 +60,9 @@ def test_cd_goes_upstream_and_keys_its_own_cache_entry():
 
 def test_the_slow_parse_keys_cd_the_same_way():
     wire = message(cd=True, use_edns=0, options=[dns.edns.GenericOption(3, b"")]).to_wire()  # NSID: not plain
-    assert dnsmsg.peek_query(wire) is None
-    assert dnsmsg.parse_query(wire).key[-1] == 2
-    assert dnsmsg.peek_query(message(cd=True, use_edns=0, want_dnssec=True).to_wire())[0][-1] == 3
+    assert clientwire.peek_query(wire) is None
+    assert clientwire.parse_query(wire).key[-1] == 2
+    assert clientwire.peek_query(message(cd=True, use_edns=0, want_dnssec=True).to_wire())[0][-1] == 3
 
 
 # --- extended RCODEs from upstream (RFC 6891 section 6.1.3, RFC 7873 section 8)
@@ -132,8 +132,8 @@ def test_a_question_less_reply_still_needs_our_id_and_an_error():
         stub.upstream_reply(to_a.token, data, A, NOW + 0.001)
     assert responses(stub.drain()) == []
     assert stub.upstreams.all[0].bad_replies == 3
-    assert dnsmsg.reply_header_matches(question_less(to_a, dns.rcode.NOTIMP), to_a.wire)
-    assert not dnsmsg.reply_header_matches(question_less(to_a, dns.rcode.REFUSED, qid=wrong_id), to_a.wire)
+    assert upstreamwire.reply_header_matches(question_less(to_a, dns.rcode.NOTIMP), to_a.wire)
+    assert not upstreamwire.reply_header_matches(question_less(to_a, dns.rcode.REFUSED, qid=wrong_id), to_a.wire)
 
 
 # --- classes other than IN: answered here, never forwarded
@@ -234,7 +234,7 @@ def txt_answer_of_size(size, payload):
         left -= chunk
     upstream = dns.message.make_response(dns.message.make_query(name, "TXT"))
     upstream.answer.append(dns.rrset.from_text(name, 300, "IN", "TXT", " ".join(strings)))
-    return dnsmsg.answer_from_response(upstream)
+    return upstreamwire.answer_from_response(upstream)
 
 
 @pytest.mark.parametrize("payload, size, truncated", [
@@ -247,10 +247,10 @@ def txt_answer_of_size(size, payload):
 def test_udp_answers_over_the_limit_are_truncated_to_header_and_question(payload, size, truncated):
     answer = txt_answer_of_size(size, payload)
     wire = message(rdtype="TXT", use_edns=0 if payload else False, payload=payload or 512).to_wire()
-    key, end, peek_payload, do = dnsmsg.peek_query(wire)
-    whole = dnsmsg.render(answer, wire, wire[12:end], peek_payload, do, answer.body, True)
+    key, end, peek_payload, do = clientwire.peek_query(wire)
+    whole = clientwire.render(answer, wire, wire[12:end], peek_payload, do, answer.body, True)
     assert len(whole) == size
-    udp = dnsmsg.render(answer, wire, wire[12:end], peek_payload, do, answer.body, False)
+    udp = clientwire.render(answer, wire, wire[12:end], peek_payload, do, answer.body, False)
     if not truncated:
         assert udp == whole
         return

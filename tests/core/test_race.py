@@ -4,20 +4,20 @@ import itertools
 
 import dns.rcode
 
-from bootres.core import dnsmsg
+from bootres.core import clientwire, upstreamwire
 from bootres.core.effects import CloseUpstream, SendUpstream
 from bootres.core.race import Race
 from bootres.core.upstreams import Upstream, Upstreams
 from resolver_helpers import A, B, C, reply_to, sends
 
-KEY = dnsmsg.peek_query(dnsmsg.query_wire("www.example.test", "A"))[0]
+KEY = clientwire.peek_query(clientwire.query_wire("www.example.test", "A"))[0]
 
 
 def start(strategy="race", hedge_delay=None, timeout=3.0, labels=(A, B), now=0.0, group=None):
     group = group or Upstreams([Upstream(a, f"{a[0]}:{a[1]}") for a in labels])
     out, routes = [], {}
     ids = itertools.count(0x100)
-    race = Race(dnsmsg.upstream_query(KEY), group.plan(now), hedge=strategy == "hedge",
+    race = Race(upstreamwire.upstream_query(KEY), group.plan(now), hedge=strategy == "hedge",
                 hedge_delay=hedge_delay, timeout=timeout, now=now, routes=routes,
                 new_token=itertools.count(1).__next__, random_id=ids.__next__, out=out)
     return race, out, group
@@ -81,8 +81,8 @@ def test_bad_replies_are_counted_and_the_real_one_still_wins():
         (reply_to(to_a), ("198.18.0.66", 53)),  # wrong source address
         (reply_to(to_a), (A[0], 5353)),  # wrong source port
         (reply_to(to_a, qid=(int.from_bytes(to_a.wire[:2], "big") + 1) % 65536), A),  # wrong ID
-        (reply_to(SendUpstream(0, A, to_a.wire[:2] + dnsmsg.upstream_query(
-            dnsmsg.peek_query(dnsmsg.query_wire("evil.example.test", "A"))[0])[2:])), A),  # wrong question
+        (reply_to(SendUpstream(0, A, to_a.wire[:2] + upstreamwire.upstream_query(
+            clientwire.peek_query(clientwire.query_wire("evil.example.test", "A"))[0])[2:])), A),  # wrong question
         (to_a.wire[:2] + b"\x81\x80\x00\x01\xff\xff\x00\x00\x00\x00garbage", A),  # matches ID, does not parse
         (to_a.wire, A),  # our own query reflected: QR clear
     ]

@@ -51,7 +51,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bootres.core import dnsmsg
+from bootres.core import clientwire, dnswire, upstreamwire
 from bootres.core.cache import Cache
 from bootres.core.effects import SendUpstream
 from bootres.core.race import Race
@@ -59,7 +59,7 @@ from bootres.core.upstreams import Upstream, Upstreams
 
 # MD MF MB MG MR MINFO NXT SIG: names bootres wants whole, opaque to dnspython (SIG: to 2.3; newer ones decompress).
 NAMES_WHOLE = {3, 4, 7, 8, 9, 14, 30, 24}
-BYTE_PATH = set(dnsmsg._RDATA)  # types read by hand; the rest is read by dnspython
+BYTE_PATH = set(upstreamwire._RDATA)  # types read by hand; the rest is read by dnspython
 POINTABLE = {2, 5, 6, 12, 15}  # NS CNAME SOA PTR MX: their names may point into the question
 
 # --- building replies
@@ -105,10 +105,10 @@ def expected_ttl(wire: bytes, rrset: dns.rrset.RRset) -> int:
     """What bootres serves for one record of the upstream's (as dnspython read it, top bit already 0)."""
     flags, an = struct.unpack_from(">H", wire, 2)[0], struct.unpack_from(">H", wire, 6)[0]
     negative = flags & 0x0F == 3 or (flags & 0x0F == 0 and an == 0)
-    ttl = min(rrset.ttl, dnsmsg.MAX_TTL)
+    ttl = min(rrset.ttl, dnswire.MAX_TTL)
     if negative and rrset.rdtype == dns.rdatatype.SOA:
         minimum = rrset[0].minimum
-        ttl = min(ttl, 0 if minimum & 0x80000000 else minimum, dnsmsg.MAX_NEGATIVE_TTL)
+        ttl = min(ttl, 0 if minimum & 0x80000000 else minimum, dnswire.MAX_NEGATIVE_TTL)
     return ttl
 
 
@@ -144,7 +144,7 @@ def pointers_outside_question(body: bytes, question: bytes, layouts: list[tuple[
     return bad
 
 
-def check_same_meaning(wire: bytes, got: dnsmsg.UpstreamReply) -> None:
+def check_same_meaning(wire: bytes, got: upstreamwire.UpstreamReply) -> None:
     """The cached answer says what the upstream said, as dnspython reads both."""
     original = dnspython_reads(wire)
     assert original is not None, "read_reply accepted what dnspython rejects"
@@ -153,7 +153,7 @@ def check_same_meaning(wire: bytes, got: dnsmsg.UpstreamReply) -> None:
     answer = got.answer
     assert answer.ad == bool(original.flags & dns.flags.AD)
     question = question_of(original)
-    rendered = dnsmsg.render(answer, b"\x00\x01\x01\x00", question, 0, False, answer.body, True)
+    rendered = clientwire.render(answer, b"\x00\x01\x01\x00", question, 0, False, answer.body, True)
     again = dns.message.from_wire(rendered, one_rr_per_rrset=True)
     assert again.rcode() == original.rcode() & 0x0F
     for was, now in ((original.answer, again.answer), (original.authority, again.authority),
@@ -215,7 +215,7 @@ def why_dropped(wire: bytes, msg: dns.message.Message) -> str | None:
     if READS_EMPTY_TXT and any(r.rdtype in (16, 99) and r[0].strings == () for r in records):
         return "empty TXT"
     plain = reencoded(wire, msg)
-    if dnsmsg.read_reply(plain) is None:
+    if upstreamwire.read_reply(plain) is None:
         return "too big once decompressed" if len(plain) > 60000 else None
     if STRICT:  # name rules as bootres's: only record data dnspython writes differently
         by_dnspython = any(r.rdtype not in BYTE_PATH or (r.rdclass != 1 and r.rdtype in (1, 28, 33)) for r in records)
@@ -223,9 +223,9 @@ def why_dropped(wire: bytes, msg: dns.message.Message) -> str | None:
     return "compression dnspython 2.3 follows and newer ones refuse"
 
 
-def check(wire: bytes) -> dnsmsg.UpstreamReply | None:
+def check(wire: bytes) -> upstreamwire.UpstreamReply | None:
     """The differential, for any bytes."""
-    got = dnsmsg.read_reply(wire)
+    got = upstreamwire.read_reply(wire)
     if got is not None:
         check_same_meaning(wire, got)
         return got
@@ -420,7 +420,7 @@ def test_an_nsd_style_compressed_reply_reads_as_dnspython_reads_it():
     got = check(nsd_style())
     assert got is not None and got.answer.lifetime == 300
     assert (got.answer.an, got.answer.ns, got.answer.ar) == (2, 2, 2)
-    assert got.answer.ttls == (3600, 300, 86400, 86400, dnsmsg.MAX_TTL, dnsmsg.MAX_TTL)
+    assert got.answer.ttls == (3600, 300, 86400, 86400, dnswire.MAX_TTL, dnswire.MAX_TTL)
 
 
 # --- generated replies
@@ -517,7 +517,7 @@ def test_arbitrary_bytes_after_a_reply_header(rest):
 
 # --- the hand-read record types, against dnspython, on any record data
 
-LAYOUT_TYPES = sorted(dnsmsg._RDATA)
+LAYOUT_TYPES = sorted(upstreamwire._RDATA)
 rdata_bytes = st.one_of(
     st.binary(max_size=40),
     # names spelled out, pointed, or both: the shapes the byte path must judge like dnspython
@@ -536,7 +536,7 @@ name_ends = st.sampled_from([b"\x00", b"\xc0\x0c", b"\xc0\x10", b"\xc0\x1d", b"\
 def shaped_rdata(draw, rdtype):
     """Record data following ``rdtype``'s layout, give or take a byte: where the verdicts are close."""
     out = b""
-    for item in dnsmsg._RDATA[rdtype]:
+    for item in upstreamwire._RDATA[rdtype]:
         if isinstance(item, int):
             out += draw(st.binary(min_size=item, max_size=item))
         elif item == "text":
@@ -552,7 +552,7 @@ def shaped_rdata(draw, rdtype):
 @settings(max_examples=2000, deadline=None)
 @given(st.data(), st.sampled_from(LAYOUT_TYPES), st.sampled_from([1, 1, 3, 255]))
 def test_hand_read_record_data_is_judged_as_dnspython_judges_it(data, rdtype, rdclass):
-    """The byte path's layouts (``dnsmsg._RDATA``) accept exactly what dnspython does.
+    """The byte path's layouts (``upstreamwire._RDATA``) accept exactly what dnspython does.
 
     With the newest dnspython's name rules the verdicts must be equal, for
     the types dnspython reads; with 2.3's laxer ones, bootres may only be
@@ -573,14 +573,14 @@ def test_hand_read_record_data_is_judged_as_dnspython_judges_it(data, rdtype, rd
 def test_a_cached_answer_still_means_the_same_after_ageing():
     """The issue: a pointer into bytes bootres rewrites (TTLs, header) changed meaning once aged."""
     wire = nsd_style()
-    answer = dnsmsg.read_reply(wire).answer
+    answer = upstreamwire.read_reply(wire).answer
     original = dnspython_reads(wire)
     for age in (0, 1, 299, 5000, 100000):
         query = dns.message.make_query("WwW.eXample.TEST", "A", use_edns=0)
         query.id = 99
         qwire = query.to_wire()
-        key, end, payload, do = dnsmsg.peek_query(qwire)
-        got = dns.message.from_wire(dnsmsg.render(answer, qwire, qwire[12:end], payload, do,
+        key, end, payload, do = clientwire.peek_query(qwire)
+        got = dns.message.from_wire(clientwire.render(answer, qwire, qwire[12:end], payload, do,
                                                   answer.body_at(age), True), one_rr_per_rrset=True)
         assert [(r.name, r.rdtype, list(r)) for r in got.answer + got.authority + got.additional] == \
                [(r.name, r.rdtype, list(r)) for r in original.answer + original.authority + original.additional]
@@ -591,14 +591,14 @@ def test_a_cached_answer_still_means_the_same_after_ageing():
 
 
 def test_a_malformed_reply_loses_nothing_but_its_own_chance():
-    race_key = dnsmsg.peek_query(dnsmsg.query_wire("www.example.test", "A"))[0]
+    race_key = clientwire.peek_query(clientwire.query_wire("www.example.test", "A"))[0]
     group = Upstreams([Upstream(address, f"{address[0]}:53") for address in (("198.18.0.10", 53), ("198.18.0.11", 53))])
     out, ids = [], itertools.count(0x4242)
-    race = Race(dnsmsg.upstream_query(race_key), group.plan(0.0), hedge=False, hedge_delay=None, timeout=3.0, now=0.0,
+    race = Race(upstreamwire.upstream_query(race_key), group.plan(0.0), hedge=False, hedge_delay=None, timeout=3.0, now=0.0,
                 routes={}, new_token=itertools.count(1).__next__, random_id=ids.__next__, out=out)
     to_a, to_b = [e for e in out if isinstance(e, SendUpstream)]
     bad = to_a.wire[:2] + ISSUE_EXAMPLE[2:]  # the issue's reply, with the right ID and question
-    assert dnsmsg.reply_header_matches(bad, to_a.wire)
+    assert upstreamwire.reply_header_matches(bad, to_a.wire)
     assert not race.reply(to_a.token, bad, to_a.address, 0.001, out)
     assert race.outcome is None and group.all[0].bad_replies == 1
     good = dns.message.make_response(dns.message.from_wire(to_b.wire))
@@ -610,7 +610,7 @@ def test_a_malformed_reply_loses_nothing_but_its_own_chance():
 def test_a_plain_reply_is_read_without_importing_dnspython():
     """Startup: the first answers must not wait ~0.15 s for dnspython (docs/resolver.md)."""
     wire = reply(an=[A_RECORD], ar=[opt()])
-    code = (f"import sys; from bootres.core import dnsmsg; assert dnsmsg.read_reply({wire!r}).answer.lifetime == 300; "
+    code = (f"import sys; from bootres.core import upstreamwire; assert upstreamwire.read_reply({wire!r}).answer.lifetime == 300; "
             "print('dns' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                           cwd=Path(__file__).parents[2]).stdout.strip() == "False"

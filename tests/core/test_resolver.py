@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bootres.core import dnsmsg
+from bootres.core import clientwire
 from bootres.core.cache import Cache
 from bootres.core.effects import CloseUpstream, Log, Respond
 from bootres.core.hostsdb import HostsDB, parse_hosts
@@ -265,7 +265,7 @@ def test_unreachable_upstreams_serve_stale_at_once_from_the_first_lookup(why):
     out = ask(stub, query(), 100.0)
     assert responses(out) == []
     for send in sends(out):  # the kernel answers for them: ICMP port unreachable, or no route
-        stub.upstream_failed(send.token, 100.0001, why, hard=True)
+        stub.upstream_failed(send.token, why, True, 100.0001)
     out = stub.drain()
     assert [r.source for r in responses(out)] == ["stale"]  # not after stale_answer_after
     assert sum(1 for e in out if isinstance(e, Log)) == 2  # each upstream down, one line each
@@ -280,7 +280,7 @@ def test_a_route_appearing_makes_unreachable_upstreams_usable_without_waiting_fo
     stub = make_stub()
     out = ask(stub, query(), 10.0)
     for send in sends(out):  # before DHCP: no route to either
-        stub.upstream_failed(send.token, 10.0001, "unreachable (no route to its network)", hard=True)
+        stub.upstream_failed(send.token, "unreachable (no route to its network)", True, 10.0001)
     stub.drain()
     assert all(u.state == "down" for u in stub.upstreams.all)
     stub.routes_changed()
@@ -354,7 +354,7 @@ def test_at_start_unreachable_nameservers_settle_at_once():
     stub = restarted_with_a_cache_file()
     stub.refresh_at_start(1000.0)
     for send in sends(stub.drain()):
-        stub.upstream_failed(send.token, 1000.0001, "unreachable (no route to its network)", hard=True)
+        stub.upstream_failed(send.token, "unreachable (no route to its network)", True, 1000.0001)
     stub.drain()
     assert stub.settled_at(1000.0002) is None
 
@@ -688,7 +688,7 @@ def test_servfail_reason_what_the_upstreams_said(rcodes, reason):
     out = ask(stub, query("new.example.test"), 0.0)
     for send, rcode in zip(sends(out), rcodes):
         if rcode is None:
-            stub.upstream_failed(send.token, 0.002, "refused")
+            stub.upstream_failed(send.token, "refused", False, 0.002)
         else:
             stub.upstream_reply(send.token, reply_to(send, rcode=rcode), send.address, 0.001)
     (reply,) = responses(stub.drain())
@@ -760,9 +760,9 @@ def test_a_bug_while_settling_still_answers_the_waiters(monkeypatch):
 def test_a_bug_half_way_through_answering_the_waiters_answers_the_rest_once(monkeypatch):
     stub = make_stub()
     to_a, _ = two_waiters(stub)
-    render = dnsmsg.render
+    render = clientwire.render
     calls = itertools.count()
-    monkeypatch.setattr(dnsmsg, "render", lambda *a: render(*a) if next(calls) == 0 else boom())
+    monkeypatch.setattr(clientwire, "render", lambda *a: render(*a) if next(calls) == 0 else boom())
     stub.upstream_reply(to_a.token, reply_to(to_a), A, 0.001)
     got = responses(stub.drain())
     assert [(r.client, parsed(r).rcode()) for r in got] == [("one", dns.rcode.NOERROR), ("two", dns.rcode.SERVFAIL)]
@@ -787,7 +787,7 @@ def test_a_bug_handling_an_upstream_failure_answers_servfail(monkeypatch):
     stub = make_stub()
     to_a, _ = two_waiters(stub)
     monkeypatch.setattr(Race, "failed", boom)
-    stub.upstream_failed(to_a.token, 0.001, "refused")
+    stub.upstream_failed(to_a.token, "refused", False, 0.001)
     assert servfails(stub.drain()) == [("one", INTERNAL), ("two", INTERNAL)]
 
 
@@ -814,7 +814,7 @@ def test_a_bug_starting_a_race_stops_it_so_later_askers_are_not_stuck_on_it(monk
 
 def test_a_bug_reading_a_query_answers_servfail_from_its_header(monkeypatch):
     stub = make_stub()
-    monkeypatch.setattr(dnsmsg, "parse_query", boom)
+    monkeypatch.setattr(clientwire, "parse_query", boom)
     (reply,) = responses(ask(stub, query(qid=77), 0.0))
     assert parsed(reply).id == 77 and parsed(reply).rcode() == dns.rcode.SERVFAIL and reply.reason == INTERNAL
 
@@ -832,7 +832,7 @@ def test_a_bug_on_the_fast_path_falls_back_to_the_guarded_slow_path(monkeypatch)
 
 def test_the_same_bug_is_logged_with_its_traceback_once_and_counted_every_time(monkeypatch):
     stub = make_stub()
-    monkeypatch.setattr(dnsmsg, "parse_query", boom)
+    monkeypatch.setattr(clientwire, "parse_query", boom)
     effects = ask(stub, query(qid=1), 0.0) + ask(stub, query(qid=2), 0.0)
     assert len(responses(effects)) == 2 and len(logs(effects)) == 1
     assert stub.status()["internal_errors"] == 2

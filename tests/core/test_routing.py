@@ -2,7 +2,7 @@
 
 import pytest
 
-from bootres.core.dnsmsg import wire_name
+from bootres.core.dnswire import wire_name
 from bootres.core.routing import NamesUnder, Route, Routing, UpstreamSpec
 from resolver_helpers import A, B, C, D, routing
 

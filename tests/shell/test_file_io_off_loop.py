@@ -20,7 +20,7 @@ import struct
 import threading
 
 from bootres import config
-from bootres.core import dnsmsg
+from bootres.core import clientwire, dnswire, upstreamwire
 from bootres.core.cache import Cache
 from bootres.shell import resolver_service, sources_io
 from bootres.shell.resolver_service import SAVE_STEP, ResolverService
@@ -51,12 +51,12 @@ allow = 127.0.0.0/8
     return config.parse([(path, text)], main_path=path).resolver
 
 
-def a_record(i: int) -> tuple[bytes, dnsmsg.Answer]:
+def a_record(i: int) -> tuple[bytes, dnswire.Answer]:
     """(key, answer) for n<i>.example.test A, built from bytes."""
     question = b"\x06n%05d\x07example\x04test\x00\x00\x01\x00\x01" % i
     record = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 86400, 4) + bytes([198, 18, i >> 8, i & 255])
     reply = struct.pack(">6H", i, 0x8180, 1, 1, 0, 0) + question + record
-    return dnsmsg.peek_query(struct.pack(">6H", i, 0x0100, 1, 0, 0, 0) + question)[0], dnsmsg.read_reply(reply).answer
+    return clientwire.peek_query(struct.pack(">6H", i, 0x0100, 1, 0, 0, 0) + question)[0], upstreamwire.read_reply(reply).answer
 
 
 def service_with_cache(tmp_path, entries: int = ENTRIES) -> ResolverService:

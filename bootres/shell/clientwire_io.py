@@ -1,22 +1,21 @@
-"""DNS sockets: UDP and TCP listeners for clients, one fresh socket per upstream query.
+"""Clients' DNS sockets: UDP and TCP listeners, and the handles replies go back through.
 
 The client-side UDP path is the measured hot path: asyncio's datagram
 protocol costs a callback and a Python object per packet, so each UDP
 listener is a non-blocking socket read with ``loop.add_reader`` and drained
-until EAGAIN, and cache hits are answered inside that loop without leaving
-it (``Resolver.fast_answer``).
+until EAGAIN.  Each datagram goes to the resolver core's
+``udp_query_received``, which answers a cache hit at once (the reply is sent
+without leaving the loop) and takes a miss the slow way itself, with a
+``UdpClient`` made only then; once per wake-up the ``CoreDriver`` carries out
+what the misses asked for.  TCP messages go to the driver one by one.
 
-Upstream queries each get a new socket connected to the upstream: the kernel
-picks a random ephemeral source port (RFC 5452 section 9.2) and, being
-connected, only delivers datagrams from that address and port.  The core
-still checks the source.  A connected socket also hears ICMP port
-unreachable, so a stopped upstream fails at once instead of timing out.
+Every reply to a client goes through its handle's ``reply(effect)``: a
+``UdpClient``, a ``TcpConnection``, or the service's own asker.
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
 import socket
 import struct
 import sys
@@ -24,7 +23,8 @@ from collections import OrderedDict
 from typing import Callable, NamedTuple
 
 from bootres.config import Endpoint
-from bootres.core import dnsmsg
+from bootres.core import clientwire
+from bootres.core.effects import Respond
 
 UDP_BURST = 1000  # datagrams per wake-up before other work gets a turn
 TCP_BACKLOG = 1024  # connections the kernel holds until accepted: absorbs a burst of them
@@ -85,12 +85,12 @@ class UdpListener:
     to recvfrom/sendto per datagram.
     """
 
-    def __init__(self, loop, sock: socket.socket, fast: Callable, slow: Callable, after: Callable):
+    def __init__(self, loop, sock: socket.socket, answer: Callable, after: Callable):
         self._loop = loop
         self._sock = sock
-        self._fast = fast  # (data, host, now) -> reply bytes or None
-        self._slow = slow  # (data, client, host, now) -> None
-        self._after = after  # () -> None, once per wake-up: a fast answer may have armed a core timer
+        # (data, host, now, reach, token) -> reply bytes, or None: a miss, taken the slow way with reach(token, host)
+        self._answer = answer
+        self._after = after  # () -> None, once per wake-up: carry out what the misses asked for, re-arm the timer
         self._batch = _Batch.create(sock.family)
         loop.add_reader(sock.fileno(), self._wake)
 
@@ -101,9 +101,15 @@ class UdpListener:
             self._readable()
         self._after()
 
+    def _reach(self, peer: tuple, host: str) -> UdpClient:
+        return UdpClient(self._sock, peer)
+
+    def _reach_batched(self, i: int, host: str) -> UdpClient:
+        return UdpClient(self._sock, self._batch.peer(i, host))
+
     def _readable(self) -> None:
         sock = self._sock
-        recvfrom, sendto, fast = sock.recvfrom, sock.sendto, self._fast
+        recvfrom, sendto, answer, reach = sock.recvfrom, sock.sendto, self._answer, self._reach
         now = self._loop.time()
         for _ in range(UDP_BURST):
             try:
@@ -112,9 +118,8 @@ class UdpListener:
                 return
             except OSError:
                 continue  # an ICMP error queued on the socket; not a query
-            reply = fast(data, peer[0], now)
+            reply = answer(data, peer[0], now, reach, peer)
             if reply is None:
-                self._slow(data, (sock, peer), peer[0], now)
                 continue
             try:
                 sendto(reply, peer)
@@ -122,7 +127,7 @@ class UdpListener:
                 pass  # client gone or buffer full: UDP clients retry
 
     def _readable_batched(self) -> None:
-        batch, sock, fast, slow = self._batch, self._sock, self._fast, self._slow
+        batch, sock, answer, reach = self._batch, self._sock, self._answer, self._reach_batched
         fd = sock.fileno()
         now = self._loop.time()
         for _ in range(UDP_BURST // _Batch.SIZE):
@@ -132,11 +137,11 @@ class UdpListener:
             replies = 0
             for i, length in enumerate(batch.lengths(count)):
                 data, host = batch.datagram(i, length)
-                reply = fast(data, host, now)
+                reply = answer(data, host, now, reach, i)
                 if reply is None:
-                    slow(data, (sock, batch.peer(i, host)), host, now)
-                elif len(reply) > _Batch.BUF:  # a big EDNS answer: does not fit a slot
-                    send_udp_reply((sock, batch.peer(i, host)), reply)
+                    continue
+                if len(reply) > _Batch.BUF:  # a big EDNS answer: does not fit a slot
+                    _send(sock, batch.peer(i, host), reply)
                 else:
                     batch.queue_reply(replies, i, reply)
                     replies += 1
@@ -164,17 +169,20 @@ class ContainerUdpListener:
     path the host's own are.
     """
 
-    def __init__(self, loop, sock: socket.socket, side: Callable, fast: Callable, slow: Callable, after: Callable):
+    def __init__(self, loop, sock: socket.socket, side: Callable, answer: Callable, after: Callable):
         self._loop = loop
         self._sock = sock
         self._side = side  # () -> ContainerSide, the latest
-        self._fast, self._slow, self._after = fast, slow, after
+        self._answer, self._after = answer, after  # as UdpListener's
         self.outside = 0
         sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
         loop.add_reader(sock.fileno(), self._readable)
 
+    def _reach(self, peer: tuple, host: str | None) -> UdpClient:
+        return UdpClient(self._sock, peer)
+
     def _readable(self) -> None:
-        sock, fast, slow = self._sock, self._fast, self._slow
+        sock, answer, reach = self._sock, self._answer, self._reach
         now = self._loop.time()
         side = self._side()
         for _ in range(UDP_BURST):
@@ -190,9 +198,8 @@ class ContainerUdpListener:
             if ifindex is None or not side.admits_arrival(ifindex):
                 self.outside += 1
                 host = peer[0]
-            reply = fast(data, host, now)
+            reply = answer(data, host, now, reach, peer)
             if reply is None:
-                slow(data, (sock, peer), host, now)
                 continue
             try:
                 sock.sendto(reply, peer)
@@ -322,12 +329,28 @@ class _Batch:
         self._sendmmsg(fd, self._outmsg, count, socket.MSG_DONTWAIT)
 
 
-def send_udp_reply(client: tuple, wire: bytes) -> None:
-    sock, peer = client
+def reply(effect: Respond) -> None:
+    """The ``CoreDriver``'s handler for ``Respond``: the reply goes back through the asker's handle."""
+    effect.client.reply(effect)
+
+
+class UdpClient:
+    """Where a UDP query's reply goes: the listener's socket and the client's address."""
+
+    __slots__ = ("sock", "peer")
+
+    def __init__(self, sock: socket.socket, peer: tuple):
+        self.sock, self.peer = sock, peer
+
+    def reply(self, effect: Respond) -> None:
+        _send(self.sock, self.peer, effect.wire)
+
+
+def _send(sock: socket.socket, peer: tuple, wire: bytes) -> None:
     try:
         sock.sendto(wire, peer)
     except OSError:
-        pass
+        pass  # client gone or buffer full: UDP clients retry
 
 
 class TcpLimits(NamedTuple):
@@ -342,7 +365,7 @@ class TcpPool:
     """Every client TCP connection of a service, least recently active first.
 
     A connection is active when a whole message that can be a query arrives
-    (a header and one question, QR clear: ``_looks_like_query``), or when an
+    (a header and one question, QR clear: ``clientwire.looks_like_query``), or when an
     answer is written while its client keeps up.  A trickle of bytes, a
     partial message or a message too short to be a query is not activity, so
     it cannot keep a connection open: every query must arrive whole within
@@ -420,7 +443,7 @@ class TcpListener:
         """``side``: on the container address, () -> ContainerSide, which admits each connection by its peer
         (as ``ContainerUdpListener`` admits each datagram by its arrival interface)."""
         self._sock = sock
-        self._handle = handle  # (data, connection, host) -> None; the reply comes back via send_tcp_reply
+        self._handle = handle  # (data, connection, host, True) -> None; the reply comes back via its reply()
         self._pool = pool
         self.side = side
         self.outside = 0
@@ -540,9 +563,9 @@ class _TcpConnection(asyncio.BufferedProtocol):
             start = self._start + 2
             message = bytes(self._buf[start:start + length])
             self._start = start + length
-            if _looks_like_query(message):
+            if clientwire.looks_like_query(message):
                 self.pool.touch(self)
-            self._handle(message, self, self._host)
+            self._handle(message, self, self._host, True)  # True: over TCP
         if not (self._blocked or self._closed) and self._whole_message() is not None:
             self._more = True
             asyncio.get_running_loop().call_soon(self._work)
@@ -565,11 +588,14 @@ class _TcpConnection(asyncio.BufferedProtocol):
             else:
                 self.transport.pause_reading()
 
+    def reply(self, effect: Respond) -> None:
+        self.send(effect.wire)
+
     def send(self, wire: bytes) -> None:
         if self._closed or self.transport.is_closing():
             return  # the answer to a client that went away, or was sent away
         if len(wire) > 65535:  # cannot be framed (RFC 1035 section 4.2.2): say so instead
-            wire = _servfail_for(wire)
+            wire = clientwire.servfail_for_oversized(wire)
             self.pool.counts["oversized"] += 1
         if self.transport.get_write_buffer_size() + 2 + len(wire) > self.pool.limits.output_queue:
             self.pool.counts["overflow_closed"] += 1
@@ -596,134 +622,3 @@ class _TcpConnection(asyncio.BufferedProtocol):
 
 
 _LENGTH = struct.Struct(">H")
-
-
-def _looks_like_query(message: bytes) -> bool:
-    """A header and one question at least, QR clear: what restarts a connection's idle timer."""
-    return len(message) >= 17 and not message[2] & 0x80 and message[4:6] == b"\x00\x01"
-
-
-def _servfail_for(wire: bytes) -> bytes:
-    """SERVFAIL in place of an answer too big for TCP framing, with its question and OPT.
-
-    Replies are rendered by the core with the question uncompressed right
-    after the header and, for a client that sent an OPT, our own OPT with no
-    options last; those are what is kept.
-    """
-    end = 12
-    while end < len(wire) and 0 < wire[end] < 64:
-        end += wire[end] + 1
-    question = wire[12:end + 5] if wire[4:6] == b"\x00\x01" and end + 5 <= len(wire) and not wire[end] else b""
-    edns = wire[10:12] != b"\x00\x00" and wire[-11:-8] == b"\x00\x00\x29" and wire[-2:] == b"\x00\x00"
-    return dnsmsg.error_reply(wire[:4], question, dnsmsg.SERVFAIL, dnsmsg.PAYLOAD if edns else 0)
-
-
-def send_tcp_reply(conn: _TcpConnection, wire: bytes) -> None:
-    conn.send(wire)
-
-
-# IP_RECVERR / IPV6_RECVERR (11, 25 on Linux; Python 3.11's socket module lacks
-# both).  Without them Linux reports only "hard" ICMP errors on a connected UDP
-# socket (port unreachable); a router's "network/host unreachable" for a
-# nameserver it knows is gone would be silence, costing three timeouts.
-_RECVERR = {socket.AF_INET: (socket.IPPROTO_IP, 11), socket.AF_INET6: (socket.IPPROTO_IPV6, 25)}
-
-
-class UpstreamSockets:
-    """One socket per upstream query, keyed by the core's token."""
-
-    def __init__(self, loop, on_reply: Callable, on_failure: Callable):
-        self._loop = loop
-        self._on_reply = on_reply  # (token, data, source or None) -> None
-        self._on_failure = on_failure  # (token, why, hard) -> None
-        self._udp: dict[int, socket.socket] = {}
-        self._tcp: dict[int, asyncio.Task] = {}
-
-    def __len__(self) -> int:
-        return len(self._udp) + len(self._tcp)
-
-    def send(self, token: int, address: tuple[str, int], wire: bytes, tcp: bool) -> None:
-        if tcp:
-            self._tcp[token] = self._loop.create_task(self._ask_tcp(token, address, wire))
-            return
-        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-        try:
-            sock = socket.socket(family, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
-        except OSError as exc:  # out of file descriptors: this upstream fails for this query
-            self._loop.call_soon(self._on_failure, token, f"could not be asked ({exc.strerror})", False)
-            return
-        try:
-            sock.setsockopt(*_RECVERR[family], 1)
-            sock.connect(address)
-            sock.send(wire)
-        except OSError as exc:
-            sock.close()
-            self._loop.call_soon(self._on_failure, token, *_failure(exc))
-            return
-        self._udp[token] = sock
-        self._loop.add_reader(sock.fileno(), self._readable, token, sock)
-
-    def _readable(self, token: int, sock: socket.socket) -> None:
-        for _ in range(64):  # bounded: a flood of spoofed replies cannot starve the loop
-            if self._udp.get(token) is not sock:
-                return  # the core closed it while handling an earlier datagram
-            try:
-                data, source = sock.recvfrom(65535)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:  # an ICMP error about our query (see _RECVERR)
-                self._on_failure(token, *_failure(exc))
-                return
-            self._on_reply(token, data, source)
-
-    async def _ask_tcp(self, token: int, address: tuple[str, int], wire: bytes) -> None:
-        writer = None
-        try:
-            reader, writer = await asyncio.open_connection(*address)
-            writer.write(struct.pack(">H", len(wire)) + wire)
-            while True:  # until the core closes us: a bad reply does not end the wait
-                length = struct.unpack(">H", await reader.readexactly(2))[0]
-                self._on_reply(token, await reader.readexactly(length), None)
-                if token not in self._tcp:
-                    return  # the reply settled it and the core closed this query
-        except asyncio.CancelledError:
-            raise
-        except (OSError, asyncio.IncompleteReadError) as exc:
-            if token in self._tcp:
-                self._on_failure(token, *(_failure(exc, tcp=True) if isinstance(exc, OSError)
-                                          else ("closed the TCP connection", False)))
-        finally:
-            if writer is not None:
-                writer.close()
-
-    def close(self, token: int) -> None:
-        sock = self._udp.pop(token, None)
-        if sock is not None:
-            self._loop.remove_reader(sock.fileno())
-            sock.close()
-        task = self._tcp.pop(token, None)
-        if task is not None and task is not asyncio.current_task():
-            task.cancel()
-
-    def close_all(self) -> None:
-        for token in list(self._udp) + list(self._tcp):
-            self.close(token)
-
-
-def _failure(exc: OSError, tcp: bool = False) -> tuple[str, bool]:
-    """How a query to an upstream failed, for the log and SERVFAIL reasons, and whether that is hard.
-
-    Hard: the kernel says nothing at that address can answer now (no route,
-    or ICMP port unreachable on our connected UDP socket), and the core marks
-    the upstream down at once.  A refused TCP connection is not: the server
-    may well answer over UDP, which is what it is asked first.
-    """
-    if exc.errno == errno.ECONNREFUSED:
-        return "refused", not tcp  # UDP: an ICMP port unreachable, the host is up, nothing listens
-    # At boot, before any route exists, this is what every query gets: say so,
-    # or an operator looks for a broken nameserver instead of a missing route.
-    if exc.errno == errno.ENETUNREACH:
-        return "unreachable (no route to its network)", True
-    if exc.errno == errno.EHOSTUNREACH:
-        return "unreachable (no route to the host)", True
-    return f"failed ({exc.strerror or exc})", False

@@ -17,7 +17,7 @@ import dns.message
 import dns.rcode
 import pytest
 
-from bootres.shell import dnsio
+from bootres.shell import clientwire_io
 
 QUERY = dns.message.make_query("www.example.test", "A").to_wire()
 
@@ -32,33 +32,33 @@ class Core:
         self.handled = 0
         self.held: list = []
 
-    def handle(self, data: bytes, conn, host: str) -> None:
+    def handle(self, data: bytes, conn, host: str, tcp: bool) -> None:
         self.handled += 1
         if len(data) < 12:
             return  # like the core: no whole header, dropped
         if self.hold:
             self.held.append((conn, data))
         else:
-            dnsio.send_tcp_reply(conn, self.reply(data))
+            conn.send(self.reply(data))
 
     def reply(self, data: bytes) -> bytes:
         return data[:2] + b"\x81\x80" + bytes(self.size - 4)
 
     def answer_later(self) -> None:
         for conn, data in self.held:
-            dnsio.send_tcp_reply(conn, self.reply(data))
+            conn.send(self.reply(data))
         self.held.clear()
 
 
-def run(limits: dnsio.TcpLimits, core: Core, clients, timeout: float = 20.0, admits=lambda host: True):
+def run(limits: clientwire_io.TcpLimits, core: Core, clients, timeout: float = 20.0, admits=lambda host: True):
     """Serve on 127.0.0.1 while ``clients(port, pool)`` runs in a thread; returns its result and the pool."""
 
     async def main():
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
         sock.bind(("127.0.0.1", 0))
-        sock.listen(dnsio.TCP_BACKLOG)
-        pool = dnsio.TcpPool(limits, admits)
-        listener = dnsio.TcpListener(sock, core.handle, pool)
+        sock.listen(clientwire_io.TCP_BACKLOG)
+        pool = clientwire_io.TcpPool(limits, admits)
+        listener = clientwire_io.TcpListener(sock, core.handle, pool)
         await listener.start()
         try:
             result = await asyncio.wait_for(asyncio.to_thread(clients, sock.getsockname()[1], pool), timeout)
@@ -127,7 +127,7 @@ def test_a_new_connection_closes_the_least_recently_active_one():
         reply_again = ask(asker, 3)
         return reply, first_gone, others_open, reply_again
 
-    (reply, first_gone, others_open, reply_again), pool = run(dnsio.TcpLimits(4, 30.0, 1 << 20), Core(), clients)
+    (reply, first_gone, others_open, reply_again), pool = run(clientwire_io.TcpLimits(4, 30.0, 1 << 20), Core(), clients)
     assert reply[:2] == b"\x00\x02" and reply_again[:2] == b"\x00\x03"
     assert first_gone is not None and others_open == [None, None]
     assert pool.counts["evicted"] == 1 and pool.counts["accepted"] == 5
@@ -144,7 +144,7 @@ def test_clients_outside_allow_are_closed_before_they_take_a_slot():
         still = [ask(sock, 10 + index)[:2] for index, sock in enumerate(allowed)]
         return refused_closed, still
 
-    (refused_closed, still), pool = run(dnsio.TcpLimits(2, 30.0, 1 << 20), Core(), clients,
+    (refused_closed, still), pool = run(clientwire_io.TcpLimits(2, 30.0, 1 << 20), Core(), clients,
                                         admits=lambda host: host == "127.0.0.1")
     assert refused_closed == [True] * 20
     assert still == [b"\x00\x0a", b"\x00\x0b"]  # the two allowed connections kept their slots
@@ -171,7 +171,7 @@ def test_a_trickle_of_bytes_or_tiny_messages_does_not_hold_a_connection():
             time.sleep(0.05)
         return closed, ask(asker, 99)
 
-    (closed, last), pool = run(dnsio.TcpLimits(16, idle, 1 << 20), Core(), clients)
+    (closed, last), pool = run(clientwire_io.TcpLimits(16, idle, 1 << 20), Core(), clients)
     assert set(closed) == {"tiny", "slow"}, closed
     assert all(seconds < idle + 0.5 for seconds in closed.values()), closed
     assert last[:2] == b"\x00\x63"
@@ -192,7 +192,7 @@ def test_a_client_that_does_not_read_stops_being_read_then_gets_every_answer_whe
         ids = [struct.unpack(">H", read_frame(sock)[:2])[0] for _ in range(queries)]
         return stalled, waiting, ids
 
-    (stalled, waiting, ids), pool = run(dnsio.TcpLimits(16, 10.0, queue), core, clients)
+    (stalled, waiting, ids), pool = run(clientwire_io.TcpLimits(16, 10.0, queue), core, clients)
     print(f"\nnot reading: {stalled} of {queries} queries read, {waiting} bytes waiting in the transport")
     assert stalled < queries // 2
     assert waiting <= queue
@@ -206,7 +206,7 @@ def test_a_client_blocked_past_the_idle_timeout_is_closed():
         sock.sendall(b"".join(frame(struct.pack(">H", i) + QUERY[2:]) for i in range(2000)))
         return closed_by_server(sock, 5.0)
 
-    gone, pool = run(dnsio.TcpLimits(16, 0.5, 131072), Core(10_000), clients)
+    gone, pool = run(clientwire_io.TcpLimits(16, 0.5, 131072), Core(10_000), clients)
     assert gone is not None and gone < 2.0
     assert pool.counts["backpressured"] >= 1 and pool.counts["idle_closed"] == 1
 
@@ -223,7 +223,7 @@ def test_answers_that_would_overflow_the_output_queue_close_the_connection():
         pool._loop.call_soon_threadsafe(core.answer_later)  # on the loop's thread, as the core would
         return closed_by_server(sock, 5.0)
 
-    gone, pool = run(dnsio.TcpLimits(16, 10.0, 131072), core, clients)
+    gone, pool = run(clientwire_io.TcpLimits(16, 10.0, 131072), core, clients)
     assert gone is not None
     assert pool.counts["overflow_closed"] == 1 and len(pool) == 0
 
@@ -250,7 +250,7 @@ def test_an_answer_too_big_to_frame_becomes_servfail(edns):
         first = read_frame(sock)
         return first, ask(sock, 7)  # the connection still works
 
-    (first, after), pool = run(dnsio.TcpLimits(16, 10.0, 1 << 20), Oversized(), clients)
+    (first, after), pool = run(clientwire_io.TcpLimits(16, 10.0, 1 << 20), Oversized(), clients)
     reply = dns.message.from_wire(first)
     assert query.is_response(reply) and reply.rcode() == dns.rcode.SERVFAIL
     assert (reply.edns == 0) if edns else (reply.edns == -1)
