@@ -47,7 +47,7 @@ import time
 from pathlib import Path
 
 import record
-from resolver_qps import ROOT, SERVICE, UPSTREAM, bootres_commands, dnsperf, names_file, start_bootres
+from resolver_qps import ROOT, SERVERS, UPSTREAM, bootres_config, dnsperf, names_file, start_bootres
 from lab import Lab  # noqa: E402 (resolver_qps put tests/ on the path)
 
 SERVING = 2.0  # seconds after the first answer: router discovery and the stub files are up
@@ -137,18 +137,19 @@ def service_run(args, work: Path) -> tuple[dict, list[tuple[bytes, bytes]]]:
         lab.nsd(servers, UPSTREAM, ttl=86400, rate_limit=False)
         env = dict(os.environ, PYTHONPYCACHEPREFIX=str(work / "pycache"))
         env.pop("PYTHONDONTWRITEBYTECODE", None)
-        argv, address = bootres_commands(work, args.python)["bootres run"]
-        proc, _ = start_bootres(client, argv, address, env, "bytecode")  # writes the bytecode
+        address = SERVERS["bootres"]
+        argv = [args.python, "-m", "bootres", "run", "-c", str(bootres_config(work, "bootres", address))]
+        proc, _ = start_bootres(client, argv, address, env, "bytecode", ROOT)  # writes the bytecode
         proc.terminate()
         proc.wait(timeout=10)
-        proc, ms = start_bootres(client, argv, address, env, "memory")
+        proc, ms = start_bootres(client, argv, address, env, "memory", ROOT)
         results["first_answer_ms"] = round(ms, 1)
         results["first answer"] = stage(proc.pid)
         time.sleep(SERVING)
         results["serving, empty cache"] = stage(proc.pid)
         names = names_file(work, args.names, "fill")
-        dnsperf(client, SERVICE, names, once=True)
-        report = control.request(str(work / "state"), {"cmd": "status"})
+        dnsperf(client, address, names, once=True)
+        report = control.request(str(work / "bootres" / "state"), {"cmd": "status"})
         results["cache_entries"] = report["resolver"]["cache"]["entries"]
         results[f"{args.names} names asked"] = stage(proc.pid)
         replies = fetch_replies(client, [line.split()[0] for line in names.read_text().splitlines()])

@@ -24,7 +24,12 @@ millisecond from the moment of exec):
 
 Needs root, nsd.  Run (as root, from the repository root):
 
-    flock /tmp/bench.lock env PYTHON=/usr/bin/python3 /usr/bin/python3 bench/startup.py [--starts 5] [--cold 5]
+    flock /tmp/bench.lock env PYTHON=/usr/bin/python3 /usr/bin/python3 bench/startup.py [--starts 5] [--cold 5] \
+        [--baseline DIR]
+
+With --baseline DIR (a checkout of an earlier commit, e.g. ``git worktree
+add DIR COMMIT``), its ``bootres run`` takes turns with this one in the
+warm and the cold starts, and both medians are reported.
 
 Prints the figures and writes bench/results/startup-<UTC time>.json.
 """
@@ -42,7 +47,7 @@ import time
 from pathlib import Path
 
 import record
-from resolver_qps import UPSTREAM, bootres_commands, start_bootres
+from resolver_qps import BASELINE, ROOT, SERVERS, UPSTREAM, bootres_config, start_bootres
 from lab import Lab  # noqa: E402 (resolver_qps put tests/ on the path)
 
 _LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \| (\s*)(\S+)$")
@@ -98,8 +103,9 @@ def main() -> int:
     parser.add_argument("--top", type=int, default=25, help="modules listed by self and by cumulative time")
     parser.add_argument("--python", default=os.environ.get("PYTHON", sys.executable),
                         help="interpreter for bootres (default: $PYTHON or this one)")
+    parser.add_argument("--baseline", type=Path, metavar="DIR", help="also start bootres from this checkout")
     args = parser.parse_args()
-    results = record.start(python=args.python, cpus=os.cpu_count())
+    results = record.start(python=args.python, cpus=os.cpu_count(), baseline=str(args.baseline) if args.baseline else None)
     with tempfile.TemporaryDirectory(prefix="bootres-startup-") as tmp, Lab(Path(tmp)) as lab:
         work = Path(tmp)
         client, servers = lab.netns("client"), lab.netns("servers")
@@ -107,26 +113,38 @@ def main() -> int:
         lab.nsd(servers, UPSTREAM, ttl=86400, rate_limit=False)
         env = dict(os.environ, PYTHONPYCACHEPREFIX=str(work / "pycache"))  # see resolver_qps.main
         env.pop("PYTHONDONTWRITEBYTECODE", None)
-        argv, address = bootres_commands(work, args.python)["bootres run"]
+        trees = {"bootres": (ROOT, SERVERS["bootres"]),
+                 **({"bootres-baseline": (args.baseline.resolve(), BASELINE)} if args.baseline else {})}
+        commands = {name: ([args.python, "-m", "bootres", "run", "-c", str(bootres_config(work, name, address))],
+                           address, tree) for name, (tree, address) in trees.items()}
 
-        warm = []
-        for run in range(args.starts + 1):  # bounded: --starts + 1
-            proc, ms = start_bootres(client, argv, address, env, f"warm{run}")
-            stop(proc)
-            if run:
-                warm.append(round(ms, 1))
-        cold = []
+        warm = {name: [] for name in commands}
+        for run in range(args.starts + 1):  # bounded: --starts + 1; the trees take turns
+            for name, (argv, address, tree) in commands.items():
+                proc, ms = start_bootres(client, argv, address, env, f"{name}-warm{run}", tree)
+                stop(proc)
+                if run:
+                    warm[name].append(round(ms, 1))
+        cold = {name: [] for name in commands}
         for run in range(args.cold):  # bounded: --cold
-            drop_caches()
-            proc, ms = start_bootres(client, argv, address, env, f"cold{run}")
-            stop(proc)
-            cold.append(round(ms, 1))
-        results["warm_ms"], results["cold_ms"] = warm, cold
-        results["warm_median_ms"] = round(statistics.median(warm), 1) if warm else None
-        results["cold_median_ms"] = round(statistics.median(cold), 1) if cold else None
+            for name, (argv, address, tree) in commands.items():
+                drop_caches()
+                proc, ms = start_bootres(client, argv, address, env, f"{name}-cold{run}", tree)
+                stop(proc)
+                cold[name].append(round(ms, 1))
+        results["warm_ms"], results["cold_ms"] = warm["bootres"], cold["bootres"]
+        results["warm_median_ms"] = round(statistics.median(warm["bootres"]), 1) if args.starts else None
+        results["cold_median_ms"] = round(statistics.median(cold["bootres"]), 1) if args.cold else None
+        if args.baseline:
+            results["baseline"] = {"warm_ms": warm["bootres-baseline"], "cold_ms": cold["bootres-baseline"],
+                                   "warm_median_ms": round(statistics.median(warm["bootres-baseline"]), 1)
+                                   if args.starts else None,
+                                   "cold_median_ms": round(statistics.median(cold["bootres-baseline"]), 1)
+                                   if args.cold else None}
 
+        argv, address, tree = commands["bootres"]
         traced = [argv[0], "-X", "importtime", *argv[1:]]
-        proc, ms = start_bootres(client, traced, address, env, "importtime")
+        proc, ms = start_bootres(client, traced, address, env, "importtime", tree)
         before = parse_importtime(proc.log_path.read_text())
         time.sleep(AFTER_ANSWER)
         everything = parse_importtime(proc.log_path.read_text())
@@ -135,8 +153,12 @@ def main() -> int:
         results["before_first_answer"] = summary(before, args.top)
         results["after_first_answer"] = summary(everything[len(before):], args.top)
 
-    print(f"exec -> first answer, warm: median {results['warm_median_ms']} ms of {warm}")
-    print(f"exec -> first answer, cold (page cache dropped): median {results['cold_median_ms']} ms of {cold}")
+    print(f"exec -> first answer, warm: median {results['warm_median_ms']} ms of {warm['bootres']}")
+    print(f"exec -> first answer, cold (page cache dropped): median {results['cold_median_ms']} ms of {cold['bootres']}")
+    if args.baseline:
+        base = results["baseline"]
+        print(f"baseline {args.baseline}: warm median {base['warm_median_ms']} ms of {base['warm_ms']}, "
+              f"cold median {base['cold_median_ms']} ms of {base['cold_ms']}")
     for when in ("before_first_answer", "after_first_answer"):
         part = results[when]
         print(f"\n{when.replace('_', ' ')}: {part['modules']} modules, {part['total_us'] / 1000:.1f} ms of "

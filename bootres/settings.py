@@ -9,9 +9,9 @@ schema changes it everywhere.
 from __future__ import annotations
 
 from bootres.config import HostsConfig, ResolverConfig, RouterConfig
-from bootres.core import stubfiles, router
-from bootres.core.routing import Routing
+from bootres.core import router, stubfiles
 from bootres.core.resolver import ResolverSettings
+from bootres.core.routing import Routing
 
 
 def resolver_settings(cfg: ResolverConfig, routing: Routing) -> ResolverSettings:

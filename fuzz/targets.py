@@ -561,7 +561,7 @@ def target_resolvconf(data: bytes) -> None:
     addresses whatever the original held; the stopped file re-reads to the
     same nameservers (at most MAXNS), search list and options.
     """
-    text = data.decode("utf-8", "replace")  # as bootres/shell/resolvconf_io.py reads it
+    text = data.decode("utf-8", "replace")  # as bootres/shell/resolvguard_io.py reads it
     parsed = resolvconf.parse(text)
     check(len(set(parsed.nameservers)) == len(parsed.nameservers), "duplicate nameservers", text)
     for server in parsed.nameservers:

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bootres import config
-from bootres.shell import cli
 from bootres.config import ConfigError, Endpoint
+from bootres.shell import cli
 
 DATA = Path(__file__).parent / "data" / "config"
 SHIPPED = Path(__file__).parent.parent / "conf" / "bootres.conf"

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 from bootres.core.dnswire import NOERROR, NXDOMAIN
-from bootres.core.upstreamwire import UpstreamReply, read_reply, reply_header_matches
 from bootres.core.effects import CloseUpstream, SendUpstream
 from bootres.core.upstreams import MAX_RTO, MIN_RTO, Upstream
+from bootres.core.upstreamwire import UpstreamReply, read_reply, reply_header_matches
 
 _RCODE_NAMES = {1: "FORMERR", 2: "SERVFAIL", 4: "NOTIMP", 5: "REFUSED", 6: "YXDOMAIN", 7: "YXRRSET",
                 8: "NXRRSET", 9: "NOTAUTH", 10: "NOTZONE", 16: "BADVERS", 23: "BADCOOKIE"}

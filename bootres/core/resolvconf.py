@@ -1,6 +1,6 @@
 """resolv.conf text: the one parser of the format, and the files bootres writes.
 
-Pure functions on strings; ``bootres/shell/resolvconf_io.py`` does the file
+Pure functions on strings; ``bootres/shell/etcfiles_io.py`` does the file
 dance (save the original, replace, restore).  Two files carry bootres's
 name, each marked on its first line so bootres knows its own work:
 

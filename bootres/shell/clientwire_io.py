@@ -6,8 +6,8 @@ listener is a non-blocking socket read with ``loop.add_reader`` and drained
 until EAGAIN.  Each datagram goes to the resolver core's
 ``udp_query_received``, which answers a cache hit at once (the reply is sent
 without leaving the loop) and takes a miss the slow way itself, with a
-``UdpClient`` made only then; once per wake-up the ``CoreDriver`` carries out
-what the misses asked for.  TCP messages go to the driver one by one.
+``UdpClient`` made only then; the ``CoreDriver`` then carries out what the
+miss asked for.  TCP messages go to the driver one by one.
 
 Every reply to a client goes through its handle's ``reply(effect)``: a
 ``UdpClient``, a ``TcpConnection``, or the service's own asker.
@@ -85,12 +85,14 @@ class UdpListener:
     to recvfrom/sendto per datagram.
     """
 
-    def __init__(self, loop, sock: socket.socket, answer: Callable, after: Callable):
+    def __init__(self, loop, sock: socket.socket, answer: Callable, pump: Callable):
         self._loop = loop
         self._sock = sock
         # (data, host, now, reach, token) -> reply bytes, or None: a miss, taken the slow way with reach(token, host)
         self._answer = answer
-        self._after = after  # () -> None, once per wake-up: carry out what the misses asked for, re-arm the timer
+        # () -> None: the driver carries out what a miss asked for at once (its error reply, its upstream
+        # queries), and once per wake-up re-arms the core's timer (a hit may have asked for a refresh)
+        self._pump = pump
         self._batch = _Batch.create(sock.family)
         loop.add_reader(sock.fileno(), self._wake)
 
@@ -99,7 +101,7 @@ class UdpListener:
             self._readable_batched()
         else:
             self._readable()
-        self._after()
+        self._pump()
 
     def _reach(self, peer: tuple, host: str) -> UdpClient:
         return UdpClient(self._sock, peer)
@@ -109,7 +111,7 @@ class UdpListener:
 
     def _readable(self) -> None:
         sock = self._sock
-        recvfrom, sendto, answer, reach = sock.recvfrom, sock.sendto, self._answer, self._reach
+        recvfrom, sendto, answer, reach, pump = sock.recvfrom, sock.sendto, self._answer, self._reach, self._pump
         now = self._loop.time()
         for _ in range(UDP_BURST):
             try:
@@ -120,6 +122,7 @@ class UdpListener:
                 continue  # an ICMP error queued on the socket; not a query
             reply = answer(data, peer[0], now, reach, peer)
             if reply is None:
+                pump()
                 continue
             try:
                 sendto(reply, peer)
@@ -127,7 +130,7 @@ class UdpListener:
                 pass  # client gone or buffer full: UDP clients retry
 
     def _readable_batched(self) -> None:
-        batch, sock, answer, reach = self._batch, self._sock, self._answer, self._reach_batched
+        batch, sock, answer, reach, pump = self._batch, self._sock, self._answer, self._reach_batched, self._pump
         fd = sock.fileno()
         now = self._loop.time()
         for _ in range(UDP_BURST // _Batch.SIZE):
@@ -139,6 +142,7 @@ class UdpListener:
                 data, host = batch.datagram(i, length)
                 reply = answer(data, host, now, reach, i)
                 if reply is None:
+                    pump()
                     continue
                 if len(reply) > _Batch.BUF:  # a big EDNS answer: does not fit a slot
                     _send(sock, batch.peer(i, host), reply)
@@ -169,11 +173,11 @@ class ContainerUdpListener:
     path the host's own are.
     """
 
-    def __init__(self, loop, sock: socket.socket, side: Callable, answer: Callable, after: Callable):
+    def __init__(self, loop, sock: socket.socket, side: Callable, answer: Callable, pump: Callable):
         self._loop = loop
         self._sock = sock
         self._side = side  # () -> ContainerSide, the latest
-        self._answer, self._after = answer, after  # as UdpListener's
+        self._answer, self._pump = answer, pump  # as UdpListener's
         self.outside = 0
         sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
         loop.add_reader(sock.fileno(), self._readable)
@@ -182,7 +186,7 @@ class ContainerUdpListener:
         return UdpClient(self._sock, peer)
 
     def _readable(self) -> None:
-        sock, answer, reach = self._sock, self._answer, self._reach
+        sock, answer, reach, pump = self._sock, self._answer, self._reach, self._pump
         now = self._loop.time()
         side = self._side()
         for _ in range(UDP_BURST):
@@ -200,12 +204,13 @@ class ContainerUdpListener:
                 host = peer[0]
             reply = answer(data, host, now, reach, peer)
             if reply is None:
+                pump()
                 continue
             try:
                 sock.sendto(reply, peer)
             except OSError:
                 pass  # client gone or buffer full: UDP clients retry
-        self._after()
+        self._pump()
 
     def close(self) -> None:
         self._loop.remove_reader(self._sock.fileno())

@@ -66,6 +66,11 @@ class CoreDriver:
     def stopped(self) -> bool:
         return self._stopped
 
+    @property
+    def armed(self) -> float | None:
+        """When the timer fires (None: not armed)."""
+        return self._timer_at
+
     def now(self) -> float:
         # Before start there is no loop of ours yet; asyncio's clock is time.monotonic.
         return self._loop.time() if self._loop is not None else time.monotonic()

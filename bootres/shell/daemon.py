@@ -39,7 +39,7 @@ from bootres.core import containerside, resolvconf
 from bootres.core.sources import is_loopback
 from bootres.shell import control, etcfiles_io, sd
 from bootres.shell.fileio import atomic_write
-from bootres.shell.resolvconf_io import ManagedResolvConf
+from bootres.shell.resolvguard_io import ManagedResolvConf
 from bootres.shell.sources_io import SourcePaths
 
 TICK = 5.0  # seconds between status refreshes (STATUS=, metrics, retries)
@@ -151,7 +151,7 @@ class Daemon:
             listeners, store = self._listeners()
             self.resolver = ResolverService(
                 self.cfg.resolver, self.log.getChild("resolver"), listeners=listeners,
-                source_paths=SourcePaths(), on_upstreams=self._upstreams_changed,
+                source_paths=_source_paths(), on_upstreams=self._upstreams_changed,
                 original_resolv_conf=self.resolv.saved if self.resolv is not None else None)
             await self.resolver.start()
         except OSError as exc:
@@ -588,6 +588,13 @@ def _normal_priority() -> None:
 def _classic_nameservers(routing) -> list[str]:
     """What a classic resolv.conf can name of the default upstreams: port 53, not loopback, at most three."""
     return [host for host, port in routing.default if port == 53 and not is_loopback(host)][:resolvconf.MAXNS]
+
+
+def _source_paths() -> SourcePaths:
+    """Where the host's nameserver sources are: their usual paths, or below BOOTRES_SOURCES_ROOT (tests only,
+    like $DPKG_ROOT: a test's daemon must not follow the machine's own leases)."""
+    root = os.environ.get("BOOTRES_SOURCES_ROOT")
+    return SourcePaths.under(root) if root else SourcePaths()
 
 
 def _no_router(cfg: config.RouterConfig) -> dict:

@@ -136,7 +136,7 @@ def _resolv_conf(targets: Targets, request: dict) -> object:
     raise ValueError(f"unknown resolv.conf action {str(action)[:40]!r}")
 
 
-# --- the resolv.conf operations (bootres.shell.resolvconf_io decides when; these do it)
+# --- the resolv.conf operations (bootres.shell.resolvguard_io decides when; these do it)
 
 
 def _original_text(path: str, saved: str) -> str:

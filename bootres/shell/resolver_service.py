@@ -4,36 +4,29 @@ It owns the sockets, files and the clock around ``bootres.core.resolver.Resolver
 the core runs under a ``CoreDriver``, to which the sockets feed their input
 directly (docs/internals.md walks a query through).
 
-``python -m bootres.shell.resolver_service -c CONF`` runs just the resolver in the
-foreground (tests and ``bench/`` use it); ``bootres run`` composes the same
-service with the others (docs/internals.md).
+``bootres run`` composes it with the other services (docs/internals.md).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import errno
 import functools
 import logging
 import os
 import resource
-import signal
 import socket
-import sys
 import time
 from typing import Callable
 
-from bootres import config
 from bootres.config import Endpoint, ResolverConfig
-from bootres.settings import resolver_settings
-from bootres.core import clientwire
+from bootres.core import clientwire, containerside, publicsuffix, sources
 from bootres.core.cache import Cache, CacheFileError, Snapshot
 from bootres.core.effects import CloseUpstream, Respond, SendUpstream
 from bootres.core.hostsdb import HostsDB, parse_hosts
-from bootres.core import containerside, publicsuffix, sources
 from bootres.core.resolver import Resolver, ResolverSettings
-from bootres.shell import clientwire_io, control, upstreamwire_io
+from bootres.settings import resolver_settings
+from bootres.shell import clientwire_io, upstreamwire_io
 from bootres.shell.core_driver import CoreDriver
 from bootres.shell.fileio import FileRead, atomic_write, open_regular, read_bytes, read_changed
 from bootres.shell.sources_io import POLL_INTERVAL, Scan, SourcePaths, SourceWatcher
@@ -520,58 +513,3 @@ def _raise_fd_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         except (ValueError, OSError):
             pass
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run only the resolver in the foreground until SIGTERM or SIGINT."""
-    parser = argparse.ArgumentParser(prog="python -m bootres.shell.resolver_service")
-    parser.add_argument("-c", "--config", default=config.DEFAULT_PATH)
-    parser.add_argument("--control", metavar="DIR",
-                        help="serve status and query requests on a control socket in DIR")
-    parser.add_argument("--sources-under", metavar="DIR",
-                        help="follow the host's nameserver sources (dhclient, networkd, NetworkManager,"
-                             " resolvconf files) at their usual paths below DIR; default: not at all")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s: %(message)s")
-    log = logging.getLogger("bootres.resolver")
-    try:
-        cfg = config.load(args.config)
-    except config.ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-
-    async def serve() -> int:
-        paths = SourcePaths.under(args.sources_under) if args.sources_under else None
-        service = ResolverService(cfg.resolver, log, source_paths=paths)
-        try:
-            await service.start()
-        except OSError as exc:
-            print(f"bootres resolver: {exc.strerror or exc}", file=sys.stderr)
-            return 1
-        await service.settled()  # the control socket is this mode's READY
-        control_server = None
-        if args.control:
-            async def status(_request):
-                return service.status()
-
-            async def query(request):
-                return await service.query(request["name"], request.get("type", "A"))
-
-            control_server = control.ControlServer({"status": status, "query": query}, log)
-            await control_server.start(args.control)
-        stopping = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stopping.set)
-        log.info("answering on %s", " ".join(service.listening))
-        await stopping.wait()
-        if control_server is not None:
-            await control_server.stop()
-        await service.stop()
-        return 0
-
-    return asyncio.run(serve())
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -41,10 +41,10 @@ from bootres.core.router import (
     describe_ipv6_defaults,
     discovery_links,
 )
-from bootres.shell import rdisc_io, netlink
+from bootres.settings import router_settings
+from bootres.shell import netlink, rdisc_io
 from bootres.shell.core_driver import CoreDriver
 from bootres.shell.netwatch import NetlinkWatch
-from bootres.settings import router_settings
 
 RETRY_INTERVAL = 5.0  # seconds before a failed route change or ICMP socket is tried again
 

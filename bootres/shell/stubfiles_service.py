@@ -35,10 +35,10 @@ from typing import Awaitable, Callable, NamedTuple
 
 from bootres.config import HostsConfig, RouterConfig
 from bootres.core import stubfiles
+from bootres.settings import stubfiles_settings
 from bootres.shell import etcfiles_io
 from bootres.shell.core_driver import CoreDriver
 from bootres.shell.fileio import read_bytes
-from bootres.settings import stubfiles_settings
 
 DEFAULT_RETRY_INTERVAL = 30.0  # seconds between attempts to write a file that could not be written
 HOSTNAME_INTERVAL = 1.0  # seconds: a hostname set with hostnamectl reaches the hosts block within this

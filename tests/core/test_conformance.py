@@ -19,7 +19,7 @@ import pytest
 
 from bootres.core import clientwire, upstreamwire
 from bootres.core.hostsdb import HostsDB, parse_hosts
-from resolver_helpers import A, B, addresses, parsed, query, reply_to, responses, sends
+from resolver_helpers import A, addresses, parsed, reply_to, responses, sends
 from test_resolver import ask, make_stub
 
 NOW = 100.0

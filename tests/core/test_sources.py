@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bootres.core import sources
+from bootres.core.publicsuffix import PublicSuffixes
 from bootres.core.routing import domain_wire
-from bootres.core.publicsuffix import BUILT_IN, PublicSuffixes
 from bootres.core.sources import SourceError, SourceRecord
 
 # What systemd 252 (Debian 12) writes for a DHCP link with an IPv6 RA nameserver.
@@ -516,18 +516,6 @@ def test_select_invariants(records, config_default, config_domains):
 # --- search domains that are public suffixes (issue 21)
 
 PSL = PublicSuffixes.parse("// comment\ncom\nnet\nuk\nco.uk\n*.ck\n!www.ck\n// ===END===\n")
-
-
-@pytest.mark.parametrize("domain, public", [
-    ("com", True), ("co.uk", True), ("uk", True), ("example", True), ("anything.ck", True),
-    ("www.ck", False), ("example.com", False), ("corp.example", False), ("shop.example.co.uk", False),
-])
-def test_public_suffix_rules(domain, public):
-    assert PSL.is_public(domain) is public
-
-
-def test_without_the_list_only_single_labels_are_public():
-    assert BUILT_IN.is_public("com") and not BUILT_IN.is_public("co.uk")
 
 
 def test_search_domains_that_are_public_suffixes_stay_search_only():

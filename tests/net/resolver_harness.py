@@ -1,9 +1,13 @@
-"""A real ResolverService inside a lab namespace, and a client beside it.
+"""The shipped daemon inside a lab namespace, and a client beside it.
 
-The service is ``python -m bootres.shell.resolver_service`` started inside the
-namespace, so every socket it makes, listeners and per-query upstream
-sockets alike, lives there; the test reads ``status()`` over its control
+The service is ``python -m bootres run`` started inside the namespace, so
+every socket it makes, listeners and per-query upstream sockets alike,
+lives there; the test reads the resolver's ``status()`` over its control
 socket (a path in tmp_path: unix sockets do not care about namespaces).
+Everything else it would touch is under tmp_path too: its hosts block,
+/etc/defaultrouter and state directory; resolv.conf is not managed, router
+discovery is off, and the host's nameserver sources are followed under
+``BOOTRES_SOURCES_ROOT`` (an empty directory unless a test gives one).
 
 Topology (``upstream_lab``): a ``host`` namespace running bootres on
 127.0.0.35:53 and 198.18.0.2, wired to a ``servers`` namespace that holds
@@ -13,6 +17,7 @@ Topology (``upstream_lab``): a ``host`` namespace running bootres on
 from __future__ import annotations
 
 import gc
+import os
 import socket
 import statistics
 import sys
@@ -33,10 +38,13 @@ def resolver_config(tmp_path: Path, **keys) -> Path:
     """A configuration file from ``[resolver]`` keys, with test-friendly defaults.
 
     Nothing points at the machine's own files: no hosts files, no cache file
-    unless a test asks for one.
+    unless a test asks for one, no resolv.conf; the files the daemon keeps
+    are under ``tmp_path``.
     """
     values = {
         "listen": f"{LISTEN}:53 {HOST}:53",
+        "container_listen": "no",
+        "manage_resolv_conf": "no",
         "upstreams": " ".join(UPSTREAMS[:2]),
         "cache_file": "",
         "hosts_files": "",
@@ -44,14 +52,18 @@ def resolver_config(tmp_path: Path, **keys) -> Path:
         "stale_answer_after": "300ms",
         **keys,
     }
-    path = tmp_path / f"bootres-{time.monotonic_ns()}.conf"
-    path.write_text("[resolver]\n" + "".join(f"{k} = {v}\n" for k, v in values.items()))
+    tag = time.monotonic_ns()
+    path = tmp_path / f"bootres-{tag}.conf"
+    path.write_text("[resolver]\n" + "".join(f"{k} = {v}\n" for k, v in values.items())
+                    + f"\n[hosts]\nfile = {tmp_path}/hosts-{tag}\n"
+                    + f"\n[router]\ndiscovery = no\ndefaultrouter_file = {tmp_path}/defaultrouter-{tag}\n"
+                    + f"\n[service]\nstate_dir = {tmp_path}/state-{tag}\n")
     config.load(str(path))  # a typo in a test fails here, not as a silent default
     return path
 
 
 class ResolverProcess:
-    """``python -m bootres.shell.resolver_service`` running inside ``ns``, with its control socket.
+    """``python -m bootres run`` inside ``ns`` (a ``resolver_config`` file), from READY on.
 
     A process of its own, like the real service: measured latencies are not
     disturbed by the test's own Python threads (one interpreter lock).
@@ -60,22 +72,19 @@ class ResolverProcess:
     def __init__(self, ns, conf: Path, tmp_path: Path, sources_under: Path | None = None):
         """``sources_under``: follow the host's nameserver sources at their usual paths below it."""
         self.ns = ns
-        self.control_dir = str(tmp_path / f"control-{time.monotonic_ns()}")
-        extra = ["--sources-under", str(sources_under)] if sources_under else []
-        self.proc = ns.popen(sys.executable, "-m", "bootres.shell.resolver_service", "-c", str(conf),
-                             "--control", self.control_dir, *extra)
-        deadline = time.monotonic() + 15
-        while True:  # bounded: the service answers its control socket once it listens
-            try:
-                self.status()
-                break
-            except control.NotRunning:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"resolver did not start:\n{self.log()}") from None
-                time.sleep(0.02)
+        self.control_dir = config.load(str(conf)).service.state_dir
+        if sources_under is None:
+            sources_under = tmp_path / f"no-sources-{time.monotonic_ns()}"
+            sources_under.mkdir()
+        env = dict(os.environ, BOOTRES_SOURCES_ROOT=str(sources_under))
+        env.pop("NOTIFY_SOCKET", None)
+        self.proc = ns.popen(sys.executable, "-m", "bootres", "run", "-c", str(conf), env=env)
+        # READY, as systemd waits for it: the start's refreshes have settled (docs/resolver.md).
+        self.wait_for_log("ready: resolver on", timeout=15)
 
     def status(self) -> dict:
-        return control.request(self.control_dir, {"cmd": "status"})
+        """The resolver's part of ``bootres status --json``."""
+        return control.request(self.control_dir, {"cmd": "status"})["resolver"]
 
     def query(self, name: str, rdtype: str = "A") -> dict:
         return control.request(self.control_dir, {"cmd": "query", "name": name, "type": rdtype})
@@ -92,6 +101,8 @@ class ResolverProcess:
             for line in self.log().splitlines():
                 if text in line:
                     return line
+            if self.proc.poll() is not None:
+                break
             time.sleep(0.02)
         raise AssertionError(f"no log line with {text!r} in:\n{self.log()}")
 

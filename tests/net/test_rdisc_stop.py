@@ -41,10 +41,10 @@ async def start_and_stop(cfg: config.RouterConfig, log: logging.Logger) -> dict:
     service = RouterService(cfg, log, routers.append, watch)
     await service.start()
     # start() found eth0 (a socket, a solicitation due within 1 s) and asked for the static route.
-    seen = {"armed": service._timer is not None, "route changes": len(service._route_tasks),
+    seen = {"armed": service.driver.armed is not None, "route changes": len(service._route_tasks),
             "sockets": len(service.sockets)}
     await service.stop()
-    seen["after stop"] = {"armed": service._timer is not None or service._retry is not None,
+    seen["after stop"] = {"armed": service.driver.armed is not None or service._retry is not None,
                           "route changes": len(service._route_tasks), "sockets": len(service.sockets),
                           "routes": default_routes()}
     told, dumps = len(routers), watch.dumps
@@ -53,7 +53,7 @@ async def start_and_stop(cfg: config.RouterConfig, log: logging.Logger) -> dict:
     subprocess.run(["ip", "addr", "add", "198.18.1.11/24", "dev", "eth0"], check=True, timeout=5)
     await asyncio.sleep(1.5)  # past the latest solicitation time and a few snapshots
     seen["later"] = {"routes": default_routes(), "told": len(routers) - told, "snapshots": watch.dumps - dumps,
-                     "armed": service._timer is not None or service._retry is not None}
+                     "armed": service.driver.armed is not None or service._retry is not None}
     await watch.stop()
     return seen
 

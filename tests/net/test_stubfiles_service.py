@@ -223,7 +223,7 @@ def test_files_are_read_and_written_off_the_event_loop_and_stop_is_clean(tmp_pat
         files.set_routers(["198.18.1.1"])  # after stop: no job submitted, no timer armed
         files.observe(snapshot("198.18.1.10"))
         await asyncio.sleep(0.2)
-        assert files._timer is None and not files._jobs
+        assert files.driver.armed is None and not files._jobs
         assert os.stat(tmp_path / "hosts").st_mtime_ns == mtime and not (tmp_path / "defaultrouter").exists()
         return stopped_in
 

@@ -15,7 +15,7 @@ import threading
 import pytest
 
 from bootres.core import resolvguard
-from bootres.shell.resolvconf_io import ManagedResolvConf
+from bootres.shell.resolvguard_io import ManagedResolvConf
 
 LISTEN = [("127.0.0.35", 53)]
 ORIGINAL = "search example.test\noptions rotate\nnameserver 198.18.0.10\nnameserver 198.18.0.11\n"
@@ -230,7 +230,7 @@ async def test_trust_ad_is_off_by_default_and_a_reload_that_turns_it_on_rewrites
 @on_a_loop
 async def test_every_file_access_is_on_one_worker_thread_never_the_loops(files, monkeypatch):
     """Issue 11: the loop only decides; reads and writes happen on the object's own worker thread."""
-    from bootres.shell import etcfiles_io, fileio, resolvconf_io
+    from bootres.shell import etcfiles_io, fileio, resolvguard_io
 
     path, saved = files
     path.write_text(ORIGINAL)
@@ -245,7 +245,7 @@ async def test_every_file_access_is_on_one_worker_thread_never_the_loops(files, 
         threads.add(threading.current_thread())
         return real_write(*args, **kwargs)
 
-    for module in (resolvconf_io, etcfiles_io):  # the guard reads, the writer reads and writes
+    for module in (resolvguard_io, etcfiles_io):  # the guard reads, the writer reads and writes
         monkeypatch.setattr(module, "read_bytes", read_bytes)
     monkeypatch.setattr(etcfiles_io, "atomic_write", atomic_write)
     resolv = manager(files)
