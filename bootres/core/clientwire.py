@@ -41,6 +41,11 @@ _COOKIE_LENGTHS = frozenset({8, *range(16, 41)})
 # The flags byte that ends a cache key, by DO + 2 * CD.
 _KEY_FLAGS = (b"\x00", b"\x01", b"\x02", b"\x03")
 
+# The question of the daemon's readiness probe (bootres-ready.invalid. CH TXT, no OPT: a name no client asks,
+# RFC 6761 section 6.4): the resolver answers it REFUSED, as any CH question, without counting it as a
+# client's query (``is_readiness_probe``).
+READINESS_QUESTION = b"\x0dbootres-ready\x07invalid\x00" + struct.pack(">HH", 16, 3)
+
 # These ask for zone transfers or mailbox records or are not question types.
 _UNSUPPORTED_TYPES = frozenset({AXFR, IXFR, MAILB, MAILA, TKEY})
 _NOT_A_QUESTION = frozenset({OPT, TSIG})
@@ -225,6 +230,15 @@ def error_reply(head: bytes, question: bytes, rcode: int, payload: int = 0) -> b
         opt = b"\x00" + struct.pack(">HHBBHH", OPT, PAYLOAD, rcode >> 4, 0, 0, 0)
     counts = HEADER.pack(flags, 1 if question else 0, 0, 0, 1 if opt else 0)
     return head[:2] + counts + question + opt
+
+
+def is_readiness_probe(data: bytes) -> bool:
+    """The daemon's readiness probe: a plain query, one question, exactly ``READINESS_QUESTION``, nothing else."""
+    return (len(data) == 12 + len(READINESS_QUESTION) and not data[2] & 0xF8 and data[4:12] == _ONE_QUESTION
+            and data[12:] == READINESS_QUESTION)
+
+
+_ONE_QUESTION = b"\x00\x01\x00\x00\x00\x00\x00\x00"  # the counts of a query with one question and nothing else
 
 
 def looks_like_query(message: bytes) -> bool:

@@ -242,6 +242,11 @@ class Resolver:
     def query_received(self, data: bytes, client: Any, host: str | None, tcp: bool, now: float) -> None:
         """A query from ``host`` (None: the service itself, e.g. ``bootres query``, or a client the shell vouches
         for: a container or this host on the container address)."""
+        if clientwire.is_readiness_probe(data) and (host is None or self.allows(host)):
+            # The daemon's own probe before READY (shell/daemon.py): answered as any CH question is, but not
+            # a client's query, so not in the counters an operator reads.
+            self._out.append(Respond(client, clientwire.error_reply(data[:4], data[12:], dnswire.REFUSED), "local"))
+            return
         self.queries += 1
         waiter = before = None
         try:

@@ -35,7 +35,7 @@ import sys
 import time
 
 from bootres import __version__, config, status
-from bootres.core import containerside, resolvconf
+from bootres.core import clientwire, containerside, resolvconf
 from bootres.core.sources import is_loopback
 from bootres.shell import control, etcfiles_io, sd
 from bootres.shell.fileio import atomic_write
@@ -48,7 +48,6 @@ CACHE_SAVE_INTERVAL = 300.0  # a crash loses at most this much of the cache
 READY_PROBE_TIMEOUT = 20.0  # under TimeoutStartSec=30s in units/bootres.service
 MAX_ERRORS = 20
 FDSTORE_NAME = "listen"  # FDNAME of the listening sockets bootres stores itself
-_PROBE_QUESTION = b"\x02id\x06server\x00" + struct.pack("!HH", 16, 3)  # id.server TXT CH
 
 
 class StartupFailed(Exception):
@@ -315,12 +314,13 @@ class Daemon:
     async def _wait_answering(self) -> None:
         """Send DNS queries to our own listener until one is answered: READY means names work.
 
-        The probe asks ``id.server`` in class CH, which the stub core answers
-        itself with REFUSED, whether the question is allowed (no class but IN
-        is served) or not (``allow`` need not list the loopback address the
-        probe comes from), whatever hosts_files say and whether or not an
-        upstream is up: it proves the listener and the core without waiting
-        on the network.
+        The probe asks ``bootres-ready.invalid`` in class CH (``clientwire.READINESS_QUESTION``),
+        which the resolver core answers itself with REFUSED, whether the
+        question is allowed (no class but IN is served) or not (``allow``
+        need not list the loopback address the probe comes from), whatever
+        hosts_files say and whether or not an upstream is up: it proves the
+        listener and the core without waiting on the network.  An allowed
+        probe is not counted as a client's query.
         """
         endpoint = self.cfg.resolver.listen[0]
         host = str(endpoint.host)
@@ -328,7 +328,7 @@ class Daemon:
             host = "::1" if endpoint.host.version == 6 else "127.0.0.1"
         family = socket.AF_INET6 if endpoint.host.version == 6 else socket.AF_INET
         # os.urandom, not secrets: that imports hashlib (~4 ms and ~1 MiB before the first answer).
-        probe = os.urandom(2) + struct.pack("!5H", 0x0100, 1, 0, 0, 0) + _PROBE_QUESTION
+        probe = os.urandom(2) + struct.pack("!5H", 0x0100, 1, 0, 0, 0) + clientwire.READINESS_QUESTION
         loop = asyncio.get_running_loop()
         deadline = loop.time() + READY_PROBE_TIMEOUT
         with socket.socket(family, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:

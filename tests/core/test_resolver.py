@@ -994,3 +994,16 @@ def test_a_question_of_our_own_that_does_not_parse_is_our_bug_answered_servfail(
     (reply,) = responses(effects)
     assert parsed(reply).rcode() == dns.rcode.SERVFAIL and parsed(reply).id == 7 and reply.client == "pin"
     assert stub.internal_errors == 1 and "reading a question of our own" in logs(effects)[0].message
+
+
+def test_the_daemons_readiness_probe_is_answered_but_not_counted():
+    stub = make_stub()
+    probe = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + clientwire.READINESS_QUESTION
+    (reply,) = responses(ask(stub, probe, 0.0))
+    assert reply.wire[:2] == b"\x12\x34" and parsed(reply).rcode() == dns.rcode.REFUSED  # as any CH question
+    assert (stub.queries, stub.refused) == (0, 0)
+    (reply,) = responses(ask(stub, probe, 0.0, host="198.18.0.99"))  # outside allow: refused and counted
+    assert parsed(reply).rcode() == dns.rcode.REFUSED and (stub.queries, stub.refused) == (1, 1)
+    other = dns.message.make_query("version.bind", "TXT", "CH").to_wire()
+    (reply,) = responses(ask(stub, other, 0.0))
+    assert parsed(reply).rcode() == dns.rcode.REFUSED and (stub.queries, stub.refused) == (2, 2)  # a client's CH

@@ -1,6 +1,6 @@
 """A hostile upstream over the wire (issue 10): nothing malformed is served or cached, and bootres lives on.
 
-bootres (``python -m bootres.shell.resolver_service``) in the lab's ``host``
+bootres (``python -m bootres run``) in the lab's ``host``
 namespace asks one upstream, ``hostile_server.py``, which answers with
 mutated and crafted replies (and sometimes the honest one after them).
 Clients ask never-seen names in batches; after each batch a probe under

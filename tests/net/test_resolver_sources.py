@@ -1,6 +1,6 @@
 """Upstreams from the host's sources, followed live, and split DNS (issue 9), over real sockets.
 
-bootres runs alone (``python -m bootres.shell.resolver_service``) in a lab
+bootres runs alone (``python -m bootres run``) in a lab
 namespace with ``--sources-under``: the dhclient hook's and networkd's files
 live below a temporary directory, written here the way those programs write
 them.  Upstreams are fake servers in the ``servers`` namespace.

@@ -1,6 +1,6 @@
 """TCP abuse (issue 10, RFC 7766 sections 6.2 and 10): honest clients are still answered, memory stays put.
 
-The real service (``python -m bootres.shell.resolver_service``, shipped TCP
+The real service (``python -m bootres run``, shipped TCP
 defaults) runs in a namespace with nsd upstream.  An abuser process of its
 own in the same namespace (it raises its own descriptor limit) starts four
 pipelining clients that send 5,000 queries each for a ~53 KB cached answer
@@ -180,7 +180,7 @@ def test_tricklers_and_a_pipeliner_that_never_reads_do_not_starve_honest_clients
     lab.nsd(servers, UPSTREAMS[0], extra=txt, rate_limit=False)
     resolver = ResolverProcess(host, resolver_config(tmp_path, upstreams=UPSTREAMS[0]), tmp_path)
     pid = resolver.proc.pid
-    assert b"bootres.shell.resolver_service" in Path(f"/proc/{pid}/cmdline").read_bytes()  # ip netns exec execs
+    assert b"-m\x00bootres\x00run\x00" in Path(f"/proc/{pid}/cmdline").read_bytes()  # ip netns exec execs
 
     big = dns.message.make_query(BIG, "TXT")  # no EDNS: the whole answer comes over TCP
     with host.call(socket.socket, socket.AF_INET, socket.SOCK_STREAM) as sock:
