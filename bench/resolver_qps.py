@@ -159,7 +159,7 @@ def main() -> int:
     parser.add_argument("--baseline", type=Path, metavar="DIR",
                         help="also run bootres from this checkout (e.g. git worktree add DIR COMMIT) as bootres-baseline")
     args = parser.parse_args()
-    servers = dict(SERVERS, **({"bootres-baseline": BASELINE} if args.baseline else {}))
+    addresses = dict(SERVERS, **({"bootres-baseline": BASELINE} if args.baseline else {}))
     trees = {"bootres": ROOT, **({"bootres-baseline": args.baseline.resolve()} if args.baseline else {})}
     results = record.start(python=args.python, cpus=os.cpu_count(), seconds=args.seconds, rounds=args.rounds,
                            starts=args.starts, baseline=str(args.baseline) if args.baseline else None)
@@ -173,8 +173,8 @@ def main() -> int:
         # every timed start compile bootres from source.
         env = dict(os.environ, PYTHONPYCACHEPREFIX=str(work / "pycache"))
         env.pop("PYTHONDONTWRITEBYTECODE", None)
-        commands = {name: ([args.python, "-m", "bootres", "run", "-c", str(bootres_config(work, name, servers[name]))],
-                           servers[name], tree) for name, tree in trees.items()}
+        commands = {name: ([args.python, "-m", "bootres", "run", "-c", str(bootres_config(work, name, addresses[name]))],
+                           addresses[name], tree) for name, tree in trees.items()}
         kept, startup = timed_starts(client, commands, env, args.starts)
         dnsmasq = lab.dnsmasq(client, SERVERS["dnsmasq"], forward_to=[UPSTREAM], cache_size=10000)
         unbound = lab.unbound(client, SERVERS["unbound"], forward_to=[UPSTREAM],
@@ -187,27 +187,27 @@ def main() -> int:
         results["startup_ms_all"] = startup
 
         hot = names_file(work, 1000, "hot")
-        for address in servers.values():
+        for address in addresses.values():
             dnsperf(client, address, hot, once=True)  # fill the caches
-        runs: dict[str, list[dict]] = {name: [] for name in servers}
+        runs: dict[str, list[dict]] = {name: [] for name in addresses}
         for _ in range(args.rounds):
-            for name, address in servers.items():
+            for name, address in addresses.items():
                 runs[name].append(dnsperf(client, address, hot, seconds=args.seconds))
         results["qps"] = {name: max(r["qps"] for r in rs) for name, rs in runs.items()}
         results["qps_median"] = {name: statistics.median(r["qps"] for r in rs) for name, rs in runs.items()}
         results["lost"] = {name: sum(r["lost"] or 0 for r in rs) for name, rs in runs.items()}
         results["ratios"] = {
             f"bootres/{peer}": round(results["qps"]["bootres"] / results["qps"][peer], 3)
-            for peer in servers if peer != "bootres"
+            for peer in addresses if peer != "bootres"
         }
 
         many = names_file(work, 10000, "fill")
-        for address in servers.values():
+        for address in addresses.values():
             dnsperf(client, address, many, once=True)
         results["rss_kib_10k_names"] = {name: rss_kib(pid) for name, pid in pids.items()}
 
     print(f"{'server':16} {'QPS best':>10} {'QPS median':>11} {'lost':>6} {'RSS 10k names':>14}")
-    for name in servers:
+    for name in addresses:
         print(f"{name:16} {results['qps'][name]:10.0f} {results['qps_median'][name]:11.0f} "
               f"{results['lost'][name]:6.0f} {results['rss_kib_10k_names'][name] / 1024:11.1f} MiB")
     print("  ".join(f"{ratio} {value:.3f}" for ratio, value in results["ratios"].items()))
