@@ -8,10 +8,16 @@ schema changes it everywhere.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from bootres.config import HostsConfig, ResolverConfig, RouterConfig
-from bootres.core import router, stubfiles
 from bootres.core.resolver import ResolverSettings
 from bootres.core.routing import Routing
+
+# The stub files' and router discovery's cores are imported where their settings are built: those services
+# start after READY, and importing them here put ~3 ms before the first answer (bench/startup.py).
+if TYPE_CHECKING:
+    from bootres.core import router, stubfiles
 
 
 def resolver_settings(cfg: ResolverConfig, routing: Routing) -> ResolverSettings:
@@ -34,6 +40,8 @@ def resolver_settings(cfg: ResolverConfig, routing: Routing) -> ResolverSettings
 
 def stubfiles_settings(hosts: HostsConfig, router_cfg: RouterConfig, retry_interval: float) -> stubfiles.Settings:
     """[hosts], and [router]'s defaultrouter_file, for the stub files' core."""
+    from bootres.core import stubfiles
+
     return stubfiles.Settings(
         hosts_file=hosts.file,
         defaultrouter_file=router_cfg.defaultrouter_file,
@@ -47,5 +55,7 @@ def stubfiles_settings(hosts: HostsConfig, router_cfg: RouterConfig, retry_inter
 
 def router_settings(cfg: RouterConfig) -> router.Settings:
     """[router] for router discovery's core."""
+    from bootres.core import router
+
     return router.Settings(solicit=cfg.solicit, install_route=cfg.install_route, static=cfg.static,
                            allowed=cfg.routers)

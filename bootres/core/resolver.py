@@ -138,8 +138,12 @@ class _Pending:
 
 
 class Resolver:
-    def __init__(self, settings: ResolverSettings, cache: Cache, random_id: Callable[[], int]):
+    def __init__(self, settings: ResolverSettings, cache: Cache, random_id: Callable[[], int], *,
+                 strict: bool = False):
+        """``strict``: a bug of ours raises out of the input that hit it instead of becoming SERVFAIL (the core
+        tests run so, as h11 tells its own errors from the peer's; the service never does)."""
         self.settings = settings
+        self._strict = strict
         self.cache = cache
         self._pool: dict[tuple[str, int], Upstream] = {}  # address -> its one Upstream
         self._groups: dict[tuple, Upstreams] = {}  # a group's addresses -> its Upstreams
@@ -762,8 +766,10 @@ class Resolver:
         stopped, its queries closed, and its pending forgotten: the exception
         may have left them half changed (``_after`` takes a pending off its
         race before settling it, so the callers name it from before).  Its
-        clients not yet answered, and ``waiter``, get SERVFAIL.
+        clients not yet answered, and ``waiter``, get SERVFAIL.  Strict: the exception goes on up.
         """
+        if self._strict:
+            raise  # noqa: PLE0704 (called from an except block, whose exception this re-raises)
         self.internal_errors += 1
         exc = sys.exc_info()[1]
         site = (type(exc), *((frame.f_code.co_filename, line) for frame, line in traceback.walk_tb(exc.__traceback__)))

@@ -32,6 +32,7 @@ import signal
 import socket
 import struct
 import sys
+import threading
 import time
 
 from bootres import __version__, config, status
@@ -61,17 +62,39 @@ class RecentErrors(logging.Handler):
     when a later record says ``extra={"resolves": T}`` (or a tuple of topics: the route that could
     not be installed is installed, the refused reload is followed by a good
     one), so status lists what is wrong now, not what was wrong at boot.
+
+    The list is changed on the event loop's thread only, where status reads
+    it: a record logged on another thread (a worker's) is handed to the loop
+    (``attach``) rather than appended there.
     """
 
     def __init__(self):
         super().__init__(logging.INFO)
         self._entries: collections.deque[tuple[str | None, dict]] = collections.deque(maxlen=MAX_ERRORS)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """From now on, records from other threads reach the list through ``loop`` (called on its thread)."""
+        self._loop, self._loop_thread = loop, threading.get_ident()
 
     @property
     def entries(self) -> list[dict]:
         return [entry for _, entry in self._entries]
 
     def emit(self, record: logging.LogRecord) -> None:
+        resolves = getattr(record, "resolves", ())
+        if not resolves and record.levelno < logging.WARNING:
+            return
+        if self._loop is not None and threading.get_ident() != self._loop_thread:
+            try:
+                self._loop.call_soon_threadsafe(self._take, record)
+            except RuntimeError:  # the loop is closed: the process is ending, nothing reads the list
+                pass
+            return
+        self._take(record)
+
+    def _take(self, record: logging.LogRecord) -> None:
         resolves = getattr(record, "resolves", ())
         if resolves:
             resolves = (resolves,) if isinstance(resolves, str) else resolves
@@ -119,6 +142,7 @@ class Daemon:
 
     async def main(self) -> int:
         loop = asyncio.get_running_loop()
+        self.recent.attach(loop)
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stop_requested.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload_requested.set)
