@@ -67,7 +67,7 @@ from bootres.core.effects import WARNING, Log, Respond
 from bootres.core.hostsdb import LOCAL_NEGATIVE_TTL, LOCAL_TTL, HostsDB
 from bootres.core.race import Outcome, Race
 from bootres.core.routing import NamesUnder, Routing
-from bootres.core.upstreams import Upstream, Upstreams
+from bootres.core.upstreams import UpstreamPool, Upstreams
 
 _CLASS_NAMES = {3: "CH", 4: "HS", 254: "NONE", 255: "ANY"}
 _INTERNAL = "internal error (see the log)"  # the reason given with the SERVFAIL of a bug of ours
@@ -145,10 +145,7 @@ class Resolver:
         self.settings = settings
         self._strict = strict
         self.cache = cache
-        self._pool: dict[tuple[str, int], Upstream] = {}  # address -> its one Upstream
-        self._groups: dict[tuple, Upstreams] = {}  # a group's addresses -> its Upstreams
-        self.upstreams = Upstreams([])  # every upstream once, in routing order: for status and health
-        self._use_routing(settings.routing)
+        self.pool = UpstreamPool(settings.routing)
         self.hosts = HostsDB()
         self._random_id = random_id
         self._tokens = itertools.count(1)
@@ -173,6 +170,11 @@ class Resolver:
         self.queries = self.hits = self.misses = self.stale_served = 0
         self.refreshes = self.refreshes_skipped = 0
         self.refused = self.malformed = self.servfail = self.internal_errors = 0
+
+    @property
+    def upstreams(self) -> Upstreams:
+        """Every upstream once, in routing order: for status and health."""
+        return self.pool.all
 
     # --- the measured hot path
 
@@ -409,7 +411,7 @@ class Resolver:
         self._acl.clear()
         if settings.routing == old:
             return
-        self._use_routing(settings.routing)
+        self.pool.use(settings.routing)
         moved = {r.domain for r in old.routes} ^ {r.domain for r in settings.routing.routes}
         if moved:
             names = NamesUnder(moved)
@@ -417,21 +419,6 @@ class Resolver:
                 del self._pending[key]
             self.cache.drop_names(names)
             self._shapes.clear()
-
-    def _use_routing(self, routing: Routing) -> None:
-        """Build the groups, reusing the Upstream of every address that stays and every unchanged group."""
-        pool = {}
-        for spec in routing.upstreams:
-            upstream = self._pool.get(spec.address) or Upstream(spec.address, spec.label)
-            upstream.label, upstream.source, upstream.domains = spec.label, spec.source, spec.domains
-            pool[spec.address] = upstream
-        groups = {}
-        for addresses in (routing.default, *(route.upstreams for route in routing.routes)):
-            if addresses not in groups:
-                # Same addresses, same Upstream objects: the old group object stays valid.
-                groups[addresses] = self._groups.get(addresses) or Upstreams([pool[a] for a in addresses])
-        self._pool, self._groups = pool, groups
-        self.upstreams = Upstreams(list(pool.values()))
 
     # --- answering
 
@@ -506,7 +493,7 @@ class Resolver:
         """
         if self._heard:
             return 0
-        wanted = {group for group in self._groups.values() if group.all}
+        wanted = {group for group in self.pool.groups() if group.all}
         for key in self.cache.newest(_START_SCAN):
             if not wanted:
                 break
@@ -639,7 +626,7 @@ class Resolver:
 
     def _group_of(self, key: bytes) -> Upstreams:
         """The upstream group a cache key's name is routed to (the key is the name's wire form and 5 bytes more)."""
-        return self._groups[self.settings.routing.group_of(key[:-5])]
+        return self.pool.group_of(key[:-5])
 
     def _stale_after(self) -> float:
         """RFC 8767's client response timer: how long a client waits before a stale answer beats none.
@@ -827,8 +814,7 @@ class Resolver:
                 "refreshes_skipped": self.refreshes_skipped,
             },
             "upstreams": [u.status() for u in self.upstreams.all],
-            "routes": [{"domain": route.domain, "upstreams": [self._pool[a].label for a in route.upstreams]}
-                       for route in self.settings.routing.routes],
+            "routes": self.pool.routes_status(),
             "inflight": len(self._pending),
             "refused": self.refused,
             "malformed": self.malformed,

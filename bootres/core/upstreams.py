@@ -22,6 +22,7 @@ RTO = SRTT + 4 * RTTVAR), with a floor suited to DNS rather than TCP.
 from __future__ import annotations
 
 from bootres.core.effects import INFO, WARNING, Log
+from bootres.core.routing import Routing
 
 DOWN_AFTER = 3
 PROBE_FIRST = 1.0
@@ -219,3 +220,45 @@ class Upstreams:
         # query leaves first, which is still tens of microseconds of socket setup.
         alive.sort(key=lambda u: (u.srtt is None, u.srtt or 0.0))
         return alive, probes
+
+
+class UpstreamPool:
+    """Every upstream once (its ``Upstream``: health, RTT, counters) and the groups ``routing`` makes of them.
+
+    ``use(routing)`` keeps the ``Upstream`` of every address that stays and
+    every unchanged group, so a new lease or a reload never forgets what was
+    measured; races in flight keep the group objects they were given.
+    """
+
+    def __init__(self, routing: Routing):
+        self.routing = routing
+        self._by_address: dict[tuple[str, int], Upstream] = {}
+        self._groups: dict[tuple, Upstreams] = {}  # a group's addresses -> its Upstreams
+        self.all = Upstreams([])  # every upstream once, in routing order: for status and health
+        self.use(routing)
+
+    def use(self, routing: Routing) -> None:
+        by_address = {}
+        for spec in routing.upstreams:
+            upstream = self._by_address.get(spec.address) or Upstream(spec.address, spec.label)
+            upstream.label, upstream.source, upstream.domains = spec.label, spec.source, spec.domains
+            by_address[spec.address] = upstream
+        groups = {}
+        for addresses in (routing.default, *(route.upstreams for route in routing.routes)):
+            if addresses not in groups:
+                # Same addresses, same Upstream objects: the old group object stays valid.
+                groups[addresses] = self._groups.get(addresses) or Upstreams([by_address[a] for a in addresses])
+        self.routing, self._by_address, self._groups = routing, by_address, groups
+        self.all = Upstreams(list(by_address.values()))
+
+    def group_of(self, name: bytes) -> Upstreams:
+        """The group a name (wire form, lower case) is routed to."""
+        return self._groups[self.routing.group_of(name)]
+
+    def groups(self) -> list[Upstreams]:
+        return list(self._groups.values())
+
+    def routes_status(self) -> list[dict]:
+        """The SPEC's ``resolver.routes``: each routing domain and the labels of its upstreams."""
+        return [{"domain": route.domain, "upstreams": [self._by_address[a].label for a in route.upstreams]}
+                for route in self.routing.routes]
