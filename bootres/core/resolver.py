@@ -63,9 +63,9 @@ from bootres.core import clientwire, dnswire, hostsdb, upstreamwire
 from bootres.core.cache import Cache
 from bootres.core.clientwire import ClientQuery
 from bootres.core.dnswire import Answer
-from bootres.core.effects import WARNING, Log, Respond
+from bootres.core.effects import WARNING, CloseUpstream, Log, Respond, SendUpstream
 from bootres.core.hostsdb import LOCAL_NEGATIVE_TTL, LOCAL_TTL, HostsDB
-from bootres.core.race import Outcome, Race
+from bootres.core.race import Outcome, Race, RaceStep
 from bootres.core.routing import NamesUnder, Routing
 from bootres.core.upstreams import UpstreamPool, Upstreams
 
@@ -149,7 +149,9 @@ class Resolver:
         self.hosts = HostsDB()
         self._random_id = random_id
         self._tokens = itertools.count(1)
-        self._routes: dict[int, Race] = {}  # upstream query token -> its race
+        self._routes: dict[int, Race] = {}  # upstream query token -> its race (from the races' effects)
+        self._askers: dict[Race, _Pending] = {}  # a race -> the clients waiting on it, until it settles
+        self._armed: dict[Race, float] = {}  # a race -> the deadline the timer heap holds for it
         self._pending: dict[bytes, _Pending] = {}
         self._timers: list[tuple[float, int, object]] = []
         self._timer_seq = itertools.count()
@@ -327,11 +329,12 @@ class Resolver:
     def upstream_reply(self, token: int, data: bytes, source: tuple | None, now: float) -> None:
         race = self._routes.get(token)
         if race is not None:
-            pending = race.pending  # before _after takes it off the race to settle it
+            pending = self._askers.get(race)  # before _after settles it
             try:
-                if race.reply(token, data, source, now, self._out):
+                step = race.reply(token, data, source, now)
+                if step.heard:
                     self._heard = True
-                self._after(race, now)
+                self._after(race, step, now)
             except Exception:
                 self._internal_error("handling an upstream reply", (pending,), race=race)
 
@@ -339,10 +342,9 @@ class Resolver:
         """A query could not be sent or failed; ``hard``: the kernel says its upstream is unreachable (see race)."""
         race = self._routes.get(token)
         if race is not None:
-            pending = race.pending
+            pending = self._askers.get(race)
             try:
-                race.failed(token, now, self._out, why, hard)
-                self._after(race, now)
+                self._after(race, race.failed(token, why, hard, now), now)
             except Exception:
                 self._internal_error("handling an upstream failure", (pending,), race=race)
 
@@ -351,12 +353,11 @@ class Resolver:
             when, _, item = heapq.heappop(self._timers)
             # Each item guarded on its own: one bug does not hold up the others' timers.
             if isinstance(item, Race):
-                pending = item.pending
+                pending = self._askers.get(item)
                 try:
-                    if item.armed == when:
-                        item.armed = None
-                    item.timer(now, self._out)
-                    self._after(item, now)
+                    if self._armed.get(item) == when:
+                        del self._armed[item]
+                    self._after(item, item.timer(now), now)
                 except Exception:
                     self._internal_error("on a race's timer", (pending,), race=item)
             elif item is _SILENCE_CHECK:
@@ -586,20 +587,18 @@ class Resolver:
             hedge_delay=settings.hedge_delay,
             timeout=settings.timeout,
             now=now,
-            routes=self._routes,
             new_token=self._tokens.__next__,
             random_id=self._random_id,
-            out=self._out,
         )
         pending = self._pending[key] = _Pending(key, race, group)
         if waiter is not None:
             pending.waiters.append(waiter)
         elif not refresh:
             pending.stale_served = True  # later askers get the stale answer at once too
-        race.pending = pending
+        self._askers[race] = pending
         if stale_at is not None:
             self._arm_stale(pending, stale_at)
-        self._after(race, now)  # settles at once when the group has no upstream to ask
+        self._after(race, race.start(now), now)  # settles at once when the group has no upstream to ask
 
     def _arm_stale(self, pending: _Pending, stale_at: float) -> None:
         """At ``stale_at`` the clients waiting on ``pending`` get the stale answer, unless answered first."""
@@ -607,22 +606,33 @@ class Resolver:
         self._stale_waits[pending] = None
         heapq.heappush(self._timers, (stale_at, next(self._timer_seq), pending))
 
-    def _after(self, race: Race, now: float) -> None:
-        """Settle a race that just finished, and make sure its next deadline is on the heap."""
-        pending = race.pending
-        if race.outcome is not None and pending is not None:
-            race.pending = None
+    def _after(self, race: Race, step: RaceStep, now: float) -> None:
+        """Take what an input to ``race`` decided: its effects, its outcome (settled here), its next deadline."""
+        self._take(race, step.effects)
+        pending = self._askers.pop(race, None) if step.outcome is not None else None
+        if pending is not None:
             # Not there: reconfigure detached it, its name now belongs to another view.
             current = self._pending.get(pending.key) is pending
             if current:
                 del self._pending[pending.key]
             self._stale_waits.pop(pending, None)
-            self._settle(pending, race, now, current)
+            self._settle(pending, step.outcome, now, current)
         when = race.deadline()
-        if when is not None and when != race.armed:
-            race.armed = when
+        if when is None:
+            self._armed.pop(race, None)
+        elif when != self._armed.get(race):
+            self._armed[race] = when
             heapq.heappush(self._timers, (when, next(self._timer_seq), race))
         self._check_silence(now)  # the race asked, heard or gave up on an upstream
+
+    def _take(self, race: Race, effects: list) -> None:
+        """A race's effects go out; its queries are routed back to it until it closes them."""
+        for effect in effects:
+            if type(effect) is SendUpstream:
+                self._routes[effect.token] = race
+            elif type(effect) is CloseUpstream:
+                self._routes.pop(effect.token, None)
+        self._out += effects
 
     def _group_of(self, key: bytes) -> Upstreams:
         """The upstream group a cache key's name is routed to (the key is the name's wire form and 5 bytes more)."""
@@ -675,9 +685,8 @@ class Resolver:
             self._silence_armed = wake
             heapq.heappush(self._timers, (wake, next(self._timer_seq), _SILENCE_CHECK))
 
-    def _settle(self, pending: _Pending, race: Race, now: float, current: bool) -> None:
+    def _settle(self, pending: _Pending, outcome: Outcome, now: float, current: bool) -> None:
         """Answer the race's askers; ``current``: its answer may go into the cache."""
-        outcome = race.outcome
         answer = outcome.reply.answer if outcome.reply is not None else None
         if outcome.kind == "answer":
             if current:
@@ -751,8 +760,8 @@ class Resolver:
         ``internal_errors`` (a bug a packet can trigger must not also be a
         way to flood the log).  Every race of ``pendings`` (and ``race``) is
         stopped, its queries closed, and its pending forgotten: the exception
-        may have left them half changed (``_after`` takes a pending off its
-        race before settling it, so the callers name it from before).  Its
+        may have left them half changed (``_after`` takes a race's askers off
+        before settling them, so the callers name them from before).  Its
         clients not yet answered, and ``waiter``, get SERVFAIL.  Strict: the exception goes on up.
         """
         if self._strict:
@@ -777,8 +786,9 @@ class Resolver:
             waiters += pending.waiters
             pending.waiters = []
         for each in races:
-            each.pending = None
-            each.abort(self._out)
+            self._askers.pop(each, None)
+            self._armed.pop(each, None)
+            self._take(each, each.abort().effects)
         for each in waiters:
             if not each.answered:
                 self._respond_servfail(each, _INTERNAL)

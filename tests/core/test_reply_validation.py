@@ -593,18 +593,20 @@ def test_a_cached_answer_still_means_the_same_after_ageing():
 def test_a_malformed_reply_loses_nothing_but_its_own_chance():
     race_key = clientwire.peek_query(clientwire.query_wire("www.example.test", "A"))[0]
     group = Upstreams([Upstream(address, f"{address[0]}:53") for address in (("198.18.0.10", 53), ("198.18.0.11", 53))])
-    out, ids = [], itertools.count(0x4242)
+    ids = itertools.count(0x4242)
     race = Race(upstreamwire.upstream_query(race_key), group.plan(0.0), hedge=False, hedge_delay=None, timeout=3.0, now=0.0,
-                routes={}, new_token=itertools.count(1).__next__, random_id=ids.__next__, out=out)
-    to_a, to_b = [e for e in out if isinstance(e, SendUpstream)]
+                new_token=itertools.count(1).__next__, random_id=ids.__next__)
+    to_a, to_b = [e for e in race.start(0.0).effects if isinstance(e, SendUpstream)]
     bad = to_a.wire[:2] + ISSUE_EXAMPLE[2:]  # the issue's reply, with the right ID and question
     assert upstreamwire.reply_header_matches(bad, to_a.wire)
-    assert not race.reply(to_a.token, bad, to_a.address, 0.001, out)
-    assert race.outcome is None and group.all[0].bad_replies == 1
+    step = race.reply(to_a.token, bad, to_a.address, 0.001)
+    assert not step.heard
+    assert step.outcome is None and group.all[0].bad_replies == 1
     good = dns.message.make_response(dns.message.from_wire(to_b.wire))
     good.answer.append(dns.rrset.from_text("www.example.test.", 60, "IN", "A", "198.18.0.1"))
-    assert race.reply(to_b.token, good.to_wire(), to_b.address, 0.002, out)
-    assert race.outcome.kind == "answer" and race.outcome.reply.answer.lifetime == 60
+    step = race.reply(to_b.token, good.to_wire(), to_b.address, 0.002)
+    assert step.heard
+    assert step.outcome.kind == "answer" and step.outcome.reply.answer.lifetime == 60
 
 
 def test_a_plain_reply_is_read_without_importing_dnspython():

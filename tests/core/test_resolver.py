@@ -774,7 +774,7 @@ def test_a_bug_on_one_races_timer_leaves_the_other_timers_alone(monkeypatch):
     ask(stub, query("one.example.test"), 0.0, client="one")
     ask(stub, query("two.example.test"), 0.0, client="two")
     timer = Race.timer
-    monkeypatch.setattr(Race, "timer", lambda self, now, out: boom() if b"\x03one" in self.query else timer(self, now, out))
+    monkeypatch.setattr(Race, "timer", lambda self, now: boom() if b"\x03one" in self.query else timer(self, now))
     stub.timer_fired(0.5)  # the first RTO of both races
     effects = stub.drain()
     assert servfails(effects) == [("one", INTERNAL)]
