@@ -59,12 +59,13 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from bootres.core import clientwire, dnswire, hostsdb, upstreamwire
+from bootres.core import clientwire, dnswire, hostsdb, prefetch, upstreamwire
 from bootres.core.cache import Cache
 from bootres.core.clientwire import ClientQuery
 from bootres.core.dnswire import Answer
 from bootres.core.effects import WARNING, CloseUpstream, Log, Respond, SendUpstream
 from bootres.core.hostsdb import LOCAL_NEGATIVE_TTL, LOCAL_TTL, HostsDB
+from bootres.core.prefetch import Prefetch
 from bootres.core.race import Outcome, Race, RaceStep
 from bootres.core.routing import NamesUnder, Routing
 from bootres.core.upstreams import UpstreamPool, Upstreams
@@ -75,21 +76,7 @@ _BUG_SITES_MAX = 256  # distinct bugs (type and call path) remembered as logged
 _ACL_MEMO_MAX = 4096  # distinct client addresses whose verdict we remember
 _SHAPES_MAX = 4096  # remembered query shapes (see fast_answer): the hot set; cleared wholesale when full
 _SILENCE_CHECK = object()  # timer heap item: every upstream of some group may have become silent by then
-_REFRESH = object()  # timer heap item: start the refreshes ahead asked for (_refresh_due)
-# How long after the hit that asks for a refresh ahead the refresh starts.
-# Not at once: our reply wakes its client, which the kernel often runs on our
-# CPU, and setting up the race's sockets first made it wait for them (such
-# hits took 0.27 ms at the median against 0.08 ms for other hits, 2 CPUs).
-# And not just after it either: the refreshed answer's TTL starts when it
-# lands, so for a client asking on a cadence equal to the window (once a
-# second, TTL 10 s) its next hit in the window falls that long before expiry:
-# 50 ms of slack for a client running late, rather than one.  The wait costs
-# nothing: the answer being refreshed stays fresh until it expires.
-_REFRESH_DELAY = 0.05
-# prefetch: a hit in this last share of the TTL refreshes the name (unbound's
-# prefetch uses the same tenth); refreshes keep this share of max_inflight free.
-_PREFETCH_WINDOW = 0.1
-_PREFETCH_INFLIGHT_SHARE = 0.5
+_REFRESH = object()  # timer heap item: start the refreshes ahead asked for (core/prefetch.py)
 _START_SCAN = 256  # newest cached names looked at to find one to refresh per upstream group at start
 
 
@@ -166,11 +153,8 @@ class Resolver:
         self._shapes: dict[bytes, tuple] = {}
         self._out: list = []
         self._bug_sites: set[tuple] = set()  # every bug logged: its type and (file, line) of each frame
-        self._refresh_due: dict[bytes, None] = {}  # names whose hit asked for a refresh ahead, in order
-        self._prefetch_tokens = float(settings.prefetch_rate)  # the refresh rate's bucket, full at start
-        self._prefetch_filled_at: float | None = None
+        self._prefetch = Prefetch(settings.prefetch_rate)
         self.queries = self.hits = self.misses = self.stale_served = 0
-        self.refreshes = self.refreshes_skipped = 0
         self.refused = self.malformed = self.servfail = self.internal_errors = 0
 
     @property
@@ -231,7 +215,7 @@ class Resolver:
             age = int(now - answer.stored_at)
             wire = clientwire.render(answer, data, data[12:end], payload, do, answer.body_at(age), False,
                                  self.settings.trust_ad)
-            refresh_at = self._refresh_at(answer)
+            refresh_at = self._prefetch.refresh_at(answer, self.settings.prefetch)
             if now >= refresh_at:
                 self._want_refresh(key, now)  # not remembered: each hit in the window asks (see _prefetch)
                 return wire
@@ -369,10 +353,9 @@ class Resolver:
                 except Exception:
                     self._internal_error("checking for silent upstreams", waiting)
             elif item is _REFRESH:
-                due, self._refresh_due = self._refresh_due, {}
-                for key in due:
+                for key in self._prefetch.take_due():
                     try:
-                        self._prefetch(key, now)
+                        self._refresh_ahead(key, now)
                     except Exception:
                         self._internal_error("starting a refresh ahead", (self._pending.get(key),))
             elif item in self._stale_waits:
@@ -444,7 +427,7 @@ class Resolver:
         if answer is not None:
             self.hits += 1
             self._respond(waiter, answer, answer.body_at(int(now - answer.stored_at)), "cache")
-            if now >= self._refresh_at(answer):
+            if now >= self._prefetch.refresh_at(answer, self.settings.prefetch):
                 self._want_refresh(query.key, now)
             return
         self.misses += 1
@@ -529,48 +512,23 @@ class Resolver:
         The race's setup is not the client's to wait for.  The shell re-reads
         ``deadline`` after every batch of fast answers, so the timer is armed.
         """
-        if key in self._pending or key in self._refresh_due:
-            return
-        if not self._refresh_due:
-            heapq.heappush(self._timers, (now + _REFRESH_DELAY, next(self._timer_seq), _REFRESH))
-        self._refresh_due[key] = None
+        if key not in self._pending and self._prefetch.want(key):
+            heapq.heappush(self._timers, (now + prefetch.DELAY, next(self._timer_seq), _REFRESH))
 
-    def _refresh_at(self, answer: Answer) -> float:
-        """From when a hit on ``answer`` should refresh it (its expiry when ``prefetch`` is off)."""
-        if not self.settings.prefetch:
-            return answer.expires_at
-        # The window opens _REFRESH_DELAY early, so a refresh asked for at its
-        # opening still starts within the last tenth: an answer fetched by a
-        # miss gets the same slack as a refreshed one (without it, a client
-        # asking once a tenth of the TTL hit the window's opening by a round
-        # trip or missed it by as much, a coin flip per name per TTL).
-        return answer.expires_at - answer.lifetime * _PREFETCH_WINDOW - _REFRESH_DELAY
-
-    def _prefetch(self, key: bytes, now: float) -> None:
+    def _refresh_ahead(self, key: bytes, now: float) -> None:
         """A hit in the refresh window asked for it: refresh ``key`` in the background, within the bounds.
 
-        The hit itself is the name's second ask during this TTL (the first
-        filled the cache), which is what tells a name in use from one asked
-        once.  One refresh at a time per name: while it is in flight, the
-        name's race is pending.  A refresh that fails leaves the answer as
-        it was; the next hit in the window tries again, within the same bounds.
+        One refresh at a time per name: while it is in flight, the name's
+        race is pending.  A refresh that fails leaves the answer as it was;
+        the next hit in the window tries again, within the same bounds.
         """
         if key in self._pending:
             return
         group = self._group_of(key)
         if self._all_silent(group, now):
             return  # nothing would answer; at expiry the stale logic probes on the backoff
-        settings = self.settings
-        rate = settings.prefetch_rate
-        if self._prefetch_filled_at is not None:
-            self._prefetch_tokens = min(rate, self._prefetch_tokens + (now - self._prefetch_filled_at) * rate)
-        self._prefetch_filled_at = now
-        if self._prefetch_tokens < 1 or len(self._pending) >= settings.max_inflight * _PREFETCH_INFLIGHT_SHARE:
-            self.refreshes_skipped += 1
-            return
-        self._prefetch_tokens -= 1
-        self.refreshes += 1
-        self._start(key, group, None, now, None, refresh=True)
+        if self._prefetch.admit(now, self.settings.prefetch_rate, len(self._pending), self.settings.max_inflight):
+            self._start(key, group, None, now, None, refresh=True)
 
     def _start(self, key: bytes, group: Upstreams, stale_at: float | None, now: float, waiter: _Waiter | None,
                refresh: bool = False) -> None:
@@ -820,8 +778,8 @@ class Resolver:
                 "hits": self.hits,
                 "misses": self.misses,
                 "stale_served": self.stale_served,
-                "refreshes": self.refreshes,
-                "refreshes_skipped": self.refreshes_skipped,
+                "refreshes": self._prefetch.refreshes,
+                "refreshes_skipped": self._prefetch.skipped,
             },
             "upstreams": [u.status() for u in self.upstreams.all],
             "routes": self.pool.routes_status(),

@@ -120,7 +120,7 @@ def test_a_fast_hit_in_the_window_asks_for_the_refresh_too_and_is_not_remembered
     assert stub.deadline() == pytest.approx(9.55)  # the shell re-reads it after the batch
     assert stub.fast_answer(query(), "127.0.0.1", 9.51) is not None  # same second: still not remembered...
     stub.timer_fired(9.55)
-    assert len(sends(stub.drain())) == 2 and stub.refreshes == 1  # ...and one refresh for both hits
+    assert len(sends(stub.drain())) == 2 and stub.status()["cache"]["refreshes"] == 1  # ...and one refresh for both hits
 
 
 def test_a_name_asked_once_is_never_refreshed():
@@ -128,7 +128,7 @@ def test_a_name_asked_once_is_never_refreshed():
     resolve(stub, "www.example.test", 0.0, ttl=10)
     stub.timer_fired(9.5)
     stub.timer_fired(20.0)
-    assert sends(stub.drain()) == [] and stub.refreshes == 0
+    assert sends(stub.drain()) == [] and stub.status()["cache"]["refreshes"] == 0
 
 
 def test_refreshes_are_bounded_by_prefetch_rate_and_a_share_of_max_inflight():
@@ -139,16 +139,16 @@ def test_refreshes_are_bounded_by_prefetch_rate_and_a_share_of_max_inflight():
     _, refresh = hit(stub, 9.0, "a.example.test")
     stub.upstream_reply(refresh[0].token, reply_to(refresh[0], ttl=10), A, 9.001)
     assert hit(stub, 9.0, "b.example.test") == ("fast", [])  # one per second at most
-    assert stub.refreshes_skipped == 1
+    assert stub.status()["cache"]["refreshes_skipped"] == 1
     assert len(hit(stub, 9.5, "b.example.test")[1]) == 0  # half a token
-    assert stub.refreshes == 1 and stub.refreshes_skipped == 2
+    assert (stub.status()["cache"]["refreshes"], stub.status()["cache"]["refreshes_skipped"]) == (1, 2)
     busy = make_stub(max_inflight=4)
     resolve(busy, "c.example.test", 0.0, ttl=10)
     busy.timer_fired(5.0)
     ask(busy, query("miss1.example.test"), 9.0)
     ask(busy, query("miss2.example.test"), 9.0)  # half of max_inflight in flight: the rest is the clients'
     assert hit(busy, 9.1, "c.example.test") == ("fast", [])
-    assert busy.refreshes == 0 and busy.refreshes_skipped == 1
+    assert (busy.status()["cache"]["refreshes"], busy.status()["cache"]["refreshes_skipped"]) == (0, 1)
 
 
 def test_no_refresh_ahead_when_prefetch_is_off_or_every_upstream_is_down():
@@ -158,7 +158,8 @@ def test_no_refresh_ahead_when_prefetch_is_off_or_every_upstream_is_down():
     dead = make_stub()
     resolve(dead, "www.example.test", 0.0, ttl=10)
     kill_both_upstreams(dead, 5.0)
-    assert hit(dead, 9.5) == ("fast", []) and dead.refreshes == dead.refreshes_skipped == 0
+    assert hit(dead, 9.5) == ("fast", [])
+    assert dead.status()["cache"]["refreshes"] == dead.status()["cache"]["refreshes_skipped"] == 0
 
 
 def test_a_client_asking_after_expiry_while_the_refresh_is_out_waits_stale_answer_after_at_most():
