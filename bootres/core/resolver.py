@@ -164,7 +164,8 @@ class Resolver:
 
     # --- the measured hot path
 
-    def udp_query_received(self, data: bytes, host: str | None, now: float, reach: Callable, token: Any) -> bytes | None:
+    def udp_query_received(self, data: bytes, host: str | None, now: float, reach: Callable,
+                           token: Any) -> bytes | None:
         """A UDP query: the reply for a cache hit, to send at once; None for a miss, taken the slow way here.
 
         ``reach(token, host)`` makes the miss's client handle (its reply

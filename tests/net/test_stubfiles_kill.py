@@ -49,7 +49,9 @@ def test_killed_writer_never_leaves_a_partial_hosts_file(tmp_path):
                 writer(path, blocks)
             finally:
                 os._exit(1)
-        time.sleep(rng.uniform(0.0, 0.04))  # a write checks the block first (~10 ms for 4,000 lines)
+        # A write checks the block first (~10 ms for 4,000 lines); a child forked from a big test process
+        # takes longer to reach its first write (once, in a full run, no kill in 0-40 ms landed mid-write).
+        time.sleep(rng.uniform(0.0, 0.08))
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         kills += 1
