@@ -17,7 +17,6 @@ Topology (``upstream_lab``): a ``host`` namespace running bootres on
 from __future__ import annotations
 
 import gc
-import os
 import socket
 import statistics
 import sys
@@ -28,6 +27,7 @@ import dns.message
 
 from bootres import config
 from bootres.shell import control
+from bootres_process import BootresProcess
 
 HOST = "198.18.0.2"
 UPSTREAMS = ["198.18.0.10", "198.18.0.11", "198.18.0.12"]
@@ -62,7 +62,7 @@ def resolver_config(tmp_path: Path, **keys) -> Path:
     return path
 
 
-class ResolverProcess:
+class ResolverProcess(BootresProcess):
     """``python -m bootres run`` inside ``ns`` (a ``resolver_config`` file), from READY on.
 
     A process of its own, like the real service: measured latencies are not
@@ -71,50 +71,22 @@ class ResolverProcess:
 
     def __init__(self, ns, conf: Path, tmp_path: Path, sources_under: Path | None = None):
         """``sources_under``: follow the host's nameserver sources at their usual paths below it."""
-        self.ns = ns
-        self.control_dir = config.load(str(conf)).service.state_dir
         if sources_under is None:
             sources_under = tmp_path / f"no-sources-{time.monotonic_ns()}"
             sources_under.mkdir()
-        env = dict(os.environ, BOOTRES_SOURCES_ROOT=str(sources_under))
-        env.pop("NOTIFY_SOCKET", None)
-        self.proc = ns.popen(sys.executable, "-m", "bootres", "run", "-c", str(conf), env=env)
+        super().__init__(ns, conf, env={"BOOTRES_SOURCES_ROOT": str(sources_under)})
         # READY, as systemd waits for it: the start's refreshes have settled (docs/resolver.md).
         self.wait_for_log("ready: resolver on", timeout=15)
 
     def status(self) -> dict:
         """The resolver's part of ``bootres status --json``."""
-        return control.request(self.control_dir, {"cmd": "status"})["resolver"]
+        return control.request(self.state_dir, {"cmd": "status"})["resolver"]
 
     def query(self, name: str, rdtype: str = "A") -> dict:
-        return control.request(self.control_dir, {"cmd": "query", "name": name, "type": rdtype})
+        return control.request(self.state_dir, {"cmd": "query", "name": name, "type": rdtype})
 
     def upstream(self, address: str) -> dict:
         return next(u for u in self.status()["upstreams"] if u["address"] == f"{address}:53")
-
-    def log(self) -> str:
-        return self.proc.log_path.read_text(errors="replace")
-
-    def wait_for_log(self, text: str, timeout: float = 10.0) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:  # bounded poll of the log file
-            for line in self.log().splitlines():
-                if text in line:
-                    return line
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.02)
-        raise AssertionError(f"no log line with {text!r} in:\n{self.log()}")
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self) -> int:
-        """SIGTERM, like systemd; returns the exit status.  The log must hold no traceback."""
-        self.proc.terminate()
-        status = self.proc.wait(10)
-        assert "Traceback" not in self.log(), self.log()
-        return status
 
 
 class Client:

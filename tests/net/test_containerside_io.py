@@ -14,20 +14,19 @@ from __future__ import annotations
 import json
 import socket
 import struct
-import sys
 import time
 
 import dns.message
 import dns.rcode
 import pytest
 
-from bootres.shell import control
+from bootres_process import BootresProcess
 
 CONTAINER_ADDRESS = "169.254.0.53"
 NAME = "name.internal.test"
 
 
-class Bootres:
+class Bootres(BootresProcess):
     def __init__(self, ns, workdir, extra: str = ""):
         conf = workdir / "bootres.conf"
         hosts = workdir / "hosts"
@@ -38,30 +37,10 @@ class Bootres:
             f"[hosts]\nfile = {hosts}\n[router]\ndiscovery = no\ndefaultrouter_file =\n"
             f"[service]\nstate_dir = {workdir / 'state'}\n"
         )
-        self.state_dir = str(workdir / "state")
-        self.proc = ns.popen(sys.executable, "-m", "bootres", "run", "-c", str(conf))
-
-    def status(self) -> dict:
-        try:
-            return control.request(self.state_dir, {"cmd": "status"})
-        except control.NotRunning:
-            return {}
+        super().__init__(ns, conf)
 
     def container(self) -> dict:
         return self.status().get("resolver", {}).get("container_listen") or {}
-
-    def log(self) -> str:
-        return self.proc.log_path.read_text(errors="replace")
-
-    def wait(self, predicate, timeout: float, what: str):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"bootres exited with {self.proc.returncode}:\n{self.log()}"
-            value = predicate()
-            if value:
-                return value
-            time.sleep(0.02)
-        raise AssertionError(f"timed out after {timeout} s waiting for {what}:\n{self.log()[-3000:]}")
 
 
 @pytest.fixture

@@ -29,6 +29,7 @@ import time
 import dns.message
 
 from bootres.shell import control
+from bootres_process import BootresProcess
 from lab import rss_kib
 from resolver_harness import UPSTREAMS, slow_upstream_process, upstream_lab
 
@@ -121,16 +122,10 @@ def test_a_control_socket_flood_costs_queries_nothing(lab, open_dir):
     conf.write_text(f"[resolver]\nlisten = 127.0.0.35:53\nupstreams = {UPSTREAMS[0]}\ncache_file =\nhosts_files =\n"
                     "manage_resolv_conf = no\n[hosts]\nfile =\n[router]\ndiscovery = no\ndefaultrouter_file =\n"
                     f"[service]\nstate_dir = {work / 'state'}\n")
-    daemon = host.popen(sys.executable, "-m", "bootres", "run", "-c", str(conf))
+    bootres = BootresProcess(host, conf)
     path = control.socket_path(str(work / "state"))
-    deadline = time.monotonic() + 20
-    while True:  # bounded by the deadline
-        try:
-            control.request(str(work / "state"), {"cmd": "status"}, 5)
-            break
-        except control.NotRunning:
-            assert daemon.poll() is None and time.monotonic() < deadline, daemon.log_path.read_text()
-            time.sleep(0.05)
+    bootres.wait(bootres.status, 20, "the control socket", interval=0.05)
+    daemon = bootres.proc
     pid = daemon.pid
     for n in range(20):  # warm: the first misses pay for lazy imports
         ask(host, f"warm{n}.example.test", tcp=n % 2 == 1)

@@ -8,15 +8,14 @@ at most that much.  ``-s`` prints the figures.
 """
 
 import json
-import sys
 import time
 
-from bootres.shell import control
+from bootres_process import BootresProcess
 
 BOUND = 0.2  # the issue's "within 200 ms"
 
 
-class Daemon:
+class Daemon(BootresProcess):
     def __init__(self, ns, workdir):
         self.workdir = workdir
         self.hosts = workdir / "hosts"
@@ -29,30 +28,12 @@ class Daemon:
             f"[router]\ndefaultrouter_file = {workdir / 'defaultrouter'}\n"
             f"[service]\nstate_dir = {workdir / 'state'}\nmetrics_file =\n"
         )
-        self.state_dir = str(workdir / "state")
-        self.proc = ns.popen(sys.executable, "-m", "bootres", "run", "-c", str(conf))
+        super().__init__(ns, conf)
         # Router discovery's own status fields appear once the netlink watch runs.
         self.wait(lambda: "interfaces" in self.status().get("router", {}), 20, "router discovery to start")
 
-    def status(self) -> dict:
-        try:
-            return control.request(self.state_dir, {"cmd": "status"})
-        except control.NotRunning:
-            return {}
-
-    def log(self) -> str:
-        return self.proc.log_path.read_text(errors="replace")
-
     def wait(self, predicate, timeout: float, what: str, interval: float = 0.003):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"bootres exited with {self.proc.returncode}:\n{self.log()}")
-            value = predicate()
-            if value:
-                return value
-            time.sleep(interval)
-        raise AssertionError(f"timed out after {timeout} s waiting for {what}:\n{self.log()[-3000:]}")
+        return super().wait(predicate, timeout, what, interval)
 
     def seen_within(self, started: float, predicate, what: str) -> float:
         self.wait(predicate, 3.0, what)

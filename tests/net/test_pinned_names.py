@@ -13,12 +13,11 @@ or stale, would show.  ``-s`` prints the figures.
 
 import os
 import signal
-import sys
 import time
 
 import dns.rdatatype
 
-from bootres.shell import control
+from bootres_process import BootresProcess
 
 REFRESH = 2.0  # [hosts] refresh_interval
 SERVER, HOST = "198.18.0.10", "198.18.0.2"
@@ -58,40 +57,19 @@ class Nameserver:
         raise AssertionError(f"nsd did not reload its zone:\n{self.daemon.log()}")
 
 
-class Bootres:
-    """``python -m bootres run`` inside ``ns`` with the lab's configuration."""
+class Bootres(BootresProcess):
+    """``python -m bootres run`` inside ``ns`` with the lab's configuration, once its stub files run."""
 
     def __init__(self, ns, conf, state_dir):
-        self.ns, self.state_dir = ns, state_dir
-        self.started = time.monotonic()
-        self.proc = ns.popen(sys.executable, "-m", "bootres", "run", "-c", str(conf))
+        super().__init__(ns, conf)
+        assert self.state_dir == str(state_dir)
         self.ready = self.wait(lambda: self.status().get("files", {}).get("hosts") and time.monotonic(), 20,
                                "the control socket and the stub files")
 
-    def status(self) -> dict:
-        try:
-            return control.request(self.state_dir, {"cmd": "status"})
-        except control.NotRunning:
-            return {}
-
-    def log(self) -> str:
-        return self.proc.log_path.read_text(errors="replace")
-
-    def wait(self, predicate, timeout: float, what: str, interval: float = 0.005):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:  # bounded by timeout
-            if self.proc.poll() is not None:
-                raise AssertionError(f"bootres exited with {self.proc.returncode}:\n{self.log()}")
-            value = predicate()
-            if value:
-                return value
-            time.sleep(interval)
-        raise AssertionError(f"timed out after {timeout} s waiting for {what}:\n{self.log()[-4000:]}")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        assert self.proc.wait(10) == 0, self.log()
-        assert "Traceback" not in self.log(), self.log()
+    def stop(self) -> int:
+        status = super().stop()
+        assert status == 0, self.log()
+        return status
 
 
 def pinned(hosts) -> list[str]:
