@@ -6,7 +6,7 @@ keeps) is the core's; this adapter only feeds it and performs its effects:
 - inputs, all on the event loop: ``observe`` (a ``netlink.Snapshot``:
   this host's primary IPv4 and global IPv6 address), ``set_routers``
   (RouterService's ``on_change``), ``set_search_domains`` (the resolver's
-  source selection), ``reconfigure``, the hostname from
+  source selection), ``prepare_reconfigure``'s step, the hostname from
   ``socket.gethostname()`` at each of these and every HOSTNAME_INTERVAL;
 - file I/O on one worker thread (``_files``): the two reads at start, and
   every write as a request to the privileged writer (``etcfiles_io``: in
@@ -15,7 +15,8 @@ keeps) is the core's; this adapter only feeds it and performs its effects:
   state is shared with the thread and writes to one file never overlap;
 - pinned-name lookups through ``lookup`` (``ResolverService.lookup_pinned``:
   the upstreams only, never the hosts files that hold this very block);
-- one ``loop.call_at`` timer at the core's ``deadline()``.
+- the core runs under a ``CoreDriver`` (its effects to the handlers here,
+  one timer at its ``deadline()``).
 
 After ``stop()`` no timer is armed, no job is submitted and no result is
 fed back.
