@@ -18,11 +18,9 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # the fuzz package sits beside bootres, not inside it
-    sys.path.insert(0, str(ROOT))
+from fuzz import dnsgen, targets  # beside bootres, on the tests' path by tox.ini's pythonpath
 
-from fuzz import dnsgen, targets  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 SAVED = sorted(path for kind in ("corpus", "crashes") for path in (ROOT / "fuzz" / kind).glob("*/*") if path.is_file())
 

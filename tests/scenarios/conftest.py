@@ -1,21 +1,17 @@
 """The scenario bench's lab, built once for this directory's tests.
 
-The bench (bench/scenarios/) is imported from the repository root; its
-World is the bench's own network (client, three nameservers, two routers),
-which these tests reuse so that what they assert is what the bench measures.
+The bench (bench/scenarios/) is a package at the repository root, on the
+tests' path by tox.ini's ``pythonpath``; its World is the bench's own
+network (client, three nameservers, two routers), which these tests reuse
+so that what they assert is what the bench measures.
 """
 
 import os
-import sys
-from pathlib import Path
 
 import pytest
 
 import lab as lab_module
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from bench.scenarios.world import World  # noqa: E402
+from bench.scenarios.world import World
 
 
 @pytest.fixture(scope="module")
