@@ -22,7 +22,6 @@ state directory, a missing capability for raw ICMP, are logged, listed in
 from __future__ import annotations
 
 import asyncio
-import collections
 import dataclasses
 import functools
 import importlib
@@ -32,13 +31,13 @@ import signal
 import socket
 import struct
 import sys
-import threading
 import time
 
 from bootres import __version__, config, status
 from bootres.core import clientwire, containerside, resolvconf
 from bootres.core.sources import is_loopback
 from bootres.shell import control, etcfiles_io, sd
+from bootres.shell.errorlog import ErrorLog, Problems
 from bootres.shell.fileio import atomic_write
 from bootres.shell.resolvguard_io import ManagedResolvConf
 from bootres.shell.sources_io import SourcePaths
@@ -47,67 +46,11 @@ TICK = 5.0  # seconds between status refreshes (STATUS=, metrics, retries)
 GUARD_INTERVAL = 0.5  # how soon another program's rewrite of /etc/resolv.conf is noticed
 CACHE_SAVE_INTERVAL = 300.0  # a crash loses at most this much of the cache
 READY_PROBE_TIMEOUT = 20.0  # under TimeoutStartSec=30s in units/bootres.service
-MAX_ERRORS = 20
 FDSTORE_NAME = "listen"  # FDNAME of the listening sockets bootres stores itself
 
 
 class StartupFailed(Exception):
     """bootres cannot serve at all; the message is the one-line reason."""
-
-
-class RecentErrors(logging.Handler):
-    """Keeps the last warnings and errors for ``status``'s ``errors`` list, until they no longer apply.
-
-    A warning logged with ``extra={"topic": T}`` is dropped from the list
-    when a later record says ``extra={"resolves": T}`` (or a tuple of topics: the route that could
-    not be installed is installed, the refused reload is followed by a good
-    one), so status lists what is wrong now, not what was wrong at boot.
-
-    The list is changed on the event loop's thread only, where status reads
-    it: a record logged on another thread (a worker's) is handed to the loop
-    (``attach``) rather than appended there.
-    """
-
-    def __init__(self):
-        super().__init__(logging.INFO)
-        self._entries: collections.deque[tuple[str | None, dict]] = collections.deque(maxlen=MAX_ERRORS)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_thread: int | None = None
-
-    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
-        """From now on, records from other threads reach the list through ``loop`` (called on its thread)."""
-        self._loop, self._loop_thread = loop, threading.get_ident()
-
-    @property
-    def entries(self) -> list[dict]:
-        return [entry for _, entry in self._entries]
-
-    def emit(self, record: logging.LogRecord) -> None:
-        resolves = getattr(record, "resolves", ())
-        if not resolves and record.levelno < logging.WARNING:
-            return
-        if self._loop is not None and threading.get_ident() != self._loop_thread:
-            try:
-                self._loop.call_soon_threadsafe(self._take, record)
-            except RuntimeError:  # the loop is closed: the process is ending, nothing reads the list
-                pass
-            return
-        self._take(record)
-
-    def _take(self, record: logging.LogRecord) -> None:
-        resolves = getattr(record, "resolves", ())
-        if resolves:
-            resolves = (resolves,) if isinstance(resolves, str) else resolves
-            kept = [(topic, entry) for topic, entry in self._entries if topic not in resolves]
-            if len(kept) != len(self._entries):
-                self._entries = collections.deque(kept, maxlen=MAX_ERRORS)
-        if record.levelno < logging.WARNING:
-            return
-        import datetime  # here, on the first warning: the first answer need not wait for it
-
-        stamp = datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc)
-        self._entries.append((getattr(record, "topic", None),
-                              {"at": stamp.isoformat(timespec="seconds"), "message": record.getMessage()}))
 
 
 class Daemon:
@@ -120,8 +63,9 @@ class Daemon:
         self.control_bound = control_bound
         self.notifier = notifier
         self.log = log
-        self.recent = RecentErrors()
-        log.addHandler(self.recent)
+        self.errors = ErrorLog()
+        log.addHandler(self.errors)
+        self.problems = Problems(log, self.errors)
         self.started = time.monotonic()
         self.conditions: dict[str, str] = {}  # daemon-level problems by topic, for status
         self.resolv = (ManagedResolvConf(log.getChild("resolv.conf"), [e.sockaddr for e in cfg.resolver.endpoints],
@@ -142,7 +86,7 @@ class Daemon:
 
     async def main(self) -> int:
         loop = asyncio.get_running_loop()
-        self.recent.attach(loop)
+        self.errors.attach(loop)
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stop_requested.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload_requested.set)
@@ -175,7 +119,8 @@ class Daemon:
             self.resolver = ResolverService(
                 self.cfg.resolver, self.log.getChild("resolver"), listeners=listeners,
                 source_paths=_source_paths(), on_upstreams=self._upstreams_changed,
-                original_resolv_conf=self.resolv.saved if self.resolv is not None else None)
+                original_resolv_conf=self.resolv.saved if self.resolv is not None else None,
+                problems=Problems(self.log.getChild("resolver"), self.errors))
             await self.resolver.start()
         except OSError as exc:
             raise StartupFailed(exc.strerror or str(exc)) from None
@@ -275,7 +220,8 @@ class Daemon:
         self.files = StubFilesService(self.cfg.hosts, self.cfg.router, self.log.getChild("files"),
                                self.resolver.lookup_pinned, search=self.resolver.selection.search,
                                writer=self.writers["files"])
-        watch = NetlinkWatch(self.log.getChild("netlink"))
+        netlink_log = self.log.getChild("netlink")
+        watch = NetlinkWatch(netlink_log, problems=Problems(netlink_log, self.errors))
         # Subscribed first: the files' first write already has this host's addresses.
         watch.subscribe(self.files.observe)
         # Upstreams found unreachable before DHCP gave the host a route are asked again when one appears.
@@ -303,7 +249,8 @@ class Daemon:
         if watch is None:
             return
         self.router = RouterService(self.cfg.router, self.log.getChild("router"), self.files.set_routers, watch,
-                                    remembered=self.files.routers)
+                                    remembered=self.files.routers,
+                                    problems=Problems(self.log.getChild("router"), self.errors))
         try:
             await self.router.start()
         except Exception as exc:  # raw sockets refused: names must keep working
@@ -482,10 +429,10 @@ class Daemon:
         """Record a standing problem for status (None: it is gone, and so are its lines in ``errors``); log it once."""
         if message is None:
             if self.conditions.pop(topic, None) is not None:
-                self.log.info("%s: resolved", topic, extra={"resolves": topic})
+                self.problems.solved(topic, "%s: resolved", topic)
             return
         if self.conditions.get(topic) != message:
-            self.log.log(level, "%s%s", message, suffix, extra={"topic": topic})
+            self.problems.problem(topic, "%s%s", message, suffix, level=level)
         self.conditions[topic] = message
 
     # --- reload: validate, then swap
@@ -508,7 +455,7 @@ class Daemon:
             new = config.load(path)
         except config.ConfigError as exc:
             for problem in exc.problems:
-                self.log.error("reload refused: %s", problem, extra={"topic": "reload"})
+                self.problems.problem("reload", "reload refused: %s", problem, level=logging.ERROR)
             self._condition("reload", f"reload refused, the running configuration is kept: {exc.problems[0]}"
                             + (f" (and {len(exc.problems) - 1} more)" if len(exc.problems) > 1 else ""), logging.ERROR)
             return
@@ -549,8 +496,8 @@ class Daemon:
             try:
                 commits.append(prepare())
             except Exception as exc:  # our bug, or the world's (a file): the reload as a whole is refused
-                self.log.exception("reload refused: preparing %s for the new configuration failed", name,
-                                   extra={"topic": "reload"})
+                self.problems.problem("reload", "reload refused: preparing %s for the new configuration failed", name,
+                                      level=logging.ERROR, exc_info=True)
                 self._condition("reload", f"reload refused, the running configuration is kept: preparing {name}"
                                           f" failed ({type(exc).__name__}: {exc})", logging.ERROR)
                 return
@@ -571,7 +518,7 @@ class Daemon:
             resolver=self.resolver.status(),
             router=self.router.status() if self.router is not None else _no_router(self.cfg.router),
             files=self.files.status() if self.files is not None else {},
-            errors=list(self.recent.entries),
+            errors=self.errors.entries,
             service={
                 "control": self.control.address,
                 "resolv_conf": None if self.resolv is None else self.resolv.status(),

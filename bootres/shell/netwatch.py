@@ -29,6 +29,7 @@ import socket
 from typing import Callable
 
 from bootres.shell import netlink
+from bootres.shell.errorlog import Problems
 
 # linux/rtnetlink.h multicast groups (the legacy bitmask form, which bind() takes).
 _RTMGRP_LINK = 0x1
@@ -51,8 +52,10 @@ class NetlinkWatch:
     """See the module docstring.  ``latest`` is the last snapshot (None before ``start``)."""
 
     def __init__(self, log: logging.Logger, *, settle: float = DEFAULT_SETTLE,
-                 retry_interval: float = DEFAULT_RETRY_INTERVAL):
+                 retry_interval: float = DEFAULT_RETRY_INTERVAL, problems: Problems | None = None):
+        """``problems``: where an unreadable netlink is reported (``status``'s errors); default: the log only."""
         self.log = log
+        self.problems = problems or Problems(log)
         self.settle = settle
         self.retry_interval = retry_interval
         self.latest: netlink.Snapshot | None = None
@@ -162,9 +165,8 @@ class NetlinkWatch:
             snapshot = await self._dump()
         except Exception as error:  # pyroute2's NetlinkError is not an OSError
             if not self._failing:
-                self.log.warning("cannot read interfaces and routes over netlink: %s; retrying every %g s",
-                                 getattr(error, "strerror", None) or error, self.retry_interval,
-                                 extra={"topic": "netlink"})
+                self.problems.problem("netlink", "cannot read interfaces and routes over netlink: %s; retrying"
+                                      " every %g s", getattr(error, "strerror", None) or error, self.retry_interval)
             self._failing = True
             snapshot = None
         finally:
@@ -174,7 +176,7 @@ class NetlinkWatch:
             return
         if self._failing:
             self._failing = False
-            self.log.info("netlink readable again", extra={"resolves": "netlink"})
+            self.problems.solved("netlink", "netlink readable again")
         self._deliver(snapshot)
         if self._again:
             self._again = False

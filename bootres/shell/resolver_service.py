@@ -28,6 +28,7 @@ from bootres.core.resolver import Resolver, ResolverSettings
 from bootres.settings import resolver_settings
 from bootres.shell import clientwire_io, upstreamwire_io
 from bootres.shell.core_driver import CoreDriver
+from bootres.shell.errorlog import Problems
 from bootres.shell.fileio import FileRead, atomic_write, open_regular, read_bytes, read_changed
 from bootres.shell.sources_io import POLL_INTERVAL, Scan, SourcePaths, SourceWatcher
 
@@ -57,7 +58,7 @@ class ResolverService:
                  listeners: list[tuple[Endpoint, socket.socket, socket.socket]] | None = None,
                  source_paths: SourcePaths | None = None,
                  on_upstreams: Callable[[sources.Selection], None] | None = None,
-                 original_resolv_conf: str | None = None):
+                 original_resolv_conf: str | None = None, problems: Problems | None = None):
         """``listeners``: pre-bound (endpoint, udp, tcp) sockets instead of binding ``cfg.listen``.
 
         ``source_paths``: follow the host's nameserver sources there (the
@@ -74,7 +75,7 @@ class ResolverService:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._on_upstreams = on_upstreams
         self._warned: set[str] = set()
-        self.sources = SourceWatcher(source_paths, self._static_files(cfg), log)
+        self.sources = SourceWatcher(source_paths, self._static_files(cfg), log, problems)
         self.sources.poll()  # on this thread: no loop serves anything yet, and ``selection`` is right from the start
         self._suffixes: publicsuffix.PublicSuffixes | None = None
         self.selection = self._select(cfg)

@@ -44,6 +44,7 @@ from bootres.core.router import (
 from bootres.settings import router_settings
 from bootres.shell import netlink, rdisc_io
 from bootres.shell.core_driver import CoreDriver
+from bootres.shell.errorlog import Problems
 from bootres.shell.netwatch import NetlinkWatch
 
 RETRY_INTERVAL = 5.0  # seconds before a failed route change or ICMP socket is tried again
@@ -61,10 +62,12 @@ class RouterService:
     """
 
     def __init__(self, cfg: RouterConfig, log: logging.Logger, on_change: Callable[[list[str]], None],
-                 netlink: NetlinkWatch, remembered: tuple[ipaddress.IPv4Address, ...] = ()):
+                 netlink: NetlinkWatch, remembered: tuple[ipaddress.IPv4Address, ...] = (),
+                 problems: Problems | None = None):
         self.cfg = cfg
         self.remembered = tuple(remembered)
         self.log = log
+        self.problems = problems or Problems(log)  # the route that cannot be installed, no router known
         self.on_change = on_change
         self.rng = random.SystemRandom()  # draws each interface's solicitation delay for the core
         self.core = RouterDiscovery(router_settings(cfg), remembered=self.remembered)
@@ -240,8 +243,7 @@ class RouterService:
             return self._route_failed(f"cannot install the default route via {effect.gateway}{where}: "
                                       f"{_why(error)}")
         self._route_problem = None
-        self.log.info("default route via %s%s installed", effect.gateway, where,
-                      extra={"resolves": "default-route"})
+        self.problems.solved("default-route", "default route via %s%s installed", effect.gateway, where)
 
     async def _clear_route(self, effect: ClearDefaultRoute) -> None:
         try:
@@ -250,12 +252,12 @@ class RouterService:
             return self._route_failed(f"cannot remove bootres's default route: {_why(error)}")
         self._route_problem = None
         if removed:
-            self.log.info("bootres's default route removed: %s", effect.why, extra={"resolves": "default-route"})
+            self.problems.solved("default-route", "bootres's default route removed: %s", effect.why)
 
     def _route_failed(self, problem: str) -> None:
         # Tried again every RETRY_INTERVAL; said once until something changes.
         if problem != self._route_problem:
-            self.log.warning("%s", problem, extra={"topic": "default-route"})
+            self.problems.problem("default-route", "%s", problem)
         self._route_problem = problem
         self._retry_later()
 
@@ -269,12 +271,12 @@ class RouterService:
     def _routers_changed(self, effect: RoutersChanged) -> None:
         routers = [str(r) for r in effect.routers]
         if routers:
-            # A route that exists now, installed or found, ends any earlier failure to install one.
-            self.log.info("default router %s (from %s)", routers[0], effect.source,
-                          extra={"resolves": ("no-router", "default-route") if effect.source == "netlink"
-                                 else "no-router"})
+            self.problems.solved("no-router", "default router %s (from %s)", routers[0], effect.source)
+            if effect.source == "netlink":
+                # A route that exists now, installed or found, ends any earlier failure to install one.
+                self.problems.solved("default-route")
         else:
-            self.log.warning("no default router known", extra={"topic": "no-router"})
+            self.problems.problem("no-router", "no default router known")
         self.on_change(routers)
 
 

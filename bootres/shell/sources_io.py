@@ -37,6 +37,7 @@ from typing import Callable
 
 from bootres.core import sources
 from bootres.core.sources import SourceError, SourceRecord
+from bootres.shell.errorlog import Problems
 from bootres.shell.fileio import FileRead, Signature, read_changed
 
 POLL_INTERVAL = 0.5  # a changed nameserver list is in use within this much (plus a parse)
@@ -91,17 +92,20 @@ class _Watched:
 class SourceWatcher:
     """The current records of every source; ``poll()`` says whether they changed."""
 
-    def __init__(self, paths: SourcePaths | None, static: list[tuple[str, str]], log: logging.Logger):
+    def __init__(self, paths: SourcePaths | None, static: list[tuple[str, str]], log: logging.Logger,
+                 problems: Problems | None = None):
         """``paths`` None: the host's sources are not followed (only the static files).
 
         ``static``: (path, name) of the static lists, best first; only the
         first that names a nameserver is used (``upstreams_file``, then the
         resolv.conf found when bootres took it over: an admin who removes a
         server from the first must not see it come back from the second).
+        ``problems``: where an unusable file is reported (``status``'s errors); default: the log only.
         """
         self.paths = paths
         self.static = static  # in use: ``records`` picks from these
         self.log = log
+        self.problems = problems or Problems(log)
         self._files: dict[str, _Watched] = {}
         self._rewritten: SourceRecord | None = None
         self._static_next = static  # looked for by the next scan
@@ -187,7 +191,7 @@ class SourceWatcher:
         for warning in warnings:
             self.log.warning("%s: %s", path, warning)
         if watched.error is not None:
-            self.log.info("source %s is usable again (%s)", name, path, extra={"resolves": f"source {path}"})
+            self.problems.solved(f"source {path}", "source %s is usable again (%s)", name, path)
         watched.error = None
         watched.record = record
 
@@ -196,7 +200,7 @@ class SourceWatcher:
             kept = watched.record
             keeping = (f"; keeping its last good nameservers {' '.join(h for h, _ in kept.servers)}"
                        if kept is not None and kept.servers else "")
-            self.log.warning("source %s ignored: %s%s", name, message, keeping, extra={"topic": f"source {path}"})
+            self.problems.problem(f"source {path}", "source %s ignored: %s%s", name, message, keeping)
         watched.error = message
 
 

@@ -6,9 +6,7 @@ installation are off, every file bootres writes is in the test's directory.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
 import os
 import shutil
 import signal
@@ -16,7 +14,6 @@ import socket
 import stat
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -417,28 +414,3 @@ def test_a_symlink_or_fifo_at_each_written_path_writes_nothing_outside_and_hangs
     assert not any(path.name.startswith(".") and path.exists() and not path.is_fifo() and not path.is_symlink()
                    for path in tmp_path.rglob("*bootres-*")), sorted(tmp_path.rglob("*bootres-*"))
     assert "Traceback" not in log
-
-
-def test_warnings_from_worker_threads_reach_the_errors_list_on_the_loop():
-    from bootres.shell.daemon import RecentErrors
-
-    async def scenario():
-        recent = RecentErrors()
-        recent.attach(asyncio.get_running_loop())
-        log = logging.getLogger("bootres.test-recent-errors")
-        log.setLevel(logging.INFO)  # as the daemon's
-        log.propagate = False
-        log.addHandler(recent)
-        try:
-            worker = threading.Thread(target=log.warning, args=("from a worker",), kwargs={"extra": {"topic": "t"}})
-            worker.start()
-            worker.join()  # the loop has not run meanwhile: the list is untouched
-            assert recent.entries == []
-            await asyncio.sleep(0)
-            assert [entry["message"] for entry in recent.entries] == ["from a worker"]
-            log.info("fixed", extra={"resolves": "t"})  # on the loop: at once
-            assert recent.entries == []
-        finally:
-            log.removeHandler(recent)
-
-    asyncio.run(scenario())
