@@ -44,15 +44,7 @@ class BootresProcess:
 
     def wait(self, predicate, timeout: float, what: str, interval: float = 0.005):
         """The first true value of ``predicate()`` within ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:  # bounded by timeout
-            if self.proc.poll() is not None:
-                raise AssertionError(f"bootres exited with {self.proc.returncode}:\n{self.log()}")
-            value = predicate()
-            if value:
-                return value
-            time.sleep(interval)
-        raise AssertionError(f"timed out after {timeout} s waiting for {what}:\n{self.log()[-4000:]}")
+        return wait_while_running(self.proc, self.log, predicate, timeout, what, interval)
 
     def wait_for_log(self, text: str, timeout: float = 10.0) -> str:
         """The first log line holding ``text``."""
@@ -65,3 +57,20 @@ class BootresProcess:
         status = self.proc.wait(10)
         assert "Traceback" not in self.log(), self.log()
         return status
+
+
+def wait_while_running(proc, log, predicate, timeout: float, what: str, interval: float, name: str = "bootres"):
+    """The first true value of ``predicate()`` within ``timeout`` seconds, polled every ``interval``.
+
+    Fails at once, with ``log()``, when ``proc`` (None: not started yet) exits meanwhile, and with the log's
+    end when the time is up.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:  # bounded by timeout
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"{name} exited with {proc.returncode}:\n{log()}")
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}:\n{log()[-4000:]}")

@@ -25,6 +25,8 @@ from pathlib import Path
 
 from scapy.all import ICMP, raw
 
+from bootres_process import wait_while_running
+
 SO_BINDTODEVICE = 25
 DRIVER = Path(__file__).with_name("rdisc_driver.py")
 
@@ -177,15 +179,7 @@ class BootresHost:
 
     def wait(self, predicate, timeout: float, interval: float = 0.01, what: str = "condition"):
         """Poll ``predicate()`` until it returns something true; fail with the driver's log."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise AssertionError(f"driver exited with {self.proc.returncode}:\n{self.log()}")
-            value = predicate()
-            if value:
-                return value
-            time.sleep(interval)
-        raise AssertionError(f"timed out after {timeout} s waiting for {what}:\n{self.log()[-4000:]}")
+        return wait_while_running(self.proc, self.log, predicate, timeout, what, interval, name="driver")
 
     def route_via(self, gateway: str) -> dict | None:
         return next((r for r in self.default_routes() if r.get("gateway") == gateway), None)
