@@ -18,6 +18,7 @@ from pathlib import Path
 
 from bootres import config
 from bootres.shell import control
+from lab import wait_while_running
 
 
 class BootresProcess:
@@ -57,20 +58,3 @@ class BootresProcess:
         status = self.proc.wait(10)
         assert "Traceback" not in self.log(), self.log()
         return status
-
-
-def wait_while_running(proc, log, predicate, timeout: float, what: str, interval: float, name: str = "bootres"):
-    """The first true value of ``predicate()`` within ``timeout`` seconds, polled every ``interval``.
-
-    Fails at once, with ``log()``, when ``proc`` (None: not started yet) exits meanwhile, and with the log's
-    end when the time is up.
-    """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:  # bounded by timeout
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"{name} exited with {proc.returncode}:\n{log()}")
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}:\n{log()[-4000:]}")

@@ -101,6 +101,23 @@ def run(*argv: str, check: bool = True, timeout: float = 30,
     return done
 
 
+def wait_while_running(proc, log, predicate, timeout: float, what: str, interval: float, name: str = "bootres"):
+    """The first true value of ``predicate()`` within ``timeout`` seconds, polled every ``interval``.
+
+    Fails at once, with ``log()``, when ``proc`` (None: not started yet) exits meanwhile, and with the log's
+    end when the time is up.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:  # bounded by timeout
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"{name} exited with {proc.returncode}:\n{log()}")
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}:\n{log()[-4000:]}")
+
+
 def _check_address(cidr: str) -> ipaddress.IPv4Interface:
     """Parse ``198.18.x.y/len`` and refuse anything outside the lab range."""
     if "/" not in cidr:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from scapy.all import ICMP, raw
 
-from bootres_process import wait_while_running
+from lab import wait_while_running
 
 SO_BINDTODEVICE = 25
 DRIVER = Path(__file__).with_name("rdisc_driver.py")
