@@ -1,11 +1,12 @@
 """Status: gather -> model -> renderers.
 
-The model is the plain dict that ``bootres status --json`` prints (the
-SPEC's schema plus ``health``); the daemon builds it with ``build_report``
-from what each service says about itself, and everything else here renders
-it: the human view, the one-line systemd ``STATUS=``, Prometheus text.
-Nothing here does I/O, so the CLI and the tests use the same functions the
-daemon does.
+The model is ``bootres.core.report``'s frozen dataclasses, whose JSON form
+is what ``bootres status --json`` prints (the SPEC's schema); the daemon
+builds a ``Report`` with ``build_report`` from what each service says about
+itself, and everything else here renders it: the human view, the one-line
+systemd ``STATUS=``, Prometheus text.  Nothing here does I/O, so the CLI
+(which reads the JSON back into the model) and the tests use the same
+functions the daemon does.
 
 The human layout follows ``resolvectl status``: verdict first, right-aligned
 keys, empty fields left out.  It is for eyes only and may change; ``--json``
@@ -13,6 +14,16 @@ is the machine interface.
 """
 
 from __future__ import annotations
+
+from bootres.core.report import (
+    ErrorEntry,
+    FilesStatus,
+    Health,
+    Report,
+    ResolverStatus,
+    RouterStatus,
+    ServiceStatus,
+)
 
 KEY_WIDTH = 12  # like resolvectl's minimum column, so sections line up
 
@@ -23,70 +34,49 @@ def build_report(
     pid: int,
     uptime_s: float,
     config: str,
-    resolver: dict,
-    router: dict,
-    files: dict,
-    errors: list[dict],
-    service: dict | None = None,
+    resolver: ResolverStatus,
+    router: RouterStatus,
+    files: FilesStatus,
+    errors: tuple[ErrorEntry, ...],
+    service: ServiceStatus,
     conditions: list[str] = (),
-) -> dict:
-    """The whole status object.
+) -> Report:
+    """The whole status, from each service's part.
 
     ``service``: the daemon's own facts (control socket address, managed
     resolv.conf); ``conditions``: daemon-level problems (e.g. an unwritable
     state dir).
     """
-    report = {
-        "running": True,
-        "pid": pid,
-        "uptime_s": round(uptime_s, 1),
-        "version": version,
-        "config": config,
-        "service": service or {},
-        "resolver": resolver,
-        "router": router,
-        "files": files,
-        "errors": list(errors),
-    }
-    found = problems(report) + list(conditions)
-    report["health"] = {"healthy": not found, "problems": found}
-    return report
+    found = problems(resolver, router, files) + list(conditions)
+    return Report(running=True, pid=pid, uptime_s=round(uptime_s, 1), version=version, config=config,
+                  health=Health(healthy=not found, problems=tuple(found)), service=service,
+                  resolver=resolver, router=router, files=files, errors=tuple(errors))
 
 
-def problems(report: dict) -> list[str]:
+def problems(resolver: ResolverStatus, router: RouterStatus, files: FilesStatus) -> list[str]:
     """Why the service is degraded; empty when names and the default route both work."""
     found = []
-    upstreams = report.get("resolver", {}).get("upstreams", [])
-    if not upstreams:
+    if not resolver.upstreams:
         found.append("no upstream nameserver configured")
-    elif all(u.get("state") == "down" for u in upstreams):
+    elif all(u.state == "down" for u in resolver.upstreams):
         found.append("no upstream answering")
-    router = report.get("router", {})
-    if router.get("discovery") and not router.get("default"):
+    if router.discovery and not router.default:
         found.append("no default router")
-    for name, entry in sorted(report.get("files", {}).items()):
-        if isinstance(entry, dict) and entry.get("error"):
-            found.append(f"{entry.get('path', name)}: {entry['error']}")
+    for entry in (files.defaultrouter, files.hosts):
+        if entry is not None and entry.error:
+            found.append(f"{entry.path}: {entry.error}")
     return found
-
-
-def is_healthy(report: dict) -> bool:
-    """Exit status 0 of ``bootres status``; the daemon's own verdict when it gave one."""
-    if not report.get("running"):
-        return False
-    health = report.get("health")
-    return health["healthy"] if health else not problems(report)
 
 
 # --- the one-line summary for systemd's STATUS=
 
 
-def status_line(report: dict) -> str:
-    upstreams = report["resolver"].get("upstreams", [])
-    up = sum(1 for u in upstreams if u.get("state") == "up")
-    untried = sum(1 for u in upstreams if u.get("state") == "unknown")
+def status_line(report: Report) -> str:
+    upstreams = report.resolver.upstreams
+    up = sum(1 for u in upstreams if u.state == "up")
+    untried = sum(1 for u in upstreams if u.state == "unknown")
     parts = [f"{up}/{len(upstreams)} upstreams up" + (f" ({untried} not tried yet)" if untried else "")]
-    default = report["router"].get("default")
+    default = report.router.default
     parts.append(f"default via {default}" if default else "no default router")
     return ", ".join(parts)
 
@@ -125,125 +115,101 @@ def _field(lines: list[str], key: str, values: list[str] | str | None) -> None:
     lines.extend(f"{'':>{KEY_WIDTH}} {value}" for value in values[1:])
 
 
-def render_human(report: dict) -> str:
-    health = report.get("health") or {"healthy": is_healthy(report), "problems": problems(report)}
+def render_human(report: Report) -> str:
     lines: list[str] = []
-    verdict = "healthy" if health["healthy"] else "degraded: " + "; ".join(health["problems"])
+    health = report.health
+    verdict = "healthy" if health.healthy else "degraded: " + "; ".join(health.problems)
     _field(lines, "Verdict", verdict)
-    _field(
-        lines,
-        "Service",
-        f"running · pid {report['pid']} · up {_duration(report['uptime_s'])} · {report['version']}",
-    )
-    _field(lines, "Config", report.get("config"))
-    resolv_conf = report.get("service", {}).get("resolv_conf")
+    _field(lines, "Service", f"running · pid {report.pid} · up {_duration(report.uptime_s)} · {report.version}")
+    _field(lines, "Config", report.config)
+    resolv_conf = report.service.resolv_conf
     if resolv_conf:
-        if resolv_conf.get("behind"):
-            state = [f"{resolv_conf['path']} belongs to {resolv_conf['behind']}, which asks bootres"]
-        elif resolv_conf.get("in_path"):
-            state = [f"{resolv_conf['path']} points at bootres (original saved in {resolv_conf['saved']})"]
+        if resolv_conf.behind:
+            state = [f"{resolv_conf.path} belongs to {resolv_conf.behind}, which asks bootres"]
+        elif resolv_conf.in_path:
+            state = [f"{resolv_conf.path} points at bootres (original saved in {resolv_conf.saved})"]
         else:
-            state = [resolv_conf.get("conflict") or f"{resolv_conf['path']} not taken over yet"]
-        rewrite = resolv_conf.get("last_rewrite")
+            state = [resolv_conf.conflict or f"{resolv_conf.path} not taken over yet"]
+        rewrite = resolv_conf.last_rewrite
         if rewrite:
-            state.append(f"rewritten by another program at {rewrite['at']}: "
-                         f"nameservers {' '.join(rewrite['nameservers']) or 'none'}")
+            state.append(f"rewritten by another program at {rewrite.at}: "
+                         f"nameservers {' '.join(rewrite.nameservers) or 'none'}")
         _field(lines, "Resolv.conf", state)
 
-    resolver = report["resolver"]
-    cache = resolver.get("cache", {})
-    lookups = cache.get("hits", 0) + cache.get("misses", 0)
-    hit_rate = f"{100 * cache.get('hits', 0) // lookups}% hits" if lookups else "no lookups yet"
+    resolver = report.resolver
+    cache = resolver.cache
+    lookups = cache.hits + cache.misses
+    hit_rate = f"{100 * cache.hits // lookups}% hits" if lookups else "no lookups yet"
     _field(
         lines,
         "Resolver",
-        f"{' '.join(resolver.get('listen', []))} · {resolver.get('queries', 0)} queries"
-        f" · cache {cache.get('entries', 0)} ({hit_rate}, {cache.get('stale_served', 0)} stale,"
-        f" {cache.get('refreshes', 0)} refreshed ahead)",
+        f"{' '.join(resolver.listen)} · {resolver.queries} queries"
+        f" · cache {cache.entries} ({hit_rate}, {cache.stale_served} stale, {cache.refreshes} refreshed ahead)",
     )
-    container = resolver.get("container_listen")
+    container = resolver.container_listen
     if container:
-        where = "on lo" if container.get("on_lo") else "NOT on lo"
-        state = "answering" if container.get("answering") else "waiting for netlink"
-        nets = " ".join(container.get("container_networks", [])) or "none yet"
-        _field(lines, "Containers", f"{container.get('address')} ({where}, {state}) · container networks {nets}"
-                                    f" · {container.get('outside', 0)} queries from outside")
+        where = "on lo" if container.on_lo else "NOT on lo"
+        state = "answering" if container.answering else "waiting for netlink"
+        nets = " ".join(container.container_networks) or "none yet"
+        _field(lines, "Containers", f"{container.address} ({where}, {state}) · container networks {nets}"
+                                    f" · {container.outside} queries from outside")
     _field(
         lines,
         "Upstreams",
         _table(
             [
                 [
-                    u["address"],
-                    u.get("state", "unknown"),
-                    _ms(u.get("srtt_ms")),
-                    f"wins {u.get('wins', 0)}",
-                    f"timeouts {u.get('timeouts', 0)}" if u.get("timeouts") else "",
-                    f"from {u['source']}" if u.get("source") else "",
+                    u.address,
+                    u.state,
+                    _ms(u.srtt_ms),
+                    f"wins {u.wins}",
+                    f"timeouts {u.timeouts}" if u.timeouts else "",
+                    f"from {u.source}" if u.source else "",
                 ]
-                for u in resolver.get("upstreams", [])
+                for u in resolver.upstreams
             ]
         ),
     )
-    _field(lines, "Split DNS", [f"{r['domain']} -> {' '.join(r['upstreams']) or 'no upstream'}"
-                                for r in resolver.get("routes", [])])
-    if resolver.get("search_only"):
-        _field(lines, "Search only", [" ".join(resolver["search_only"]) + " (public suffixes: searched, never routed)"])
+    _field(lines, "Split DNS", [f"{r.domain} -> {' '.join(r.upstreams) or 'no upstream'}" for r in resolver.routes])
+    if resolver.search_only:
+        _field(lines, "Search only", [" ".join(resolver.search_only) + " (public suffixes: searched, never routed)"])
     _field(lines, "Sources", [
-        f"{s['name']}: {' '.join(s['nameservers']) or 'no nameserver'}" + (f" ({s['error']})" if s.get("error") else "")
-        + (" (not used)" if s.get("in_use") is False else "")
-        for s in resolver.get("sources", [])
+        f"{s.name}: {' '.join(s.nameservers) or 'no nameserver'}" + (f" ({s.error})" if s.error else "")
+        + ("" if s.in_use else " (not used)")
+        for s in resolver.sources
     ])
 
-    router = report["router"]
-    routers = router.get("routers", [])
-    default = router.get("default")
+    router = report.router
+    default = router.default
     if default:
-        detail = [router.get("source") or "unknown source"]
-        chosen = next((r for r in routers if r.get("address") == default), None)
-        where = f" dev {chosen['interface']}" if chosen and chosen.get("interface") else ""
+        detail = [router.source or "unknown source"]
+        chosen = next((r for r in router.routers if r.address == default), None)
+        where = f" dev {chosen.interface}" if chosen and chosen.interface else ""
         if chosen:
-            if chosen.get("preference") is not None:
-                detail.append(f"pref {chosen['preference']}")
-            if chosen.get("expires_in_s") is not None:
-                detail.append(f"expires in {_duration(chosen['expires_in_s'])}")
+            detail.append(f"pref {chosen.preference}")
+            detail.append(f"expires in {_duration(chosen.expires_in_s)}")
         _field(lines, "Default via", f"{default}{where} ({', '.join(detail)})")
     else:
-        _field(lines, "Default via", "none" + ("" if router.get("discovery") else " (discovery off)"))
-    others = [r for r in routers if r.get("address") != default]
-    _field(
-        lines,
-        "Routers",
-        _table(
-            [
-                [r["address"], r.get("interface") or "", f"pref {r.get('preference')}",
-                 f"expires in {_duration(r['expires_in_s'])}" if r.get("expires_in_s") is not None else ""]
-                for r in others
-            ]
-        ),
-    )
+        _field(lines, "Default via", "none" + ("" if router.discovery else " (discovery off)"))
+    others = [r for r in router.routers if r.address != default]
+    _field(lines, "Routers", _table([[r.address, r.interface or "", f"pref {r.preference}",
+                                      f"expires in {_duration(r.expires_in_s)}"] for r in others]))
     # The kernel's own IPv6 default routes (from Router Advertisements, DHCPv6, ...): shown, never changed.
     _field(lines, "IPv6 via", [
-        (r.get("gateway") or "no gateway") + (f" dev {r['interface']}" if r.get("interface") else "")
-        + f" ({r.get('origin')}, metric {r.get('metric')})"
-        for r in router.get("ipv6_default_routes", [])
+        (r.gateway or "no gateway") + (f" dev {r.interface}" if r.interface else "") + f" ({r.origin}, metric {r.metric})"
+        for r in router.ipv6_default_routes
     ])
 
     file_lines = []
-    for name, entry in sorted(report.get("files", {}).items()):
-        if not isinstance(entry, dict) or not entry.get("path"):
-            continue
-        if entry.get("error"):
-            summary = f"error: {entry['error']}"
-        elif "entries" in entry:
-            summary = f"{entry['entries']} entries"
-        elif entry.get("content") is not None:
-            summary = " ".join(entry["content"]) or "empty"
-        else:
-            summary = ""
-        file_lines.append(f"{entry['path']} {summary}".rstrip())
+    if report.files.defaultrouter is not None:
+        entry = report.files.defaultrouter
+        summary = f"error: {entry.error}" if entry.error else " ".join(entry.content) or "empty"
+        file_lines.append(f"{entry.path} {summary}")
+    if report.files.hosts is not None:
+        entry = report.files.hosts
+        file_lines.append(f"{entry.path} " + (f"error: {entry.error}" if entry.error else f"{entry.entries} entries"))
     _field(lines, "Files", file_lines)
-    _field(lines, "Errors", [f"{e['at']} {e['message']}" for e in report.get("errors", [])[-5:]])
+    _field(lines, "Errors", [f"{e.at} {e.message}" for e in report.errors[-5:]])
     return "\n".join(lines)
 
 
@@ -271,7 +237,7 @@ def _label(value: str) -> str:
     return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def to_prometheus(report: dict) -> str:
+def to_prometheus(report: Report) -> str:
     out: list[str] = []
 
     def metric(name: str, kind: str, help_text: str, samples: list[tuple[dict, float]]) -> None:
@@ -281,35 +247,34 @@ def to_prometheus(report: dict) -> str:
             rendered = ",".join(f'{k}="{_label(v)}"' for k, v in labels.items())
             out.append(f"bootres_{name}{{{rendered}}} {value:g}" if rendered else f"bootres_{name} {value:g}")
 
-    resolver, router = report["resolver"], report["router"]
-    cache = resolver.get("cache", {})
-    upstreams = resolver.get("upstreams", [])
-    metric("healthy", "gauge", "1 when names and the default route work.", [({}, int(is_healthy(report)))])
-    metric("uptime_seconds", "gauge", "Seconds since the service started.", [({}, report["uptime_s"])])
-    metric("queries_total", "counter", "Client queries received.", [({}, resolver.get("queries", 0))])
-    metric("cache_entries", "gauge", "Answers in the cache.", [({}, cache.get("entries", 0))])
+    resolver, router, cache = report.resolver, report.router, report.resolver.cache
+    upstreams = resolver.upstreams
+    metric("healthy", "gauge", "1 when names and the default route work.", [({}, int(report.health.healthy))])
+    metric("uptime_seconds", "gauge", "Seconds since the service started.", [({}, report.uptime_s)])
+    metric("queries_total", "counter", "Client queries received.", [({}, resolver.queries)])
+    metric("cache_entries", "gauge", "Answers in the cache.", [({}, cache.entries)])
     for key in ("hits", "misses", "stale_served"):
-        metric(f"cache_{key}_total", "counter", f"Cache {key.replace('_', ' ')}.", [({}, cache.get(key, 0))])
+        metric(f"cache_{key}_total", "counter", f"Cache {key.replace('_', ' ')}.", [({}, getattr(cache, key))])
     metric("cache_refreshes_total", "counter", "Names refreshed ahead of expiry (prefetch).",
-           [({}, cache.get("refreshes", 0))])
+           [({}, cache.refreshes)])
     metric("cache_refreshes_skipped_total", "counter",
            "Refreshes ahead not started: over prefetch_rate or the in-flight share.",
-           [({}, cache.get("refreshes_skipped", 0))])
+           [({}, cache.refreshes_skipped)])
     metric("upstream_up", "gauge", "1 when the upstream answers (unknown counts as up).",
-           [({"upstream": u["address"]}, int(u.get("state") != "down")) for u in upstreams])
+           [({"upstream": u.address}, int(u.state != "down")) for u in upstreams])
     metric("upstream_srtt_seconds", "gauge", "Smoothed round-trip time of the upstream.",
-           [({"upstream": u["address"]}, u["srtt_ms"] / 1000) for u in upstreams if u.get("srtt_ms") is not None])
+           [({"upstream": u.address}, u.srtt_ms / 1000) for u in upstreams if u.srtt_ms is not None])
     for key in ("queries", "wins", "timeouts"):
         metric(f"upstream_{key}_total", "counter", f"Upstream {key}.",
-               [({"upstream": u["address"]}, u.get(key, 0)) for u in upstreams])
-    default = router.get("default")
+               [({"upstream": u.address}, getattr(u, key)) for u in upstreams])
+    default = router.default
     metric("default_router_info", "gauge", "The default router in use and how it was learnt.",
-           [({"address": default, "source": router.get("source") or "unknown"}, 1)] if default else [])
-    metric("routers", "gauge", "Routers known from discovery.", [({}, len(router.get("routers", [])))])
-    container = resolver.get("container_listen") or {}
+           [({"address": default, "source": router.source or "unknown"}, 1)] if default else [])
+    metric("routers", "gauge", "Routers known from discovery.", [({}, len(router.routers))])
+    container = resolver.container_listen
     metric("container_outside_queries_total", "counter",
            "Queries to container_listen that arrived from beyond this host and its containers.",
-           [({}, container.get("outside", 0))] if container else [])
-    metric("errors", "gauge", "Recent errors listed in bootres status.", [({}, len(report.get("errors", [])))])
+           [({}, container.outside)] if container else [])
+    metric("errors", "gauge", "Recent errors listed in bootres status.", [({}, len(report.errors))])
     return "\n".join(out) + "\n"
 

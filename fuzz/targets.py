@@ -412,14 +412,14 @@ def target_rdisc(data: bytes) -> None:
         else:
             discovery.datagram_received(ipv4_datagram(source, "224.0.0.1", fixed), _ETH0.index, 2.0)
         discovery.drain()
-        learned.append(discovery.status(2.0)["routers"])
+        learned.append(discovery.status(2.0).routers)
         for address in discovery.routers:
             check(address in advertised and _ETH0.on_link(address), f"learned {address}, not advertised on-link",
                   data.hex())
     learned = learned[1:]
     frr_like = ipaddress.IPv4Address("198.18.1.1") in advertised
-    check(learned[1] == (learned[0] if frr_like else []), "the swapped source rule broken", data.hex(), learned)
-    check(learned[2] == [], "learned from an off-link source", data.hex(), learned)
+    check(learned[1] == (learned[0] if frr_like else ()), "the swapped source rule broken", data.hex(), learned)
+    check(learned[2] == (), "learned from an off-link source", data.hex(), learned)
     deadline = discovery.deadline()
     if deadline is not None:
         discovery.timer_fired(deadline)

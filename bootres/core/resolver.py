@@ -59,7 +59,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from bootres.core import clientwire, dnswire, hostsdb, prefetch, upstreamwire
+from bootres.core import clientwire, dnswire, hostsdb, prefetch, report, upstreamwire
 from bootres.core.cache import Cache
 from bootres.core.clientwire import ClientQuery
 from bootres.core.dnswire import Answer
@@ -771,23 +771,24 @@ class Resolver:
 
     # --- status
 
-    def status(self) -> dict:
-        return {
-            "queries": self.queries,
-            "cache": {
-                "entries": len(self.cache),
-                "hits": self.hits,
-                "misses": self.misses,
-                "stale_served": self.stale_served,
-                "refreshes": self._prefetch.refreshes,
-                "refreshes_skipped": self._prefetch.skipped,
-            },
-            "upstreams": [u.status() for u in self.upstreams.all],
-            "routes": self.pool.routes_status(),
-            "inflight": len(self._pending),
-            "refused": self.refused,
-            "malformed": self.malformed,
-            "servfail": self.servfail,
-            "bad_replies": sum(u.bad_replies for u in self.upstreams.all),
-            "internal_errors": self.internal_errors,
-        }
+    def status(self) -> report.ResolverStatus:
+        """The core's part of ``resolver`` in status; the service adds listeners, sources and the container side."""
+        return report.ResolverStatus(
+            queries=self.queries,
+            cache=report.CacheStatus(
+                entries=len(self.cache),
+                hits=self.hits,
+                misses=self.misses,
+                stale_served=self.stale_served,
+                refreshes=self._prefetch.refreshes,
+                refreshes_skipped=self._prefetch.skipped,
+            ),
+            upstreams=tuple(u.status() for u in self.upstreams.all),
+            routes=self.pool.routes_status(),
+            inflight=len(self._pending),
+            refused=self.refused,
+            malformed=self.malformed,
+            servfail=self.servfail,
+            bad_replies=sum(u.bad_replies for u in self.upstreams.all),
+            internal_errors=self.internal_errors,
+        )

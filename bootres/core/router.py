@@ -51,6 +51,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+from bootres.core import report
 from bootres.core.containerside import LinkFacts, container_bridges
 from bootres.core.effects import INFO, WARNING, Log
 from bootres.core.rdisc import (
@@ -413,35 +414,27 @@ class RouterDiscovery:
     def source(self) -> str | None:
         return self.chosen[1]
 
-    def status(self, now: float) -> dict:
-        """The router part of ``bootres status --json`` (without ``discovery``, which the shell knows)."""
+    def status(self, now: float) -> report.RouterStatus:
+        """The router part of status (the service adds ``discovery``, the links it skips and the IPv6 routes)."""
         routers, source = self.chosen
-        return {
-            "default": str(routers[0]) if routers else None,
-            "source": source,
-            "routers": [
-                {
-                    "address": str(r.address),
-                    "interface": r.interface,
-                    "preference": r.preference,
-                    "expires_in_s": round(max(0.0, r.expires_at - now), 1),
-                }
+        return report.RouterStatus(
+            default=str(routers[0]) if routers else None,
+            source=source,
+            routers=tuple(
+                report.RouterEntryStatus(str(r.address), r.interface, r.preference,
+                                         round(max(0.0, r.expires_at - now), 1))
                 for r in sorted(self.routers.values(), key=_Router.rank)
-            ],
-            "interfaces": [
-                {"name": self.interfaces[i].name, "solicitation": s.state, "solicitations_sent": s.sent}
+            ),
+            interfaces=tuple(
+                report.InterfaceStatus(self.interfaces[i].name, s.state, s.sent)
                 for i, s in sorted(self.schedules.items())
-            ],
-            "default_routes": [
-                {
-                    "gateway": str(r.gateway) if r.gateway else None,
-                    "ifindex": r.ifindex,
-                    "installed_by_bootres": r.proto == RTPROT_RA,
-                }
+            ),
+            default_routes=tuple(
+                report.KernelRouteStatus(str(r.gateway) if r.gateway else None, r.ifindex, r.proto == RTPROT_RA)
                 for r in self.kernel_routes or ()
-            ],
-            "dropped": dict(sorted(self.dropped.items())),
-        }
+            ),
+            dropped=dict(sorted(self.dropped.items())),
+        )
 
     # --- internals
 
@@ -567,7 +560,7 @@ def _off_link(advert: Advertisement, interface: Interface) -> str:
     return f"{shown}{more} not on {subnets}"
 
 
-def describe_ipv6_defaults(routes, names: dict[int, str]) -> list[dict]:
+def describe_ipv6_defaults(routes, names: dict[int, str]) -> tuple[report.Ipv6RouteStatus, ...]:
     """The kernel's IPv6 default routes as ``status`` shows them; bootres only reads them.
 
     ``routes`` are ``netlink.DefaultRoute6`` (gateway, ifindex, proto,
@@ -576,12 +569,12 @@ def describe_ipv6_defaults(routes, names: dict[int, str]) -> list[dict]:
     Advertisement), ``dhcp``, ``static``, ``boot``, ``kernel``, else the
     protocol number as text (one JSON type for the field).
     """
-    return [
-        {
-            "gateway": str(route.gateway) if route.gateway else None,
-            "interface": names.get(route.ifindex),
-            "origin": ROUTE_ORIGINS.get(route.proto, str(route.proto)),
-            "metric": route.metric,
-        }
+    return tuple(
+        report.Ipv6RouteStatus(
+            gateway=str(route.gateway) if route.gateway else None,
+            interface=names.get(route.ifindex),
+            origin=ROUTE_ORIGINS.get(route.proto, str(route.proto)),
+            metric=route.metric,
+        )
         for route in routes
-    ]
+    )

@@ -52,7 +52,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from bootres.core import etcfiles
+from bootres.core import etcfiles, report
 from bootres.core.effects import INFO, WARNING, Log
 from bootres.core.etcfiles import HostsEntry, fold
 
@@ -330,29 +330,25 @@ class StubFiles:
             entries += [HostsEntry(address, (pin.name,)) for address in pin.addresses]
         return entries
 
-    def status(self, now: float) -> dict:
+    def status(self, now: float) -> report.FilesStatus:
         """The SPEC's ``files`` object; a file whose last write failed has ``error``."""
-        report = {}
-        hosts = self._files.get("hosts")
-        if self.settings.hosts_file:
-            report["hosts"] = {
-                "path": self.settings.hosts_file,
-                "written_at": hosts.written_at if hosts else None,
-                "entries": len(self.entries()),
-                "self": {"names": list(self._self_names()), "addresses": list(self._self_addresses())},
-                "pinned": [self._pin_status(pin, now) for pin in self._pins.values()],
-            }
-        router_file = self._files.get("defaultrouter")
-        if self.settings.defaultrouter_file:
-            report["defaultrouter"] = {
-                "path": self.settings.defaultrouter_file,
-                "written_at": router_file.written_at if router_file else None,
-                "content": list(self._routers),
-            }
-        for kind, file in self._files.items():
-            if file.error is not None and kind in report:
-                report[kind]["error"] = file.error
-        return report
+        hosts, router_file = self._files.get("hosts"), self._files.get("defaultrouter")
+        return report.FilesStatus(
+            hosts=report.HostsFileStatus(
+                path=self.settings.hosts_file,
+                written_at=hosts.written_at if hosts else None,
+                entries=len(self.entries()),
+                self=report.SelfStatus(tuple(self._self_names()), tuple(self._self_addresses())),
+                pinned=tuple(self._pin_status(pin, now) for pin in self._pins.values()),
+                error=hosts.error if hosts else None,
+            ) if self.settings.hosts_file else None,
+            defaultrouter=report.RouterFileStatus(
+                path=self.settings.defaultrouter_file,
+                written_at=router_file.written_at if router_file else None,
+                content=tuple(self._routers),
+                error=router_file.error if router_file else None,
+            ) if self.settings.defaultrouter_file else None,
+        )
 
     # --- internals
 
@@ -409,20 +405,20 @@ class StubFiles:
         file.writing = content
         self._effects.append(effect(file.path, content))
 
-    def _pin_status(self, pin: _Pin, now: float) -> dict:
+    def _pin_status(self, pin: _Pin, now: float) -> report.PinStatus:
         if pin.confirmed_at is not None:
             source = "dns"
         else:
             source = "last block" if pin.addresses else None
-        return {
-            "name": pin.name,
-            "addresses": list(pin.addresses),
-            "source": source,
-            "confirmed_s_ago": None if pin.confirmed_at is None else round(now - pin.confirmed_at, 1),
-            "last_lookup": pin.lookup,
-            "next_lookup_in_s": (None if pin.due is None or fold(pin.name) in self._asking
-                                 else round(max(0.0, pin.due - now), 1)),
-        }
+        return report.PinStatus(
+            name=pin.name,
+            addresses=tuple(pin.addresses),
+            source=source,
+            confirmed_s_ago=None if pin.confirmed_at is None else round(now - pin.confirmed_at, 1),
+            last_lookup=pin.lookup,
+            next_lookup_in_s=(None if pin.due is None or fold(pin.name) in self._asking
+                              else round(max(0.0, pin.due - now), 1)),
+        )
 
     def _log(self, level: int, message: str) -> None:
         self._effects.append(Log(level, message))

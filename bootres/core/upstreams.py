@@ -21,6 +21,7 @@ RTO = SRTT + 4 * RTTVAR), with a floor suited to DNS rather than TCP.
 
 from __future__ import annotations
 
+from bootres.core import report
 from bootres.core.effects import INFO, WARNING, Log
 from bootres.core.routing import Routing
 
@@ -149,18 +150,18 @@ class Upstream:
         self.next_probe_at = now + self.probe_interval
         return [Log(WARNING, f"upstream {self.label} is down ({why})")]
 
-    def status(self) -> dict:
-        return {
-            "address": self.label,
-            "source": self.source,
-            "domains": list(self.domains),
-            "state": self.state,
-            "srtt_ms": None if self.srtt is None else round(self.srtt * 1000, 3),
-            "queries": self.queries,
-            "wins": self.wins,
-            "timeouts": self.timeouts,
-            "bad_replies": self.bad_replies,
-        }
+    def status(self) -> report.UpstreamStatus:
+        return report.UpstreamStatus(
+            address=self.label,
+            state=self.state,
+            srtt_ms=None if self.srtt is None else round(self.srtt * 1000, 3),
+            queries=self.queries,
+            wins=self.wins,
+            timeouts=self.timeouts,
+            bad_replies=self.bad_replies,
+            source=self.source,
+            domains=tuple(self.domains),
+        )
 
 
 class Upstreams:
@@ -258,7 +259,7 @@ class UpstreamPool:
     def groups(self) -> list[Upstreams]:
         return list(self._groups.values())
 
-    def routes_status(self) -> list[dict]:
+    def routes_status(self) -> tuple[report.RouteStatus, ...]:
         """The SPEC's ``resolver.routes``: each routing domain and the labels of its upstreams."""
-        return [{"domain": route.domain, "upstreams": [self._by_address[a].label for a in route.upstreams]}
-                for route in self.routing.routes]
+        return tuple(report.RouteStatus(route.domain, tuple(self._by_address[a].label for a in route.upstreams))
+                     for route in self.routing.routes)

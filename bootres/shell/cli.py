@@ -80,10 +80,11 @@ def cmd_status(args) -> int:
     import json  # here, not at the top: `bootres run` has no use for it before its first answer
 
     from bootres import status
+    from bootres.core.report import Report, from_json, to_json
     from bootres.shell import control
 
     try:
-        report = control.request(state_dir_of(args.config), {"cmd": "status"})
+        reply = control.request(state_dir_of(args.config), {"cmd": "status"})
     except control.Forbidden as exc:
         print(exc, file=sys.stderr)
         return EXIT_FORBIDDEN
@@ -93,8 +94,13 @@ def cmd_status(args) -> int:
         else:
             print(exc, file=sys.stderr)
         return EXIT_NOT_RUNNING
-    print(json.dumps(report, indent=2) if args.json else status.render_human(report))
-    return EXIT_OK if status.is_healthy(report) else EXIT_FAIL
+    try:
+        report = from_json(Report, reply)
+    except ValueError as exc:  # another version of bootres answering (mid-upgrade), or not bootres at all
+        print(f"bootres status: the service's reply cannot be read: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    print(json.dumps(to_json(report), indent=2) if args.json else status.render_human(report))
+    return EXIT_OK if report.health.healthy else EXIT_FAIL
 
 
 def cmd_query(args) -> int:

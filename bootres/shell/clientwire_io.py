@@ -23,7 +23,7 @@ from collections import OrderedDict
 from typing import Callable, NamedTuple
 
 from bootres.config import Endpoint
-from bootres.core import clientwire
+from bootres.core import clientwire, report
 from bootres.core.effects import Respond
 
 UDP_BURST = 1000  # datagrams per wake-up before other work gets a turn
@@ -399,8 +399,8 @@ class TcpPool:
     def __iter__(self):
         return iter(list(self._active))
 
-    def status(self) -> dict:
-        return {"connections": len(self._active), **self.counts}
+    def status(self) -> report.TcpStatus:
+        return report.TcpStatus(connections=len(self._active), **self.counts)
 
     def add(self, conn: _TcpConnection) -> None:
         if self._loop is None:

@@ -35,6 +35,7 @@ import time
 
 from bootres import __version__, config, status
 from bootres.core import clientwire, containerside, resolvconf
+from bootres.core.report import FilesStatus, Report, RouterStatus, ServiceStatus, to_json
 from bootres.core.sources import is_loopback
 from bootres.shell import control, etcfiles_io, sd
 from bootres.shell.errorlog import ErrorLog, Problems
@@ -395,7 +396,7 @@ class Daemon:
             await self.resolver.save_cache()  # logs its own failures
         return next_save
 
-    def _publish(self, report: dict) -> None:
+    def _publish(self, report: Report) -> None:
         """STATUS= when it changed, and the metrics file."""
         line = status.status_line(report)
         if line != self.last_status_line:
@@ -403,7 +404,7 @@ class Daemon:
             self.last_status_line = line
         self._write_metrics(report)
 
-    def _write_metrics(self, report: dict) -> None:
+    def _write_metrics(self, report: Report) -> None:
         """Render the metrics file now; write it on a worker thread (only the latest, one write at a time)."""
         path = self.cfg.service.metrics_file
         if not path:
@@ -509,25 +510,25 @@ class Daemon:
 
     # --- status
 
-    def report(self) -> dict:
+    def report(self) -> Report:
         return status.build_report(
             version=__version__,
             pid=os.getpid(),
             uptime_s=time.monotonic() - self.started,
             config=self.cfg.path,
             resolver=self.resolver.status(),
-            router=self.router.status() if self.router is not None else _no_router(self.cfg.router),
-            files=self.files.status() if self.files is not None else {},
+            router=self.router.status() if self.router is not None else RouterStatus(self.cfg.router.discovery),
+            files=self.files.status() if self.files is not None else FilesStatus(),
             errors=self.errors.entries,
-            service={
-                "control": self.control.address,
-                "resolv_conf": None if self.resolv is None else self.resolv.status(),
-            },
+            service=ServiceStatus(
+                control=self.control.address,
+                resolv_conf=None if self.resolv is None else self.resolv.status(),
+            ),
             conditions=list(self.conditions.values()),
         )
 
     async def _status_request(self, message: dict) -> dict:
-        return self.report()
+        return to_json(self.report())
 
     async def _query_request(self, message: dict) -> dict:
         name, rdtype = str(message.get("name", "")), str(message.get("type", "A"))
@@ -567,9 +568,6 @@ def _source_paths() -> SourcePaths:
     root = os.environ.get("BOOTRES_SOURCES_ROOT")
     return SourcePaths.under(root) if root else SourcePaths()
 
-
-def _no_router(cfg: config.RouterConfig) -> dict:
-    return {"discovery": cfg.discovery, "default": None, "source": None, "routers": [], "ipv6_default_routes": []}
 
 
 def run(cfg: config.Config, verbose: bool = False, user: str | None = None) -> int:

@@ -26,6 +26,8 @@ import logging
 import threading
 import time
 
+from bootres.core.report import ErrorEntry
+
 MAX_ERRORS = 20
 _LISTED = "bootres_listed"  # a record attribute: the line is in the list already, under its topic
 
@@ -33,7 +35,7 @@ _LISTED = "bootres_listed"  # a record attribute: the line is in the list alread
 class ErrorLog(logging.Handler):
     def __init__(self):
         super().__init__(logging.WARNING)
-        self._entries: collections.deque[tuple[str | None, dict]] = collections.deque(maxlen=MAX_ERRORS)
+        self._entries: collections.deque[tuple[str | None, ErrorEntry]] = collections.deque(maxlen=MAX_ERRORS)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
 
@@ -42,8 +44,8 @@ class ErrorLog(logging.Handler):
         self._loop, self._loop_thread = loop, threading.get_ident()
 
     @property
-    def entries(self) -> list[dict]:
-        return [entry for _, entry in self._entries]
+    def entries(self) -> tuple[ErrorEntry, ...]:
+        return tuple(entry for _, entry in self._entries)
 
     def emit(self, record: logging.LogRecord) -> None:
         if getattr(record, _LISTED, False):
@@ -58,7 +60,7 @@ class ErrorLog(logging.Handler):
 
     def listed(self, topic: str, text: str) -> None:
         """``text`` goes in the list under ``topic`` (``Problems.problem``, on the loop)."""
-        self._entries.append((topic, {"at": _now(), "message": text}))
+        self._entries.append((topic, ErrorEntry(_now(), text)))
 
     def drop(self, topic: str) -> None:
         """Every line listed under ``topic`` leaves the list (``Problems.solved``, on the loop)."""
@@ -67,7 +69,7 @@ class ErrorLog(logging.Handler):
             self._entries = collections.deque(kept, maxlen=MAX_ERRORS)
 
     def _add(self, topic: str | None, record: logging.LogRecord) -> None:
-        self._entries.append((topic, {"at": _now(record.created), "message": record.getMessage()}))
+        self._entries.append((topic, ErrorEntry(_now(record.created), record.getMessage())))
 
 
 def _now(seconds: float | None = None) -> str:

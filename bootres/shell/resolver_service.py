@@ -20,7 +20,7 @@ import time
 from typing import Callable
 
 from bootres.config import Endpoint, ResolverConfig
-from bootres.core import clientwire, containerside, publicsuffix, sources
+from bootres.core import clientwire, containerside, publicsuffix, report, sources
 from bootres.core.cache import Cache, CacheFileError, Snapshot
 from bootres.core.effects import CloseUpstream, Respond, SendUpstream
 from bootres.core.hostsdb import HostsDB, parse_hosts
@@ -260,26 +260,29 @@ class ResolverService:
 
     # --- questions from the daemon
 
-    def status(self) -> dict:
-        used = set(self.selection.used)  # a static list stands by while a dynamic source has nameservers
-        return {"listen": list(self.listening), **self.core.status(), "tcp": self._tcp_pool.status(),
-                "search_only": list(self.selection.search_only),
-                "container_listen": self._container_status(),
-                "sources": [{**entry, "in_use": entry["name"] in used} for entry in self.sources.status()]}
+    def status(self) -> report.ResolverStatus:
+        return self.core.status()._replace(
+            listen=tuple(self.listening),
+            tcp=self._tcp_pool.status(),
+            search_only=tuple(self.selection.search_only),
+            # a static list stands by while a dynamic source has nameservers
+            sources=self.sources.status(used=set(self.selection.used)),
+            container_listen=self._container_status(),
+        )
 
-    def _container_status(self) -> dict | None:
+    def _container_status(self) -> report.ContainerListenStatus | None:
         endpoint = self.cfg.container_listen
         if endpoint is None:
             return None
         side = self._container_side
-        return {
-            "address": str(endpoint.host),
-            "answering": self._container_udp is not None,
-            "on_lo": side.address_on_lo,
-            "container_networks": [str(network) for network in side.networks],
+        return report.ContainerListenStatus(
+            address=str(endpoint.host),
+            answering=self._container_udp is not None,
+            on_lo=side.address_on_lo,
+            container_networks=tuple(str(network) for network in side.networks),
             # Queries from beyond the container side: refused unless ``allow`` lists their source.
-            "outside": (self._container_udp.outside + self._container_tcp.outside) if self._container_udp else 0,
-        }
+            outside=(self._container_udp.outside + self._container_tcp.outside) if self._container_udp else 0,
+        )
 
     def set_rewritten_resolv_conf(self, record: sources.SourceRecord | None) -> None:
         """Nameservers another program wrote into /etc/resolv.conf: one more source (the daemon's guard)."""

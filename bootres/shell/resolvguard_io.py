@@ -33,7 +33,7 @@ import concurrent.futures
 import logging
 import os
 
-from bootres.core import resolvguard, sources
+from bootres.core import report, resolvguard, sources
 from bootres.core.resolvguard import Verdict
 from bootres.core.sources import SourceRecord
 from bootres.shell import etcfiles_io
@@ -59,7 +59,7 @@ class ManagedResolvConf:
         self.managing = False  # our file is in place
         self.behind: str | None = None  # the local resolver whose upstream bootres is, holding the file
         self.conflict: str | None = None  # why bootres is not in the path
-        self.last_rewrite: dict | None = None
+        self.last_rewrite: report.RewriteStatus | None = None
         self.search: tuple[str, ...] = ()  # what the sources want
         self._written: tuple | None = None  # (search, trust_ad) our file in place was written with
         self._seen: tuple | None = None  # (link target, bytes, resolved's upstream list) last looked at
@@ -67,10 +67,10 @@ class ManagedResolvConf:
         self._turn = asyncio.Lock()  # one take over, check or stop at a time
         self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="bootres-resolv.conf")  # the files
 
-    def status(self) -> dict:
-        return {"path": self.path, "managed": True, "in_path": self.managing or self.behind is not None,
-                "behind": self.behind, "saved": self.saved, "conflict": self.conflict,
-                "last_rewrite": self.last_rewrite}
+    def status(self) -> report.ResolvConfStatus:
+        return report.ResolvConfStatus(path=self.path, managed=True, in_path=self.managing or self.behind is not None,
+                                       behind=self.behind, saved=self.saved, conflict=self.conflict,
+                                       last_rewrite=self.last_rewrite)
 
     @property
     def settled(self) -> bool:
@@ -192,11 +192,11 @@ class ManagedResolvConf:
         import datetime  # here, not at start: the first answer need not wait for it
 
         says = f" (the file says {verdict.says!r})" if verdict.says else ""
-        self.last_rewrite = {
-            "at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "nameservers": list(verdict.nameservers),
-            "says": verdict.says,
-        }
+        self.last_rewrite = report.RewriteStatus(
+            at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            nameservers=tuple(verdict.nameservers),
+            says=verdict.says,
+        )
         self.log.warning("%s was rewritten by another program: nameservers %s%s; they are now a source",
                          self.path, " ".join(verdict.nameservers) or "none", says)
         if self._fights.allow(now):

@@ -30,6 +30,7 @@ import random
 from typing import Callable
 
 from bootres.config import RouterConfig
+from bootres.core import report
 from bootres.core.rdisc import MAX_SOLICITATION_DELAY
 from bootres.core.router import (
     ClearDefaultRoute,
@@ -129,15 +130,16 @@ class RouterService:
 
     # --- what the daemon reads
 
-    def status(self) -> dict:
+    def status(self) -> report.RouterStatus:
         """The SPEC's ``router`` object, plus interfaces, kernel default routes (IPv4 and IPv6) and drops."""
         snapshot = self._snapshot
-        ipv6 = []
+        ipv6 = ()
         if snapshot is not None:
             names = {link.index: link.name for link in snapshot.links}
             ipv6 = describe_ipv6_defaults(snapshot.default_routes6, names)
-        return {"discovery": self.cfg.discovery, **self.core.status(self.driver.now()),
-                "skipped_interfaces": dict(sorted(self._skipped.items())), "ipv6_default_routes": ipv6}
+        return self.core.status(self.driver.now())._replace(
+            discovery=self.cfg.discovery, skipped_interfaces=dict(sorted(self._skipped.items())),
+            ipv6_default_routes=ipv6)
 
     # --- inputs
 

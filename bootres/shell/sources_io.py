@@ -33,9 +33,9 @@ import logging
 import os
 import socket
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Collection
 
-from bootres.core import sources
+from bootres.core import report, sources
 from bootres.core.sources import SourceError, SourceRecord
 from bootres.shell.errorlog import Problems
 from bootres.shell.fileio import FileRead, Signature, read_changed
@@ -129,20 +129,22 @@ class SourceWatcher:
             found.append(self._rewritten)
         return found
 
-    def status(self) -> list[dict]:
-        """One entry per file seen: its name, path, nameservers and, when it is unusable, why."""
+    def status(self, used: Collection[str]) -> tuple[report.SourceStatus, ...]:
+        """One entry per file seen: its name, path, nameservers, whether its name is ``used`` and, when it is
+        unusable, why."""
         out = []
         for path, watched in self._files.items():
             record = watched.record
-            entry = {"name": record.name if record else path, "path": path,
-                     "nameservers": [host for host, _ in record.servers] if record else []}
-            if watched.error:
-                entry["error"] = watched.error
-            out.append(entry)
+            name = record.name if record else path
+            out.append(report.SourceStatus(name=name, path=path,
+                                           nameservers=tuple(host for host, _ in record.servers) if record else (),
+                                           in_use=name in used, error=watched.error))
         if self._rewritten is not None:
-            out.append({"name": self._rewritten.name, "path": self._rewritten.origin,
-                        "nameservers": [host for host, _ in self._rewritten.servers]})
-        return out
+            name = self._rewritten.name
+            out.append(report.SourceStatus(name=name, path=self._rewritten.origin,
+                                           nameservers=tuple(host for host, _ in self._rewritten.servers),
+                                           in_use=name in used))
+        return tuple(out)
 
     def scanner(self) -> Callable[[], Scan]:
         """The file system half of a poll, bound to copies of what it needs: for a worker thread; ``apply`` its Scan."""

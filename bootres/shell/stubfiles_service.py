@@ -35,7 +35,7 @@ import socket
 from typing import Awaitable, Callable, NamedTuple
 
 from bootres.config import HostsConfig, RouterConfig
-from bootres.core import stubfiles
+from bootres.core import report, stubfiles
 from bootres.settings import stubfiles_settings
 from bootres.shell import etcfiles_io
 from bootres.shell.core_driver import CoreDriver
@@ -232,7 +232,7 @@ class StubFilesService:
 
     # --- what the daemon reads
 
-    def status(self) -> dict:
+    def status(self) -> report.FilesStatus:
         """The SPEC's ``files`` object; a file whose last write failed has ``error``."""
         return self.core.status(self.driver.now())
 

@@ -175,7 +175,7 @@ def test_abort_closes_every_open_query_and_ends_the_race():
     race.abort()
     assert out == [CloseUpstream(to_a.token), CloseUpstream(to_b.token)]
     assert race.outcome.kind == "error" and race.outcome.reason == "internal error"
-    assert race.deadline() is None and all(u.status()["queries"] == 1 for u in group.all)
+    assert race.deadline() is None and all(u.status().queries == 1 for u in group.all)
 
 
 def test_an_error_reply_without_the_question_counts_as_that_upstreams_error():

@@ -17,6 +17,7 @@ from bootres.core.cache import Cache
 from bootres.core.effects import CloseUpstream, Log, Respond
 from bootres.core.hostsdb import HostsDB, parse_hosts
 from bootres.core.race import Race
+from bootres.core.report import to_json
 from bootres.core.resolver import Resolver
 from resolver_helpers import (A, B, C, D, addresses, label, parsed, query, reply_to, responses, routing, sends,
                               settings as resolver_settings)
@@ -57,7 +58,7 @@ def test_a_miss_goes_upstream_then_hits_answer_from_the_byte_path():
     msg = dns.message.from_wire(hit)
     assert msg.id == 77 and msg.question[0].name.to_text() == "WWW.example.TEST."
     assert msg.answer[0].ttl == 240  # 300 - 60 s in the cache
-    assert stub.status()["cache"] == {"entries": 1, "hits": 1, "misses": 1, "stale_served": 0, "refreshes": 0,
+    assert to_json(stub.status().cache) == {"entries": 1, "hits": 1, "misses": 1, "stale_served": 0, "refreshes": 0,
                                       "refreshes_skipped": 0}
 
 
@@ -72,7 +73,7 @@ def test_remembered_reply_shapes_follow_the_id_the_clock_and_the_cache():
     resolve(stub, "other.example.test", 11.0)
     stub.cache.drop_names({dns.name.from_text("www.example.test").canonicalize().to_wire()})
     assert stub.fast_answer(query(qid=4), "127.0.0.1", 11.0) is None  # evicted: not answered from memory
-    assert stub.status()["cache"]["hits"] == 3
+    assert stub.status().cache.hits == 3
 
 
 def hit(stub, now, name="www.example.test"):
@@ -108,7 +109,7 @@ def test_a_hit_in_the_last_tenth_of_the_ttl_refreshes_the_name_once_in_the_backg
     assert hit(stub, 10.5) == ("fast", [])  # fresh again, before it would have expired: no client waits
     answer = dns.message.from_wire(stub.fast_answer(query(), "127.0.0.1", 10.6))
     assert answer.answer[0][0].to_text() == "198.18.0.81" and answer.answer[0].ttl == 9
-    assert stub.status()["cache"]["refreshes"] == 1 and stub.misses == 1  # only the first ask missed
+    assert stub.status().cache.refreshes == 1 and stub.misses == 1  # only the first ask missed
 
 
 def test_a_fast_hit_in_the_window_asks_for_the_refresh_too_and_is_not_remembered():
@@ -120,7 +121,7 @@ def test_a_fast_hit_in_the_window_asks_for_the_refresh_too_and_is_not_remembered
     assert stub.deadline() == pytest.approx(9.55)  # the shell re-reads it after the batch
     assert stub.fast_answer(query(), "127.0.0.1", 9.51) is not None  # same second: still not remembered...
     stub.timer_fired(9.55)
-    assert len(sends(stub.drain())) == 2 and stub.status()["cache"]["refreshes"] == 1  # ...and one refresh for both hits
+    assert len(sends(stub.drain())) == 2 and stub.status().cache.refreshes == 1  # ...and one refresh for both hits
 
 
 def test_a_name_asked_once_is_never_refreshed():
@@ -128,7 +129,7 @@ def test_a_name_asked_once_is_never_refreshed():
     resolve(stub, "www.example.test", 0.0, ttl=10)
     stub.timer_fired(9.5)
     stub.timer_fired(20.0)
-    assert sends(stub.drain()) == [] and stub.status()["cache"]["refreshes"] == 0
+    assert sends(stub.drain()) == [] and stub.status().cache.refreshes == 0
 
 
 def test_refreshes_are_bounded_by_prefetch_rate_and_a_share_of_max_inflight():
@@ -139,16 +140,16 @@ def test_refreshes_are_bounded_by_prefetch_rate_and_a_share_of_max_inflight():
     _, refresh = hit(stub, 9.0, "a.example.test")
     stub.upstream_reply(refresh[0].token, reply_to(refresh[0], ttl=10), A, 9.001)
     assert hit(stub, 9.0, "b.example.test") == ("fast", [])  # one per second at most
-    assert stub.status()["cache"]["refreshes_skipped"] == 1
+    assert stub.status().cache.refreshes_skipped == 1
     assert len(hit(stub, 9.5, "b.example.test")[1]) == 0  # half a token
-    assert (stub.status()["cache"]["refreshes"], stub.status()["cache"]["refreshes_skipped"]) == (1, 2)
+    assert (stub.status().cache.refreshes, stub.status().cache.refreshes_skipped) == (1, 2)
     busy = make_stub(max_inflight=4)
     resolve(busy, "c.example.test", 0.0, ttl=10)
     busy.timer_fired(5.0)
     ask(busy, query("miss1.example.test"), 9.0)
     ask(busy, query("miss2.example.test"), 9.0)  # half of max_inflight in flight: the rest is the clients'
     assert hit(busy, 9.1, "c.example.test") == ("fast", [])
-    assert (busy.status()["cache"]["refreshes"], busy.status()["cache"]["refreshes_skipped"]) == (0, 1)
+    assert (busy.status().cache.refreshes, busy.status().cache.refreshes_skipped) == (0, 1)
 
 
 def test_no_refresh_ahead_when_prefetch_is_off_or_every_upstream_is_down():
@@ -159,7 +160,7 @@ def test_no_refresh_ahead_when_prefetch_is_off_or_every_upstream_is_down():
     resolve(dead, "www.example.test", 0.0, ttl=10)
     kill_both_upstreams(dead, 5.0)
     assert hit(dead, 9.5) == ("fast", [])
-    assert dead.status()["cache"]["refreshes"] == dead.status()["cache"]["refreshes_skipped"] == 0
+    assert dead.status().cache.refreshes == dead.status().cache.refreshes_skipped == 0
 
 
 def test_a_client_asking_after_expiry_while_the_refresh_is_out_waits_stale_answer_after_at_most():
@@ -196,7 +197,7 @@ def test_queries_from_outside_allow_are_refused():
     (reply,) = responses(ask(stub, query(), 0.0, host="198.18.0.99"))
     assert parsed(reply).rcode() == dns.rcode.REFUSED
     assert stub.fast_answer(query(), "198.18.0.99", 0.0) is None
-    assert stub.status()["refused"] == 1
+    assert stub.status().refused == 1
 
 
 def test_hosts_files_answer_locally_and_win_over_the_cache():
@@ -242,7 +243,7 @@ def test_stale_answer_after_stale_answer_after_and_the_refresh_continues():
     assert responses(stub.drain()) == []  # everyone was answered already
     fresh = dns.message.from_wire(stub.fast_answer(query(), "127.0.0.1", 101.0))
     assert fresh.answer[0][0].to_text() == "198.18.0.81"  # the background refresh landed
-    assert stub.status()["cache"]["stale_served"] == 2
+    assert stub.status().cache.stale_served == 2
 
 
 def test_stale_at_once_when_every_upstream_is_down():
@@ -437,7 +438,7 @@ def test_a_reply_from_one_upstream_ends_the_silence():
     stub.upstream_reply(to_a.token, reply_to(to_a, address="198.18.0.82", ttl=10), A, 100.61)
     (fresh,) = responses(stub.drain())
     assert fresh.source == "upstream" and addresses(fresh) == ["198.18.0.82"]
-    assert stub.status()["cache"]["stale_served"] == 1
+    assert stub.status().cache.stale_served == 1
 
 
 def test_while_one_upstream_still_answers_stale_waits_its_full_time():
@@ -453,7 +454,7 @@ def test_while_one_upstream_still_answers_stale_waits_its_full_time():
     assert responses(stub.drain()) == []  # A was asked at 100.5: not silent before 100.9
     stub.timer_fired(100.9)
     assert [(r.client, r.source) for r in responses(stub.drain())] == [("other", "stale")]
-    assert stub.status()["cache"]["stale_served"] == 1
+    assert stub.status().cache.stale_served == 1
 
 
 def test_never_cached_name_gets_servfail_at_timeout():
@@ -545,7 +546,7 @@ def test_a_default_server_never_sees_a_routed_name_so_the_internal_answer_always
         (reply,) = responses(stub.drain())
         assert reply.client == i and reply.upstream == label(C) and addresses(reply) == ["10.1.0.5"]
     assert {s.address for s in sends(effects)} == {C}
-    assert stub.status()["upstreams"][0]["queries"] == 0  # A
+    assert stub.status().upstreams[0].queries == 0  # A
 
 
 def test_an_upstream_in_two_groups_is_one_upstream():
@@ -555,19 +556,19 @@ def test_an_upstream_in_two_groups_is_one_upstream():
     assert c.state == "up" and c.wins == 1
     out = ask(stub, query("www.example.test"), 1.0)
     assert [s.address for s in sends(out)] == [C, A]  # ...and is measured for the default group too
-    assert len(stub.status()["upstreams"]) == 2
+    assert len(stub.status().upstreams) == 2
 
 
 def test_status_shows_each_upstreams_source_and_domains_and_the_routes():
     stub = make_stub(routing=routing((A,), {"corp.test": (C, D), "lab.test": ()}, source="networkd vpn0"))
     got = stub.status()
-    assert [(u["address"], u["source"], u["domains"]) for u in got["upstreams"]] == [
-        (label(A), "networkd vpn0", []),
-        (label(C), "networkd vpn0", ["corp.test"]),
-        (label(D), "networkd vpn0", ["corp.test"]),
+    assert [(u.address, u.source, u.domains) for u in got.upstreams] == [
+        (label(A), "networkd vpn0", ()),
+        (label(C), "networkd vpn0", ("corp.test",)),
+        (label(D), "networkd vpn0", ("corp.test",)),
     ]
-    assert got["routes"] == [{"domain": "corp.test", "upstreams": [label(C), label(D)]},
-                             {"domain": "lab.test", "upstreams": []}]
+    assert to_json(got.routes) == [{"domain": "corp.test", "upstreams": [label(C), label(D)]},
+                                   {"domain": "lab.test", "upstreams": []}]
 
 
 def test_a_dead_group_serves_its_names_stale_at_once_while_the_other_group_is_asked():
@@ -621,8 +622,8 @@ def test_reconfigure_keeps_upstreams_that_stay_races_in_flight_and_the_cache():
     before = a.status()
     stub.reconfigure(resolver_settings(routing=routing((A, C), source="dhclient eth0")))
     assert stub.upstreams.all[0] is a and a.srtt is not None
-    assert a.status() == {**before, "source": "dhclient eth0"}
-    assert [(u["address"], u["state"]) for u in stub.status()["upstreams"]] == [(label(A), "up"), (label(C), "unknown")]
+    assert a.status() == before._replace(source="dhclient eth0")
+    assert [(u.address, u.state) for u in stub.status().upstreams] == [(label(A), "up"), (label(C), "unknown")]
     stub.upstream_reply(to_b.token, reply_to(to_b, address="198.18.0.81"), B, 1.01)  # B is gone, its race is not
     (old,) = responses(stub.drain())
     assert (old.client, old.upstream, addresses(old)) == ("old", label(B), ["198.18.0.81"])
@@ -743,7 +744,7 @@ def test_a_bug_reading_an_upstream_reply_answers_every_waiter_and_stops_the_race
     assert log.message.startswith("internal error handling an upstream reply")
     assert "Traceback (most recent call last)" in log.message and "RuntimeError: boom" in log.message
     assert {CloseUpstream(to_a.token), CloseUpstream(to_b.token)} <= set(effects)  # nothing left open
-    assert stub.status()["internal_errors"] == 1 and stub.status()["inflight"] == 0
+    assert stub.status().internal_errors == 1 and stub.status().inflight == 0
     stub.upstream_reply(to_b.token, reply_to(to_b), B, 0.002)  # a late reply to the stopped race
     assert responses(stub.drain()) == []
     monkeypatch.undo()
@@ -808,7 +809,7 @@ def test_a_bug_starting_a_race_stops_it_so_later_askers_are_not_stuck_on_it(monk
     effects = ask(stub, query(), 0.0, client="first")
     assert servfails(effects) == [("first", INTERNAL)]
     assert len([e for e in effects if isinstance(e, CloseUpstream)]) == 2
-    assert stub.status()["inflight"] == 0
+    assert stub.status().inflight == 0
     monkeypatch.undo()
     out = ask(stub, query(), 0.1, client="second")
     assert len(sends(out)) == 2  # a race of its own, not the broken one
@@ -837,7 +838,7 @@ def test_the_same_bug_is_logged_with_its_traceback_once_and_counted_every_time(m
     monkeypatch.setattr(clientwire, "parse_query", boom)
     effects = ask(stub, query(qid=1), 0.0) + ask(stub, query(qid=2), 0.0)
     assert len(responses(effects)) == 2 and len(logs(effects)) == 1
-    assert stub.status()["internal_errors"] == 2
+    assert stub.status().internal_errors == 2
 
 
 # --- hostile input never crashes the core
@@ -867,7 +868,7 @@ def test_malformed_queries_get_formerr_notimp_or_nothing(wire, rcode):
     else:
         (reply,) = responses(out)
         assert reply.wire[3] & 0x0F == rcode
-    assert stub.status()["malformed"] == 1
+    assert stub.status().malformed == 1
 
 
 def mutations():
@@ -924,7 +925,7 @@ def test_a_pinned_question_skips_the_hosts_files_and_the_cache():
         (reply,) = responses(stub.drain())
         assert (reply.client, reply.source, addresses(reply)) == ("pin", "upstream", [new])
     assert addresses(responses(ask(stub, query("www.example.test"), 1.1))[0]) == ["198.18.0.81"]  # cached as usual
-    assert stub.status()["queries"] == 2  # clients' queries only
+    assert stub.status().queries == 2  # clients' queries only
 
 
 def test_a_pinned_question_never_takes_a_stale_answer_and_a_failed_race_is_a_failure():
@@ -942,7 +943,7 @@ def test_a_pinned_question_never_takes_a_stale_answer_and_a_failed_race_is_a_fai
     (reply,) = replies
     assert when == pytest.approx(102.0)  # the timeout, not stale_answer_after: no stale answer for a pin
     assert parsed(reply).rcode() == dns.rcode.SERVFAIL and reply.reason == "all upstreams down"
-    assert stub.status()["cache"]["stale_served"] == 0
+    assert stub.status().cache.stale_served == 0
 
 
 def test_a_pinned_question_joins_a_race_in_flight_and_waits_for_its_real_answer():

@@ -9,6 +9,7 @@ import pytest
 from bootres import config
 from bootres.core import router as core
 from bootres.core.effects import INFO, WARNING, Log
+from bootres.core.report import to_json
 from bootres.core.rdisc import NOT_A_DEFAULT, Advertisement, RouterEntry, checksum
 from bootres.core.router import (
     ClearDefaultRoute,
@@ -137,8 +138,8 @@ def test_first_advertisement_sets_route_and_router_list():
     assert only(effects, SetDefaultRoute) == [SetDefaultRoute(A("198.18.1.1"), ETH0.index)]
     assert only(effects, Log) == [Log(INFO, "router 198.18.1.1 learned on eth0, preference 0")]
     status = rd.status(160.5)
-    assert status["default"] == "198.18.1.1" and status["source"] == "rdisc"
-    assert status["routers"] == [{"address": "198.18.1.1", "interface": "eth0", "preference": 0, "expires_in_s": 1740.0}]
+    assert status.default == "198.18.1.1" and status.source == "rdisc"
+    assert to_json(status.routers) == [{"address": "198.18.1.1", "interface": "eth0", "preference": 0, "expires_in_s": 1740.0}]
 
 
 def test_repeated_advertisement_restarts_lifetime_without_churn():
@@ -176,7 +177,7 @@ def test_lifetime_zero_removes_at_once():
     rd.drain()
     rd.datagram_received(datagram([("198.18.1.1", 10)], lifetime=0), ETH0.index, 100.5)
     assert only(rd.drain(), SetDefaultRoute) == [SetDefaultRoute(A("198.18.1.2"), ETH0.index)]
-    assert [r["address"] for r in rd.status(100.5)["routers"]] == ["198.18.1.2"]
+    assert [r.address for r in rd.status(100.5).routers] == ["198.18.1.2"]
 
 
 def test_lifetime_zero_for_an_unknown_router_changes_nothing():
@@ -201,7 +202,7 @@ def test_not_a_default_preference_is_never_used():
     effects = rd.drain()
     assert only(effects, SetDefaultRoute) == [] and only(effects, RoutersChanged) == []
     assert rd.default_routers == ()
-    assert rd.status(100.0)["routers"][0]["preference"] == NOT_A_DEFAULT
+    assert rd.status(100.0).routers[0].preference == NOT_A_DEFAULT
     # Even below the most negative usable preference, it stays unused.
     rd.datagram_received(datagram([("198.18.1.4", NOT_A_DEFAULT + 1)], lifetime=30), ETH0.index, 100.0)
     assert rd.default_routers == (A("198.18.1.4"),)
@@ -242,7 +243,7 @@ def test_rejected_without_effect_but_one_log_line_naming_the_source(reason, data
     assert rd.drain() == [Log(WARNING, f"router advertisement from 198.18.1.1 on eth0 ignored: {reason}{detail}")]
     assert rd.routers == {}
     assert rd.schedules[ETH0.index].state == "delaying"
-    assert rd.status(100.2)["dropped"] == {reason: 1}
+    assert rd.status(100.2).dropped == {reason: 1}
 
 
 def test_the_source_must_be_on_link_or_frrs_byte_swapped_form_of_an_advertised_address():
@@ -313,7 +314,7 @@ FRR_ADVERT = bytes.fromhex(
 def test_frr_advertisement_as_captured_on_the_wire_is_accepted():
     rd = discovery()
     rd.datagram_received(FRR_ADVERT, ETH0.index, 100.0)
-    assert rd.dropped == {} and rd.status(100.0)["routers"] == [
+    assert rd.dropped == {} and to_json(rd.status(100.0).routers) == [
         {"address": "198.18.1.1", "interface": "eth0", "preference": 10, "expires_in_s": 6.0}]
 
 
@@ -483,7 +484,7 @@ def test_foreign_route_beats_the_remembered_guess():
 def test_nothing_known_means_no_default():
     rd = make()
     rd.kernel_routes_observed([])
-    assert rd.drain() == [] and rd.status(0.0)["default"] is None and rd.source is None
+    assert rd.drain() == [] and rd.status(0.0).default is None and rd.source is None
 
 
 # --- interfaces coming and going
@@ -530,7 +531,7 @@ def test_ipv6_default_routes_are_described_with_their_origin():
     routes = [Route6(gateway=ipaddress.IPv6Address("fe80::1"), ifindex=2, proto=9, metric=1024),
               Route6(gateway=ipaddress.IPv6Address("2001:db8::1"), ifindex=3, proto=16, metric=100),
               Route6(gateway=None, ifindex=7, proto=186, metric=0)]
-    assert core.describe_ipv6_defaults(routes, {2: "eth0", 3: "eth1"}) == [
+    assert to_json(core.describe_ipv6_defaults(routes, {2: "eth0", 3: "eth1"})) == [
         {"gateway": "fe80::1", "interface": "eth0", "origin": "ra", "metric": 1024},
         {"gateway": "2001:db8::1", "interface": "eth1", "origin": "dhcp", "metric": 100},
         {"gateway": None, "interface": None, "origin": "186", "metric": 0},

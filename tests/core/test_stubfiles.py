@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from bootres.core import etcfiles
 from bootres.core.effects import INFO, WARNING, Log
 from bootres.core.etcfiles import BEGIN, END, HostsEntry, render_block
+from bootres.core.report import to_json
 from bootres.core.stubfiles import (
     FileText,
     StubFiles,
@@ -129,8 +130,8 @@ def test_no_answer_keeps_the_last_addresses_says_so_once_and_asks_again_after_th
     assert of(core.drain(), LookUpPinned) == [LookUpPinned(NFS)]
     core.lookup_done(NFS, None, T0 + 337)
     assert core.drain() == []  # still down: not logged again
-    pinned = core.status(T0 + 340)["hosts"]["pinned"][0]
-    assert pinned == {"name": NFS, "addresses": ["198.18.0.20"], "source": "dns", "confirmed_s_ago": 339.0,
+    pinned = core.status(T0 + 340).hosts.pinned[0]
+    assert to_json(pinned) == {"name": NFS, "addresses": ["198.18.0.20"], "source": "dns", "confirmed_s_ago": 339.0,
                       "last_lookup": "no answer", "next_lookup_in_s": 27.0}
 
 
@@ -143,9 +144,9 @@ def test_nxdomain_keeps_the_last_addresses_with_one_warning_until_dns_has_an_add
     assert logs(effects) == [(WARNING, f"pinned name {NFS} has no address in DNS (NXDOMAIN or no A/AAAA record); "
                                        "keeping 198.18.0.20")]
     assert of(effects, WriteHostsBlock) == []
-    status = core.status(T0 + 302)["hosts"]["pinned"][0]
-    assert status["addresses"] == ["198.18.0.20"] and status["last_lookup"] == "no address"
-    assert status["next_lookup_in_s"] == 300.0  # an answer, not an outage: the normal interval
+    status = core.status(T0 + 302).hosts.pinned[0]
+    assert status.addresses == ("198.18.0.20",) and status.last_lookup == "no address"
+    assert status.next_lookup_in_s == 300.0  # an answer, not an outage: the normal interval
     core.timer_fired(T0 + 602)
     core.drain()
     core.lookup_done(NFS, [], T0 + 603)
@@ -184,7 +185,7 @@ def test_router_names_name_the_first_router_and_defaultrouter_lists_them_all():
     assert lines(of(effects, WriteHostsBlock)[0])[0] == "198.18.1.1\tsite-router"
     assert of(effects, WriteDefaultRouter) == [WriteDefaultRouter(ROUTER_FILE, "198.18.1.1\n198.18.1.2\n")]
     written(core, effects, T0 + 5)
-    assert core.status(T0 + 6)["defaultrouter"] == {"path": ROUTER_FILE, "written_at": STAMP,
+    assert to_json(core.status(T0 + 6).defaultrouter) == {"path": ROUTER_FILE, "written_at": STAMP,
                                                      "content": ["198.18.1.1", "198.18.1.2"]}
 
 
@@ -194,7 +195,7 @@ def test_with_no_router_known_both_files_keep_the_last_one():
     written(core, core.drain(), T0 + 5)
     core.set_routers([], T0 + 6)
     assert core.drain() == []
-    assert core.status(T0 + 6)["defaultrouter"]["content"] == ["198.18.1.1"]
+    assert core.status(T0 + 6).defaultrouter.content == ("198.18.1.1",)
     assert HostsEntry("198.18.1.1", ("site-router",)) in core.entries()
 
 
@@ -215,7 +216,7 @@ def test_self_names_get_the_ipv4_and_the_ipv6_address():
     assert lines(of(effects, WriteHostsBlock)[0])[:2] == ["198.18.1.10\tweb1.example.test web1",
                                                           "2001:db8::10\tweb1.example.test web1"]
     written(core, effects, T0 + 2)
-    assert core.status(T0 + 2)["hosts"]["self"] == {"names": ["web1.example.test", "web1"],
+    assert to_json(core.status(T0 + 2).hosts.self) == {"names": ["web1.example.test", "web1"],
                                                     "addresses": ["198.18.1.10", "2001:db8::10"]}
     core.set_addresses("198.18.1.10", None, T0 + 3)  # the IPv6 address went away: so does its line
     assert lines(of(core.drain(), WriteHostsBlock)[0])[:2] == ["198.18.1.10\tweb1.example.test web1",
@@ -241,7 +242,7 @@ def test_self_off_or_no_hostname_gives_no_self_line():
         written(core, effects, T0)
         core.set_addresses("198.18.1.10", "2001:db8::10", T0 + 1)
         assert of(core.drain(), WriteHostsBlock) == []
-        assert core.status(T0 + 1)["hosts"]["self"]["addresses"] == []
+        assert core.status(T0 + 1).hosts.self.addresses == ()
 
 
 # --- recovery at start
@@ -270,8 +271,8 @@ def test_last_runs_block_and_defaultrouter_seed_everything_until_told_otherwise(
     # The block differs (older header, a dropped pin, another router): written; /etc/defaultrouter is as it was.
     assert [type(e) for e in effects if not isinstance(e, LookUpPinned)] == [WriteHostsBlock]
     status = core.status(T0)
-    assert status["hosts"]["written_at"] == STAMP and status["defaultrouter"]["content"] == ["198.18.1.50", "198.18.1.51"]
-    assert status["hosts"]["pinned"][0] == {"name": NFS, "addresses": ["198.18.0.20", "2001:db8::20"],
+    assert status.hosts.written_at == STAMP and status.defaultrouter.content == ("198.18.1.50", "198.18.1.51")
+    assert to_json(status.hosts.pinned[0]) == {"name": NFS, "addresses": ["198.18.0.20", "2001:db8::20"],
                                             "source": "last block", "confirmed_s_ago": None,
                                             "last_lookup": "not asked yet", "next_lookup_in_s": None}
     # The kernel speaks: from then on the self lines are what it says.
@@ -283,7 +284,7 @@ def test_last_runs_block_and_defaultrouter_seed_everything_until_told_otherwise(
 def test_without_a_defaultrouter_file_the_blocks_router_line_is_the_guess():
     core, _ = start(hosts=LAST_BLOCK)
     assert HostsEntry("198.18.1.77", ("site-router",)) in core.entries()
-    assert core.status(T0)["defaultrouter"]["content"] == []
+    assert core.status(T0).defaultrouter.content == ()
 
 
 def test_a_restart_with_nothing_changed_writes_nothing():
@@ -331,8 +332,8 @@ def test_a_failed_write_is_reported_retried_every_retry_interval_and_logged_once
         (WARNING, "cannot write /etc/defaultrouter: Read-only file system; retrying every 30 s"),
     ]
     status = core.status(T0 + 2)
-    assert status["hosts"]["error"] == "cannot write /etc/hosts: Read-only file system"
-    assert status["defaultrouter"]["error"] == "cannot write /etc/defaultrouter: Read-only file system"
+    assert status.hosts.error == "cannot write /etc/hosts: Read-only file system"
+    assert status.defaultrouter.error == "cannot write /etc/defaultrouter: Read-only file system"
     assert core.deadline() == T0 + 32
     core.timer_fired(T0 + 20)
     assert core.drain() == []
@@ -344,7 +345,7 @@ def test_a_failed_write_is_reported_retried_every_retry_interval_and_logged_once
     effects = written(core, core.drain(), T0 + 62)
     assert (INFO, "/etc/hosts writable again") in logs(effects)
     assert (INFO, "/etc/defaultrouter written: 198.18.1.1") in logs(effects)
-    assert "error" not in core.status(T0 + 62)["hosts"] and "error" not in core.status(T0 + 62)["defaultrouter"]
+    assert core.status(T0 + 62).hosts.error is None and core.status(T0 + 62).defaultrouter.error is None
     assert core.deadline() == T0 + 301  # only the pins' refresh is left
 
 
@@ -412,7 +413,7 @@ def test_a_shorter_refresh_interval_applies_at_once_and_a_new_path_is_written():
     assert [e.path for e in of(effects, WriteHostsBlock)] == ["/etc/hosts.new"]
     assert core.deadline() == T0 + 12
     core.write_done(HOSTS, None, T0 + 3)  # a result for the old path is nobody's business now
-    assert "defaultrouter" not in core.status(T0 + 3)
+    assert core.status(T0 + 3).defaultrouter is None
 
 
 def test_before_start_nothing_happens():

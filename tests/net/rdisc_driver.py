@@ -17,6 +17,7 @@ import signal
 import sys
 
 from bootres import config
+from bootres.core.report import to_json
 from bootres.shell.fileio import atomic_write
 from bootres.shell.netwatch import NetlinkWatch
 from bootres.shell.router_service import RouterService
@@ -46,7 +47,7 @@ async def main(config_path: str, status_path: str) -> None:
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGHUP, reload)
     while not stop.is_set():
-        atomic_write(status_path, json.dumps({"router": router.status(), "files": files.status()}))
+        atomic_write(status_path, json.dumps({"router": to_json(router.status()), "files": to_json(files.status())}))
         try:
             await asyncio.wait_for(stop.wait(), 0.05)
         except asyncio.TimeoutError:

@@ -119,3 +119,13 @@ def test_service_command_line_reads_as_argparse_reads_it(argv):
                                   ["run", "--user"], ["run", "--user", "a", "--user", "b"], ["run", "--nope", "x"]])
 def test_anything_else_goes_to_argparse(argv):
     assert cli.service_args(argv) is None
+
+
+def test_status_that_cannot_be_read_says_so(capsys, conf, monkeypatch):
+    # Another version of bootres answering mid-upgrade, say: one line, exit 1, no traceback.
+    from bootres.shell import control
+
+    monkeypatch.setattr(control, "request", lambda state_dir, message: {"running": True, "pid": "1"})
+    code, out, err = run_cli(capsys, "status", "-c", str(conf))
+    assert (code, out) == (1, "")
+    assert err == "bootres status: the service's reply cannot be read: status.pid: int expected, not str\n"

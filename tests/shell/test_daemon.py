@@ -22,7 +22,8 @@ import dns.query
 import dns.rcode
 import pytest
 
-from bootres.shell import cli
+from bootres.core.report import Report, from_json, to_json
+from bootres.shell import cli, control
 
 HERE = Path(__file__).resolve().parents[2]
 
@@ -180,6 +181,9 @@ def test_lifecycle_ready_status_query_reload_stop(setup, capsys, tmp_path):
     assert code == 0, report["health"]
     assert report["pid"] == daemon.proc.pid and report["running"] is True
     assert report["resolver"]["upstreams"][0]["address"].startswith("127.0.0.1:")
+    # What the daemon sends is the model's JSON key for key (and tests/core/test_report.py: the model is the spec's).
+    sent = control.request(cli.state_dir_of(str(conf)), {"cmd": "status"})
+    assert to_json(from_json(Report, sent)) == sent
 
     code, out = cli_run(capsys, "query", "www.example.test", "-c", str(conf))
     assert code == 0 and "198.18.0.80" in out

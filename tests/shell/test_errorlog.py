@@ -17,7 +17,7 @@ def logger(errors: ErrorLog, name: str) -> logging.Logger:
 
 
 def messages(errors: ErrorLog) -> list[str]:
-    return [entry["message"] for entry in errors.entries]
+    return [entry.message for entry in errors.entries]
 
 
 def test_a_problem_is_listed_once_and_leaves_when_solved_while_plain_warnings_stay(caplog):
@@ -59,7 +59,7 @@ def test_warnings_from_worker_threads_reach_the_list_on_the_loop():
         worker = threading.Thread(target=log.warning, args=("from a worker",))
         worker.start()
         worker.join()  # the loop has not run meanwhile: the list is untouched
-        assert errors.entries == []
+        assert errors.entries == ()
         await asyncio.sleep(0)
         assert messages(errors) == ["from a worker"]
 

@@ -80,10 +80,10 @@ def test_a_broken_file_keeps_its_last_good_list_and_is_logged_once(tmp_path, cap
     write(link, b"\x00\x02 still not text")
     sources.poll()
     assert caplog.text.count("ignored") == 1  # the same problem is said once
-    status = sources.status()[0]
-    assert status["error"] and status["nameservers"] == ["198.18.0.11"]
+    status = sources.status(used=())[0]
+    assert status.error and status.nameservers == ("198.18.0.11",)
     write(link, NETWORKD.format("198.18.0.12"))
-    assert sources.poll() and "usable again" in caplog.text and "error" not in sources.status()[0]
+    assert sources.poll() and "usable again" in caplog.text and sources.status(used=())[0].error is None
 
 
 def test_only_the_first_static_list_with_a_nameserver_counts(tmp_path, caplog):
