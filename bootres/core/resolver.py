@@ -4,7 +4,8 @@ For each query, in order: the ``allow`` list (others get REFUSED), the
 parse ladder of ``clientwire.parse_query``, hosts files, the cache, then the
 upstreams of the question's group (split DNS, see ``routing``): a miss is
 raced within that group only.  Identical questions in flight share one
-``Race``; their askers wait on a ``_Pending``.  Serve-stale (RFC 8767): an
+``Race``; their askers wait on a ``Pending``, whose states (asking, stale
+due, stale sent, settled) are the table of ``pending``.  Serve-stale (RFC 8767): an
 expired answer goes out with TTL 30 when no upstream answered within
 ``stale_answer_after``, at once while every upstream of its group is down or
 silent (see ``upstreams``), and instead of a failure when the race fails; the
@@ -65,6 +66,17 @@ from bootres.core.clientwire import ClientQuery
 from bootres.core.dnswire import Answer
 from bootres.core.effects import WARNING, CloseUpstream, Log, Respond, SendUpstream
 from bootres.core.hostsdb import LOCAL_NEGATIVE_TTL, LOCAL_TTL, HostsDB
+from bootres.core.pending import (
+    ASKING,
+    SETTLE,
+    SETTLED,
+    STALE_ARMED,
+    STALE_EXPIRED,
+    STALE_SENT,
+    STALE_SERVED,
+    Pending,
+    Waiter,
+)
 from bootres.core.prefetch import Prefetch
 from bootres.core.race import Outcome, Race, RaceStep
 from bootres.core.routing import NamesUnder, Routing
@@ -101,29 +113,6 @@ class ResolverSettings:
     trust_ad: bool  # pass the upstreams' AD bit on (docs/security.md)
 
 
-@dataclass(slots=True, eq=False)
-class _Waiter:
-    client: Any
-    query: ClientQuery
-    tcp: bool
-    answered: bool = False  # so a bug's clean-up answers only those still waiting
-    upstream_only: bool = False  # ask_upstreams: an upstream's answer or a failure, never a stale one
-
-
-class _Pending:
-    """Clients waiting on one question, and when they get a stale answer instead."""
-
-    __slots__ = ("key", "race", "group", "waiters", "stale_at", "stale_served")
-
-    def __init__(self, key: bytes, race: Race, group: Upstreams):
-        self.key = key
-        self.race = race
-        self.group = group
-        self.waiters: list[_Waiter] = []
-        self.stale_at: float | None = None  # set by Resolver._arm_stale
-        self.stale_served = False
-
-
 class Resolver:
     def __init__(self, settings: ResolverSettings, cache: Cache, random_id: Callable[[], int], *,
                  strict: bool = False):
@@ -137,14 +126,14 @@ class Resolver:
         self._random_id = random_id
         self._tokens = itertools.count(1)
         self._routes: dict[int, Race] = {}  # upstream query token -> its race (from the races' effects)
-        self._askers: dict[Race, _Pending] = {}  # a race -> the clients waiting on it, until it settles
+        self._askers: dict[Race, Pending] = {}  # a race -> the clients waiting on it, until it settles
         self._armed: dict[Race, float] = {}  # a race -> the deadline the timer heap holds for it
-        self._pending: dict[bytes, _Pending] = {}
+        self._pending: dict[bytes, Pending] = {}
         self._timers: list[tuple[float, int, object]] = []
         self._timer_seq = itertools.count()
         # Pendings whose clients wait for a stale answer, by identity: after a
         # reconfigure, a detached pending and a new one may share a key.
-        self._stale_waits: dict[_Pending, None] = {}
+        self._stale_waits: dict[Pending, None] = {}
         self._silence_armed: float | None = None  # the _SILENCE_CHECK time on the heap
         self._heard = False  # some upstream has replied since start: the boot timer is over
         self._start_groups: list[Upstreams] = []  # the groups refresh_at_start asked
@@ -256,7 +245,7 @@ class Resolver:
                 if parsed is not None:
                     self._out.append(Respond(client, parsed, "local"))
                 return
-            waiter = _Waiter(client, parsed, tcp)
+            waiter = Waiter(client, parsed, tcp)
             before = self._pending.get(parsed.key)
             self._answer(waiter, now)
         except Exception:  # our bug, not the client's: answer SERVFAIL, say so, keep serving
@@ -279,7 +268,7 @@ class Resolver:
             parsed = clientwire.parse_query(data)
             if not isinstance(parsed, ClientQuery):  # our own query_wire made it: a bug of ours
                 raise ValueError(f"ask_upstreams was given no query it can ask: {data[:64]!r}")
-            waiter = _Waiter(client, parsed, True, upstream_only=True)
+            waiter = Waiter(client, parsed, True, upstream_only=True)
             key = parsed.key
             before = self._pending.get(key)
             if before is not None:
@@ -296,8 +285,8 @@ class Resolver:
             self._question_failed(("reading a question of our own", "asking the upstreams"), data, client, waiter,
                                   before)
 
-    def _question_failed(self, doing: tuple[str, str], data: bytes, client: Any, waiter: _Waiter | None,
-                         before: _Pending | None) -> None:
+    def _question_failed(self, doing: tuple[str, str], data: bytes, client: Any, waiter: Waiter | None,
+                         before: Pending | None) -> None:
         """Our bug while taking a question (``doing``: while reading it, after): SERVFAIL to whoever it touched."""
         if waiter is None:  # while reading it: answer from the header alone
             self._internal_error(doing[0], ())
@@ -359,7 +348,7 @@ class Resolver:
                         self._refresh_ahead(key, now)
                     except Exception:
                         self._internal_error("starting a refresh ahead", (self._pending.get(key),))
-            elif item in self._stale_waits:
+            elif item in self._stale_waits and item.stale_at == when:  # else served, or re-armed for later
                 try:
                     self._serve_stale_to_waiters(item, now)
                 except Exception:
@@ -407,7 +396,7 @@ class Resolver:
 
     # --- answering
 
-    def _answer(self, waiter: _Waiter, now: float) -> None:
+    def _answer(self, waiter: Waiter, now: float) -> None:
         query = waiter.query
         qclass = query.qclass
         if qclass != dnswire.IN:
@@ -436,11 +425,11 @@ class Resolver:
         stale = self.cache.stale(query.key, now) if settings.serve_stale else None
         pending = self._pending.get(query.key)
         if pending is not None:
-            if stale is not None and (pending.stale_served or self._all_silent(pending.group, now)):
+            if stale is not None and (pending.state == STALE_SENT or self._all_silent(pending.group, now)):
                 self._respond_stale(waiter, stale)
             else:
                 pending.waiters.append(waiter)
-                if stale is not None and pending.stale_at is None:
+                if stale is not None and pending.state == ASKING:
                     # A race started with no stale answer to wait for (a
                     # refresh begun while the answer was fresh): this client
                     # still gets one after its own timer.
@@ -531,7 +520,7 @@ class Resolver:
         if self._prefetch.admit(now, self.settings.prefetch_rate, len(self._pending), self.settings.max_inflight):
             self._start(key, group, None, now, None, refresh=True)
 
-    def _start(self, key: bytes, group: Upstreams, stale_at: float | None, now: float, waiter: _Waiter | None,
+    def _start(self, key: bytes, group: Upstreams, stale_at: float | None, now: float, waiter: Waiter | None,
                refresh: bool = False) -> None:
         """Race ``key`` within ``group`` for ``waiter``.
 
@@ -549,19 +538,19 @@ class Resolver:
             new_token=self._tokens.__next__,
             random_id=self._random_id,
         )
-        pending = self._pending[key] = _Pending(key, race, group)
+        # No waiter and no refresh: its asker got the stale answer at once, and so do later ones.
+        pending = Pending(key, race, group, ASKING if waiter is not None or refresh else STALE_SENT)
+        self._pending[key] = pending
         if waiter is not None:
             pending.waiters.append(waiter)
-        elif not refresh:
-            pending.stale_served = True  # later askers get the stale answer at once too
         self._askers[race] = pending
         if stale_at is not None:
             self._arm_stale(pending, stale_at)
         self._after(race, race.start(now), now)  # settles at once when the group has no upstream to ask
 
-    def _arm_stale(self, pending: _Pending, stale_at: float) -> None:
+    def _arm_stale(self, pending: Pending, stale_at: float) -> None:
         """At ``stale_at`` the clients waiting on ``pending`` get the stale answer, unless answered first."""
-        pending.stale_at = stale_at
+        pending.fire(STALE_ARMED, stale_at)
         self._stale_waits[pending] = None
         heapq.heappush(self._timers, (stale_at, next(self._timer_seq), pending))
 
@@ -575,6 +564,7 @@ class Resolver:
             if current:
                 del self._pending[pending.key]
             self._stale_waits.pop(pending, None)
+            pending.fire(SETTLE)
             self._settle(pending, step.outcome, now, current)
         when = race.deadline()
         if when is None:
@@ -644,7 +634,7 @@ class Resolver:
             self._silence_armed = wake
             heapq.heappush(self._timers, (wake, next(self._timer_seq), _SILENCE_CHECK))
 
-    def _settle(self, pending: _Pending, outcome: Outcome, now: float, current: bool) -> None:
+    def _settle(self, pending: Pending, outcome: Outcome, now: float, current: bool) -> None:
         """Answer the race's askers; ``current``: its answer may go into the cache."""
         answer = outcome.reply.answer if outcome.reply is not None else None
         if outcome.kind == "answer":
@@ -669,7 +659,7 @@ class Resolver:
             else:
                 self._respond_servfail(waiter, reason)
 
-    def _failure_reason(self, pending: _Pending, outcome: Outcome) -> str:
+    def _failure_reason(self, pending: Pending, outcome: Outcome) -> str:
         """Why no answer came, for ``bootres query``."""
         if not pending.group.all:
             route = self.settings.routing.route_of(pending.key[:-5])
@@ -678,40 +668,40 @@ class Resolver:
             return "all upstreams down"
         return outcome.reason or "timeout"
 
-    def _serve_stale_to_waiters(self, pending: _Pending, now: float) -> None:
-        pending.stale_at = None
+    def _serve_stale_to_waiters(self, pending: Pending, now: float) -> None:
         del self._stale_waits[pending]
         stale = self.cache.stale(pending.key, now)
         if stale is None:
+            pending.fire(STALE_EXPIRED)
             return
-        pending.stale_served = True
+        pending.fire(STALE_SERVED)
         for waiter in pending.waiters:
             if not waiter.upstream_only:
                 self._respond_stale(waiter, stale)
         pending.waiters = [waiter for waiter in pending.waiters if waiter.upstream_only]
 
-    def _respond(self, waiter: _Waiter, answer: Answer, body: bytes, source: str, upstream: str | None = None,
+    def _respond(self, waiter: Waiter, answer: Answer, body: bytes, source: str, upstream: str | None = None,
                  reason: str | None = None) -> None:
         q = waiter.query
         wire = clientwire.render(answer, q.head, q.question, q.payload, q.do, body, waiter.tcp, self.settings.trust_ad)
         waiter.answered = True
         self._out.append(Respond(waiter.client, wire, source, upstream, reason))
 
-    def _respond_stale(self, waiter: _Waiter, stale: Answer) -> None:
+    def _respond_stale(self, waiter: Waiter, stale: Answer) -> None:
         self.stale_served += 1
         self._respond(waiter, stale, stale.body_stale(), "stale")
 
-    def _respond_servfail(self, waiter: _Waiter, reason: str) -> None:
+    def _respond_servfail(self, waiter: Waiter, reason: str) -> None:
         self.servfail += 1
         self._respond_error(waiter, dnswire.SERVFAIL, reason)
 
-    def _respond_error(self, waiter: _Waiter, rcode: int, reason: str) -> None:
+    def _respond_error(self, waiter: Waiter, rcode: int, reason: str) -> None:
         q = waiter.query
         waiter.answered = True
         self._out.append(Respond(waiter.client, clientwire.error_reply(q.head, q.question, rcode, q.payload),
                                  "local", None, reason))
 
-    def _internal_error(self, doing: str, pendings, waiter: _Waiter | None = None, race: Race | None = None) -> None:
+    def _internal_error(self, doing: str, pendings, waiter: Waiter | None = None, race: Race | None = None) -> None:
         """Our bug, not the network's: count it, log it, and answer SERVFAIL to whoever its work was for.
 
         Called from an ``except`` block.  The traceback is logged the first
@@ -741,6 +731,7 @@ class Resolver:
             if self._pending.get(pending.key) is pending:
                 del self._pending[pending.key]
             self._stale_waits.pop(pending, None)
+            pending.state = SETTLED  # not fire(): the bug may have left any state, and this is the way out
             races[pending.race] = None
             waiters += pending.waiters
             pending.waiters = []
