@@ -6,29 +6,21 @@ and can answer them, and a thread sends periodic advertisements.  Packets
 are made by scapy (or packed by hand for floods), with the IP header
 written by the test so it can forge sources.
 
-``BootresHost`` runs ``rdisc_driver.py`` (RouterService + StubFilesService on one
-NetlinkWatch, as ``bootres run`` composes them) in a namespace and reads its
-status and the kernel's routes.
+The bootres side is ``rdisc_host.BootresHost`` (the demo imports this module
+with Debian's python3 and without bootres on its path).
 """
 
 from __future__ import annotations
 
-import json
 import select
-import signal
 import socket
 import struct
-import sys
 import threading
 import time
-from pathlib import Path
 
 from scapy.all import ICMP, raw
 
-from lab import wait_while_running
-
 SO_BINDTODEVICE = 25
-DRIVER = Path(__file__).with_name("rdisc_driver.py")
 
 
 def icmp_advert(entries, lifetime=30, code=0, num_addrs=None, entry_size=2, checksum_ok=True) -> bytes:
@@ -126,60 +118,3 @@ class TestRouter:
             if self.interval is not None and (not self.adverts_sent or
                                               time.monotonic() - self.adverts_sent[-1] >= self.interval):
                 self.advertise()
-
-
-class BootresHost:
-    """bootres's router discovery and stub files running in ``ns``, configured under ``workdir``."""
-
-    def __init__(self, ns, workdir: Path, *, router: str = "", hosts: str = ""):
-        self.ns = ns
-        self.workdir = workdir
-        self.status_path = workdir / "status.json"
-        self.defaultrouter = workdir / "defaultrouter"
-        self.config = workdir / "bootres.conf"
-        self.hosts = hosts
-        self.configure(router)
-        self.proc = None
-        self.started: float | None = None
-
-    def configure(self, router: str = "") -> None:
-        """(Re)write the configuration with these ``[router]`` lines; ``reload()`` makes a running one read it."""
-        self.config.write_text(
-            "[resolver]\nupstreams = 198.18.0.53\ncache_file =\nmanage_resolv_conf = no\n"
-            f"[hosts]\nfile = {self.ns.etc / 'hosts'}\nrouter_names = site-router gw\n{self.hosts}\n"
-            f"[router]\ndefaultrouter_file = {self.defaultrouter}\n{router}\n"
-        )
-
-    def start(self):
-        self.status_path.unlink(missing_ok=True)  # a restart's status is its own
-        self.started = time.monotonic()
-        self.proc = self.ns.popen(sys.executable, str(DRIVER), str(self.config), str(self.status_path))
-        return self
-
-    def reload(self) -> None:
-        self.proc.send_signal(signal.SIGHUP)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
-
-    def log(self) -> str:
-        return self.proc.log_path.read_text(errors="replace")
-
-    def status(self) -> dict:
-        try:
-            return json.loads(self.status_path.read_text())
-        except (FileNotFoundError, ValueError):
-            return {}
-
-    def default_routes(self) -> list[dict]:
-        """The namespace's IPv4 default routes, from ``ip -j`` (test code may read ip's JSON)."""
-        out = self.ns.run("ip", "-j", "-4", "route", "show", "default").stdout
-        return json.loads(out or "[]")
-
-    def wait(self, predicate, timeout: float, interval: float = 0.01, what: str = "condition"):
-        """Poll ``predicate()`` until it returns something true; fail with the driver's log."""
-        return wait_while_running(self.proc, self.log, predicate, timeout, what, interval, name="driver")
-
-    def route_via(self, gateway: str) -> dict | None:
-        return next((r for r in self.default_routes() if r.get("gateway") == gateway), None)

@@ -74,7 +74,7 @@ class ResolverProcess(BootresProcess):
         if sources_under is None:
             sources_under = tmp_path / f"no-sources-{time.monotonic_ns()}"
             sources_under.mkdir()
-        super().__init__(ns, conf, env={"BOOTRES_SOURCES_ROOT": str(sources_under)})
+        super().__init__(conf, ns=ns, env={"BOOTRES_SOURCES_ROOT": str(sources_under)})
         # READY, as systemd waits for it: the start's refreshes have settled (docs/resolver.md).
         self.wait_for_log("ready: resolver on", timeout=15)
 

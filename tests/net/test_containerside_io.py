@@ -37,7 +37,7 @@ class Bootres(BootresProcess):
             f"[hosts]\nfile = {hosts}\n[router]\ndiscovery = no\ndefaultrouter_file =\n"
             f"[service]\nstate_dir = {workdir / 'state'}\n"
         )
-        super().__init__(ns, conf)
+        super().__init__(conf, ns=ns)
 
     def container(self) -> dict:
         return self.status().get("resolver", {}).get("container_listen") or {}

@@ -122,7 +122,7 @@ def test_a_control_socket_flood_costs_queries_nothing(lab, open_dir):
     conf.write_text(f"[resolver]\nlisten = 127.0.0.35:53\nupstreams = {UPSTREAMS[0]}\ncache_file =\nhosts_files =\n"
                     "manage_resolv_conf = no\n[hosts]\nfile =\n[router]\ndiscovery = no\ndefaultrouter_file =\n"
                     f"[service]\nstate_dir = {work / 'state'}\n")
-    bootres = BootresProcess(host, conf)
+    bootres = BootresProcess(conf, ns=host)
     path = control.socket_path(str(work / "state"))
     bootres.wait(bootres.status, 20, "the control socket", interval=0.05)
     daemon = bootres.proc

@@ -28,7 +28,7 @@ class Daemon(BootresProcess):
             f"[router]\ndefaultrouter_file = {workdir / 'defaultrouter'}\n"
             f"[service]\nstate_dir = {workdir / 'state'}\nmetrics_file =\n"
         )
-        super().__init__(ns, conf)
+        super().__init__(conf, ns=ns)
         # Router discovery's own status fields appear once the netlink watch runs.
         self.wait(lambda: "interfaces" in self.status().get("router", {}), 20, "router discovery to start")
 

@@ -61,7 +61,7 @@ class Bootres(BootresProcess):
     """``python -m bootres run`` inside ``ns`` with the lab's configuration, once its stub files run."""
 
     def __init__(self, ns, conf, state_dir):
-        super().__init__(ns, conf)
+        super().__init__(conf, ns=ns)
         assert self.state_dir == str(state_dir)
         self.ready = self.wait(lambda: self.status().get("files", {}).get("hosts") and time.monotonic(), 20,
                                "the control socket and the stub files")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from bootres.shell import control
+from bootres_process import BootresProcess
 
 REPO = Path(__file__).resolve().parents[2]
 DAEMON_CAPS = (1 << 10) | (1 << 12) | (1 << 13)  # CAP_NET_BIND_SERVICE, CAP_NET_ADMIN, CAP_NET_RAW
@@ -47,25 +47,14 @@ def test_the_daemon_runs_as_the_user_with_three_capabilities_and_the_writer_keep
         f"[hosts]\nfile = {work / 'hosts'}\nrouter_names = site-router\n"
         f"[router]\nstatic = 198.18.5.1\ndefaultrouter_file = {work / 'defaultrouter'}\n"
         f"[service]\nstate_dir = {work / 'state'}\n")
-    env = dict(os.environ, PYTHONPATH=str(work / "lib"))
-    env.pop("NOTIFY_SOCKET", None)
-    daemon = host.popen("/usr/bin/python3", "-m", "bootres", "run", "--user", "nobody", "-c", str(conf),
-                        env=env, cwd="/")
-    deadline = time.monotonic() + 20
-
-    def status():
-        try:
-            return control.request(str(work / "state"), {"cmd": "status"}, 5)
-        except control.NotRunning:
-            return {}
+    daemon = BootresProcess(conf, ns=host, python="/usr/bin/python3", argv=("--user", "nobody"),
+                            env={"PYTHONPATH": str(work / "lib")}, cwd="/")
 
     def written() -> bool:  # the block's router line and /etc/defaultrouter, by the writer; the first write has neither
         hosts = (work / "hosts").read_text()
-        return "198.18.5.1\tsite-router" in hosts and (work / "defaultrouter").exists() and bool(status())
+        return "198.18.5.1\tsite-router" in hosts and (work / "defaultrouter").exists() and bool(daemon.status())
 
-    while not written():  # bounded by the deadline
-        assert daemon.poll() is None and time.monotonic() < deadline, daemon.log_path.read_text()
-        time.sleep(0.05)
+    daemon.wait(written, 20, "the files written and the control socket answering", interval=0.05)
     pid = int(host.run("pgrep", "-o", "-f", f"bootres run --user nobody -c {conf}").stdout)
     daemon_status = proc_status(pid)
     assert daemon_status["Uid"].split() == ["65534"] * 4 and daemon_status["Groups"].strip() == ""
@@ -95,13 +84,10 @@ def test_the_daemon_runs_as_the_user_with_three_capabilities_and_the_writer_keep
     assert probe.returncode != 0 and "Permission denied" in probe.stderr, probe
     assert not (work / "hosts").read_text().endswith("x\n")
     # A clean stop: the daemon ends, and the writer with it (its channels closed).
-    daemon.terminate()
-    daemon.wait(15)
-    assert daemon.returncode == 0, daemon.log_path.read_text()
+    assert daemon.stop() == 0, daemon.log()
     for _ in range(100):  # bounded: 5 s
         if not os.path.exists(f"/proc/{children[0]}"):
             break
         time.sleep(0.05)
     assert not os.path.exists(f"/proc/{children[0]}")
-    log = daemon.log_path.read_text()
-    assert "running as user nobody" in log and "Traceback" not in log, log
+    assert "running as user nobody" in daemon.log()

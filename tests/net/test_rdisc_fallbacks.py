@@ -1,6 +1,7 @@
 """Before and without discovery: last boot's /etc/defaultrouter, the static fallback, install_route = no."""
 
-from rdisc_lab import BootresHost, TestRouter
+from rdisc_host import BootresHost
+from rdisc_lab import TestRouter
 
 ROUTER = "198.18.1.1"
 
@@ -57,7 +58,7 @@ def test_last_boot_router_before_dhcp_waits_quietly_and_is_installed_when_its_ne
     bootres.defaultrouter.write_text(f"{ROUTER}\n")
     bootres.start()
     bootres.wait(lambda: "waits for an address on its network" in bootres.log(), timeout=5, what="the route to wait")
-    assert f"INFO default route via {ROUTER} waits for an address on its network" in bootres.log()
+    assert f"INFO: default route via {ROUTER} waits for an address on its network" in bootres.log()
     assert "WARNING" not in bootres.log()  # nor in status errors: those are the warnings with a topic
     host.run("ip", "addr", "add", "198.18.1.10/24", "dev", "eth0")  # the lease
     bootres.wait(lambda: routes(bootres) == [(ROUTER, "ra")], timeout=7, what="last boot's router installed")

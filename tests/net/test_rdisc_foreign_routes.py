@@ -2,7 +2,8 @@
 
 import time
 
-from rdisc_lab import BootresHost, TestRouter
+from rdisc_host import BootresHost
+from rdisc_lab import TestRouter
 
 ROUTER = "198.18.1.1"
 

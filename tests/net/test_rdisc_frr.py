@@ -3,8 +3,8 @@
 zebra runs as root in a router namespace with its own configuration, pid
 file, sockets and log under the test's directory (no watchfrr, no systemd:
 .ci/setup installs the package with its service kept stopped).  bootres is
-``rdisc_driver.py`` (RouterService and StubFilesService on one NetlinkWatch) in the
-host namespace.  In the host namespace the test also records, on its own
+the shipped daemon (``rdisc_host.BootresHost``: ``bootres run``) in the host
+namespace.  In the host namespace the test also records, on its own
 clock (``time.monotonic()``):
 
 - every Router Advertisement arriving on eth0, from a packet socket
@@ -41,7 +41,7 @@ from pathlib import Path
 import pytest
 
 import lab as lab_module
-from rdisc_lab import BootresHost
+from rdisc_host import BootresHost
 
 ZEBRA = Path("/usr/lib/frr/zebra")
 IRDP_MODULE = Path("/usr/lib/x86_64-linux-gnu/frr/modules/zebra_irdp.so")

@@ -5,7 +5,8 @@ import time
 import pytest
 
 from lab import rss_kib
-from rdisc_lab import BootresHost, TestRouter, fast_advert, icmp_advert
+from rdisc_host import BootresHost
+from rdisc_lab import TestRouter, fast_advert, icmp_advert
 
 ROUTER = "198.18.1.1"
 GOOD = [(ROUTER, 0)]

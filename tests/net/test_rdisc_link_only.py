@@ -16,7 +16,8 @@ import time
 
 import pytest
 
-from rdisc_lab import BootresHost, TestRouter, icmp_advert
+from rdisc_host import BootresHost
+from rdisc_lab import TestRouter, icmp_advert
 
 HOST, ROUTER, FAR, ATTACKERS_CHOICE = "198.18.1.10", "198.18.1.1", "198.18.2.66", "198.18.1.66"
 

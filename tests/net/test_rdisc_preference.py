@@ -3,7 +3,8 @@
 import threading
 import time
 
-from rdisc_lab import BootresHost, TestRouter
+from rdisc_host import BootresHost
+from rdisc_lab import TestRouter
 
 NOT_A_DEFAULT = -0x80000000
 

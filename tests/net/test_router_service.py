@@ -2,7 +2,8 @@
 
 import time
 
-from rdisc_lab import BootresHost, TestRouter
+from rdisc_host import BootresHost
+from rdisc_lab import TestRouter
 
 HOST, ROUTER = "198.18.1.10/24", "198.18.1.1/24"
 

@@ -12,7 +12,6 @@ import shutil
 import signal
 import socket
 import stat
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ import pytest
 
 from bootres.core.report import Report, from_json, to_json
 from bootres.shell import cli, control
+from bootres_process import BootresProcess
 
 HERE = Path(__file__).resolve().parents[2]
 
@@ -100,36 +100,6 @@ class Notifications:
             os.close(fd)
 
 
-class Bootres:
-    """``bootres run`` as a child process with stderr captured to a file."""
-
-    def __init__(self, conf: Path, notify: Notifications, work: Path, wrapper: list[str] = (), pass_fds=(),
-                 entry: tuple[str, ...] = ("-m", "bootres")):
-        self.log_path = work / "bootres.log"
-        env = dict(os.environ, NOTIFY_SOCKET=notify.path, WATCHDOG_USEC="1000000", PYTHONPATH=str(HERE))
-        env.pop("JOURNAL_STREAM", None)
-        self.log_file = open(self.log_path, "w")
-        self.proc = subprocess.Popen(
-            [*wrapper, sys.executable, *entry, "run", "-c", str(conf)],
-            stdout=self.log_file, stderr=subprocess.STDOUT, env=env, pass_fds=pass_fds,
-        )
-
-    def log(self) -> str:
-        return self.log_path.read_text()
-
-    def signal(self, signum: int) -> None:
-        self.proc.send_signal(signum)
-
-    def wait(self, timeout: float = 15.0) -> int:
-        return self.proc.wait(timeout)
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self.log_file.close()
-
-
 @pytest.fixture
 def setup(tmp_path, fake_upstream_factory):
     upstream = fake_upstream_factory(answers={"www.example.test": "198.18.0.80"})
@@ -140,8 +110,10 @@ def setup(tmp_path, fake_upstream_factory):
     notify = Notifications(tmp_path / "notify")
     started = []
 
-    def start(wrapper: list[str] = (), pass_fds=(), entry=("-m", "bootres")) -> Bootres:
-        started.append(Bootres(conf, notify, tmp_path, wrapper, pass_fds, entry))
+    def start(wrapper: tuple[str, ...] = (), pass_fds=(), entry=("-m", "bootres")) -> BootresProcess:
+        started.append(BootresProcess(conf, log_dir=tmp_path, wrapper=wrapper, pass_fds=pass_fds, entry=entry,
+                                      env={"NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "1000000",
+                                           "PYTHONPATH": str(HERE)}))
         return started[-1]
 
     yield conf, notify, start
@@ -231,7 +203,7 @@ def test_lifecycle_ready_status_query_reload_stop(setup, capsys, tmp_path):
 
     daemon.signal(signal.SIGTERM)
     notify.expect("STOPPING=1")
-    assert daemon.wait() == 0
+    assert daemon.exited() == 0
     assert (tmp_path / "cache.db").exists()
     assert "Traceback" not in daemon.log()
 
@@ -287,7 +259,7 @@ def test_a_reload_that_fails_in_its_second_step_changes_nothing(setup, capsys, t
     assert tuple(after) == (["127.0.0.1:5302"], ["www.example.test", "mail.example.test"], "198.18.1.2")
     assert not [p for p in report["health"]["problems"] if "reload" in p]
     daemon.signal(signal.SIGTERM)
-    assert daemon.wait() == 0
+    assert daemon.exited() == 0
 
 
 def test_ready_when_allow_does_not_list_loopback(setup):
@@ -300,7 +272,7 @@ def test_ready_when_allow_does_not_list_loopback(setup):
     reply = dns.query.udp(dns.message.make_query("www.example.test", "A"), "127.0.0.1", timeout=3, port=port)
     assert dns.rcode.to_text(reply.rcode()) == "REFUSED"  # and loopback is still not allowed
     daemon.signal(signal.SIGTERM)
-    assert daemon.wait() == 0
+    assert daemon.exited() == 0
 
 
 def test_cannot_bind_is_a_one_line_reason(setup, tmp_path):
@@ -309,7 +281,7 @@ def test_cannot_bind_is_a_one_line_reason(setup, tmp_path):
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as squatter:
         squatter.bind(("127.0.0.1", port))
         daemon = start()
-        assert daemon.wait() == 1
+        assert daemon.exited() == 1
     errors = [line for line in daemon.log().splitlines() if "ERROR" in line]
     assert errors == [f"bootres: ERROR: not starting: cannot listen on 127.0.0.1:{port} (udp): Address already in use"]
 
@@ -342,7 +314,7 @@ def test_read_only_state_dir_and_etc_are_reported_not_fatal(setup, capsys, tmp_p
     reply = dns.query.udp(dns.message.make_query("www.example.test", "A"), "127.0.0.1", timeout=3, port=port_of(conf))
     assert "198.18.0.80" in reply.to_text()
     daemon.signal(signal.SIGTERM)
-    assert daemon.wait() == 0
+    assert daemon.exited() == 0
 
 
 def port_of(conf) -> int:
@@ -404,7 +376,7 @@ def test_a_symlink_or_fifo_at_each_written_path_writes_nothing_outside_and_hangs
     notify.expect("READY=1")
     wait_for(lambda: "defaultrouter" in daemon.log(), what="the defaultrouter write logged")
     daemon.signal(signal.SIGTERM)
-    assert daemon.wait(timeout=15) == 0  # nothing hung on a FIFO, at start, while running or at the cache save
+    assert daemon.exited(15) == 0  # nothing hung on a FIFO, at start, while running or at the cache save
     assert victim.read_text() == "keep me\n" and stat.S_ISREG(victim.stat().st_mode)
     log = daemon.log()
     if plant == "symlink":  # a link at a written path is replaced by the file, never written through
