@@ -20,6 +20,7 @@ import threading
 import time
 
 from bootres import config
+from bootres.core.report import to_json
 from bootres.shell import stubfiles_service
 from bootres.shell.netlink import Snapshot
 from bootres.shell.stubfiles_service import StubFilesService
@@ -98,7 +99,7 @@ def test_last_boot_block_seeds_router_and_pins_while_dns_is_down(tmp_path):
     assert "198.18.0.20\tnfs1.example.com\n2001:db8::20\tnfs1.example.com\n" in text
     assert "not-pinned-any-more" not in text and "mailhub" not in text
     assert sorted(dead.asked) == ["mailhub.example.com", "nfs1.example.com"]
-    status = files.status()["hosts"]
+    status = to_json(files.status())["hosts"]
     assert status["entries"] == 3
     assert status["pinned"][0]["source"] == "last block" and status["pinned"][0]["last_lookup"] == "no answer"
 
@@ -132,7 +133,7 @@ def test_pins_follow_dns_and_routers_follow_discovery_keeping_admin_bytes(tmp_pa
     assert ("198.18.1.2\tsite-router\n198.18.0.21\tnfs1.example.com\n"
             "198.18.0.40\tmailhub.example.com\n2001:db8::40\tmailhub.example.com\n") in snapshots[1]
     assert (tmp_path / "defaultrouter").read_text() == "198.18.1.2\n"
-    status = files.status()
+    status = to_json(files.status())
     assert status["defaultrouter"]["content"] == ["198.18.1.2"] and status["hosts"]["written_at"]
     assert [p["last_lookup"] for p in status["hosts"]["pinned"]] == ["no answer", "no address"]
     assert "error" not in status["hosts"]
@@ -167,7 +168,7 @@ def test_unchanged_content_is_not_rewritten_at_restart(tmp_path):
     for name, info in before.items():
         after = os.stat(tmp_path / name)
         assert (after.st_ino, after.st_mtime_ns) == (info.st_ino, info.st_mtime_ns), name
-    assert files.status()["hosts"]["written_at"]  # the file's time, though this run wrote nothing
+    assert to_json(files.status())["hosts"]["written_at"]  # the file's time, though this run wrote nothing
 
 
 def snapshot(v4=None, v6=None) -> Snapshot:
@@ -190,7 +191,7 @@ def test_self_entry_names_this_host_with_its_ipv4_and_ipv6_address(tmp_path):
 
     files = asyncio.run(run_files(hosts, router, Resolver({}), [addresses]))
     assert f"198.18.1.11\t{names}\n" in (tmp_path / "hosts").read_text()
-    assert files.status()["hosts"]["self"]["addresses"] == ["198.18.1.11"]
+    assert to_json(files.status())["hosts"]["self"]["addresses"] == ["198.18.1.11"]
 
 
 def test_files_are_read_and_written_off_the_event_loop_and_stop_is_clean(tmp_path, monkeypatch):
@@ -235,7 +236,7 @@ def test_files_are_read_and_written_off_the_event_loop_and_stop_is_clean(tmp_pat
 READ_ONLY_CHILD = textwrap.dedent("""
     import asyncio, json, logging, subprocess, sys
     sys.path.insert(0, sys.argv[2])
-    from test_stubfiles_service import configs, run_files, until, Resolver
+    from test_stubfiles_service import configs, run_files, to_json, until, Resolver
     from pathlib import Path
     tmp = Path(sys.argv[1])
     hosts, router = configs(tmp, pin=())
@@ -243,12 +244,12 @@ READ_ONLY_CHILD = textwrap.dedent("""
 
     async def steps(files):
         files.set_routers(["198.18.1.1"])
-        await until(lambda: all("error" in entry for entry in files.status().values()))
-        result["while_ro"] = files.status()
+        await until(lambda: all("error" in entry for entry in to_json(files.status()).values()))
+        result["while_ro"] = to_json(files.status())
         subprocess.run(["mount", "-o", "remount,bind,rw", str(tmp)], check=True)
-        await until(lambda: not any("error" in entry for entry in files.status().values()))  # retry every 0.2 s
+        await until(lambda: not any("error" in entry for entry in to_json(files.status()).values()))  # retry every 0.2 s
         await asyncio.sleep(0.5)  # more retries would show up as more log lines
-        result["after_rw"] = files.status()
+        result["after_rw"] = to_json(files.status())
 
     asyncio.run(run_files(hosts, router, Resolver({}), [steps], retry_interval=0.2))
     print(json.dumps(result))
