@@ -1,6 +1,7 @@
 """Refresh-ahead (``prefetch``, unbound's rule): which cached names are refreshed before they expire, and how many.
 
-A cache hit in the last tenth of an answer's TTL asks for one background
+A cache hit in the last tenth of an answer's TTL, or its last second when
+that is longer (but never more than half the TTL), asks for one background
 refresh of it, so a name clients keep asking is fresh again before it
 expires and they never wait for an upstream; a name nobody asks again is
 never refreshed.  The hit itself is the name's second ask during this TTL
@@ -32,6 +33,13 @@ DELAY = 0.05
 # A hit in this last share of the TTL refreshes the name (unbound's prefetch
 # uses the same tenth); refreshes keep this share of max_inflight free.
 WINDOW = 0.1
+# ...but the window is at least this long, up to half the TTL: with TTL 4 s
+# the tenth is 0.4 s, and a client asking once a second hit it on fewer than
+# half of the expiries and waited for an upstream after the others (3.6% of
+# its asks).  One second holds at least one ask of anything asked once a
+# second; the refresh then lands about a TTL after the last, so the cost stays
+# one query per TTL (unbound keeps the tenth; it serves TTLs of minutes).
+MIN_WINDOW = 1.0
 INFLIGHT_SHARE = 0.5
 
 
@@ -54,7 +62,8 @@ class Prefetch:
         """
         if not enabled:
             return answer.expires_at
-        return answer.expires_at - answer.lifetime * WINDOW - DELAY
+        window = min(max(answer.lifetime * WINDOW, MIN_WINDOW), answer.lifetime / 2)
+        return answer.expires_at - window - DELAY
 
     def want(self, key: bytes) -> bool:
         """A hit in ``key``'s window; True when it is the first of a new batch (the caller wakes up ``DELAY`` later)."""

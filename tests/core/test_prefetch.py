@@ -17,6 +17,13 @@ def test_the_window_is_the_last_tenth_opened_a_little_early_and_off_means_expiry
     assert Prefetch.refresh_at(answer, False) == 300.0
 
 
+def test_short_ttls_get_at_least_a_second_up_to_half_the_ttl():
+    # TTL 4 s: the tenth (0.4 s) would hold no ask of a client asking once a second on most expiries.
+    assert Prefetch.refresh_at(cached(4.0), True) == 4.0 - prefetch.MIN_WINDOW - prefetch.DELAY
+    assert Prefetch.refresh_at(cached(10.0), True) == 10.0 - 1.0 - prefetch.DELAY  # the tenth is the second
+    assert Prefetch.refresh_at(cached(1.0), True) == 1.0 - 0.5 - prefetch.DELAY  # never more than half
+
+
 def test_a_name_is_due_once_per_batch_and_the_first_asks_for_the_wake_up():
     policy = Prefetch(rate=100)
     assert policy.want(b"a") is True

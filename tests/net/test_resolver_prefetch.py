@@ -2,11 +2,12 @@
 
 100 names with TTL 10 s, each asked once a second (their first asks spread
 over the first 10 s, so their expiries are too), with ``prefetch`` off and
-on.  A query *waited for an upstream* when the service counted it a cache
+on; and again with TTL 4 s, where the window is the last second rather than
+the last tenth (issue 23: the tenth, 0.4 s, made 3.6% of the asks wait).  A query *waited for an upstream* when the service counted it a cache
 miss (exact; each name's first ask excluded), and, as issue 12 measures it,
 when it took longer than the p99 of 500 cache hits measured just before at
-the same pace (10 ms apart, on ten other names, all within 5 s of their TTL
-of 10: never refreshed).  Here nsd answers from the same machine in about
+the same pace (10 ms apart, on ten other names for 5 s: with TTL 10 never
+refreshed, with TTL 4 refreshed ahead, hits either way).  Here nsd answers from the same machine in about
 0.15 ms, so a miss is barely slower than a hit and the latency measure is
 the noisier one; the test bounds the exact one and prints both.  Upstream queries per second are
 counted once every name has had its first answer expire or refresh (from
@@ -22,11 +23,11 @@ import statistics
 import time
 
 import dns.rcode
+import pytest
 
 from resolver_harness import UPSTREAMS, Client, ResolverProcess, resolver_config, upstream_lab
 
 SECONDS = float(os.environ.get("BOOTRES_PREFETCH_SECONDS", "20"))
-TTL = 10
 STEADY = [f"n{i}.example.test" for i in range(100)]
 ONCE = [f"once{i}.once.test" for i in range(10)]
 REFERENCE = [f"ref{i}.example.test" for i in range(10)]
@@ -42,7 +43,7 @@ def paced(client, names, every: float) -> list[float]:
     return times
 
 
-def run(lab, tmp_path, host, prefetch: str) -> dict:
+def run(lab, tmp_path, host, prefetch: str, ttl: int) -> dict:
     conf = resolver_config(tmp_path, upstreams=f"{UPSTREAMS[0]} once.test={UPSTREAMS[1]}", prefetch=prefetch,
                            timeout="1s")
     resolver = ResolverProcess(host, conf, tmp_path)
@@ -53,13 +54,13 @@ def run(lab, tmp_path, host, prefetch: str) -> dict:
 
     misses_before = resolver.status()["cache"]["misses"]
     t0 = time.monotonic() + 0.1
-    schedule = sorted((t0 + i * TTL / len(STEADY) + k, name) for i, name in enumerate(STEADY)
-                      for k in range(int(SECONDS)) if i * TTL / len(STEADY) + k < SECONDS)
+    schedule = sorted((t0 + i * ttl / len(STEADY) + k, name) for i, name in enumerate(STEADY)
+                      for k in range(int(SECONDS)) if i * ttl / len(STEADY) + k < SECONDS)
     first_ask = {}
     times = []
     counted_from = queries_at_start = None
     for due, name in schedule:  # bounded: a fixed list
-        if counted_from is None and due >= t0 + TTL + 1:
+        if counted_from is None and due >= t0 + ttl + 1:
             counted_from = time.monotonic()
             queries_at_start = resolver.upstream(UPSTREAMS[0])["queries"]
         time.sleep(max(0.0, due - time.monotonic()))
@@ -88,20 +89,21 @@ def run(lab, tmp_path, host, prefetch: str) -> dict:
     }
 
 
-def test_names_in_steady_use_never_wait_for_an_upstream_and_cost_few_more_queries(lab, tmp_path):
+@pytest.mark.parametrize("ttl, waited, cost", [(10, 0.01, 1.2), (4, 0.02, 1.5)])
+def test_names_in_steady_use_never_wait_for_an_upstream_and_cost_few_more_queries(lab, tmp_path, ttl, waited, cost):
     host, servers = upstream_lab(lab)
-    lab.nsd(servers, UPSTREAMS[0], ttl=TTL, rate_limit=False)
-    lab.nsd(servers, UPSTREAMS[1], zone="once.test.", ttl=TTL, rate_limit=False)
-    without = run(lab, tmp_path, host, "no")
-    with_prefetch = run(lab, tmp_path, host, "yes")
+    lab.nsd(servers, UPSTREAMS[0], ttl=ttl, rate_limit=False)
+    lab.nsd(servers, UPSTREAMS[1], zone="once.test.", ttl=ttl, rate_limit=False)
+    without = run(lab, tmp_path, host, "no", ttl)
+    with_prefetch = run(lab, tmp_path, host, "yes", ttl)
     for label, r in (("prefetch = no ", without), ("prefetch = yes", with_prefetch)):
         print(f"\n{label}: {r['asks']} asks over {SECONDS:g} s, {100 * r['waited']:.2f}% misses, "
               f"{100 * r['over_hit_p99']:.2f}% over the hit p99 ({r['hit_p99_ms']:.2f} ms), max {r['max_ms']:.2f} ms; "
               f"upstream {r['upstream_qps']:.2f} queries/s; "
               f"refreshes {r['refreshes']} (skipped {r['skipped']}); the once-asked zone's upstream saw "
               f"{r['once_queries']} queries", end="")
-    print(f"\nupstream queries/s ratio {with_prefetch['upstream_qps'] / without['upstream_qps']:.3f}")
+    print(f"\nTTL {ttl} s: upstream queries/s ratio {with_prefetch['upstream_qps'] / without['upstream_qps']:.3f}")
     assert without["waited"] > 0.05  # about one ask in TTL + 1 per name: what prefetch is for
-    assert with_prefetch["waited"] <= 0.01
-    assert with_prefetch["upstream_qps"] <= 1.2 * without["upstream_qps"]
+    assert with_prefetch["waited"] <= waited
+    assert with_prefetch["upstream_qps"] <= cost * without["upstream_qps"]
     assert with_prefetch["once_queries"] == len(ONCE)  # one each, the ask itself: never refreshed
