@@ -319,7 +319,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "container_listen": Key("169.254.0.53", parse_container_listen),
         "upstreams": Key("", _listof(parse_upstream)),
         "upstreams_file": Key("/etc/bootres/upstream-resolv.conf", _optional(parse_path)),
-        "strategy": Key("race", parse_strategy),
+        "strategy": Key("hedge", parse_strategy),
         "hedge_delay": Key("auto", parse_hedge_delay),
         "timeout": Key("3s", parse_duration),
         "cache_size": Key("10000", _int_parser(0, 10_000_000)),

@@ -222,12 +222,13 @@ def _question_if_readable(data: bytes) -> bytes:
     return rrset.name.to_wire() + struct.pack(">HH", rrset.rdtype, rrset.rdclass)
 
 
-def error_reply(head: bytes, question: bytes, rcode: int, payload: int = 0) -> bytes:
-    """A reply with no records: FORMERR, NOTIMP, REFUSED, SERVFAIL or BADVERS."""
+def error_reply(head: bytes, question: bytes, rcode: int, payload: int = 0, ede: bytes = b"") -> bytes:
+    """A reply with no records: FORMERR, NOTIMP, REFUSED, SERVFAIL or BADVERS; ``ede`` (``dnswire.ede_option``)
+    goes in the OPT, which only a client that sent one gets."""
     flags = QR | (head[2] << 8 & 0x7900) | RA | (rcode & 0x0F)  # keep opcode and RD
     opt = b""
     if payload:
-        opt = b"\x00" + struct.pack(">HHBBHH", OPT, PAYLOAD, rcode >> 4, 0, 0, 0)
+        opt = b"\x00" + struct.pack(">HHBBHH", OPT, PAYLOAD, rcode >> 4, 0, 0, len(ede)) + ede
     counts = HEADER.pack(flags, 1 if question else 0, 0, 0, 1 if opt else 0)
     return head[:2] + counts + question + opt
 
@@ -262,8 +263,9 @@ def servfail_for_oversized(wire: bytes) -> bytes:
 
 
 def render(answer: Answer, head: bytes, question: bytes, payload: int, do: bool, body: bytes, tcp: bool,
-           trust_ad: bool = False) -> bytes:
-    """The reply to one client: its ID and question, our records, an OPT if it sent one.
+           trust_ad: bool = False, ede: bytes = b"") -> bytes:
+    """The reply to one client: its ID and question, our records, an OPT if it sent one (with ``ede``, an
+    Extended DNS Error option: a stale answer's; never on a fresh one).
 
     Part of the measured hot path.  Too big for UDP: an empty reply (header,
     question, OPT) with TC set, so the client retries over TCP (RFC 7766), as
@@ -280,6 +282,8 @@ def render(answer: Answer, head: bytes, question: bytes, payload: int, do: bool,
         flags |= AD
     if payload:
         opt = OPT_DO if do else OPT_PLAIN
+        if ede:
+            opt = opt[:-2] + struct.pack(">H", len(ede)) + ede
         wire = b"".join((head[:2], FLAGS.pack(flags), layout.counts_opt, question, body, opt))
     else:
         opt = b""

@@ -27,7 +27,11 @@ QR, AA, TC, RD, RA, AD, CD = 0x8000, 0x0400, 0x0200, 0x0100, 0x0080, 0x0020, 0x0
 A, SOA, PTR, AAAA, OPT = 1, 6, 12, 28, 41
 TKEY, TSIG, IXFR, AXFR, MAILB, MAILA, ANY = 249, 250, 251, 252, 253, 254, 255
 IN = 1  # the one class bootres answers or forwards
-COOKIE, PADDING = 10, 12  # EDNS option codes
+COOKIE, PADDING, EDE = 10, 12, 15  # EDNS option codes
+# Extended DNS Error codes (RFC 8914) bootres gives: why an answer is stale or why there is none.
+EDE_OTHER, EDE_STALE_ANSWER, EDE_CACHED_ERROR, EDE_PROHIBITED = 0, 3, 13, 18
+EDE_STALE_NXDOMAIN, EDE_NOT_SUPPORTED, EDE_NO_REACHABLE_AUTHORITY, EDE_NETWORK_ERROR = 19, 21, 22, 23
+EDE_TEXT_MAX = 200  # bytes of EXTRA-TEXT at most: a reason, not a log
 
 PAYLOAD = 1232  # our EDNS buffer size, the DNS Flag Day 2020 value
 MAX_TTL = 86400  # longest a positive answer is kept, like unbound's cache-max-ttl
@@ -40,6 +44,13 @@ FLAGS = struct.Struct(">H")
 COUNTS = struct.Struct(">HHHH")  # qd, an, ns, ar
 OPT_PLAIN = b"\x00" + struct.pack(">HHIH", OPT, PAYLOAD, 0, 0)
 OPT_DO = b"\x00" + struct.pack(">HHIH", OPT, PAYLOAD, 0x8000, 0)
+
+
+def ede_option(code: int, text: str = "") -> bytes:
+    """An Extended DNS Error option (RFC 8914): INFO-CODE and EXTRA-TEXT (UTF-8, cut to ``EDE_TEXT_MAX`` bytes,
+    no NUL: readers take one for the end of the text)."""
+    extra = text.replace("\0", "").encode("utf-8", "replace")[:EDE_TEXT_MAX].decode("utf-8", "ignore").encode()
+    return struct.pack(">HHH", EDE, 2 + len(extra), code) + extra
 
 
 _LAYOUTS_MAX = 256

@@ -3,7 +3,8 @@
 ``race``: every upstream that is not down is asked at once.  ``hedge``: the
 best one first, the next after its hedge delay, or at once when the previous
 one fails (the semantics of CPython's ``asyncio.staggered``, as a timer
-schedule).  Down upstreams due for a probe are asked alongside in both.
+schedule), and like a race while no upstream of the group has a measured
+round trip yet.  Down upstreams due for a probe are asked alongside in both.
 
 A reply counts only if it comes from the address and port we asked, carries
 the ID we chose and asks our question (RFC 5452 section 9.1), or is an error
@@ -34,7 +35,7 @@ from typing import Callable, NamedTuple
 
 from bootres.core.dnswire import NOERROR, NXDOMAIN
 from bootres.core.effects import CloseUpstream, SendUpstream
-from bootres.core.upstreams import MAX_RTO, MIN_RTO, Upstream
+from bootres.core.upstreams import ALL_DOWN_PROBE_INTERVAL, MAX_RTO, MIN_RTO, Upstream
 from bootres.core.upstreamwire import UpstreamReply, read_reply, reply_header_matches
 
 _RCODE_NAMES = {1: "FORMERR", 2: "SERVFAIL", 4: "NOTIMP", 5: "REFUSED", 6: "YXDOMAIN", 7: "YXRRSET",
@@ -82,11 +83,17 @@ class Race:
         new_token: Callable[[], int],
         random_id: Callable[[], int],
     ):
-        """Nothing is asked until ``start``."""
+        """Nothing is asked until ``start``.
+
+        A plan of probes alone (every upstream of the group down) is a probe:
+        each asked once, never again, given ``ALL_DOWN_PROBE_INTERVAL`` to
+        answer; the race ends then (the group's budget, ``upstreams``).
+        """
         self.query = query
         self.hedge = hedge
         self.hedge_delay = hedge_delay  # None: each upstream's own auto delay
-        self.ends_at = now + timeout
+        self._probe_only = not plan[0] and bool(plan[1])
+        self.ends_at = now + (ALL_DOWN_PROBE_INTERVAL if self._probe_only else timeout)
         self._plan = plan
         self._outcome: Outcome | None = None
         self._out: list = []  # effects not yet returned (all but an input a bug interrupted: ``abort``)
@@ -103,10 +110,13 @@ class Race:
     def start(self, now: float) -> RaceStep:
         """Ask the first upstreams (all of them for a race, the best for a hedge) and those due for a probe."""
         ordered, probes = self._plan
-        self._waiting = list(ordered[1:]) if self.hedge else []
-        first = ordered[:1] if self.hedge else ordered
+        # Hedge once something is measured; until then (a fresh start, new
+        # upstreams) nothing says which one answers, so all are asked at once.
+        hedge = self.hedge and ordered and ordered[0].srtt is not None
+        self._waiting = list(ordered[1:]) if hedge else []
+        first = ordered[:1] if hedge else ordered
         for upstream in first + probes:
-            self._ask(upstream, now)
+            self._ask(upstream, now, span=ALL_DOWN_PROBE_INTERVAL if self._probe_only else None)
         if self._waiting:
             self._next_start = now + self._delay_after(ordered[0])
         if not self._asked:  # no upstream configured at all
@@ -177,7 +187,7 @@ class Race:
             if self._waiting:
                 self._start_next(now)
             span = min(2 * (attempt.deadline - attempt.sent_at), MAX_RTO)
-            if now + MIN_RTO < self.ends_at and not attempt.tcp:
+            if now + MIN_RTO < self.ends_at and not attempt.tcp and not self._probe_only:
                 self._ask(upstream, now, span=span)
         if self._outcome is None and now >= self.ends_at:
             self._finish(Outcome("timeout"))

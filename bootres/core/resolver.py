@@ -18,6 +18,16 @@ for a stale answer from that group gets it.  While that lasts, a stale hit
 starts a refresh only when the group's probe backoff says one is due.  A dead
 VPN server thus never makes public names stale, nor the other way round.
 
+A good neighbour when nameservers fail (RFC 9520): while every upstream of
+a group is *down*, nobody waits for them: a miss gets its stale answer, or
+SERVFAIL, at once, and what goes upstream is the group's probe budget (one
+probe at a time, each upstream at most about once a second, only while
+clients ask: ``upstreams``), however many clients ask.  A name that got no
+answer is remembered as failed (``failures``): for a second when nothing
+answered, longer when the upstreams answered it with an error again and
+again; meanwhile its askers get the stale answer or SERVFAIL without a
+query going out.
+
 Refresh-ahead (``prefetch``, unbound's rule): a cache hit in the last tenth
 of an answer's TTL starts one background race for it, so a name clients
 keep asking is fresh again before it expires and they never wait for an
@@ -64,6 +74,7 @@ from bootres.core import clientwire, dnswire, hostsdb, prefetch, report, upstrea
 from bootres.core.cache import Cache
 from bootres.core.clientwire import ClientQuery
 from bootres.core.dnswire import Answer
+from bootres.core.failures import Failures
 from bootres.core.effects import WARNING, CloseUpstream, Log, Respond, SendUpstream
 from bootres.core.hostsdb import LOCAL_NEGATIVE_TTL, LOCAL_TTL, HostsDB
 from bootres.core.pending import (
@@ -84,6 +95,12 @@ from bootres.core.upstreams import UpstreamPool, Upstreams
 
 _CLASS_NAMES = {3: "CH", 4: "HS", 254: "NONE", 255: "ANY"}
 _INTERNAL = "internal error (see the log)"  # the reason given with the SERVFAIL of a bug of ours
+_ALL_DOWN = "all upstreams down"
+# Extended DNS Errors (RFC 8914) for an EDNS client: a stale answer says so; a client outside allow is told
+# it is not allowed, and nothing more.
+_EDE_STALE = dnswire.ede_option(dnswire.EDE_STALE_ANSWER)
+_EDE_STALE_NXDOMAIN = dnswire.ede_option(dnswire.EDE_STALE_NXDOMAIN)
+_EDE_PROHIBITED = dnswire.ede_option(dnswire.EDE_PROHIBITED)
 _BUG_SITES_MAX = 256  # distinct bugs (type and call path) remembered as logged
 _ACL_MEMO_MAX = 4096  # distinct client addresses whose verdict we remember
 _SHAPES_MAX = 4096  # remembered query shapes (see fast_answer): the hot set; cleared wholesale when full
@@ -143,6 +160,7 @@ class Resolver:
         self._out: list = []
         self._bug_sites: set[tuple] = set()  # every bug logged: its type and (file, line) of each frame
         self._prefetch = Prefetch(settings.prefetch_rate)
+        self._failures = Failures()
         self.queries = self.hits = self.misses = self.stale_served = 0
         self.refused = self.malformed = self.servfail = self.internal_errors = 0
 
@@ -236,7 +254,8 @@ class Resolver:
                 self.refused += 1
                 parsed = clientwire.parse_query(data)
                 if isinstance(parsed, ClientQuery):
-                    reply = clientwire.error_reply(parsed.head, parsed.question, dnswire.REFUSED, parsed.payload)
+                    reply = clientwire.error_reply(parsed.head, parsed.question, dnswire.REFUSED, parsed.payload,
+                                                   _EDE_PROHIBITED if parsed.payload else b"")
                     self._out.append(Respond(client, reply, "local"))
                 return
             parsed = clientwire.parse_query(data)
@@ -276,7 +295,7 @@ class Resolver:
                 return
             settings = self.settings
             if len(self._pending) >= settings.max_inflight:
-                self._respond_servfail(waiter, "too many queries in flight (max_inflight)")
+                self._respond_servfail(waiter, "too many queries in flight (max_inflight)", dnswire.EDE_OTHER)
                 return
             group = self._group_of(key)
             stale = self.cache.stale(key, now) if settings.serve_stale else None
@@ -406,7 +425,7 @@ class Resolver:
             # REFUSED, as unbound with hide-identity/hide-version and nsd say.
             self.refused += 1
             name = _CLASS_NAMES.get(qclass, f"CLASS{qclass}")
-            self._respond_error(waiter, dnswire.REFUSED, f"class {name} is not served")
+            self._respond_error(waiter, dnswire.REFUSED, f"class {name} is not served", dnswire.EDE_NOT_SUPPORTED)
             return
         records = self.hosts.lookup(query.key[:-5], query.qtype)
         if records is not None:
@@ -424,6 +443,26 @@ class Resolver:
         settings = self.settings
         stale = self.cache.stale(query.key, now) if settings.serve_stale else None
         pending = self._pending.get(query.key)
+        if pending is None:
+            failed = self._failures.reason(query.key, now)
+            if failed is not None:  # it failed a moment ago (RFC 9520): the upstreams are not asked again yet
+                if stale is not None:
+                    self._respond_stale(waiter, stale)
+                else:
+                    self._respond_servfail(waiter, failed, dnswire.EDE_CACHED_ERROR)
+                return
+        group = pending.group if pending is not None else self._group_of(query.key)
+        if group.all and not group.healthy():
+            # Every upstream of the group is down: nobody waits for them, and
+            # what is sent follows the group's probe budget, not the clients.
+            if stale is not None:
+                self._respond_stale(waiter, stale)
+            else:
+                self._respond_servfail(waiter, _ALL_DOWN, dnswire.EDE_NO_REACHABLE_AUTHORITY)
+                self._failures.failed(query.key, _ALL_DOWN, now, upstreams_said=False)
+            if pending is None and group.probe_due(now) and len(self._pending) < settings.max_inflight:
+                self._start(query.key, group, None, now, None)
+            return
         if pending is not None:
             if stale is not None and (pending.state == STALE_SENT or self._all_silent(pending.group, now)):
                 self._respond_stale(waiter, stale)
@@ -435,7 +474,6 @@ class Resolver:
                     # still gets one after its own timer.
                     self._arm_stale(pending, now + self._stale_after())
             return
-        group = self._group_of(query.key)
         if stale is not None and self._all_silent(group, now):
             self._respond_stale(waiter, stale)
             # Refresh in the background only when a probe is due (RFC 8767's
@@ -449,7 +487,7 @@ class Resolver:
             if stale is not None:
                 self._respond_stale(waiter, stale)
             else:
-                self._respond_servfail(waiter, "too many queries in flight (max_inflight)")
+                self._respond_servfail(waiter, "too many queries in flight (max_inflight)", dnswire.EDE_OTHER)
             return
         stale_at = now + self._stale_after() if stale is not None else None
         self._start(query.key, group, stale_at, now, waiter)
@@ -530,7 +568,7 @@ class Resolver:
         settings = self.settings
         race = Race(
             upstreamwire.upstream_query(key),
-            group.plan(now),
+            group.plan(now, self._random_id() / 0x10000),
             hedge=settings.strategy == "hedge",
             hedge_delay=settings.hedge_delay,
             timeout=settings.timeout,
@@ -640,6 +678,7 @@ class Resolver:
         if outcome.kind == "answer":
             if current:
                 self.cache.put(pending.key, answer, now)
+                self._failures.answered(pending.key)
             for waiter in pending.waiters:
                 self._respond(waiter, answer, answer.body_at(0), "upstream", outcome.upstream.label)
             return
@@ -650,23 +689,31 @@ class Resolver:
             # 4 bits it would say NOERROR or YXRRSET: the client gets SERVFAIL.
             answer = None
         stale = self.cache.stale(pending.key, now) if self.settings.serve_stale else None
-        reason = self._failure_reason(pending, outcome)
+        reason, code = self._failure_reason(pending, outcome)
+        if current:
+            self._failures.failed(pending.key, reason, now, upstreams_said=answer is not None)
+        # The upstreams' own error (every one answered SERVFAIL, say) goes out as they said it, with the reason.
+        said = dnswire.ede_option(dnswire.EDE_OTHER, reason) if answer is not None else b""
         for waiter in pending.waiters:
             if stale is not None and not waiter.upstream_only:
                 self._respond_stale(waiter, stale)
             elif answer is not None:
-                self._respond(waiter, answer, answer.body_at(0), "upstream", None, reason)
+                self._respond(waiter, answer, answer.body_at(0), "upstream", None, reason, said)
             else:
-                self._respond_servfail(waiter, reason)
+                self._respond_servfail(waiter, reason, code)
 
-    def _failure_reason(self, pending: Pending, outcome: Outcome) -> str:
-        """Why no answer came, for ``bootres query``."""
+    def _failure_reason(self, pending: Pending, outcome: Outcome) -> tuple[str, int]:
+        """Why no answer came, for ``bootres query``, and the Extended DNS Error code that says it (RFC 8914)."""
         if not pending.group.all:
             route = self.settings.routing.route_of(pending.key[:-5])
-            return "no upstream configured" + (f" for {route.domain}" if route is not None else "")
+            return ("no upstream configured" + (f" for {route.domain}" if route is not None else ""),
+                    dnswire.EDE_NO_REACHABLE_AUTHORITY)
         if not pending.group.healthy():
-            return "all upstreams down"
-        return outcome.reason or "timeout"
+            return _ALL_DOWN, dnswire.EDE_NO_REACHABLE_AUTHORITY
+        if outcome.reason is None:
+            return "timeout", dnswire.EDE_NO_REACHABLE_AUTHORITY
+        # Every upstream failed without a reply: unreachable, refused connections, errors sending.
+        return outcome.reason, dnswire.EDE_NETWORK_ERROR
 
     def _serve_stale_to_waiters(self, pending: Pending, now: float) -> None:
         del self._stale_waits[pending]
@@ -681,24 +728,28 @@ class Resolver:
         pending.waiters = [waiter for waiter in pending.waiters if waiter.upstream_only]
 
     def _respond(self, waiter: Waiter, answer: Answer, body: bytes, source: str, upstream: str | None = None,
-                 reason: str | None = None) -> None:
+                 reason: str | None = None, ede: bytes = b"") -> None:
         q = waiter.query
-        wire = clientwire.render(answer, q.head, q.question, q.payload, q.do, body, waiter.tcp, self.settings.trust_ad)
+        wire = clientwire.render(answer, q.head, q.question, q.payload, q.do, body, waiter.tcp, self.settings.trust_ad,
+                                 ede)
         waiter.answered = True
         self._out.append(Respond(waiter.client, wire, source, upstream, reason))
 
     def _respond_stale(self, waiter: Waiter, stale: Answer) -> None:
         self.stale_served += 1
-        self._respond(waiter, stale, stale.body_stale(), "stale")
+        ede = _EDE_STALE_NXDOMAIN if stale.layout.rcode == dnswire.NXDOMAIN else _EDE_STALE
+        self._respond(waiter, stale, stale.body_stale(), "stale", ede=ede)
 
-    def _respond_servfail(self, waiter: Waiter, reason: str) -> None:
+    def _respond_servfail(self, waiter: Waiter, reason: str, code: int) -> None:
         self.servfail += 1
-        self._respond_error(waiter, dnswire.SERVFAIL, reason)
+        self._respond_error(waiter, dnswire.SERVFAIL, reason, code)
 
-    def _respond_error(self, waiter: Waiter, rcode: int, reason: str) -> None:
+    def _respond_error(self, waiter: Waiter, rcode: int, reason: str, code: int) -> None:
+        """No records: ``rcode``, and for an EDNS client the Extended DNS Error ``code`` with ``reason`` as its text."""
         q = waiter.query
         waiter.answered = True
-        self._out.append(Respond(waiter.client, clientwire.error_reply(q.head, q.question, rcode, q.payload),
+        ede = dnswire.ede_option(code, reason) if q.payload else b""
+        self._out.append(Respond(waiter.client, clientwire.error_reply(q.head, q.question, rcode, q.payload, ede),
                                  "local", None, reason))
 
     def _internal_error(self, doing: str, pendings, waiter: Waiter | None = None, race: Race | None = None) -> None:
@@ -741,7 +792,7 @@ class Resolver:
             self._take(each, each.abort().effects)
         for each in waiters:
             if not each.answered:
-                self._respond_servfail(each, _INTERNAL)
+                self._respond_servfail(each, _INTERNAL, dnswire.EDE_OTHER)
 
     def allows(self, host: str) -> bool:
         """``host`` is in ``allow`` (memoised: the hot path asks for every query)."""

@@ -30,7 +30,9 @@ The block, in this order:
 - ``pin``: each name's last addresses from DNS, one line per address.
 
 Pinned names are asked at start and every ``refresh_interval``, one lookup
-in flight per name.  The lookup goes to the upstreams only, never to the
+in flight per name, each time a little later at random (up to
+``START_SPREAD`` at start, up to ``SPREAD`` of the interval after): hosts
+that booted together do not ask the site's nameservers in step for ever.  The lookup goes to the upstreams only, never to the
 hosts files (bootres's own block is one of them) nor to a stale cached
 answer (``Resolver.ask_upstreams``).  A pin exists for when DNS is wrong or
 down, so an answer replaces the addresses and nothing else does:
@@ -51,6 +53,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from typing import Callable
 
 from bootres.core import etcfiles, report
 from bootres.core.effects import INFO, WARNING, Log
@@ -116,6 +119,8 @@ NOT_ASKED = "not asked yet"
 ANSWERED = "answered"
 NO_ADDRESS = "no address"  # NXDOMAIN, or the name has no A or AAAA
 NO_ANSWER = "no answer"  # no upstream answered: down, SERVFAIL, timeout
+START_SPREAD = 1.0  # seconds: the first lookups wait up to this long after start
+SPREAD = 0.1  # each later lookup waits up to this share of its interval more
 
 
 @dataclass
@@ -170,8 +175,11 @@ def _describe(kind: str, content: str) -> str:
 class StubFiles:
     """The block's and /etc/defaultrouter's content, the pinned names' lookups and the writes; see the module docstring."""
 
-    def __init__(self, settings: Settings, *, hostname: str = "", search: tuple[str, ...] = ()):
+    def __init__(self, settings: Settings, *, spread: Callable[[], float], hostname: str = "",
+                 search: tuple[str, ...] = ()):
+        """``spread``: a random number in [0, 1) for each lookup's delay (``random.random``; tests fix it)."""
         self.settings = settings
+        self._spread = spread
         self._hostname = hostname
         self._search = tuple(search)
         self._observed: tuple[str, ...] | None = None  # this host's addresses per the kernel; None: not yet told
@@ -199,7 +207,7 @@ class StubFiles:
             text, written_at = defaultrouter.text, defaultrouter.written_at
             self._files["defaultrouter"] = _File("defaultrouter", settings.defaultrouter_file, text, written_at)
         for pin in self._pins.values():
-            pin.due = now
+            pin.due = now + START_SPREAD * self._spread()
         self._started = True
         self._update(now)
 
@@ -259,13 +267,13 @@ class StubFiles:
                 self._log(INFO, f"pinned name {pin.name}: no nameserver answered; keeping "
                                 f"{_summary(pin.addresses)}, asking again every {delay:g} s")
             pin.lookup = NO_ANSWER
-            pin.due = now + delay
+            pin.due = self._after(now, delay)
         elif not found:
             if pin.lookup != NO_ADDRESS:
                 self._log(WARNING, f"pinned name {pin.name} has no address in DNS (NXDOMAIN or no A/AAAA record); "
                                    f"keeping {_summary(pin.addresses)}")
             pin.lookup = NO_ADDRESS
-            pin.due = now + settings.refresh_interval
+            pin.due = self._after(now, settings.refresh_interval)
         else:
             if found != pin.addresses:
                 was = f" (was {' '.join(pin.addresses)})" if pin.addresses else ""
@@ -273,7 +281,7 @@ class StubFiles:
             elif pin.lookup == NO_ADDRESS:
                 self._log(INFO, f"pinned name {pin.name} has an address in DNS again: {' '.join(found)}")
             pin.addresses, pin.confirmed_at, pin.lookup = found, now, ANSWERED
-            pin.due = now + settings.refresh_interval
+            pin.due = self._after(now, settings.refresh_interval)
         self._update(now)
 
     def write_done(self, path: str, error: str | None, now: float, *, written_at: str | None = None,
@@ -351,6 +359,9 @@ class StubFiles:
         )
 
     # --- internals
+
+    def _after(self, now: float, interval: float) -> float:
+        return now + interval * (1 + SPREAD * self._spread())
 
     def _self_names(self) -> tuple[str, ...]:
         return etcfiles.self_names(self._hostname, self._search) if self.settings.self_entry else ()

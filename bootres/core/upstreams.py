@@ -6,9 +6,16 @@ kernel says nothing there can answer (``unreachable``: no route to it, or
 ICMP port unreachable).  A down upstream is
 left out of races (it costs no waiting) except for a probe now and then,
 PROBE_FIRST after it went down, doubling up to PROBE_MAX; the first reply
-from it, probe or not, makes it *up* again.  When every upstream is down they
-are all asked anyway: there is nothing to lose, and it notices the first one
-to come back at once.
+from it, probe or not, makes it *up* again.
+
+When every upstream of a group is down, what the group sends no longer
+follows client demand (RFC 9520; a site multiplies it by every host): one
+probe at a time for the whole group, each upstream at most once every
+ALL_DOWN_PROBE_INTERVAL (plus up to a quarter of it at random, so hosts that
+lost their nameservers together do not probe in step), asked once without
+retransmission, and only while clients are asking: nothing at all while
+nobody asks.  With two nameservers each is probed every two seconds or so
+while clients ask, so one that comes back is noticed within about that.
 
 Apart from that health, an upstream is *silent* while a query to it has been
 open for ``stale_answer_after`` with no valid reply from it since that query
@@ -36,6 +43,9 @@ MAX_RTO = 2.0
 HEDGE_MIN = 0.01
 HEDGE_MAX = 0.1
 HEDGE_UNKNOWN = 0.05
+# Every upstream of a group down: each is probed at most once this often (plus a random quarter of it).
+ALL_DOWN_PROBE_INTERVAL = 1.0
+PROBE_JITTER = 0.25
 
 
 class Upstream:
@@ -54,6 +64,7 @@ class Upstream:
         self.consecutive_timeouts = 0
         self.next_probe_at = 0.0
         self.probe_interval = PROBE_FIRST
+        self.all_down_probe_at = 0.0  # its next probe while its whole group is down
         self.down_by_network = False  # down because the kernel said so: a route change may end it
         self.outstanding = 0  # queries to it still open
         self.replied_at = float("-inf")  # its last valid reply
@@ -148,6 +159,7 @@ class Upstream:
         self.down_by_network = by_network
         self.probe_interval = PROBE_FIRST
         self.next_probe_at = now + self.probe_interval
+        self.all_down_probe_at = now + ALL_DOWN_PROBE_INTERVAL  # what just failed counts as its last probe
         return [Log(WARNING, f"upstream {self.label} is down ({why})")]
 
     def status(self) -> report.UpstreamStatus:
@@ -193,24 +205,30 @@ class Upstreams:
 
     def probe_due(self, now: float) -> bool:
         """Whether some down upstream is due to be asked again."""
+        if not self.healthy():
+            return self._all_down_probe(now) is not None
         return any(u.state == "down" and u.next_probe_at <= now for u in self.all)
 
     def healthy(self) -> bool:
         return any(u.state != "down" for u in self.all)
 
-    def plan(self, now: float) -> tuple[list[Upstream], list[Upstream]]:
+    def plan(self, now: float, jitter: float = 0.0) -> tuple[list[Upstream], list[Upstream]]:
         """Who to ask for one question: (the ones that race or hedge, probes sent at once).
 
         The best smoothed RTT comes first; unmeasured ones follow in
         configuration order.  A probe is a down upstream whose
-        backoff has run out; asking it reschedules the next probe.
+        backoff has run out; asking it reschedules the next probe.  With
+        every upstream down there is no one to race, and at most the one
+        probe the group's budget allows (``jitter``, in [0, 1), spreads the
+        next one).
         """
         alive = [u for u in self.all if u.state != "down"]
         if not alive:
-            for u in self.all:
-                u.probe_interval = min(u.probe_interval * 2, PROBE_MAX)
-                u.next_probe_at = now + u.probe_interval
-            return list(self.all), []
+            probe = self._all_down_probe(now)
+            if probe is None:
+                return [], []
+            probe.all_down_probe_at = now + ALL_DOWN_PROBE_INTERVAL * (1 + PROBE_JITTER * jitter)
+            return [], [probe]
         probes = []
         for u in self.all:
             if u.state == "down" and u.next_probe_at <= now:
@@ -221,6 +239,14 @@ class Upstreams:
         # query leaves first, which is still tens of microseconds of socket setup.
         alive.sort(key=lambda u: (u.srtt is None, u.srtt or 0.0))
         return alive, probes
+
+    def _all_down_probe(self, now: float) -> Upstream | None:
+        """The upstream to probe now while every one is down: none while a query to one is open, else the one
+        waiting longest among those due."""
+        if any(u.outstanding for u in self.all):
+            return None
+        due = [u for u in self.all if u.all_down_probe_at <= now]
+        return min(due, key=lambda u: u.all_down_probe_at) if due else None
 
 
 class UpstreamPool:

@@ -31,6 +31,7 @@ import functools
 import ipaddress
 import logging
 import os
+import random
 import socket
 from typing import Awaitable, Callable, NamedTuple
 
@@ -124,8 +125,8 @@ class StubFilesService:
         self._retry_interval = retry_interval
         self._search = tuple(search)
         self._hostname = socket.gethostname()
-        self.core = stubfiles.StubFiles(stubfiles_settings(hosts, router, retry_interval), hostname=self._hostname,
-                                        search=self._search)
+        self.core = stubfiles.StubFiles(stubfiles_settings(hosts, router, retry_interval), spread=random.random,
+                                        hostname=self._hostname, search=self._search)
         self.driver = CoreDriver(self.core, log)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._files: concurrent.futures.ThreadPoolExecutor | None = None

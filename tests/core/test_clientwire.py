@@ -22,7 +22,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bootres.core import clientwire, upstreamwire
+from bootres.core import clientwire, dnswire, upstreamwire
 from wire_helpers import build_upstream, client_queries, comparable, dnspython_key, make_query, names, reference_reply, upstream_recipes
 
 
@@ -59,6 +59,26 @@ def test_fast_render_equals_the_dnspython_reply(data):
     assert comparable(got) == comparable(want)
     # The client's spelling of its question comes back exactly (0x20-style clients check it).
     assert fast[12:end] == wire[12:end]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_an_extended_error_is_the_option_dnspython_reads_and_only_for_edns_clients(data):
+    wire, query = data.draw(client_queries())
+    upstream = build_upstream(query.question[0].name.canonicalize(), data.draw(upstream_recipes))
+    code = data.draw(st.sampled_from([0, 3, 13, 18, 19, 21, 22, 23]))
+    text = data.draw(st.text(max_size=80))
+    option = dnswire.ede_option(code, text)
+    answer = upstreamwire.answer_from_response(upstream)
+    key, end, payload, do = clientwire.peek_query(wire)
+    got = dns.message.from_wire(clientwire.render(answer, wire, wire[12:end], payload, do, answer.body_at(0), True,
+                                                  ede=option))
+    assert comparable(got) == comparable(reference_reply(query, upstream, 0))  # the rest is unchanged
+    failed = dns.message.from_wire(clientwire.error_reply(wire, wire[12:end], dns.rcode.SERVFAIL, payload, option))
+    for reply in (got, failed):
+        edes = [(o.code, o.text or "") for o in reply.options if isinstance(o, dns.edns.EDEOption)]
+        cut = text.replace("\0", "").encode()[:dnswire.EDE_TEXT_MAX].decode("utf-8", "ignore")
+        assert edes == ([(code, cut)] if query.edns >= 0 else [])
 
 
 @settings(max_examples=200, deadline=None)

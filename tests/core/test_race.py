@@ -4,7 +4,7 @@ import itertools
 
 import dns.rcode
 
-from bootres.core import clientwire, upstreamwire
+from bootres.core import clientwire, upstreams, upstreamwire
 from bootres.core.effects import CloseUpstream, SendUpstream
 from bootres.core.race import Race, RaceStep
 from bootres.core.upstreams import Upstream, Upstreams
@@ -133,8 +133,15 @@ def test_truncated_reply_is_asked_again_over_tcp():
     assert race.outcome.kind == "answer"
 
 
+def measured(*labels, srtt=0.005) -> Upstreams:
+    group = Upstreams([Upstream(a, f"{a[0]}:{a[1]}") for a in labels])
+    for upstream in group.all:
+        upstream.answered(srtt, 0.0)
+    return group
+
+
 def test_hedge_asks_the_next_after_the_delay_or_at_once_on_failure():
-    race, out, _ = start("hedge", hedge_delay=0.1, labels=(A, B, C))
+    race, out, _ = start("hedge", hedge_delay=0.1, group=measured(A, B, C))
     assert [s.address for s in sends(out)] == [A]
     assert race.deadline() == 0.1
     out.clear()
@@ -144,6 +151,27 @@ def test_hedge_asks_the_next_after_the_delay_or_at_once_on_failure():
     out.clear()
     race.failed(to_b.token, "refused", True, 0.12)
     assert [s.address for s in sends(out)] == [C]  # B refused: C at once, not at 0.2
+
+
+def test_hedge_asks_everyone_at_once_while_no_round_trip_is_measured():
+    # A fresh start or new upstreams: nothing says which one answers, and a dead first one would cost a delay.
+    race, out, group = start("hedge", hedge_delay=0.1, labels=(A, B))
+    assert [s.address for s in sends(out)] == [A, B] and race.deadline() == upstreams.INITIAL_RTO
+    group.all[1].answered(0.004, 0.0)  # B measured (it won, say): from now on the best first, alone
+    race, out, _ = start("hedge", hedge_delay=0.1, group=group)
+    assert [s.address for s in sends(out)] == [B] and race.deadline() == 0.1
+
+
+def test_a_probe_of_a_group_all_down_is_asked_once_and_ends_in_a_second():
+    group = Upstreams([Upstream(a, f"{a[0]}:{a[1]}") for a in (A, B)])
+    for upstream in group.all:
+        upstream.unreachable(0.0, "no route")
+    race, out, _ = start(group=group, now=5.0)
+    (probe,) = sends(out)
+    assert race.deadline() == 5.0 + upstreams.ALL_DOWN_PROBE_INTERVAL
+    out.clear()
+    race.timer(6.0)
+    assert sends(out) == [] and race.outcome.kind == "timeout"  # not asked again: one packet per probe
 
 
 def test_silent_upstream_is_asked_again_then_the_race_times_out():

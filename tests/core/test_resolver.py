@@ -4,6 +4,7 @@ import itertools
 import ipaddress
 import struct
 
+import dns.edns
 import dns.flags
 import dns.message
 import dns.name
@@ -12,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bootres.core import clientwire
+from bootres.core import clientwire, dnswire
 from bootres.core.cache import Cache
 from bootres.core.effects import CloseUpstream, Log, Respond
 from bootres.core.hostsdb import HostsDB, parse_hosts
@@ -20,7 +21,13 @@ from bootres.core.race import Race
 from bootres.core.report import to_json
 from bootres.core.resolver import Resolver
 from resolver_helpers import (A, B, C, D, addresses, label, parsed, query, reply_to, responses, routing, sends,
-                              settings as resolver_settings)
+                              settings as shipped_settings)
+
+
+def resolver_settings(**overrides):
+    """The shipped defaults but ``strategy = race`` unless a test says otherwise: most tests here are about
+    what each upstream's reply does, and a race asks every one at once (the default, hedge, has its own)."""
+    return shipped_settings(**{"strategy": "race", **overrides})
 
 
 def make_stub(strict: bool = True, **overrides) -> Resolver:
@@ -44,6 +51,8 @@ def resolve(stub, name, now, address="198.18.0.80", ttl=300):
 
 
 def kill_both_upstreams(stub, now):
+    stub.timer_fired(now)  # the losers' queries of earlier races time out first, as they would have
+    stub.drain()
     for u in stub.upstreams.all:
         for _ in range(3):
             u.timed_out(now)
@@ -254,7 +263,7 @@ def test_stale_at_once_when_every_upstream_is_down():
     out = ask(stub, query(), 100.0)
     (stale,) = responses(out)
     assert stale.source == "stale"
-    assert len(sends(out)) == 2  # the refresh (a probe) asks everyone
+    assert len(sends(out)) == 1  # the refresh is the group's one probe
     out = ask(stub, query("other.example.test"), 100.1)
     assert [r.source for r in responses(out)] == ["stale"]
     assert sends(out) == []  # no probe due yet: dead upstreams are not asked per stale hit
@@ -265,6 +274,8 @@ def test_unreachable_upstreams_serve_stale_at_once_from_the_first_lookup(why):
     stub = make_stub()
     resolve(stub, "www.example.test", 0.0, ttl=10)
     resolve(stub, "other.example.test", 0.0, ttl=10)
+    stub.timer_fired(50.0)  # the losers' queries time out
+    stub.drain()
     out = ask(stub, query(), 100.0)
     assert responses(out) == []
     for send in sends(out):  # the kernel answers for them: ICMP port unreachable, or no route
@@ -276,7 +287,7 @@ def test_unreachable_upstreams_serve_stale_at_once_from_the_first_lookup(why):
     out = ask(stub, query("other.example.test"), 100.001)
     assert [r.source for r in responses(out)] == ["stale"] and sends(out) == []  # no probe due yet
     out = ask(stub, query("other.example.test"), 101.1)
-    assert [r.source for r in responses(out)] == ["stale"] and len(sends(out)) == 2  # probes, behind
+    assert [r.source for r in responses(out)] == ["stale"] and len(sends(out)) == 1  # a probe, behind
 
 
 def test_a_route_appearing_makes_unreachable_upstreams_usable_without_waiting_for_a_probe():
@@ -656,9 +667,9 @@ def test_a_routing_domain_that_appears_drops_what_the_old_view_said_about_its_na
 
 
 def servfail_after_the_race(stub, name="new.example.test", now=0.0):
-    ask(stub, query(name), now)
+    got = responses(ask(stub, query(name), now))
     for _ in range(20):  # bounded: follow the core's own deadlines
-        got = responses(stub.drain())
+        got = got or responses(stub.drain())
         if got:
             (reply,) = got
             assert parsed(reply).rcode() == dns.rcode.SERVFAIL
@@ -678,7 +689,8 @@ def test_servfail_reason_a_route_without_servers():
 def test_servfail_reason_all_upstreams_down():
     stub = make_stub(timeout=1.0)
     kill_both_upstreams(stub, 0.0)
-    assert servfail_after_the_race(stub, now=0.5) == "all upstreams down"
+    (reply,) = responses(ask(stub, query("new.example.test"), 0.5))  # at once: nobody waits for dead upstreams
+    assert parsed(reply).rcode() == dns.rcode.SERVFAIL and reply.reason == "all upstreams down"
 
 
 @pytest.mark.parametrize("rcodes, reason", [
@@ -1010,3 +1022,122 @@ def test_the_daemons_readiness_probe_is_answered_but_not_counted():
     other = dns.message.make_query("version.bind", "TXT", "CH").to_wire()
     (reply,) = responses(ask(stub, other, 0.0))
     assert parsed(reply).rcode() == dns.rcode.REFUSED and (stub.queries, stub.refused) == (2, 2)  # a client's CH
+
+
+# --- Extended DNS Errors (RFC 8914)
+
+
+def ede(respond: Respond) -> list[tuple[int, str]]:
+    """The EDE options of a reply, as (code, text), read by dnspython."""
+    return [(option.code, option.text or "") for option in parsed(respond).options
+            if isinstance(option, dns.edns.EDEOption)]
+
+
+def test_a_stale_answer_says_so_to_an_edns_client_and_a_fresh_one_does_not():
+    stub = make_stub(stale_answer_after=0.1)
+    fresh = resolve(stub, "www.example.test", 0.0, ttl=10)
+    assert ede(fresh[0]) == []  # no EDNS asked: no OPT at all
+    (fresh,) = responses(ask(stub, query(use_edns=0), 1.0))
+    assert ede(fresh) == []
+    ask(stub, query(use_edns=0), 100.0)
+    stub.timer_fired(100.1)
+    (stale,) = responses(stub.drain())
+    assert stale.source == "stale" and ede(stale) == [(3, "")]  # Stale Answer
+    (plain,) = responses(ask(stub, query(qid=2), 100.2))  # without EDNS: the same stale answer, no OPT
+    assert plain.source == "stale" and parsed(plain).edns < 0
+
+
+def test_a_stale_nxdomain_says_stale_nxdomain():
+    stub = make_stub(stale_answer_after=0.1, prefetch=False)
+    out = ask(stub, query("nope.example.test"), 0.0)
+    to_a = sends(out)[0]
+    stub.upstream_reply(to_a.token, reply_to(to_a, rcode=dns.rcode.NXDOMAIN, soa_minimum=30), A, 0.0)
+    stub.drain()
+    ask(stub, query("nope.example.test", use_edns=0), 100.0)
+    stub.timer_fired(100.1)
+    (stale,) = responses(stub.drain())
+    assert parsed(stale).rcode() == dns.rcode.NXDOMAIN and ede(stale) == [(19, "")]
+
+
+def test_a_servfail_says_why_with_the_code_that_fits():
+    stub = make_stub()
+    out = ask(stub, query("new.example.test", use_edns=0), 0.0)
+    replies = []
+    for _ in range(20):  # bounded: follow the core's deadlines to the timeout
+        stub.timer_fired(stub.deadline())
+        replies += responses(stub.drain())
+        if replies:
+            break
+    assert len(sends(out)) == 2 and ede(replies[0]) == [(22, "timeout")]  # No Reachable Authority
+    refused = make_stub()
+    out = ask(refused, query("new.example.test", use_edns=0), 0.0)
+    for send in sends(out):  # ICMP port unreachable from both: the network said no
+        refused.upstream_failed(send.token, "refused", False, 0.001)
+    (reply,) = responses(refused.drain())
+    assert ede(reply) == [(23, "every upstream failed: 198.18.0.10:53 refused, 198.18.0.11:53 refused")]
+    nobody = Resolver(resolver_settings(), Cache(10, 3600), lambda: 1)
+    (reply,) = responses(ask(nobody, query("x.example.test", use_edns=0), 0.0))
+    assert ede(reply) == [(22, "no upstream configured")]
+
+
+def test_the_upstreams_own_error_and_a_refused_class_carry_their_reason():
+    stub = make_stub()
+    out = ask(stub, query("bad.example.test", use_edns=0), 0.0)
+    for send in sends(out):
+        stub.upstream_reply(send.token, reply_to(send, rcode=dns.rcode.SERVFAIL), send.address, 0.001)
+    (reply,) = responses(stub.drain())
+    assert parsed(reply).rcode() == dns.rcode.SERVFAIL and ede(reply) == [(0, "every upstream answered SERVFAIL")]
+    (chaos,) = responses(ask(stub, query("version.bind", "TXT", rdclass="CH", use_edns=0), 1.0))
+    assert parsed(chaos).rcode() == dns.rcode.REFUSED and ede(chaos) == [(21, "class CH is not served")]
+    (outside,) = responses(ask(make_stub(allow=(ipaddress.ip_network("127.0.0.0/8"),)), query(use_edns=0), 1.0, host="198.18.9.9"))
+    assert parsed(outside).rcode() == dns.rcode.REFUSED and ede(outside) == [(18, "")]  # Prohibited, no more
+
+
+def test_the_extra_text_is_cut_to_a_reason_not_a_log():
+    option = dnswire.ede_option(dnswire.EDE_NETWORK_ERROR, "é" * 300)
+    text = option[6:].decode()
+    assert len(option[6:]) <= dnswire.EDE_TEXT_MAX and set(text) == {"é"}  # never half a character
+
+
+# --- a good neighbour (issue 23): hedge by default, RFC 9520's failure cache and probe budget
+
+
+def test_the_shipped_default_asks_one_upstream_per_miss_once_one_is_measured():
+    stub = Resolver(shipped_settings(routing=routing((A, B))), Cache(1000, 3600), itertools.count(1).__next__,
+                    strict=True)
+    sent = []
+    for i in range(100):  # each answered by the first asked, 5 ms later
+        out = ask(stub, query(f"n{i}.example.test"), i * 0.1)
+        sent += sends(out)
+        first = sends(out)[0]
+        stub.upstream_reply(first.token, reply_to(first), first.address, i * 0.1 + 0.005)
+        sent += sends(stub.drain())
+        stub.timer_fired(i * 0.1 + 0.05)
+        sent += sends(stub.drain())
+    assert len(sent) == 101  # 1.01 per miss: the first asked both, as nothing was measured yet
+
+
+def test_a_name_that_failed_is_answered_from_the_failure_for_a_second():
+    stub = make_stub(timeout=1.0)
+    assert servfail_after_the_race(stub, now=0.0) == "timeout"
+    out = ask(stub, query("new.example.test", use_edns=0), 1.5)  # failed at 1.0: remembered until 2.0
+    (reply,) = responses(out)
+    assert sends(out) == [] and parsed(reply).rcode() == dns.rcode.SERVFAIL
+    assert ede(reply) == [(13, "timeout")]  # Cached Error
+    out = ask(stub, query("new.example.test"), 2.0)
+    assert responses(out) == [] and len(sends(out)) == 2  # asked again
+
+
+def test_with_every_upstream_down_misses_fail_at_once_and_one_probe_at_a_time_goes_out():
+    stub = make_stub()
+    kill_both_upstreams(stub, 0.0)
+    sent, replies = [], []
+    for i in range(20):  # 10 never-seen names a second for 2 s: the probe budget, not the demand, decides
+        out = ask(stub, query(f"new{i}.example.test"), 1.0 + i * 0.1)
+        sent += sends(out)
+        replies += responses(out)
+        stub.timer_fired(1.0 + i * 0.1 + 0.05)
+        stub.drain()
+    assert [parsed(r).rcode() for r in replies] == [dns.rcode.SERVFAIL] * 20
+    assert {r.reason for r in replies} == {"all upstreams down"}
+    assert 1 <= len(sent) <= 2 and len({s.address for s in sent}) == len(sent)  # one each, a second apart

@@ -5,7 +5,7 @@ import dataclasses
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bootres.core import etcfiles
+from bootres.core import etcfiles, stubfiles
 from bootres.core.effects import INFO, WARNING, Log
 from bootres.core.etcfiles import BEGIN, END, HostsEntry, render_block
 from bootres.core.report import to_json
@@ -28,7 +28,7 @@ T0 = 100.0
 
 def start(settings=SETTINGS, hosts="", defaultrouter="", hostname="web1", search=("example.test",), now=T0):
     """A started core and the effects of its start."""
-    core = StubFiles(settings, hostname=hostname, search=search)
+    core = StubFiles(settings, spread=lambda: 0.0, hostname=hostname, search=search)
     core.start(now, FileText(hosts, STAMP if hosts else None), FileText(defaultrouter, STAMP if defaultrouter else None))
     return core, core.drain()
 
@@ -417,7 +417,7 @@ def test_a_shorter_refresh_interval_applies_at_once_and_a_new_path_is_written():
 
 
 def test_before_start_nothing_happens():
-    core = StubFiles(SETTINGS, hostname="web1")
+    core = StubFiles(SETTINGS, spread=lambda: 0.0, hostname="web1")
     core.set_routers(["198.18.1.1"], T0)
     core.reconfigure(dataclasses.replace(SETTINGS, pin=("new.example.test",)), T0)
     core.timer_fired(T0 + 1)
@@ -460,3 +460,18 @@ def test_property_any_file_text_recovers_without_raising_and_keeps_every_admin_b
     assert kept == recovered
     for write in of(effects, WriteHostsBlock):
         assert write.block == block
+
+
+def test_lookups_are_spread_so_hosts_booted_together_do_not_ask_in_step():
+    draws = iter([0.5, 0.25, 0.99])
+    core = StubFiles(SETTINGS, spread=lambda: next(draws), hostname="web1", search=("example.test",))
+    core.start(T0, FileText("", None), FileText("", None))
+    assert of(core.drain(), LookUpPinned) == []  # not at the very start...
+    assert core.deadline() == T0 + 0.25 * stubfiles.START_SPREAD  # ...but within START_SPREAD (the earliest pin)
+    core.timer_fired(T0 + 0.5)
+    asked = of(core.drain(), LookUpPinned)
+    assert sorted(e.name for e in asked) == sorted([NFS, MAIL])
+    core.lookup_done(NFS, ["198.18.0.20"], T0 + 0.6)
+    core.drain()
+    pin_due = core.status(T0 + 0.6).hosts.pinned[0].next_lookup_in_s
+    assert pin_due == round(300.0 * (1 + stubfiles.SPREAD * 0.99), 1)  # the interval, and up to a tenth more

@@ -83,13 +83,24 @@ def test_down_upstreams_are_left_out_except_for_probes_with_backoff():
     assert a.probe_interval == upstreams.PROBE_MAX
 
 
-def test_when_everything_is_down_everyone_is_asked():
+def test_when_everything_is_down_one_probe_at_a_time_each_upstream_once_a_second_or_so():
     group = make("a", "b")
+    a, b = group.all
     for u in group.all:
         for t in (0.0, 0.1, 0.2):
             u.timed_out(t)
     assert not group.healthy() and group.silent_from(0.4) == float("-inf")
-    assert group.plan(0.3) == (group.all, [])
+    assert not group.probe_due(1.1)  # the timeouts that made them down count as their last probes
+    assert group.probe_due(1.2) and group.plan(1.2, jitter=0.0) == ([], [a])
+    a.asked(1.2)  # the probe is out: nothing more for the group until it is done
+    assert not group.probe_due(1.3) and group.plan(1.3) == ([], [])
+    a.closed()
+    assert group.plan(1.4, jitter=0.5) == ([], [b])  # the other one, the one waiting longest
+    b.asked(1.4)
+    b.closed()
+    assert group.plan(2.1) == ([], [])  # a is due at 1.2 + 1.0 only
+    assert group.plan(2.2) == ([], [a])
+    assert b.all_down_probe_at == pytest.approx(1.4 + upstreams.ALL_DOWN_PROBE_INTERVAL * (1 + 0.5 * upstreams.PROBE_JITTER))
 
 
 def test_silent_from_counts_unanswered_open_queries_only():

@@ -6,7 +6,7 @@ import time
 import dns.rcode
 import pytest
 
-from resolver_harness import UPSTREAMS, Client, ResolverProcess, resolver_config, silence, upstream_lab
+from resolver_harness import LISTEN, UPSTREAMS, Client, ResolverProcess, resolver_config, silence, upstream_lab
 
 NAMES = [f"host{i}.example.test" for i in range(20)]
 
@@ -49,6 +49,11 @@ def test_all_upstreams_dead_expired_names_answer_stale_and_new_ones_servfail(lab
         stale_times.append(ms)
     reply, ms_new = client.ask("never-cached-2.example.test")
     assert reply.rcode() == dns.rcode.SERVFAIL and ms_new <= 1000 * 1.2
+    # What an operator sees with dig (RFC 8914): yesterday's answer says it is stale, a failure says why.
+    stale = host.run("dig", "+time=3", "+tries=1", f"@{LISTEN}", NAMES[0]).stdout
+    assert "status: NOERROR" in stale and "; EDE: 3 (Stale Answer)" in stale, stale
+    failed = host.run("dig", "+time=3", "+tries=1", f"@{LISTEN}", "never-cached-3.example.test").stdout
+    assert "status: SERVFAIL" in failed and "; EDE: 22 (No Reachable Authority): (all upstreams down)" in failed, failed
     status = resolver.status()
     assert resolver.stop() == 0
     print(f"\nall dead: stale answers max {max(stale_times):.3f} ms (first tries over 5 ms: {hiccups}); "
