@@ -37,7 +37,7 @@ def test_empty_file_gives_the_documented_defaults(tmp_path):
     assert cfg.resolver.container_listen == Endpoint(ipaddress.ip_address("169.254.0.53"), 53)
     assert cfg.resolver.endpoints == (*cfg.resolver.listen, cfg.resolver.container_listen)
     assert cfg.resolver.upstreams_file == "/etc/bootres/upstream-resolv.conf"
-    assert cfg.resolver.strategy == "race"
+    assert cfg.resolver.strategy == "hedge"
     assert cfg.resolver.hedge_delay is None
     assert cfg.resolver.timeout == 3.0
     assert cfg.resolver.stale_max_age == 3 * 86400
@@ -73,7 +73,7 @@ def test_good_example_parses_every_kind_of_value():
     cfg = config.load(str(DATA / "good.conf"))
     assert [str(e) for e in cfg.resolver.listen] == ["127.0.0.35:53", "[::1]:53"]
     assert [str(e) for e in cfg.resolver.upstreams] == ["198.18.0.10:53", "198.18.0.11:5353", "[2001:db8::1]:53"]
-    assert cfg.resolver.strategy == "hedge" and cfg.resolver.hedge_delay == pytest.approx(0.025)
+    assert cfg.resolver.strategy == "race" and cfg.resolver.hedge_delay == pytest.approx(0.025)
     assert cfg.resolver.cache_file is None  # empty value: none
     assert cfg.hosts.router_names == ("site-router", "gw")
     assert cfg.router.static == (ipaddress.IPv4Address("198.18.1.1"),)
@@ -199,10 +199,10 @@ def test_conf_d_snippets_override_in_name_order(tmp_path):
     main = write(tmp_path, "[resolver]\ntimeout = 3s\nupstreams = 198.18.0.10\n")
     (tmp_path / "conf.d").mkdir()
     (tmp_path / "conf.d" / "20-late.conf").write_text("[resolver]\ntimeout = 2s\n")
-    (tmp_path / "conf.d" / "10-early.conf").write_text("[resolver]\ntimeout = 1s\nstrategy = hedge\n")
+    (tmp_path / "conf.d" / "10-early.conf").write_text("[resolver]\ntimeout = 1s\nstrategy = race\n")
     (tmp_path / "conf.d" / "ignored.txt").write_text("[nonsense\n")
     cfg = config.load(main)
-    assert cfg.resolver.timeout == 2.0 and cfg.resolver.strategy == "hedge"
+    assert cfg.resolver.timeout == 2.0 and cfg.resolver.strategy == "race"
     assert [os.path.basename(s) for s in cfg.sources] == ["bootres.conf", "10-early.conf", "20-late.conf"]
 
 

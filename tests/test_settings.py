@@ -9,7 +9,7 @@ from bootres.core.routing import Routing
 
 CHANGED = """\
 [resolver]
-strategy = hedge
+strategy = race
 hedge_delay = 70ms
 timeout = 2s
 serve_stale = no
@@ -43,7 +43,7 @@ def test_each_core_gets_every_changed_key():
     routing = Routing()
     stub = settings.resolver_settings(cfg.resolver, routing)
     assert stub == resolver.ResolverSettings(
-        routing=routing, strategy="hedge", hedge_delay=0.07, timeout=2.0, serve_stale=False,
+        routing=routing, strategy="race", hedge_delay=0.07, timeout=2.0, serve_stale=False,
         stale_answer_after=0.25, boot_stale_after=0.035, allow=(ipaddress.ip_network("198.18.0.0/15"),),
         max_inflight=77, prefetch=False, prefetch_rate=9, trust_ad=True)
     assert settings.stubfiles_settings(cfg.hosts, cfg.router, 30.0) == stubfiles.Settings(

@@ -29,7 +29,7 @@ TKEY, TSIG, IXFR, AXFR, MAILB, MAILA, ANY = 249, 250, 251, 252, 253, 254, 255
 IN = 1  # the one class bootres answers or forwards
 COOKIE, PADDING, EDE = 10, 12, 15  # EDNS option codes
 # Extended DNS Error codes (RFC 8914) bootres gives: why an answer is stale or why there is none.
-EDE_OTHER, EDE_STALE_ANSWER, EDE_CACHED_ERROR, EDE_PROHIBITED = 0, 3, 13, 18
+EDE_OTHER, EDE_STALE_ANSWER, EDE_CACHED_ERROR = 0, 3, 13
 EDE_STALE_NXDOMAIN, EDE_NOT_SUPPORTED, EDE_NO_REACHABLE_AUTHORITY, EDE_NETWORK_ERROR = 19, 21, 22, 23
 EDE_TEXT_MAX = 200  # bytes of EXTRA-TEXT at most: a reason, not a log
 

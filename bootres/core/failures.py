@@ -6,8 +6,11 @@ again for it before then, whatever the clients do.  A question the
 upstreams themselves answered with an error (SERVFAIL, REFUSED: a broken
 zone, a lame delegation) is remembered twice as long each time it fails
 again soon after (within as long again as it was kept), up to ``LONGEST``
-(RFC 9520 section 3.2's backoff); an answer ends that.  At most ``MAX_NAMES`` are remembered, the least recently failed
-forgotten first.
+(RFC 9520 section 3.2's backoff); an answer ends that.  A change of the
+host's routes ends the failures nothing answered (``forget_unanswered``):
+at boot the first lookups fail before DHCP gives a route, and the moment it
+does they must work.  At most ``MAX_NAMES`` are remembered, the least
+recently failed forgotten first.
 """
 
 from __future__ import annotations
@@ -22,8 +25,8 @@ MAX_NAMES = 10_000
 class Failures:
     def __init__(self, max_names: int = MAX_NAMES):
         self._max = max_names
-        # key -> (until, how long the last one was kept, its reason)
-        self._names: OrderedDict[bytes, tuple[float, float, str]] = OrderedDict()
+        # key -> (until, how long the last one was kept, its reason, whether the upstreams said it)
+        self._names: OrderedDict[bytes, tuple[float, float, str, bool]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._names)
@@ -34,7 +37,7 @@ class Failures:
         kept = FIRST
         if upstreams_said and before is not None and before[2] == reason and now <= before[0] + before[1]:
             kept = min(before[1] * 2, LONGEST)
-        self._names[key] = (now + kept, kept, reason)
+        self._names[key] = (now + kept, kept, reason, upstreams_said)
         if len(self._names) > self._max:
             self._names.popitem(last=False)
 
@@ -48,3 +51,8 @@ class Failures:
     def answered(self, key: bytes) -> None:
         """An answer for ``key``: its failures are history."""
         self._names.pop(key, None)
+
+    def forget_unanswered(self) -> None:
+        """The network changed: what failed for want of a reply may get one now."""
+        for key in [key for key, entry in self._names.items() if not entry[3]]:
+            del self._names[key]

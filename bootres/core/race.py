@@ -187,9 +187,11 @@ class Race:
             if self._waiting:
                 self._start_next(now)
             span = min(2 * (attempt.deadline - attempt.sent_at), MAX_RTO)
-            if now + MIN_RTO < self.ends_at and not attempt.tcp and not self._probe_only:
+            # Not again to an upstream that is down now (this very timeout may have made it so): its probes do that.
+            if now + MIN_RTO < self.ends_at and not attempt.tcp and not self._probe_only and upstream.state != "down":
                 self._ask(upstream, now, span=span)
-        if self._outcome is None and now >= self.ends_at:
+        # Nothing open and no one left to ask (every one went down): waiting longer would only make clients wait.
+        if self._outcome is None and (now >= self.ends_at or not (self._attempts or self._waiting)):
             self._finish(Outcome("timeout"))
         return self._step(decided)
 

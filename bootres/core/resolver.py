@@ -96,11 +96,9 @@ from bootres.core.upstreams import UpstreamPool, Upstreams
 _CLASS_NAMES = {3: "CH", 4: "HS", 254: "NONE", 255: "ANY"}
 _INTERNAL = "internal error (see the log)"  # the reason given with the SERVFAIL of a bug of ours
 _ALL_DOWN = "all upstreams down"
-# Extended DNS Errors (RFC 8914) for an EDNS client: a stale answer says so; a client outside allow is told
-# it is not allowed, and nothing more.
+# Extended DNS Errors (RFC 8914) for an EDNS client: a stale answer says so.
 _EDE_STALE = dnswire.ede_option(dnswire.EDE_STALE_ANSWER)
 _EDE_STALE_NXDOMAIN = dnswire.ede_option(dnswire.EDE_STALE_NXDOMAIN)
-_EDE_PROHIBITED = dnswire.ede_option(dnswire.EDE_PROHIBITED)
 _BUG_SITES_MAX = 256  # distinct bugs (type and call path) remembered as logged
 _ACL_MEMO_MAX = 4096  # distinct client addresses whose verdict we remember
 _SHAPES_MAX = 4096  # remembered query shapes (see fast_answer): the hot set; cleared wholesale when full
@@ -254,8 +252,8 @@ class Resolver:
                 self.refused += 1
                 parsed = clientwire.parse_query(data)
                 if isinstance(parsed, ClientQuery):
-                    reply = clientwire.error_reply(parsed.head, parsed.question, dnswire.REFUSED, parsed.payload,
-                                                   _EDE_PROHIBITED if parsed.payload else b"")
+                    # No Extended DNS Error here: the reply must stay no larger than the query (no amplification).
+                    reply = clientwire.error_reply(parsed.head, parsed.question, dnswire.REFUSED, parsed.payload)
                     self._out.append(Respond(client, reply, "local"))
                 return
             parsed = clientwire.parse_query(data)
@@ -381,7 +379,9 @@ class Resolver:
         return out
 
     def routes_changed(self) -> None:
-        """The kernel's addresses or routes changed (netlink): upstreams down as unreachable may be reachable now."""
+        """The kernel's addresses or routes changed (netlink): upstreams down as unreachable may be reachable now,
+        and names that failed for want of a reply may get one."""
+        self._failures.forget_unanswered()
         for upstream in self.upstreams.all:
             self._out.extend(upstream.routes_changed())
 
@@ -459,7 +459,6 @@ class Resolver:
                 self._respond_stale(waiter, stale)
             else:
                 self._respond_servfail(waiter, _ALL_DOWN, dnswire.EDE_NO_REACHABLE_AUTHORITY)
-                self._failures.failed(query.key, _ALL_DOWN, now, upstreams_said=False)
             if pending is None and group.probe_due(now) and len(self._pending) < settings.max_inflight:
                 self._start(query.key, group, None, now, None)
             return

@@ -37,6 +37,14 @@ def test_a_failure_long_after_the_last_starts_over():
     assert seen.reason(b"k", 100.9) is not None and seen.reason(b"k", 101.0) is None
 
 
+def test_a_network_change_forgets_what_nothing_answered_but_not_what_the_upstreams_said():
+    seen = Failures()
+    seen.failed(b"lost", "all upstreams down", 0.0, upstreams_said=False)
+    seen.failed(b"broken", "every upstream answered SERVFAIL", 0.0, upstreams_said=True)
+    seen.forget_unanswered()
+    assert seen.reason(b"lost", 0.5) is None and seen.reason(b"broken", 0.5) is not None
+
+
 def test_the_number_of_names_is_bounded_oldest_failure_first():
     seen = Failures(max_names=2)
     for i, key in enumerate((b"a", b"b", b"c")):

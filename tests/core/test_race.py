@@ -196,6 +196,21 @@ def test_lingering_queries_to_a_dead_upstream_mark_it_down():
     assert [s.address for s in sends(out)] == [B]  # no longer asked, costs nothing
 
 
+def test_a_query_is_not_sent_again_to_an_upstream_that_went_down():
+    group = Upstreams([Upstream(A, "a"), Upstream(B, "b")])
+    race, out, _ = start(group=group, timeout=3.0)
+    for t in (0.1, 0.2):
+        group.all[0].timed_out(t)  # two timeouts of other questions: one more makes A down
+    out.clear()
+    race.timer(0.5)  # both queries time out: A goes down and is left alone, B is asked again
+    assert group.all[0].state == "down" and [s.address for s in sends(out)] == [B]
+    for t in (0.6, 0.7):
+        group.all[1].timed_out(t)
+    out.clear()
+    race.timer(1.5)  # B's second query times out, B goes down too: nothing left to wait for
+    assert sends(out) == [] and race.outcome.kind == "timeout" and race.deadline() is None
+
+
 def test_abort_closes_every_open_query_and_ends_the_race():
     race, out, group = start(labels=(A, B))
     to_a, to_b = sends(out)
