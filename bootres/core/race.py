@@ -168,7 +168,7 @@ class Race:
             return self._step(decided)
         self._close(attempt)
         upstream = attempt.upstream
-        self._out.extend(upstream.unreachable(now, why) if hard else upstream.timed_out(now, why))
+        self._out.extend(upstream.unreachable(now, why) if hard else upstream.timed_out(now, why, attempt.sent_at))
         if self._outcome is None:
             self._errors.setdefault(attempt.upstream, why)
             self._failed_over(now)
@@ -181,7 +181,7 @@ class Race:
         for attempt in [a for a in self._attempts.values() if a.deadline <= now]:
             self._close(attempt)
             upstream = attempt.upstream
-            self._out.extend(upstream.timed_out(now))
+            self._out.extend(upstream.timed_out(now, sent_at=attempt.sent_at))
             if self._outcome is not None or upstream in self._errors:
                 continue
             if self._waiting:

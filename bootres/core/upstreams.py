@@ -1,7 +1,8 @@
 """Upstream health: smoothed RTT, up/down/unknown, probing with backoff, the hedge delay.
 
 An upstream is *unknown* until it answers or times out, *up* while it
-answers, and *down* after DOWN_AFTER timeouts in a row, or at once when the
+answers, and *down* after DOWN_AFTER timeouts in a row of queries sent
+after its last valid reply, or at once when the
 kernel says nothing there can answer (``unreachable``: no route to it, or
 ICMP port unreachable).  A down upstream is
 left out of races (it costs no waiting) except for a probe now and then,
@@ -113,9 +114,19 @@ class Upstream:
             return [Log(INFO, f"upstream {self.label} is up again (answered in {rtt * 1000:.1f} ms)")]
         return []
 
-    def timed_out(self, now: float, why: str = "timed out") -> list[Log]:
-        """A query to it got no usable reply: silence, or a failure that may pass (a lost datagram, no fd)."""
+    def timed_out(self, now: float, why: str = "timed out", sent_at: float = float("inf")) -> list[Log]:
+        """A query to it, sent at ``sent_at``, got no usable reply: silence, or a failure that may pass (a lost
+        datagram, no fd).
+
+        Only a query sent after its last valid reply counts towards *down*: one
+        that left before says nothing about now (it answered since), whether
+        a burst of queries overran it while it kept answering others, or it
+        was dead and is already back when the queries of its dead time
+        expire (which made it flap down and up).
+        """
         self.timeouts += 1
+        if sent_at < self.replied_at:
+            return []
         self.consecutive_timeouts += 1
         if self.state != "down" and self.consecutive_timeouts >= DOWN_AFTER:
             return self._down(now, f"{self.consecutive_timeouts} queries in a row {why}")

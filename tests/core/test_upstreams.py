@@ -168,3 +168,15 @@ def test_the_pool_keeps_what_it_measured_of_every_upstream_that_stays():
     assert pool.all.all[0] is a and a.status().srtt_ms == 20.0 and c not in pool.all.all
     assert pool.group_of(b"\x03www\x07example\x04test\x00") is default  # the same addresses: the same group
     assert [u.address for u in pool.group_of(b"\x03git\x04corp\x04test\x00").all] == [A]
+
+
+def test_only_queries_sent_after_its_last_reply_count_towards_down():
+    u = Upstream(("198.18.0.10", 53), "198.18.0.10:53")
+    u.answered(0.001, 5.0)  # alive at 5.0
+    for sent in (4.0, 4.5, 4.9):  # a burst that left before: lost, or overran it, while it answered
+        assert u.timed_out(6.0, sent_at=sent) == []
+    assert u.state == "up" and u.timeouts == 3
+    for t, sent in ((7.0, 5.5), (7.1, 5.6)):
+        u.timed_out(t, sent_at=sent)
+    assert u.state == "up"
+    assert u.timed_out(7.2, sent_at=5.7)[0].level == WARNING and u.state == "down"  # three since its last reply
