@@ -1,6 +1,6 @@
 """Status: gather -> model -> renderers.
 
-The model is ``bootres.core.report``'s frozen dataclasses, whose JSON form
+The model is ``bootres.core.report``'s records, whose JSON form
 is what ``bootres status --json`` prints (the SPEC's schema); the daemon
 builds a ``Report`` with ``build_report`` from what each service says about
 itself, and everything else here renders it: the human view, the one-line
@@ -15,15 +15,10 @@ is the machine interface.
 
 from __future__ import annotations
 
-from bootres.core.report import (
-    ErrorEntry,
-    FilesStatus,
-    Health,
-    Report,
-    ResolverStatus,
-    RouterStatus,
-    ServiceStatus,
-)
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bootres.core.report import ErrorEntry, FilesStatus, Report, ResolverStatus, RouterStatus, ServiceStatus
 
 KEY_WIDTH = 12  # like resolvectl's minimum column, so sections line up
 
@@ -47,6 +42,8 @@ def build_report(
     resolv.conf); ``conditions``: daemon-level problems (e.g. an unwritable
     state dir).
     """
+    from bootres.core.report import Health, Report  # here: the daemon's first answer does not wait for the model
+
     found = problems(resolver, router, files) + list(conditions)
     return Report(running=True, pid=pid, uptime_s=round(uptime_s, 1), version=version, config=config,
                   health=Health(healthy=not found, problems=tuple(found)), service=service,

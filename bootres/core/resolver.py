@@ -68,9 +68,9 @@ import itertools
 import sys
 import traceback
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from bootres.core import clientwire, dnswire, hostsdb, prefetch, report, upstreamwire
+from bootres.core import clientwire, dnswire, hostsdb, prefetch, upstreamwire
 from bootres.core.cache import Cache
 from bootres.core.clientwire import ClientQuery
 from bootres.core.dnswire import Answer
@@ -92,6 +92,9 @@ from bootres.core.prefetch import Prefetch
 from bootres.core.race import Outcome, Race, RaceStep
 from bootres.core.routing import NamesUnder, Routing
 from bootres.core.upstreams import UpstreamPool, Upstreams
+
+if TYPE_CHECKING:
+    from bootres.core import report
 
 _CLASS_NAMES = {3: "CH", 4: "HS", 254: "NONE", 255: "ANY"}
 _INTERNAL = "internal error (see the log)"  # the reason given with the SERVFAIL of a bug of ours
@@ -814,6 +817,8 @@ class Resolver:
 
     def status(self) -> report.ResolverStatus:
         """The core's part of ``resolver`` in status; the service adds listeners, sources and the container side."""
+        from bootres.core import report  # here: the status model is not needed before the first answer
+
         return report.ResolverStatus(
             queries=self.queries,
             cache=report.CacheStatus(

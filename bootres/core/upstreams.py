@@ -29,9 +29,13 @@ RTO = SRTT + 4 * RTTVAR), with a floor suited to DNS rather than TCP.
 
 from __future__ import annotations
 
-from bootres.core import report
+from typing import TYPE_CHECKING
+
 from bootres.core.effects import INFO, WARNING, Log
 from bootres.core.routing import Routing
+
+if TYPE_CHECKING:
+    from bootres.core import report
 
 DOWN_AFTER = 3
 PROBE_FIRST = 1.0
@@ -174,6 +178,8 @@ class Upstream:
         return [Log(WARNING, f"upstream {self.label} is down ({why})")]
 
     def status(self) -> report.UpstreamStatus:
+        from bootres.core import report  # here: the status model is not needed before the first answer
+
         return report.UpstreamStatus(
             address=self.label,
             state=self.state,
@@ -298,5 +304,7 @@ class UpstreamPool:
 
     def routes_status(self) -> tuple[report.RouteStatus, ...]:
         """The SPEC's ``resolver.routes``: each routing domain and the labels of its upstreams."""
+        from bootres.core import report  # here: the status model is not needed before the first answer
+
         return tuple(report.RouteStatus(route.domain, tuple(self._by_address[a].label for a in route.upstreams))
                      for route in self.routing.routes)

@@ -20,11 +20,14 @@ import socket
 import struct
 import sys
 from collections import OrderedDict
-from typing import Callable, NamedTuple
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
 from bootres.config import Endpoint
-from bootres.core import clientwire, report
+from bootres.core import clientwire
 from bootres.core.effects import Respond
+
+if TYPE_CHECKING:
+    from bootres.core import report
 
 UDP_BURST = 1000  # datagrams per wake-up before other work gets a turn
 TCP_BACKLOG = 1024  # connections the kernel holds until accepted: absorbs a burst of them
@@ -400,6 +403,8 @@ class TcpPool:
         return iter(list(self._active))
 
     def status(self) -> report.TcpStatus:
+        from bootres.core import report  # here: the status model is not needed before the first answer
+
         return report.TcpStatus(connections=len(self._active), **self.counts)
 
     def add(self, conn: _TcpConnection) -> None:

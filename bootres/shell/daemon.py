@@ -32,16 +32,19 @@ import socket
 import struct
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from bootres import __version__, config, status
 from bootres.core import clientwire, containerside, resolvconf
-from bootres.core.report import FilesStatus, Report, RouterStatus, ServiceStatus, to_json
 from bootres.core.sources import is_loopback
 from bootres.shell import control, etcfiles_io, sd
 from bootres.shell.errorlog import ErrorLog, Problems
 from bootres.shell.fileio import atomic_write
 from bootres.shell.resolvguard_io import ManagedResolvConf
 from bootres.shell.sources_io import SourcePaths
+
+if TYPE_CHECKING:
+    from bootres.core.report import Report
 
 TICK = 5.0  # seconds between status refreshes (STATUS=, metrics, retries)
 GUARD_INTERVAL = 0.5  # how soon another program's rewrite of /etc/resolv.conf is noticed
@@ -511,6 +514,8 @@ class Daemon:
     # --- status
 
     def report(self) -> Report:
+        from bootres.core.report import FilesStatus, RouterStatus, ServiceStatus  # not needed before the first answer
+
         return status.build_report(
             version=__version__,
             pid=os.getpid(),
@@ -528,6 +533,8 @@ class Daemon:
         )
 
     async def _status_request(self, message: dict) -> dict:
+        from bootres.core.report import to_json
+
         return to_json(self.report())
 
     async def _query_request(self, message: dict) -> dict:

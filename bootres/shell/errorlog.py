@@ -25,8 +25,10 @@ import collections
 import logging
 import threading
 import time
+from typing import TYPE_CHECKING
 
-from bootres.core.report import ErrorEntry
+if TYPE_CHECKING:
+    from bootres.core.report import ErrorEntry
 
 MAX_ERRORS = 20
 _LISTED = "bootres_listed"  # a record attribute: the line is in the list already, under its topic
@@ -60,7 +62,7 @@ class ErrorLog(logging.Handler):
 
     def listed(self, topic: str, text: str) -> None:
         """``text`` goes in the list under ``topic`` (``Problems.problem``, on the loop)."""
-        self._entries.append((topic, ErrorEntry(_now(), text)))
+        self._entries.append((topic, _entry(_now(), text)))
 
     def drop(self, topic: str) -> None:
         """Every line listed under ``topic`` leaves the list (``Problems.solved``, on the loop)."""
@@ -69,7 +71,13 @@ class ErrorLog(logging.Handler):
             self._entries = collections.deque(kept, maxlen=MAX_ERRORS)
 
     def _add(self, topic: str | None, record: logging.LogRecord) -> None:
-        self._entries.append((topic, ErrorEntry(_now(record.created), record.getMessage())))
+        self._entries.append((topic, _entry(_now(record.created), record.getMessage())))
+
+
+def _entry(at: str, message: str) -> ErrorEntry:
+    from bootres.core.report import ErrorEntry  # here: the status model is not needed before the first answer
+
+    return ErrorEntry(at, message)
 
 
 def _now(seconds: float | None = None) -> str:

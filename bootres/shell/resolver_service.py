@@ -17,10 +17,10 @@ import os
 import resource
 import socket
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from bootres.config import Endpoint, ResolverConfig
-from bootres.core import clientwire, containerside, publicsuffix, report, sources
+from bootres.core import clientwire, containerside, publicsuffix, sources
 from bootres.core.cache import Cache, CacheFileError, Snapshot
 from bootres.core.effects import CloseUpstream, Respond, SendUpstream
 from bootres.core.hostsdb import HostsDB, parse_hosts
@@ -31,6 +31,9 @@ from bootres.shell.core_driver import CoreDriver
 from bootres.shell.errorlog import Problems
 from bootres.shell.fileio import FileRead, atomic_write, open_regular, read_bytes, read_changed
 from bootres.shell.sources_io import POLL_INTERVAL, Scan, SourcePaths, SourceWatcher
+
+if TYPE_CHECKING:
+    from bootres.core import report
 
 WATCH_INTERVAL = POLL_INTERVAL  # seconds between checks of hosts_files and the upstream sources
 PUBLIC_SUFFIX_LIST = "/usr/share/publicsuffix/public_suffix_list.dat"  # Debian's publicsuffix package
@@ -271,6 +274,8 @@ class ResolverService:
         )
 
     def _container_status(self) -> report.ContainerListenStatus | None:
+        from bootres.core import report  # here: the status model is not needed before the first answer
+
         endpoint = self.cfg.container_listen
         if endpoint is None:
             return None

@@ -32,13 +32,17 @@ import asyncio
 import concurrent.futures
 import logging
 import os
+from typing import TYPE_CHECKING
 
-from bootres.core import report, resolvguard, sources
+from bootres.core import resolvguard, sources
 from bootres.core.resolvguard import Verdict
 from bootres.core.sources import SourceRecord
 from bootres.shell import etcfiles_io
 from bootres.shell.etcfiles_io import RESOLV_CONF, SAVED
 from bootres.shell.fileio import read_bytes
+
+if TYPE_CHECKING:
+    from bootres.core import report
 
 
 class ManagedResolvConf:
@@ -68,6 +72,8 @@ class ManagedResolvConf:
         self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="bootres-resolv.conf")  # the files
 
     def status(self) -> report.ResolvConfStatus:
+        from bootres.core import report  # here: the status model is not needed before the first answer
+
         return report.ResolvConfStatus(path=self.path, managed=True, in_path=self.managing or self.behind is not None,
                                        behind=self.behind, saved=self.saved, conflict=self.conflict,
                                        last_rewrite=self.last_rewrite)
@@ -190,6 +196,8 @@ class ManagedResolvConf:
     async def _rewritten(self, verdict: Verdict, now: float) -> None:
         """Another program's file with nameservers: say so, and put ours back within the fight limit."""
         import datetime  # here, not at start: the first answer need not wait for it
+
+        from bootres.core import report  # here: the status model is not needed before the first answer
 
         says = f" (the file says {verdict.says!r})" if verdict.says else ""
         self.last_rewrite = report.RewriteStatus(

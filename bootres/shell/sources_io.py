@@ -33,12 +33,15 @@ import logging
 import os
 import socket
 from dataclasses import dataclass
-from typing import Callable, Collection
+from typing import TYPE_CHECKING, Callable, Collection
 
-from bootres.core import report, sources
+from bootres.core import sources
 from bootres.core.sources import SourceError, SourceRecord
 from bootres.shell.errorlog import Problems
 from bootres.shell.fileio import FileRead, Signature, read_changed
+
+if TYPE_CHECKING:
+    from bootres.core import report
 
 POLL_INTERVAL = 0.5  # a changed nameserver list is in use within this much (plus a parse)
 
@@ -132,6 +135,8 @@ class SourceWatcher:
     def status(self, used: Collection[str]) -> tuple[report.SourceStatus, ...]:
         """One entry per file seen: its name, path, nameservers, whether its name is ``used`` and, when it is
         unusable, why."""
+        from bootres.core import report  # here: the status model is not needed before the first answer
+
         out = []
         for path, watched in self._files.items():
             record = watched.record
