@@ -36,7 +36,7 @@ def in_state(state: str) -> Pending:
     return item
 
 
-@pytest.mark.parametrize("state, event", itertools.product(STATES, EVENTS))
+@pytest.mark.parametrize("state, event", list(itertools.product(STATES, EVENTS)))
 def test_every_event_in_every_state_is_the_tables_or_refused(state, event):
     item = in_state(state)
     expected = pending.TRANSITIONS.get((state, event))
