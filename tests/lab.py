@@ -118,6 +118,20 @@ def wait_while_running(proc, log, predicate, timeout: float, what: str, interval
     raise AssertionError(f"timed out after {timeout} s waiting for {what}:\n{log()[-4000:]}")
 
 
+def free_port() -> int:
+    """A port free for both UDP and TCP on 127.0.0.1 (the service binds both on the same one)."""
+    for _ in range(50):  # bounded: a port free for UDP may be taken for TCP (an outgoing connection's)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, socket.socket() as tcp:
+            udp.bind(("127.0.0.1", 0))
+            port = udp.getsockname()[1]
+            try:
+                tcp.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no port free for both UDP and TCP in 50 tries")
+
+
 def _check_address(cidr: str) -> ipaddress.IPv4Interface:
     """Parse ``198.18.x.y/len`` and refuse anything outside the lab range."""
     if "/" not in cidr:

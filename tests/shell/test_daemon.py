@@ -24,22 +24,9 @@ import pytest
 from bootres.core.report import Report, from_json, to_json
 from bootres.shell import cli, control
 from bootres_process import BootresProcess
+from lab import free_port
 
 HERE = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1 (the service binds both on the same one)."""
-    for _ in range(50):  # bounded: a port free for UDP may be taken for TCP (an outgoing connection's)
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, socket.socket() as tcp:
-            udp.bind(("127.0.0.1", 0))
-            port = udp.getsockname()[1]
-            try:
-                tcp.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise AssertionError("no port free for both UDP and TCP in 50 tries")
 
 
 def write_config(path: Path, *, work: Path, upstream: tuple[str, int], port: int, extra: str = "") -> None:

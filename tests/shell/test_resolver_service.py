@@ -15,7 +15,6 @@ import functools
 import logging
 import math
 import os
-import socket
 import struct
 import threading
 
@@ -25,22 +24,9 @@ from bootres.core.cache import Cache
 from bootres.shell import resolver_service, sources_io
 from bootres.shell.resolver_service import SAVE_STEP, ResolverService
 from bootres.shell.sources_io import SourcePaths
+from lab import free_port
 
 ENTRIES = 10_000
-
-
-def free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1 (the service binds both on the same one)."""
-    for _ in range(50):  # bounded: a port free for UDP may be taken for TCP (an outgoing connection's)
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, socket.socket() as tcp:
-            udp.bind(("127.0.0.1", 0))
-            port = udp.getsockname()[1]
-            try:
-                tcp.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise AssertionError("no port free for both UDP and TCP in 50 tries")
 
 
 def resolver_config(tmp_path) -> config.ResolverConfig:
