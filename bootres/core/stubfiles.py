@@ -30,9 +30,10 @@ The block, in this order:
 - ``pin``: each name's last addresses from DNS, one line per address.
 
 Pinned names are asked at start and every ``refresh_interval``, one lookup
-in flight per name, each time a little later at random (up to
-``START_SPREAD`` at start, up to ``SPREAD`` of the interval after): hosts
-that booted together do not ask the site's nameservers in step for ever.  The lookup goes to the upstreams only, never to the
+in flight per name, at a random moment (within ``START_SPREAD`` of start,
+then up to ``SPREAD`` of the interval early, never late, so a moved name is
+still in the block within one interval): hosts that booted together do not
+ask the site's nameservers in step for ever.  The lookup goes to the upstreams only, never to the
 hosts files (bootres's own block is one of them) nor to a stale cached
 answer (``Resolver.ask_upstreams``).  A pin exists for when DNS is wrong or
 down, so an answer replaces the addresses and nothing else does:
@@ -120,7 +121,7 @@ ANSWERED = "answered"
 NO_ADDRESS = "no address"  # NXDOMAIN, or the name has no A or AAAA
 NO_ANSWER = "no answer"  # no upstream answered: down, SERVFAIL, timeout
 START_SPREAD = 1.0  # seconds: the first lookups wait up to this long after start
-SPREAD = 0.1  # each later lookup waits up to this share of its interval more
+SPREAD = 0.1  # each later lookup comes up to this share of its interval early
 
 
 @dataclass
@@ -361,7 +362,7 @@ class StubFiles:
     # --- internals
 
     def _after(self, now: float, interval: float) -> float:
-        return now + interval * (1 + SPREAD * self._spread())
+        return now + interval * (1 - SPREAD * self._spread())
 
     def _self_names(self) -> tuple[str, ...]:
         return etcfiles.self_names(self._hostname, self._search) if self.settings.self_entry else ()
