@@ -57,6 +57,8 @@ def problems(resolver: ResolverStatus, router: RouterStatus, files: FilesStatus)
         found.append("no upstream nameserver configured")
     elif all(u.state == "down" for u in resolver.upstreams):
         found.append("no upstream answering")
+    if resolver.cache_file is not None and resolver.cache_file.problem:
+        found.append(f"cache file {resolver.cache_file.path}: {resolver.cache_file.problem}")
     if router.discovery and not router.default:
         found.append("no default router")
     for entry in (files.defaultrouter, files.hosts):
@@ -143,6 +145,12 @@ def render_human(report: Report) -> str:
         f"{' '.join(resolver.listen)} · {resolver.queries} queries"
         f" · cache {cache.entries} ({hit_rate}, {cache.stale_served} stale, {cache.refreshes} refreshed ahead)",
     )
+    saved = resolver.cache_file
+    if saved:
+        loaded = f"{saved.loaded} loaded" + ("" if saved.age_trusted is not False else " (age not trusted)")
+        last = f"last save {saved.saved_at}, {saved.saved_entries} answers" if saved.saved_at else "not saved yet"
+        _field(lines, "Cache file", f"{saved.path} · {loaded} · {last}"
+                                    + (f" · {saved.problem}" if saved.problem else ""))
     container = resolver.container_listen
     if container:
         where = "on lo" if container.on_lo else "NOT on lo"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import struct
+import zlib
 from pathlib import Path
 
 import dns.edns
@@ -23,7 +24,7 @@ import dns.rdatatype
 import dns.rrset
 
 from bootres.core import cache as cachemod
-from bootres.core import rdisc, upstreamwire
+from bootres.core import cachefile, rdisc, upstreamwire
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -135,7 +136,11 @@ def reply_seeds() -> list[bytes]:
 
 
 def cache_seeds() -> list[bytes]:
-    """Snapshots of caches holding the reply seeds, in the target's form (count byte + payload), and one whole file."""
+    """A cache file holding the reply seeds, the previous release's format of it, and the same in the target's form.
+
+    The target's form (fuzz/targets.py ``cache_blob``): the clock reading,
+    then each entry behind a 2-byte length: one seed per entry, one with all.
+    """
     store = cachemod.Cache(100, 86400.0)
     for index, wire in enumerate(reply_seeds()):
         reply = upstreamwire.read_reply(wire)
@@ -145,18 +150,18 @@ def cache_seeds() -> list[bytes]:
         q = msg.question[0]
         key = q.name.canonicalize().to_wire() + struct.pack(">HH", q.rdtype, q.rdclass) + bytes([index % 2])
         store.put(key, reply.answer, 1000.0)
-    whole = store.snapshot(1000.0)
-    header = len(cachemod.MAGIC) + 8
-    payload = whole[header:]
-    seeds = [whole, b"\x00"]
-    # One entry per seed: the entries are consecutive; split them with the cache's own layout.
-    pos, count = 0, struct.unpack_from(">I", whole, len(cachemod.MAGIC))[0]
-    for _ in range(count):
-        klen, _, _, _, _, _, blen, nttl, _ = cachemod._ENTRY.unpack_from(payload, pos)
-        size = cachemod._ENTRY.size + klen + blen + nttl * cachemod._TTL.size
-        seeds.append(b"\x01" + payload[pos:pos + size])
-        pos += size
-    seeds.append(bytes([min(count, 255)]) + payload)
+    whole = store.snapshot(1000.0, cachefile.ClockReading(1.8e9, True, b"a" * 16, 50.0))
+    head = len(cachefile.MAGIC) + 37
+    entries, pos = [], head
+    while pos < len(whole):
+        length = struct.unpack_from(">I", whole, pos + 4)[0]
+        entries.append(whole[pos + 12:pos + 12 + length])
+        pos += 12 + length
+    v2 = b"".join(entries)
+    seeds = [whole, cachefile.MAGIC_V2 + struct.pack(">II", len(entries), zlib.crc32(v2)) + v2, b"\x00"]
+    stamp = whole[len(cachefile.MAGIC):head]
+    seeds += [stamp + len(entry).to_bytes(2, "big") + entry for entry in entries]
+    seeds.append(stamp + b"".join(len(entry).to_bytes(2, "big") + entry for entry in entries))
     return seeds
 
 

@@ -15,6 +15,7 @@ hands them to atheris.
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 import socket
 import struct
@@ -29,7 +30,7 @@ import dns.rdatatype
 
 from bootres import config
 from bootres.core import cache as cachemod
-from bootres.core import clientwire, dnswire, etcfiles, hostsdb, rdisc, resolvconf, router, sources, upstreamwire
+from bootres.core import cachefile, clientwire, dnswire, etcfiles, hostsdb, rdisc, resolvconf, router, sources, upstreamwire
 from bootres.settings import router_settings
 
 
@@ -295,14 +296,23 @@ def target_reply(data: bytes) -> None:
 
 
 def cache_blob(data: bytes) -> bytes:
-    """The cache file for ``data``: as it is when it starts with the magic, else entry count byte + payload, CRC fixed.
+    """The cache file for ``data``: as it is when it starts with a magic, else records with their checksums fixed.
 
-    Without the fix-up nearly every mutation would only exercise the checksum.
+    ``data`` is then a clock reading's 37 bytes and records, each a 2-byte
+    length and that many bytes of entry (what is left over goes at the end
+    as it is): without the fix-up nearly every mutation would only exercise
+    the checksums.
     """
-    if data.startswith(cachemod.MAGIC):
+    if data.startswith((cachefile.MAGIC, cachefile.MAGIC_V2)):
         return data
-    count, payload = (data[0], data[1:]) if data else (0, b"")
-    return cachemod.MAGIC + struct.pack(">II", count, zlib.crc32(payload)) + payload
+    parts, pos = [cachefile.MAGIC, data[:37]], 37
+    while pos + 2 <= len(data):
+        length = int.from_bytes(data[pos:pos + 2], "big")
+        entry = data[pos + 2:pos + 2 + length]
+        parts.append(cachefile.SYNC + struct.pack(">II", len(entry), zlib.crc32(entry)) + entry)
+        pos += 2 + length
+    parts.append(data[pos:])
+    return b"".join(parts)
 
 
 # The last byte of a cache key: DO + 2 * CD (clientwire._KEY_FLAGS), or just DO where CD is not part of the key.
@@ -320,7 +330,7 @@ def _check_key(key: bytes, blob: bytes) -> None:
 
 
 def target_cache_file(data: bytes) -> None:
-    """``Cache.restore``: returns a count or raises CacheFileError; what it loads can be served and saved again.
+    """``cachefile.read``: returns what it could read or raises CacheFileError; what it loads can be served and saved again.
 
     Every restored entry has a well-formed key, serves as a stale answer that
     dnspython parses (question from the key, records inside the message,
@@ -330,11 +340,15 @@ def target_cache_file(data: bytes) -> None:
     blob = cache_blob(data)
     store = cachemod.Cache(64, 7 * 86400.0)
     try:
-        count = store.restore(blob, 100.0, 30.0)
-    except cachemod.CacheFileError:
-        check(len(store) == 0, "a rejected cache file left entries behind", blob.hex())
+        contents = cachefile.read(blob, 0.0)
+    except cachefile.CacheFileError:
         return
-    check(isinstance(count, int) and count == len(store), "restore's count is not what it loaded", blob.hex())
+    check(contents.version == 2 or len(contents.records) + contents.refused <= blob.count(cachefile.SYNC),
+          "more records read than the file holds", blob.hex())
+    verdict = cachefile.judge_age(contents.saved, cachefile.ClockReading(1.8e9, True, b"b" * 16, 100.0))
+    check(math.isfinite(verdict.age) and verdict.age >= 0, f"an age of {verdict.age!r}", blob.hex())
+    count = store.load(contents.records, 100.0, verdict.age)
+    check(isinstance(count, int) and count == len(store), "load's count is not what it loaded", blob.hex())
     entries = list(store._entries.items())
     for key, answer in entries:
         _check_key(key, blob)

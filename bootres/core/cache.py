@@ -5,39 +5,19 @@ Keys and values come from ``clientwire`` and ``upstreamwire``: byte keys (name, 
 *fresh* until ``expires_at``, then *stale* until ``stale_until`` (only
 served when upstreams fail), then gone.
 
-``snapshot``/``restore`` turn the cache into bytes for ``cache_file``;
-``Snapshot`` makes the same bytes a bounded number of entries at a time, so
-the loop that owns the cache answers queries between the steps (10,000
-entries take ~16 ms to serialize).  Restored entries are stale-only: early
-in boot the clock may be wrong, so their TTLs mean nothing until an
-upstream refreshes them.  The file is
-untrusted input like an upstream reply: a checksum only catches accidents,
-so every entry is read again as a reply would be before any is used.
+The cache file's format is ``cachefile``'s; ``load`` takes what it read.
+Restored entries are stale-only: early in boot the clock may be wrong, so
+their TTLs mean nothing until an upstream refreshes them.
 """
 
 from __future__ import annotations
 
 import itertools
-import math
-import struct
-import zlib
 from collections import OrderedDict
-from typing import Container
+from typing import Container, Iterable
 
-from bootres.core.dnswire import AD, AXFR, IXFR, MAILA, MAILB, NOERROR, NXDOMAIN, OPT, QR, RA, RD, TKEY, TSIG, Answer
-from bootres.core.upstreamwire import read_reply
-
-# Name, then format version 2 (version 1 held records as the upstream
-# compressed them, with pointers anywhere into its reply).
-MAGIC = b"bootres-cache\n\x02"
-_FILE_HEADER = struct.Struct(">II")  # entry count, CRC-32 of everything after the header
-_ENTRY = struct.Struct(">HBBHHHIHf")  # key len, rcode, ad, an, ns, ar, body len, TTL count, stale seconds left
-_TTL = struct.Struct(">HI")
-_NEVER_ASKED = frozenset({OPT, TSIG, TKEY, IXFR, AXFR, MAILB, MAILA})  # parse_query answers these itself
-
-
-class CacheFileError(ValueError):
-    """The cache file is not ours or is damaged; the message says which, for the log."""
+from bootres.core import cachefile
+from bootres.core.dnswire import Answer
 
 
 class Cache:
@@ -103,54 +83,30 @@ class Cache:
         while len(self._entries) > size:
             self._entries.popitem(last=False)
 
-    def snapshot(self, now: float) -> bytes:
-        """Every entry still worth serving, oldest first (``Snapshot``), as bytes, in one go (tests, fuzzing)."""
-        steps = Snapshot(self)
+    def snapshot(self, now: float, clock: cachefile.ClockReading | None = None) -> bytes:
+        """The cache file's bytes in one go (tests, fuzzing; the service saves in steps with ``cachefile.Snapshot``)."""
+        steps = cachefile.Snapshot(self, clock or cachefile.ClockReading(0.0, False, cachefile.NO_BOOT_ID, 0.0))
         steps.step(now, len(self._entries))
         return steps.finish()
 
     def restore(self, blob: bytes, now: float, age: float) -> int:
-        """Load a snapshot taken ``age`` seconds ago as stale-only entries; return how many.
+        """``load`` what ``cachefile.read`` finds in ``blob``, saved ``age`` seconds ago (tests, fuzzing)."""
+        return self.load(cachefile.read(blob, 0.0).records, now, age)
 
-        Raises CacheFileError, and loads nothing, when the file is foreign or
-        damaged or any field of any entry is not what ``snapshot`` writes
-        (``_entry``); never any other exception.
+    def load(self, records: Iterable[tuple[bytes, Answer, float]], now: float, age: float) -> int:
+        """Add a cache file's records, saved ``age`` seconds ago, as stale-only entries; return how many.
+
+        Each keeps the stale life it had left at the save less ``age``, at
+        most ``stale_max_age`` from now.  Restored entries rank below
+        anything already cached, and never replace a live answer.
         """
-        if not blob.startswith(MAGIC):
-            raise CacheFileError("not a bootres cache file (or another version)")
-        try:
-            count, crc = _FILE_HEADER.unpack_from(blob, len(MAGIC))
-            payload = memoryview(blob)[len(MAGIC) + _FILE_HEADER.size:]
-            if zlib.crc32(payload) != crc:
-                raise CacheFileError("checksum mismatch (damaged file)")
-            loaded = []
-            pos = 0
-            for n in range(count):
-                klen, rcode, ad, an, ns, ar, blen, nttl, left = _ENTRY.unpack_from(payload, pos)
-                pos += _ENTRY.size
-                key = bytes(payload[pos:pos + klen])
-                pos += klen
-                body = bytes(payload[pos:pos + blen])
-                pos += blen
-                pairs = [_TTL.unpack_from(payload, pos + i * _TTL.size) for i in range(nttl)]
-                pos += nttl * _TTL.size
-                if len(key) != klen or len(body) != blen:
-                    raise CacheFileError("truncated entry")
-                if not (math.isfinite(left) and left > 0):
-                    raise CacheFileError(f"entry {n}: stale life left {left!r}")
-                try:
-                    answer = _entry(key, rcode, ad, an, ns, ar, body, pairs)
-                except CacheFileError as exc:
-                    raise CacheFileError(f"entry {n}: {exc}") from None
-                answer.stored_at = now
-                answer.expires_at = now  # stale from the start
-                answer.stale_until = now + min(self.stale_max_age, left - max(age, 0.0))
-                if answer.stale_until > now:
-                    loaded.append((key, answer))
-            if pos != len(payload):
-                raise CacheFileError("trailing bytes after the last entry")
-        except struct.error:
-            raise CacheFileError("truncated file") from None
+        loaded = []
+        for key, answer, left in records:
+            answer.stored_at = now
+            answer.expires_at = now  # stale from the start
+            answer.stale_until = now + min(self.stale_max_age, left - max(age, 0.0))
+            if answer.stale_until > now:
+                loaded.append((key, answer))
         added = 0
         # Oldest last into the front: restored entries rank below anything already cached.
         for key, answer in reversed(loaded[-self.size:] if self.size else []):
@@ -161,90 +117,3 @@ class Cache:
         while len(self._entries) > self.size:
             self._entries.popitem(last=False)
         return added
-
-
-class Snapshot:
-    """The cache file's bytes, made a bounded number of entries per ``step``.
-
-    The entries are the cache's keys when the snapshot began, in the order
-    they were first cached (the dict's own order, not least recently used
-    first: walking OrderedDict's recency links for 10,000 entries took
-    1.4-2.5 ms of the loop in one go, measured by bench/loop_stall.py, and the
-    plain dict order 0.2 ms; ``restore`` ranks every restored entry below the
-    live ones anyway, so the order only decides which of last boot's answers
-    go first when the cache overflows).  Each is serialized as it is at
-    its step: one evicted or dropped meanwhile is left out, one refreshed is
-    written as refreshed, one whose stale life has ended is skipped, and
-    entries added after the start wait for the next snapshot.  Each step's
-    entries are joined into one bytes object (and its CRC carried on), so a
-    snapshot in progress holds one object per step, not four per entry.
-    """
-
-    def __init__(self, cache: Cache):
-        self._entries = cache._entries
-        self._keys = list(dict.keys(cache._entries))  # insertion order, see above
-        self._next = 0
-        self._chunks: list[bytes] = []
-        self._count = 0
-        self._crc = 0
-
-    def step(self, now: float, limit: int) -> bool:
-        """Serialize up to ``limit`` more entries; True once every entry has had its turn."""
-        parts = []
-        end = min(self._next + limit, len(self._keys))
-        for key in self._keys[self._next:end]:
-            answer = self._entries.get(key)
-            if answer is None:
-                continue
-            left = answer.stale_until - now
-            if left <= 0:
-                continue
-            self._count += 1
-            parts.append(_ENTRY.pack(
-                len(key), answer.rcode, answer.ad, answer.an, answer.ns, answer.ar,
-                len(answer.body), len(answer.ttl_offsets), left,
-            ))
-            parts.append(key)
-            parts.append(answer.body)
-            parts.extend(_TTL.pack(offset, ttl) for offset, ttl in zip(answer.ttl_offsets, answer.ttls))
-        self._next = end
-        chunk = b"".join(parts)
-        self._crc = zlib.crc32(chunk, self._crc)
-        self._chunks.append(chunk)
-        return self._next == len(self._keys)
-
-    def finish(self) -> bytes:
-        """The whole file, once ``step`` has said it is done."""
-        return b"".join([MAGIC, _FILE_HEADER.pack(self._count, self._crc), *self._chunks])
-
-
-def _entry(key: bytes, rcode: int, ad: int, an: int, ns: int, ar: int, body: bytes, pairs: list) -> Answer:
-    """The answer a cache file entry stands for; CacheFileError if any field is not what ``snapshot`` writes.
-
-    The key must be one the stub asks upstream for (a lower-case wire name
-    without compression, a type a query may ask for, class IN, the flags
-    byte DO + 2 * CD), the answer a NOERROR or NXDOMAIN that ``read_reply``
-    would have cached: the body, given the key's question and the counts,
-    must read back as an upstream reply to exactly itself (so counts, names,
-    record data and capped TTLs are all as ``read_reply`` leaves them), its
-    TTLs exactly at the offsets the file lists.
-    """
-    name_end = 0
-    while name_end < len(key) - 6 and 0 < key[name_end] < 64:
-        name_end += key[name_end] + 1
-    if (name_end != len(key) - 6 or key[name_end] or name_end >= 255 or key[:name_end] != key[:name_end].lower()
-            or (key[-5] << 8 | key[-4]) in _NEVER_ASKED or key[-3:-1] != b"\x00\x01" or key[-1] > 3):
-        raise CacheFileError("not a question bootres asks")
-    if rcode not in (NOERROR, NXDOMAIN) or ad > 1:
-        raise CacheFileError(f"RCODE {rcode}, AD {ad}: not an answer bootres caches")
-    if any(offset + 4 > len(body) for offset, _ in pairs):
-        raise CacheFileError("TTL offset past the records")
-    body = bytearray(body)
-    for offset, ttl in pairs:  # the body holds the TTLs as cached
-        struct.pack_into(">I", body, offset, ttl)
-    flags = QR | RD | RA | (AD if ad else 0) | rcode
-    reply = read_reply(b"\x00\x00" + struct.pack(">HHHHH", flags, 1, an, ns, ar) + key[:-1] + body)
-    if (reply is None or reply.rcode != rcode or reply.answer.lifetime <= 0 or reply.answer.body != body
-            or list(reply.answer.ttl_offsets) != [offset for offset, _ in pairs]):
-        raise CacheFileError("records, counts or TTLs not as bootres caches them")
-    return reply.answer

@@ -80,6 +80,20 @@ class TcpStatus(NamedTuple):
     overflow_closed: int
 
 
+class CacheFileStatus(NamedTuple):
+    """``cache_file``: what the load found, the last save, and a fault until a save succeeds."""
+
+    path: str
+    loaded: int  # answers restored at start
+    age_trusted: bool | None  # None: nothing was loaded
+    age_note: str | None  # why the age was (not) trusted
+    damaged: int  # regions of the file lost to damage at load
+    refused: int  # records whose checksum held but that bootres does not write
+    saved_entries: int | None  # answers in the last save, None before one
+    saved_at: str | None  # ISO 8601, UTC
+    problem: str | None  # cannot save, a leftover that cannot be removed, damaged or unreadable at load
+
+
 class ResolverStatus(NamedTuple):
     """The core's counters; the service adds what only it knows (``_replace``)."""
 
@@ -98,6 +112,7 @@ class ResolverStatus(NamedTuple):
     search_only: tuple[str, ...] = ()
     sources: tuple[SourceStatus, ...] = ()
     container_listen: ContainerListenStatus | None = None
+    cache_file: CacheFileStatus | None = None
 
 
 # --- router discovery

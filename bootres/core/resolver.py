@@ -305,6 +305,57 @@ class Resolver:
             self._question_failed(("reading a question of our own", "asking the upstreams"), data, client, waiter,
                                   before)
 
+    def query_shed(self, data: bytes, client: Any, host: str | None, now: float) -> None:
+        """A UDP query that arrived while its listener's backlog of misses is full: answered at once, never queued.
+
+        Its stale answer if there is one (a fresh one counts), else SERVFAIL:
+        no upstream query, no wait (shell/clientwire_io.py, ``MISS_BACKLOG``).
+        A query from outside ``allow`` is dropped: strangers get nothing from
+        an overloaded resolver.
+        """
+        self.queries += 1
+        waiter = None
+        try:
+            if host is not None and not self.allows(host):
+                self.refused += 1
+                return
+            parsed = clientwire.parse_query(data)
+            if not isinstance(parsed, ClientQuery):
+                self.malformed += 1
+                if parsed is not None:
+                    self._out.append(Respond(client, parsed, "local"))
+                return
+            waiter = Waiter(client, parsed, False)
+            stale = self.cache.stale(parsed.key, now) if self.settings.serve_stale else None
+            if stale is not None:
+                self._respond_stale(waiter, stale)
+            else:
+                self._respond_servfail(waiter, "overloaded: too many queries waiting", dnswire.EDE_OTHER)
+        except Exception:  # our bug: SERVFAIL, say so, keep serving
+            self._question_failed(("reading a query", "answering a query"), data, client, waiter, None)
+
+    def shutdown(self, now: float) -> int:
+        """Stopping: every client still waiting gets its stale answer, else SERVFAIL, now; how many.
+
+        The races are dropped unfinished; their sockets close with the service.
+        """
+        answered = 0
+        for pending in list(self._askers.values()):
+            pending.fire(SETTLE)
+            stale = self.cache.stale(pending.key, now) if self.settings.serve_stale else None
+            for waiter in pending.waiters:
+                if waiter.answered:
+                    continue
+                answered += 1
+                if stale is not None and not waiter.upstream_only:
+                    self._respond_stale(waiter, stale)
+                else:
+                    self._respond_servfail(waiter, "shutting down", dnswire.EDE_OTHER)
+        self._askers.clear()
+        self._pending.clear()
+        self._stale_waits.clear()
+        return answered
+
     def _question_failed(self, doing: tuple[str, str], data: bytes, client: Any, waiter: Waiter | None,
                          before: Pending | None) -> None:
         """Our bug while taking a question (``doing``: while reading it, after): SERVFAIL to whoever it touched."""

@@ -7,11 +7,20 @@ when it cannot start.
 
 from __future__ import annotations
 
+import signal
 import sys
 from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
-from bootres import __version__, config
+# First (issue 24): a SIGHUP before the daemon's loop takes it over (the
+# interpreter's start, imports, the configuration: ~100 ms) would end the
+# process without a word, SIGHUP's default action.  From here on it is noted
+# instead; ``run`` hands the note to the daemon, which says so and reloads
+# once started.  The other commands get the default back.
+EARLY_SIGHUPS: list[int] = []
+signal.signal(signal.SIGHUP, lambda signum, _frame: EARLY_SIGHUPS.append(signum))
+
+from bootres import __version__, config  # noqa: E402 - after the handler, on purpose
 
 if TYPE_CHECKING:
     import argparse
@@ -142,7 +151,7 @@ def cmd_run(args) -> int:
             del sys.modules["ssl"]
     from bootres.shell import daemon
 
-    return daemon.run(cfg, user=getattr(args, "user", None))
+    return daemon.run(cfg, user=getattr(args, "user", None), early_sighups=EARLY_SIGHUPS)
 
 
 COMMANDS = {"run": cmd_run, "status": cmd_status, "check": cmd_check, "query": cmd_query}
@@ -177,4 +186,6 @@ def service_args(argv: list[str]):
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = service_args(argv) or build_parser().parse_args(argv)
+    if args.command != "run":
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
     return COMMANDS[args.command](args)

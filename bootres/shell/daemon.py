@@ -88,12 +88,16 @@ class Daemon:
 
     # --- lifecycle
 
-    async def main(self) -> int:
+    async def main(self, early_sighups: list[int] = ()) -> int:
+        """``early_sighups``: SIGHUPs that came before this loop handled them; one reload follows READY."""
         loop = asyncio.get_running_loop()
         self.errors.attach(loop)
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stop_requested.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload_requested.set)
+        if early_sighups:
+            self.log.info("SIGHUP during start-up (%d): the configuration is reloaded once started", len(early_sighups))
+            self.reload_requested.set()
         try:
             await self._start()
         except StartupFailed as exc:
@@ -577,11 +581,14 @@ def _source_paths() -> SourcePaths:
 
 
 
-def run(cfg: config.Config, verbose: bool = False, user: str | None = None) -> int:
+def run(cfg: config.Config, verbose: bool = False, user: str | None = None,
+        early_sighups: list[int] | None = None) -> int:
     """The service in the foreground; 0 on a clean stop, 1 when it cannot start, 2 when it cannot become ``user``.
 
     ``user``: become that user before anything else, with the files in /etc
     written by a privileged writer (``bootres.shell.privsep``).
+    ``early_sighups``: the SIGHUPs noted before the loop handles them
+    (cli.EARLY_SIGHUPS, still filling until then).
     """
     # Threads hold the interpreter lock for up to this long before the loop
     # gets it back (default 5 ms): the netlink dumps and file writes on worker
@@ -607,4 +614,4 @@ def run(cfg: config.Config, verbose: bool = False, user: str | None = None) -> i
             log.error("not starting: %s", exc)
             return 1
     daemon = Daemon(cfg, notifier, log, channels, bound)
-    return asyncio.run(daemon.main())
+    return asyncio.run(daemon.main(early_sighups or []))

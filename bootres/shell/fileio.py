@@ -155,15 +155,20 @@ def temporary_name(path: str) -> str:
     return os.path.join(directory, f".{base}{_TEMP_MARK}{secrets.token_hex(4)}")
 
 
-def _remove_strays(directory: str, base: str) -> None:
-    """Temporary files of ``base`` that an earlier write, cut short, left behind (names only: unlink follows nothing)."""
+def stray_temporaries(path: str) -> list[str]:
+    """The temporary files of ``path`` that an earlier write, cut short, left behind (none when unreadable)."""
+    directory, base = os.path.split(os.path.abspath(path))
     prefix = f".{base}{_TEMP_MARK}"
     try:
-        names = [name for name in os.listdir(directory) if name.startswith(prefix)]
+        return [os.path.join(directory, name) for name in os.listdir(directory) if name.startswith(prefix)]
     except OSError:
-        return
-    for name in names:
-        _remove_quietly(os.path.join(directory, name))
+        return []
+
+
+def _remove_strays(directory: str, base: str) -> None:
+    """Remove ``stray_temporaries`` (names only: unlink follows nothing)."""
+    for stray in stray_temporaries(os.path.join(directory, base)):
+        _remove_quietly(stray)
 
 
 def _keep_owner(fd: int, current: os.stat_result) -> None:

@@ -10,7 +10,6 @@ directly (docs/internals.md walks a query through).
 from __future__ import annotations
 
 import asyncio
-import errno
 import functools
 import logging
 import os
@@ -21,15 +20,17 @@ from typing import TYPE_CHECKING, Callable
 
 from bootres.config import Endpoint, ResolverConfig
 from bootres.core import clientwire, containerside, publicsuffix, sources
-from bootres.core.cache import Cache, CacheFileError, Snapshot
+from bootres.core import cachefile
+from bootres.core.cache import Cache
+from bootres.core.cachefile import CacheFileError, Snapshot
 from bootres.core.effects import CloseUpstream, Respond, SendUpstream
 from bootres.core.hostsdb import HostsDB, parse_hosts
 from bootres.core.resolver import Resolver, ResolverSettings
 from bootres.settings import resolver_settings
-from bootres.shell import clientwire_io, upstreamwire_io
+from bootres.shell import cachefile_io, clientwire_io, upstreamwire_io
 from bootres.shell.core_driver import CoreDriver
 from bootres.shell.errorlog import Problems
-from bootres.shell.fileio import FileRead, atomic_write, open_regular, read_bytes, read_changed
+from bootres.shell.fileio import FileRead, read_bytes, read_changed
 from bootres.shell.sources_io import POLL_INTERVAL, Scan, SourcePaths, SourceWatcher
 
 if TYPE_CHECKING:
@@ -93,6 +94,7 @@ class ResolverService:
         self._hosts: dict[str, FileRead] = {}  # the last read of each hosts file
         self._hosts_paths: tuple[str, ...] | None = None  # the hosts_files the core's hosts come from
         self._saving: asyncio.Task | None = None
+        self._cache_file = _CacheFileState()
         self.listening: list[str] = []
         self._container: tuple[Endpoint, socket.socket, socket.socket] | None = None  # bound, not yet read
         self._container_side = containerside.NOTHING
@@ -125,7 +127,7 @@ class ResolverService:
                 # in the sockets' queues, neither refused nor admitted blind.
                 self._container = (endpoint, udp, tcp)
                 continue
-            self._udp.append(clientwire_io.UdpListener(self._loop, udp, core.udp_query_received, self.driver.pump))
+            self._udp.append(clientwire_io.UdpListener(self._loop, udp, core, self.driver.pump))
             listener = clientwire_io.TcpListener(tcp, functools.partial(feed, core.query_received), self._tcp_pool)
             await listener.start()
             self._tcp.append(listener)
@@ -177,6 +179,11 @@ class ResolverService:
         return self._container_side
 
     async def stop(self) -> None:
+        # Every client still waiting is answered (stale or SERVFAIL) while its socket is open: none left to time out.
+        answered = self.core.shutdown(self.driver.now())
+        self.driver.pump()
+        if answered:
+            self.log.info("stopping: %d clients still waiting answered (stale or SERVFAIL)", answered)
         for listener in self._udp:
             listener.close()
         for tcp in self._tcp:
@@ -219,11 +226,12 @@ class ResolverService:
         await asyncio.shield(self._saving)
 
     async def _save_cache(self, path: str, pause: float) -> None:
+        state = self._cache_file
         try:
             # Taking the key list is the one pass over the whole cache, 1.4-2.3
             # ms for 10,000 entries here (an OrderedDict finds each node by its
             # hash): a turn of its own, before the first step.
-            snapshot = Snapshot(self.core.cache)
+            snapshot = Snapshot(self.core.cache, cachefile_io.read_clock())
             done = False
             while not done:
                 await asyncio.sleep(pause)  # the loop answers what arrived meanwhile
@@ -232,9 +240,22 @@ class ResolverService:
             try:
                 # write, fsync, rename and the directory's fsync release the
                 # interpreter lock: the loop keeps answering meanwhile.
-                await asyncio.to_thread(_write_cache_file, path, data)
+                written, leftover = await asyncio.to_thread(_save_cache_file, path, data, snapshot.count)
             except OSError as exc:
-                self.log.warning("cannot save the cache to %s: %s", path, exc.strerror or exc)
+                reason = f"cannot save: {exc.strerror or exc}"
+                if state.problem != reason:  # one line per fault, not one per save
+                    self.log.warning("cache file %s: %s", path, reason[0].lower() + reason[1:])
+                state.problem = reason
+                return
+            if written:
+                state.saved_entries = snapshot.count
+                state.saved_at = time.time()
+                if state.problem is not None and leftover is None:
+                    self.log.info("cache file %s saved (%d answers): %s no longer", path, snapshot.count, state.problem)
+                    state.problem = None
+            if leftover is not None and state.problem != leftover:
+                self.log.warning("cache file %s: %s", path, leftover)
+                state.problem = leftover
         finally:
             self._saving = None
 
@@ -271,7 +292,20 @@ class ResolverService:
             # a static list stands by while a dynamic source has nameservers
             sources=self.sources.status(used=set(self.selection.used)),
             container_listen=self._container_status(),
+            cache_file=self._cache_file_status(),
         )
+
+    def _cache_file_status(self) -> report.CacheFileStatus | None:
+        from bootres.core import report  # here: the status model is not needed before the first answer
+
+        state = self._cache_file
+        if not self.cfg.cache_file:
+            return None
+        return report.CacheFileStatus(
+            path=self.cfg.cache_file, loaded=state.loaded,
+            age_trusted=state.age.trusted if state.age else None, age_note=state.age.reason if state.age else None,
+            damaged=state.damaged, refused=state.refused, saved_entries=state.saved_entries,
+            saved_at=_iso(state.saved_at), problem=state.problem)
 
     def _container_status(self) -> report.ContainerListenStatus | None:
         from bootres.core import report  # here: the status model is not needed before the first answer
@@ -363,29 +397,42 @@ class ResolverService:
     # --- files
 
     def _load_cache(self) -> None:
-        path = self.cfg.cache_file
+        """Last run's answers from ``cache_file``, as stale answers; every fault is a status problem until a save."""
+        path, state = self.cfg.cache_file, self._cache_file
         if not path:
             return
-        limit = cache_file_limit(self.cfg.cache_size)
+        state.problem = cachefile_io.remove_leftovers(path)
+        if state.problem:
+            self.log.warning("cache file %s: %s", path, state.problem)
         try:
-            with open_regular(path, follow=False) as (handle, st):
-                if st.st_size > limit:
-                    raise OSError(errno.EFBIG, f"{st.st_size} bytes, more than {limit} for cache_size"
-                                               f" {self.cfg.cache_size}")
-                blob = handle.read(limit + 1)
-                age = time.time() - st.st_mtime  # wall clock: may be wrong at boot
-        except FileNotFoundError:
+            found = cachefile_io.read(path, self.cfg.cache_size)
+        except OSError as exc:
+            state.problem = f"ignored: {exc.strerror or exc}"
+            self.log.warning("cache file %s %s", path, state.problem)
+            return
+        if found is None:
             self.log.info("no cache file at %s yet; starting with an empty cache", path)
             return
-        except OSError as exc:
-            self.log.warning("cache file %s ignored: %s", path, exc.strerror or exc)
-            return
         try:
-            count = self.core.cache.restore(blob, self.driver.now(), age)
+            contents = cachefile.read(*found)
         except CacheFileError as exc:
-            self.log.warning("cache file %s ignored: %s", path, exc)
+            state.problem = f"ignored: {exc}"
+            self.log.warning("cache file %s %s", path, state.problem)
             return
-        self.log.info("cache file %s loaded: %d answers, served stale until refreshed", path, count)
+        verdict = cachefile.judge_age(contents.saved, cachefile_io.read_clock())
+        state.loaded = self.core.cache.load(contents.records, self.driver.now(), verdict.age)
+        state.age, state.damaged, state.refused = verdict, contents.damaged, contents.refused
+        damage = ""
+        if contents.damaged or contents.refused:
+            damage = f"{contents.damaged} damaged region(s) and {contents.refused} refused record(s) lost at load"
+            state.problem = f"damaged: {damage}"
+        # One line for the load, saying what was decided: WARNING when a clock is certainly wrong or the file
+        # was damaged, INFO when the age is merely unconfirmed (the usual boot before NTP has answered).
+        age = (f"{verdict.age:.0f} s old ({verdict.reason})" if verdict.trusted else
+               f"age not trusted ({verdict.reason}): kept as stale answers as if saved now")
+        self.log.log(logging.WARNING if verdict.warning or damage else logging.INFO,
+                     "cache file %s: %d answers loaded of %d records (format %d), %s%s; served stale until refreshed",
+                     path, state.loaded, len(contents.records), contents.version, age, f"; {damage}" if damage else "")
 
     async def _watch_files(self, delay: float) -> None:
         """Look at hosts_files and the upstream sources after ``delay``, then every WATCH_INTERVAL."""
@@ -503,15 +550,34 @@ def describe(selection: sources.Selection) -> str:
     return ", ".join(parts)
 
 
-def cache_file_limit(cache_size: int) -> int:
-    """The largest cache file read at start: ~40 times what an average entry takes, checked before reading."""
-    return (1 << 20) + cache_size * 4096
+def _save_cache_file(path: str, data: bytes, count: int) -> tuple[bool, str | None]:
+    """On a worker thread: write ``data`` unless it holds no answer and a file is there (which it must never empty).
+
+    Whether it was written, and why a leftover temporary file could not be removed.
+    """
+    if count == 0 and cachefile_io.is_regular(path):
+        return False, cachefile_io.remove_leftovers(path)
+    cachefile_io.write(path, data)
+    return True, cachefile_io.remove_leftovers(path)
 
 
-def _write_cache_file(path: str, data: bytes) -> None:
-    """On a worker thread: the directory (state_dir may not exist yet), then the file, readable by root alone."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    atomic_write(path, data, mode=0o600)
+def _iso(seconds: float | None) -> str | None:
+    import datetime  # here: status only, never before the first answer
+
+    return None if seconds is None else \
+        datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+class _CacheFileState:
+    """What status says about ``cache_file``: the load's findings and the last save's."""
+
+    def __init__(self) -> None:
+        self.loaded = 0
+        self.age: cachefile.AgeVerdict | None = None
+        self.damaged = self.refused = 0
+        self.saved_entries: int | None = None
+        self.saved_at: float | None = None
+        self.problem: str | None = None  # a fault status reports until a save succeeds
 
 
 def _raise_fd_limit() -> None:

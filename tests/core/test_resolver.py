@@ -503,6 +503,36 @@ def test_beyond_max_inflight_misses_get_servfail_at_once_and_hits_still_answer()
     assert stub.fast_answer(query("cached.example.test"), "127.0.0.1", 1.0) is not None
 
 
+def test_a_shed_query_gets_its_cached_answer_as_stale_or_servfail_and_asks_nobody():
+    """Issue 24: beyond the listener's backlog of misses, answered at once from the cache, never queued."""
+    stub = make_stub()
+    resolve(stub, "cached.example.test", 0.0, ttl=300)
+    stub.query_shed(query("cached.example.test", qid=5), "c", "127.0.0.1", 10.0)
+    (stale,) = out = stub.drain()
+    assert stale.source == "stale" and parsed(stale).id == 5 and addresses(stale) == ["198.18.0.80"]
+    stub.query_shed(query("never.example.test"), "c", "127.0.0.1", 10.0)
+    (failed,) = out = stub.drain()
+    assert parsed(failed).rcode() == dns.rcode.SERVFAIL and failed.reason == "overloaded: too many queries waiting"
+    stub.query_shed(query("never.example.test"), "c", "203.0.113.9", 10.0)  # outside allow: dropped
+    assert stub.drain() == [] and not sends(out)
+    assert stub.status().inflight == 0
+
+
+def test_stopping_answers_every_waiting_client_stale_or_servfail():
+    """Issue 24: SIGTERM with misses waiting: each client gets its stale answer, else SERVFAIL, at once."""
+    stub = make_stub(stale_answer_after=5.0)
+    resolve(stub, "www.example.test", 0.0, ttl=10)
+    ask(stub, query("www.example.test", qid=1), 100.0, client="old")  # expired: waits for a refresh or its stale
+    for i in range(3):
+        ask(stub, query(f"new{i}.example.test", qid=10 + i), 100.0, client=f"new{i}")
+    assert stub.shutdown(100.5) == 4
+    replies = {r.client: r for r in responses(stub.drain())}
+    assert replies["old"].source == "stale" and addresses(replies["old"]) == ["198.18.0.80"]
+    assert all(parsed(replies[f"new{i}"]).rcode() == dns.rcode.SERVFAIL for i in range(3))
+    assert replies["new0"].reason == "shutting down"
+    assert stub.status().inflight == 0 and stub.shutdown(101.0) == 0
+
+
 def test_truncated_upstream_reply_is_retried_over_tcp_and_tcp_clients_get_it_whole():
     stub = make_stub()
     out = ask(stub, query(), 0.0, tcp=True)

@@ -77,7 +77,7 @@ def test_restart_with_cache_file_and_dead_upstreams_answers_yesterdays_names(lab
 
     silence_all(servers)  # the power came back before the nameservers did
     second = ResolverProcess(host, conf, tmp_path)
-    assert "loaded: 20 answers" in second.wait_for_log("cache file")
+    assert "20 answers loaded" in second.wait_for_log("cache file")
     for name in NAMES:
         reply, ms = client.ask(name)
         assert reply.rcode() == dns.rcode.NOERROR, name

@@ -91,7 +91,7 @@ def test_run_makes_asyncio_without_ssl_and_leaves_ssl_importable(conf):
     probe = f"""
 import sys, types
 fake = types.ModuleType("bootres.shell.daemon")
-def run(cfg, user=None):
+def run(cfg, user=None, early_sighups=None):
     import asyncio.base_events, asyncio.selector_events, asyncio.sslproto
     assert asyncio.base_events.ssl is None and asyncio.sslproto.ssl is None, "asyncio was made with ssl"
     assert "ssl" not in sys.modules

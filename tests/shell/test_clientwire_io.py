@@ -9,6 +9,8 @@ blocking sockets driven from a thread, so the listener's loop runs freely.
 from __future__ import annotations
 
 import asyncio
+import collections
+import math
 import socket
 import struct
 import time
@@ -256,3 +258,109 @@ def test_an_answer_too_big_to_frame_becomes_servfail(edns):
     assert (reply.edns == 0) if edns else (reply.edns == -1)
     assert after[:2] == b"\x00\x07"
     assert pool.counts["oversized"] == 1
+
+
+# --- UDP: hits first, misses a slice at a time, a bounded backlog (issue 24)
+
+
+class UdpCore:
+    """Hits are queries for ``hit.test``; every miss and shed query is noted in the order the listener took it."""
+
+    def __init__(self):
+        self.taken: list[tuple[str, int]] = []
+        self.turn = 0  # turns of the loop so far (a ticker counts them)
+        self.turns: list[int] = []  # the turn of each miss taken the slow way
+
+    def fast_answer(self, data: bytes, host: str, now: float) -> bytes | None:
+        if b"\x03hit\x04test" not in data:
+            return None
+        self.taken.append(("hit", int.from_bytes(data[:2], "big")))
+        return data[:2] + b"\x81\x80" + data[4:]
+
+    def query_received(self, data: bytes, client, host: str, tcp: bool, now: float) -> None:
+        self.taken.append(("miss", int.from_bytes(data[:2], "big")))
+        self.turns.append(self.turn)
+
+    def query_shed(self, data: bytes, client, host: str, now: float) -> None:
+        self.taken.append(("shed", int.from_bytes(data[:2], "big")))
+        client.reply(clientwire_io.Respond(client, data[:2] + b"\x81\x82" + data[4:], "local"))
+
+
+def udp_query(name: str, qid: int) -> bytes:
+    return dns.message.make_query(name, "A", id=qid).to_wire()
+
+
+@pytest.mark.parametrize("batched", [True, False])
+def test_hits_behind_thousands_of_misses_are_answered_first_and_misses_a_slice_per_turn(monkeypatch, batched):
+    monkeypatch.setattr(clientwire_io, "MISS_BACKLOG", 500)
+    if not batched:
+        monkeypatch.setattr(clientwire_io._Batch, "create", staticmethod(lambda family: None))
+    core = UdpCore()
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK)
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, clientwire_io.RECV_BUFFER)
+        server.bind(("127.0.0.1", 0))
+        client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        client.settimeout(5)
+        for qid in range(600):  # 600 misses already queued in the socket, then one hit
+            client.sendto(udp_query(f"miss{qid}.test", qid), server.getsockname())
+        client.sendto(udp_query("hit.test", 9999), server.getsockname())
+        def tick():
+            core.turn += 1
+            ticker[0] = loop.call_soon(tick)
+
+        ticker = [loop.call_soon(tick)]
+        listener = clientwire_io.UdpListener(loop, server, core, lambda: None)
+        answers = []
+        deadline = time.monotonic() + 10
+        while len([t for t in core.taken if t[0] != "hit"]) < 600 and time.monotonic() < deadline:
+            await asyncio.sleep(0.001)
+        client.setblocking(False)
+        while True:
+            try:
+                answers.append(int.from_bytes(client.recv(512)[:2], "big"))
+            except BlockingIOError:
+                break
+        ticker[0].cancel()
+        listener.close()
+        client.close()
+        return answers
+
+    answers = asyncio.run(main())
+    kinds = [kind for kind, _ in core.taken]
+    # The hit came last into the socket and was answered before a single miss was taken the slow way.
+    assert kinds.index("hit") < kinds.index("miss") and 9999 in answers
+    # The first 500 misses waited in the backlog; the 100 beyond it were answered at once, not queued.
+    assert kinds.count("shed") == 100 and kinds.count("miss") == 500
+    assert [qid for kind, qid in core.taken if kind == "shed"] == list(range(500, 600))
+    assert sorted(answers) == [*range(500, 600), 9999]
+    # Misses were taken MISS_SLICE per turn of the loop, in the order they came.
+    assert [qid for kind, qid in core.taken if kind == "miss"] == list(range(500))
+    per_turn = collections.Counter(core.turns)
+    assert max(per_turn.values()) == clientwire_io.MISS_SLICE and len(per_turn) == math.ceil(500 / clientwire_io.MISS_SLICE)
+
+
+def test_closing_answers_the_misses_still_waiting():
+    core = UdpCore()
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK)
+        server.bind(("127.0.0.1", 0))
+        client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        client.settimeout(5)
+        for qid in range(100):
+            client.sendto(udp_query(f"miss{qid}.test", qid), server.getsockname())
+        listener = clientwire_io.UdpListener(loop, server, core, lambda: None)
+        deadline = time.monotonic() + 5
+        while not core.taken and time.monotonic() < deadline:
+            await asyncio.sleep(0)  # one turn: the read and the first slice
+        listener.close()  # a stop: the rest are answered now
+        got = sorted(int.from_bytes(client.recv(512)[:2], "big") for _ in range(100 - clientwire_io.MISS_SLICE))
+        client.close()
+        return got
+
+    assert asyncio.run(main()) == list(range(clientwire_io.MISS_SLICE, 100))
+    assert [kind for kind, _ in core.taken].count("miss") == clientwire_io.MISS_SLICE

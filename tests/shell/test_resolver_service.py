@@ -21,7 +21,7 @@ import threading
 from bootres import config
 from bootres.core import clientwire, dnswire, upstreamwire
 from bootres.core.cache import Cache
-from bootres.shell import resolver_service, sources_io
+from bootres.shell import cachefile_io, resolver_service, sources_io
 from bootres.shell.resolver_service import SAVE_STEP, ResolverService
 from bootres.shell.sources_io import SourcePaths
 from lab import free_port
@@ -112,7 +112,7 @@ async def test_the_cache_is_serialized_in_bounded_steps_with_the_loop_free_betwe
 async def test_the_file_is_written_on_another_thread_and_restores_exactly(tmp_path, monkeypatch):
     service = service_with_cache(tmp_path)
     await service.start()
-    writers = record_threads(monkeypatch, resolver_service, "atomic_write")
+    writers = record_threads(monkeypatch, cachefile_io, "write")
     await service.save_cache()
     assert len(writers) == 1 and writers[0] is not threading.current_thread()
     await service.stop()
@@ -130,7 +130,7 @@ async def test_the_file_is_written_on_another_thread_and_restores_exactly(tmp_pa
 async def test_a_save_asked_for_during_a_save_is_not_started_twice(tmp_path, monkeypatch):
     service = service_with_cache(tmp_path)
     await service.start()
-    writers = record_threads(monkeypatch, resolver_service, "atomic_write")
+    writers = record_threads(monkeypatch, cachefile_io, "write")
     await asyncio.gather(service.save_cache(), service.save_cache(), service.save_cache())
     assert len(writers) == 1
     await service.save_cache()  # the first is over: this one is a save of its own
@@ -142,7 +142,7 @@ async def test_a_save_asked_for_during_a_save_is_not_started_twice(tmp_path, mon
 async def test_stop_saves_and_follows_a_save_in_progress_with_its_own(tmp_path, monkeypatch):
     service = service_with_cache(tmp_path, 1000)
     await service.start()
-    writers = record_threads(monkeypatch, resolver_service, "atomic_write")
+    writers = record_threads(monkeypatch, cachefile_io, "write")
     periodic = asyncio.ensure_future(service.save_cache())
     await asyncio.sleep(0)  # it has begun: one step taken
     ticker_cancelled = asyncio.ensure_future(service.save_cache())
