@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from bootres.core import report
 
 UDP_BURST = 1000  # datagrams read per wake-up before other work gets a turn
-MISS_SLICE = 32  # misses taken the slow way per turn of the loop: a hit read meanwhile waits for at most these
+MISS_SLICE = 8  # misses taken the slow way per turn of the loop (and their replies the next): what a hit waits for at most
 MISS_BACKLOG = 4096  # misses read and waiting; beyond, answered at once from the cache or SERVFAIL
 TCP_BACKLOG = 1024  # connections the kernel holds until accepted: absorbs a burst of them
 TCP_ACCEPT_BURST = 64  # connections accepted per wake-up, so a flood of them cannot hold up the loop
@@ -115,8 +115,11 @@ class UdpListener:
         self._again: asyncio.Handle | None = None  # the next slice of misses, at the next turn of the loop
         loop.add_reader(sock.fileno(), self._wake)
 
-    def _wake(self) -> None:
+    def _resume(self) -> None:
         self._again = None
+        self._wake()
+
+    def _wake(self) -> None:
         if self._batch:
             self._readable_batched()
         else:
@@ -126,8 +129,8 @@ class UdpListener:
             data, host, peer = misses.popleft()
             slow(data, UdpClient(sock, peer), host, False, now)
             self._pump()
-        if misses and self._again is None:
-            self._again = self._loop.call_soon(self._wake)
+        if misses and self._again is None:  # one scheduled turn at most, however often the socket wakes us
+            self._again = self._loop.call_soon(self._resume)
         self._pump()
 
     def _missed(self, data: bytes, host: str, peer: tuple, now: float) -> None:

@@ -69,12 +69,13 @@ class ResolverProcess(BootresProcess):
     disturbed by the test's own Python threads (one interpreter lock).
     """
 
-    def __init__(self, ns, conf: Path, tmp_path: Path, sources_under: Path | None = None):
-        """``sources_under``: follow the host's nameserver sources at their usual paths below it."""
+    def __init__(self, ns, conf: Path, tmp_path: Path, sources_under: Path | None = None, **process):
+        """``sources_under``: follow the host's nameserver sources at their usual paths below it;
+        ``process``: more for ``BootresProcess`` (``entry``: a test's own entry point)."""
         if sources_under is None:
             sources_under = tmp_path / f"no-sources-{time.monotonic_ns()}"
             sources_under.mkdir()
-        super().__init__(conf, ns=ns, env={"BOOTRES_SOURCES_ROOT": str(sources_under)})
+        super().__init__(conf, ns=ns, env={"BOOTRES_SOURCES_ROOT": str(sources_under)}, **process)
         # READY, as systemd waits for it: the start's refreshes have settled (docs/resolver.md).
         self.wait_for_log("ready: resolver on", timeout=15)
 
