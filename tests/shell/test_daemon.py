@@ -103,8 +103,10 @@ def setup(tmp_path, fake_upstream_factory):
     notify = Notifications(tmp_path / "notify")
     started = []
 
-    def start(wrapper: tuple[str, ...] = (), pass_fds=(), entry=("-m", "bootres")) -> BootresProcess:
+    def start(wrapper: tuple[str, ...] = (), pass_fds=(), entry=("-m", "bootres"), python=sys.executable
+              ) -> BootresProcess:
         started.append(BootresProcess(conf, log_dir=tmp_path, wrapper=wrapper, pass_fds=pass_fds, entry=entry,
+                                      python=python,
                                       env={"NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "1000000",
                                            "PYTHONPATH": str(HERE)}))
         return started[-1]
@@ -383,3 +385,26 @@ def test_a_symlink_or_fifo_at_each_written_path_writes_nothing_outside_and_hangs
     assert not any(path.name.startswith(".") and path.exists() and not path.is_fifo() and not path.is_symlink()
                    for path in tmp_path.rglob("*bootres-*")), sorted(tmp_path.rglob("*bootres-*"))
     assert "Traceback" not in log
+
+
+@pytest.mark.parametrize("after_ms", [20, 50, 100])
+def test_a_sighup_early_in_start_up_is_noted_and_honoured_after_ready(setup, after_ms):
+    """Issue 24: SIGHUP's default action would end the process before the loop handles it.
+
+    Debian's interpreter, as the unit runs it: the first ~15 ms are its own
+    start-up (a SIGHUP then still ends it: no Python code runs yet), which
+    a virtualenv's site-packages hooks make longer.
+    """
+    conf, notify, start = setup
+    daemon = start(python="/usr/bin/python3")
+    execed = time.monotonic()  # Popen returns once the exec has succeeded
+    time.sleep(max(0.0, execed + after_ms / 1000 - time.monotonic()))
+    daemon.signal(signal.SIGHUP)
+    notify.expect("READY=1")
+    wait_for(lambda: "configuration reloaded" in daemon.log(), what="the reload the SIGHUP asked for")
+    assert daemon.alive(), daemon.log()
+    early = "SIGHUP during start-up (1): the configuration is reloaded once started" in daemon.log()
+    print(f"\nSIGHUP {after_ms} ms after exec: {'noted during start-up' if early else 'handled by the loop'},"
+          f" reloaded after READY")
+    daemon.signal(signal.SIGTERM)
+    assert daemon.exited(15) == 0 and "Traceback" not in daemon.log()
