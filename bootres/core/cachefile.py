@@ -24,9 +24,6 @@ path.  Its age is the file's mtime, which nothing vouches for.
 kept as stale answers with the stale life they had left at the save.
 """
 
-from __future__ import annotations
-
-import datetime
 import math
 import struct
 import zlib
@@ -113,6 +110,8 @@ def judge_age(saved: ClockReading | None, now: ClockReading) -> AgeVerdict:
 
 
 def _iso(wall: float) -> str:
+    import datetime  # here: only for a line about an untrusted age, never before the first answer otherwise
+
     try:
         return datetime.datetime.fromtimestamp(wall, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     except (OverflowError, OSError, ValueError):  # NaN, or beyond what gmtime takes: a hostile or wrong stamp
@@ -145,7 +144,7 @@ class Snapshot:
     progress holds one object per step, not four per entry.
     """
 
-    def __init__(self, cache: Cache, clock: ClockReading):
+    def __init__(self, cache: "Cache", clock: ClockReading):
         self._entries = cache._entries
         self._keys = list(dict.keys(cache._entries))  # insertion order, see above
         self._next = 0

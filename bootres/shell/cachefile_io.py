@@ -7,7 +7,6 @@ import errno
 import os
 import stat
 import time
-import uuid
 
 from bootres.core.cachefile import NO_BOOT_ID, ClockReading
 from bootres.shell.fileio import atomic_write, open_regular, stray_temporaries
@@ -45,9 +44,11 @@ def clock_synchronized() -> bool:
 
 
 def boot_id() -> bytes:
+    """This boot's ID, 16 bytes (the kernel's UUID text without its dashes; not the uuid module: 1.5 ms to import)."""
     try:
         with open(BOOT_ID, encoding="ascii") as handle:
-            return uuid.UUID(handle.read(64).strip()).bytes
+            digits = handle.read(64).strip().replace("-", "")
+        return bytes.fromhex(digits) if len(digits) == 32 else NO_BOOT_ID
     except (OSError, ValueError):
         return NO_BOOT_ID
 

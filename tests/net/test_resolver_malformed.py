@@ -1,8 +1,10 @@
 """Malformed client queries over the wire: FORMERR, NOTIMP or a clean drop, and the service lives on.
 
-Each bad datagram is followed by a good query on the same socket: the
-service reads a socket in order, so the good reply arriving proves the bad
-one was handled (answered or dropped) without waiting for a timeout.
+Each bad datagram is followed by a good query on the same socket, for a
+name never asked before: the service takes the queries it cannot answer
+from its cache in the order they came (cache hits go first, issue 24), so
+the good reply arriving proves the bad one was handled (answered or
+dropped) without waiting for a timeout.
 """
 
 import random
@@ -57,7 +59,7 @@ def send_then_probe(sock, bad: bytes, probe_id: int, backlog: int = 10) -> list[
 
     ``backlog`` bounds how many earlier replies may still be queued.
     """
-    good = dns.message.make_query("probe.example.test", "A")
+    good = dns.message.make_query(f"probe{probe_id}.example.test", "A")  # a miss, as the bad one is
     good.id = probe_id
     sock.send(bad)
     sock.send(good.to_wire())

@@ -9,6 +9,7 @@ each answer.  ``-s`` prints the figures.
 """
 
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,13 +25,16 @@ HOT = "hot.example.test"
 
 def test_a_cached_name_is_answered_within_5_ms_while_50000_misses_flood_in(lab, tmp_path):
     host, servers = upstream_lab(lab)
-    for address in UPSTREAMS[:2]:
-        lab.nsd(servers, address, ttl=3600, rate_limit=False)
+    servers_procs = [lab.nsd(servers, address, ttl=3600, rate_limit=False) for address in UPSTREAMS[:2]]
     resolver = ResolverProcess(host, resolver_config(tmp_path), tmp_path)
     client = Client(host)
     assert client.ask(HOT)[0].rcode() == dns.rcode.NOERROR  # cached for an hour
 
-    flood = host.popen(sys.executable, str(FLOOD), LISTEN, str(NAMES), str(OUTSTANDING), "flood")
+    # The flood and the nameservers are other machines in a real site; on this 2-CPU box they run beside
+    # bootres, niced so that the scheduler's time slices they would take are not counted as bootres's latency.
+    for server in servers_procs:
+        subprocess.run(["renice", "-n", "19", "-p", str(server.proc.pid)], check=True, capture_output=True)
+    flood = host.popen("nice", "-n", "19", sys.executable, str(FLOOD), LISTEN, str(NAMES), str(OUTSTANDING), "flood")
     hot = []
     deadline = time.monotonic() + 130  # dns_flood.py gives up after 120 s
     time.sleep(0.5)  # the flood under way
