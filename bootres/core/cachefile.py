@@ -58,7 +58,7 @@ class ClockReading(NamedTuple):
     """What the clocks say at one moment; saved with the file, read again at load."""
 
     wall: float  # time.time()
-    synchronized: bool  # the kernel's clock was synchronised (systemd's rule: maximum error under 16 s)
+    synchronized: bool  # known synchronised: timesyncd's flag file, or adjtimex's maximum error under 16 s
     boot_id: bytes  # /proc/sys/kernel/random/boot_id, 16 bytes; NO_BOOT_ID when unknown
     boottime: float  # CLOCK_BOOTTIME: monotonic within one boot, counting suspend
 

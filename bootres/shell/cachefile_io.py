@@ -12,6 +12,8 @@ from bootres.core.cachefile import NO_BOOT_ID, ClockReading
 from bootres.shell.fileio import atomic_write, open_regular, stray_temporaries
 
 BOOT_ID = "/proc/sys/kernel/random/boot_id"
+BOOT_ID_VARIABLE = "BOOTRES_BOOT_ID"  # the unit's Environment= (%b): its ProcSubset=pid hides /proc/sys
+TIMESYNC_FLAG = "/run/systemd/timesync/synchronized"  # systemd-timesyncd's, once it has synchronised the clock
 _UNSYNCED_ERROR_US = 16_000_000  # systemd's ntp_synced(): a maximum error of 16 s means "not synchronised"
 
 
@@ -28,12 +30,15 @@ def read_clock() -> ClockReading:
 
 
 def clock_synchronized() -> bool:
-    """Whether the kernel's clock is synchronised, as ``timedatectl`` says it (systemd's ntp_synced()).
+    """Whether the clock is known to be synchronised: timesyncd's flag file, or the kernel says so.
 
-    adjtimex with no modes only reads (any user may); the unit's
-    ProtectClock= would refuse it, which is why the unit lists it instead
-    (docs/service.md).  Any failure means "not known to be synchronised".
+    The kernel is asked with adjtimex and no modes (it only reads), as
+    systemd's ntp_synced() does; in the unit, ProtectClock= refuses the call
+    (EPERM), so there only timesyncd's flag counts (docs/resolver.md).  Any
+    failure means "not known to be synchronised".
     """
+    if os.path.exists(TIMESYNC_FLAG):
+        return True
     timex = _Timex()
     try:
         if ctypes.CDLL(None, use_errno=True).adjtimex(ctypes.byref(timex)) < 0:
@@ -44,12 +49,19 @@ def clock_synchronized() -> bool:
 
 
 def boot_id() -> bytes:
-    """This boot's ID, 16 bytes (the kernel's UUID text without its dashes; not the uuid module: 1.5 ms to import)."""
+    """This boot's ID, 16 bytes: from the unit's variable, else the kernel (the UUID's hex digits; not the uuid
+    module, 1.5 ms to import); NO_BOOT_ID when neither says."""
+    digits = os.environ.get(BOOT_ID_VARIABLE)
+    if digits is None:
+        try:
+            with open(BOOT_ID, encoding="ascii") as handle:
+                digits = handle.read(64)
+        except OSError:
+            return NO_BOOT_ID
+    digits = digits.strip().replace("-", "")
     try:
-        with open(BOOT_ID, encoding="ascii") as handle:
-            digits = handle.read(64).strip().replace("-", "")
         return bytes.fromhex(digits) if len(digits) == 32 else NO_BOOT_ID
-    except (OSError, ValueError):
+    except ValueError:
         return NO_BOOT_ID
 
 

@@ -88,7 +88,7 @@ class Daemon:
 
     # --- lifecycle
 
-    async def main(self, early_sighups: list[int] = ()) -> int:
+    async def main(self, early_sighups: list[int] | None = None) -> int:
         """``early_sighups``: SIGHUPs that came before this loop handled them; one reload follows READY."""
         loop = asyncio.get_running_loop()
         self.errors.attach(loop)
@@ -614,4 +614,4 @@ def run(cfg: config.Config, verbose: bool = False, user: str | None = None,
             log.error("not starting: %s", exc)
             return 1
     daemon = Daemon(cfg, notifier, log, channels, bound)
-    return asyncio.run(daemon.main(early_sighups or []))
+    return asyncio.run(daemon.main(early_sighups))

@@ -19,8 +19,7 @@ import time
 from typing import TYPE_CHECKING, Callable
 
 from bootres.config import Endpoint, ResolverConfig
-from bootres.core import clientwire, containerside, publicsuffix, sources
-from bootres.core import cachefile
+from bootres.core import cachefile, clientwire, containerside, publicsuffix, sources
 from bootres.core.cache import Cache
 from bootres.core.cachefile import CacheFileError, Snapshot
 from bootres.core.effects import CloseUpstream, Respond, SendUpstream
@@ -244,7 +243,7 @@ class ResolverService:
             except OSError as exc:
                 reason = f"cannot save: {exc.strerror or exc}"
                 if state.problem != reason:  # one line per fault, not one per save
-                    self.log.warning("cache file %s: %s", path, reason[0].lower() + reason[1:])
+                    self.log.warning("cache file %s: %s", path, reason)
                 state.problem = reason
                 return
             if written:

@@ -396,6 +396,10 @@ def test_stop_leaves_a_classic_resolv_conf_and_purge_restores_the_original(box):
     box.run("systemctl", "start", "bootres.service")
     assert "127.0.0.35" in box.run("cat", "/etc/resolv.conf").stdout
     assert box.show("bootres.socket", "ActiveState") == "active"  # started with the service
+    # The cache file's age was judged inside the unit's sandbox (the boot ID, the boot-time clock: issue 24).
+    saved = json.loads(box.run("bootres", "status", "--json", check=False).stdout)["resolver"]["cache_file"]
+    assert saved["age_trusted"] is True and saved["age_note"] == "saved during this boot", saved
+    assert saved["problem"] is None, saved
     # Killed, then purged: the package's postrm puts resolv.conf back.
     box.run("systemctl", "kill", "-s", "KILL", "bootres.service")
     sh(box, "systemctl stop bootres.service; DEBIAN_FRONTEND=noninteractive dpkg --purge bootres", timeout=60)

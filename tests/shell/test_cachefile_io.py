@@ -31,7 +31,20 @@ def test_the_clock_reading_names_this_boot():
     assert cachefile_io.read_clock().boottime >= reading.boottime
 
 
+def test_the_units_boot_id_wins_and_timesyncds_flag_means_synchronised(monkeypatch, tmp_path):
+    monkeypatch.setenv("BOOTRES_BOOT_ID", "0123456789abcdef0123456789abcdef")  # as %b gives it
+    assert cachefile_io.boot_id() == bytes.fromhex("0123456789abcdef0123456789abcdef")
+    flag = tmp_path / "synchronized"
+    monkeypatch.setattr(cachefile_io, "TIMESYNC_FLAG", str(flag))
+    monkeypatch.setattr(cachefile_io.ctypes, "CDLL", lambda *_a, **_k: (_ for _ in ()).throw(OSError("EPERM")))
+    assert cachefile_io.clock_synchronized() is False  # no flag, adjtimex refused (the unit's ProtectClock=)
+    flag.touch()
+    assert cachefile_io.clock_synchronized() is True
+
+
 def test_an_unreadable_boot_id_or_a_refused_adjtimex_mean_unknown(monkeypatch, tmp_path):
+    monkeypatch.delenv("BOOTRES_BOOT_ID", raising=False)
+    monkeypatch.setattr(cachefile_io, "TIMESYNC_FLAG", str(tmp_path / "no-flag"))
     monkeypatch.setattr(cachefile_io, "BOOT_ID", str(tmp_path / "missing"))
     assert cachefile_io.boot_id() == cachefile.NO_BOOT_ID
     (tmp_path / "garbage").write_text("not a uuid\n")
