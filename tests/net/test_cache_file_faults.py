@@ -184,7 +184,7 @@ def test_a_damaged_file_of_10000_answers_loses_only_what_is_damaged_and_says_so_
         damaged = damage(good)
         cache.write_bytes(damaged)
         whole = untouched(spans, good, damaged)
-        proc = run(host, conf, tmp_path, save_every=4.0)  # the first save is due after the checks below
+        proc = run(host, conf, tmp_path, save_every=2.5)  # the first save is due after the checks below
         status = proc.status()["cache_file"]
         degraded = bootres_status(conf)
         answered = ask_many(host, whole)
@@ -228,7 +228,7 @@ def test_kill_9_during_saves_never_leaves_fewer_answers_than_the_older_file(lab,
             assert proc.stop() == 0
             break
         if n % 2:  # at a random moment: the snapshot in memory, mostly
-            time.sleep(rng.uniform(0.3, 1.0))
+            time.sleep(rng.uniform(0.1, 0.6))  # two saves a second
         else:  # while the temporary file is being written: the moment a torn file could happen
             proc.wait(lambda: list(cache.parent.glob(".cache.db.bootres-*")), 10, "a save's temporary file",
                       interval=0.0002)

@@ -2,7 +2,7 @@
 
 bootres with one upstream, Debian's nsd, killed (SIGTERM: its port closes,
 and the kernel rate-limits the ICMP errors, so most queries sent meanwhile
-simply time out) and started again six times, 2 s down and 3 s up, while
+simply time out) and started again six times, 1.5 s down and 3 s up, while
 ``dns_flood.py`` asks 500 never-seen names a second.  What an operator
 sees: at most one "down" and one "up again" line per outage (queries sent
 while it was dead that time out after it answers again no longer count),
@@ -17,7 +17,7 @@ from pathlib import Path
 from resolver_harness import LISTEN, UPSTREAMS, ResolverProcess, resolver_config, upstream_lab
 
 FLOOD = Path(__file__).with_name("dns_flood.py")
-OUTAGES, DOWN_S, UP_S, RATE = 6, 2.0, 3.0, 500
+OUTAGES, DOWN_S, UP_S, RATE = 6, 1.5, 3.0, 500
 
 
 def test_six_outages_under_load_log_one_down_up_pair_each_and_fresh_answers_follow_within_3_s(lab, tmp_path):
