@@ -1,4 +1,4 @@
-"""The cache file: last run's answers, a damaged byte costing only its record, and an age judged without trusting the clock.
+"""The cache file: last run's answers; a damaged byte costs its record; an age judged without trusting the clock.
 
 Format 3, written by ``Snapshot``, read by ``read``::
 

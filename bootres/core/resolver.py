@@ -44,10 +44,12 @@ group that lists it and kept across ``reconfigure`` while it stays.
 only, never the hosts files (bootres's own block is one) or the cache, and
 a failure rather than a stale answer.
 
-UDP queries come in through ``udp_query_received``: a cache hit is
-answered by ``fast_answer``, the measured hot path (bytes in, bytes out, no
-dnspython, no effects); a miss goes on to ``query_received`` with the
-client handle the shell makes only then.  TCP queries and the service's own
+UDP queries go to ``fast_answer`` first: a cache hit is answered there,
+the measured hot path (bytes in, bytes out, no dnspython, no effects); a
+miss goes on to ``query_received`` with the client handle the shell makes
+only then (the listen sockets queue misses behind hits, issue 24, and
+``query_shed`` answers those beyond their backlog; the container address
+uses ``udp_query_received``, both steps in one).  TCP queries and the service's own
 go to ``query_received``; what it decides comes back as effects from ``drain``.
 
 Every input (those two, ``ask_upstreams``, ``upstream_reply``,

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from bootres.core import report
 
 UDP_BURST = 1000  # datagrams read per wake-up before other work gets a turn
-MISS_SLICE = 8  # misses taken the slow way per turn of the loop (and their replies the next): what a hit waits for at most
+MISS_SLICE = 8  # misses taken the slow way per turn of the loop: with their replies, what a hit waits for
 MISS_BACKLOG = 4096  # misses read and waiting; beyond, answered at once from the cache or SERVFAIL
 TCP_BACKLOG = 1024  # connections the kernel holds until accepted: absorbs a burst of them
 TCP_ACCEPT_BURST = 64  # connections accepted per wake-up, so a flood of them cannot hold up the loop

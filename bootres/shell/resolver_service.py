@@ -250,7 +250,8 @@ class ResolverService:
                 state.saved_entries = snapshot.count
                 state.saved_at = time.time()
                 if state.problem is not None and leftover is None:
-                    self.log.info("cache file %s saved (%d answers), which clears: %s", path, snapshot.count, state.problem)
+                    self.log.info("cache file %s saved (%d answers), which clears: %s", path, snapshot.count,
+                                  state.problem)
                     state.problem = None
             if leftover is not None and state.problem != leftover:
                 self.log.warning("cache file %s: %s", path, leftover)
