@@ -77,7 +77,7 @@ from bootres.core.cache import Cache
 from bootres.core.clientwire import ClientQuery
 from bootres.core.dnswire import Answer
 from bootres.core.failures import Failures
-from bootres.core.effects import WARNING, CloseUpstream, Log, Respond, SendUpstream
+from bootres.core.effects import INFO, WARNING, CloseUpstream, Log, Respond, SendUpstream
 from bootres.core.hostsdb import LOCAL_NEGATIVE_TTL, LOCAL_TTL, HostsDB
 from bootres.core.pending import (
     ASKING,
@@ -261,11 +261,8 @@ class Resolver:
                     reply = clientwire.error_reply(parsed.head, parsed.question, dnswire.REFUSED, parsed.payload)
                     self._out.append(Respond(client, reply, "local"))
                 return
-            parsed = clientwire.parse_query(data)
-            if not isinstance(parsed, ClientQuery):
-                self.malformed += 1
-                if parsed is not None:
-                    self._out.append(Respond(client, parsed, "local"))
+            parsed = self._client_question(data, client)
+            if parsed is None:
                 return
             waiter = Waiter(client, parsed, tcp)
             before = self._pending.get(parsed.key)
@@ -316,47 +313,44 @@ class Resolver:
         an overloaded resolver.
         """
         self.queries += 1
-        waiter = None
         try:
             if host is not None and not self.allows(host):
                 self.refused += 1
                 return
-            parsed = clientwire.parse_query(data)
-            if not isinstance(parsed, ClientQuery):
-                self.malformed += 1
-                if parsed is not None:
-                    self._out.append(Respond(client, parsed, "local"))
+            parsed = self._client_question(data, client)
+            if parsed is None:
                 return
-            waiter = Waiter(client, parsed, False)
-            stale = self.cache.stale(parsed.key, now) if self.settings.serve_stale else None
-            if stale is not None:
-                self._respond_stale(waiter, stale)
-            else:
-                self._respond_servfail(waiter, "overloaded: too many queries waiting", dnswire.EDE_OTHER)
+            self._respond_stale_or_servfail(Waiter(client, parsed, False), now, "overloaded: too many queries waiting")
         except Exception:  # our bug: SERVFAIL, say so, keep serving
-            self._question_failed(("reading a query", "answering a query"), data, client, waiter, None)
+            self._question_failed(("reading a query", "answering a query"), data, client, None, None)
 
-    def shutdown(self, now: float) -> int:
-        """Stopping: every client still waiting gets its stale answer, else SERVFAIL, now; how many.
+    def shutdown(self, now: float) -> None:
+        """Stopping: every client still waiting gets its stale answer, else SERVFAIL, now (and one line says how many).
 
         The races are dropped unfinished; their sockets close with the service.
         """
         answered = 0
         for pending in list(self._askers.values()):
             pending.fire(SETTLE)
-            stale = self.cache.stale(pending.key, now) if self.settings.serve_stale else None
             for waiter in pending.waiters:
-                if waiter.answered:
-                    continue
-                answered += 1
-                if stale is not None and not waiter.upstream_only:
-                    self._respond_stale(waiter, stale)
-                else:
-                    self._respond_servfail(waiter, "shutting down", dnswire.EDE_OTHER)
+                if not waiter.answered:
+                    answered += 1
+                    self._respond_stale_or_servfail(waiter, now, "shutting down")
         self._askers.clear()
         self._pending.clear()
         self._stale_waits.clear()
-        return answered
+        if answered:
+            self._out.append(Log(INFO, f"stopping: {answered} clients still waiting answered (stale or SERVFAIL)"))
+
+    def _client_question(self, data: bytes, client: Any) -> ClientQuery | None:
+        """``data`` read as a client's question; None, counted as malformed and answered if it deserves one, if not."""
+        parsed = clientwire.parse_query(data)
+        if isinstance(parsed, ClientQuery):
+            return parsed
+        self.malformed += 1
+        if parsed is not None:
+            self._out.append(Respond(client, parsed, "local"))
+        return None
 
     def _question_failed(self, doing: tuple[str, str], data: bytes, client: Any, waiter: Waiter | None,
                          before: Pending | None) -> None:
@@ -794,6 +788,14 @@ class Resolver:
         self.stale_served += 1
         ede = _EDE_STALE_NXDOMAIN if stale.layout.rcode == dnswire.NXDOMAIN else _EDE_STALE
         self._respond(waiter, stale, stale.body_stale(), "stale", ede=ede)
+
+    def _respond_stale_or_servfail(self, waiter: Waiter, now: float, reason: str) -> None:
+        """Its stale answer if there is one (not for a question only the upstreams may answer), else SERVFAIL."""
+        stale = self.cache.stale(waiter.query.key, now) if self.settings.serve_stale else None
+        if stale is not None and not waiter.upstream_only:
+            self._respond_stale(waiter, stale)
+        else:
+            self._respond_servfail(waiter, reason, dnswire.EDE_OTHER)
 
     def _respond_servfail(self, waiter: Waiter, reason: str, code: int) -> None:
         self.servfail += 1

@@ -19,8 +19,7 @@ import _signal
 EARLY_SIGHUPS: list[int] = []
 _signal.signal(_signal.SIGHUP, lambda signum, _frame: EARLY_SIGHUPS.append(signum))
 
-import signal  # noqa: E402 - after the handler, on purpose
-import sys  # noqa: E402
+import sys  # noqa: E402 - after the handler, on purpose
 from types import SimpleNamespace  # noqa: E402
 from typing import TYPE_CHECKING  # noqa: E402
 
@@ -191,5 +190,5 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = service_args(argv) or build_parser().parse_args(argv)
     if args.command != "run":
-        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        _signal.signal(_signal.SIGHUP, _signal.SIG_DFL)
     return COMMANDS[args.command](args)

@@ -62,7 +62,7 @@ class ErrorLog(logging.Handler):
 
     def listed(self, topic: str, text: str) -> None:
         """``text`` goes in the list under ``topic`` (``Problems.problem``, on the loop)."""
-        self._entries.append((topic, _entry(_now(), text)))
+        self._entries.append((topic, _entry(iso_time(), text)))
 
     def drop(self, topic: str) -> None:
         """Every line listed under ``topic`` leaves the list (``Problems.solved``, on the loop)."""
@@ -71,7 +71,7 @@ class ErrorLog(logging.Handler):
             self._entries = collections.deque(kept, maxlen=MAX_ERRORS)
 
     def _add(self, topic: str | None, record: logging.LogRecord) -> None:
-        self._entries.append((topic, _entry(_now(record.created), record.getMessage())))
+        self._entries.append((topic, _entry(iso_time(record.created), record.getMessage())))
 
 
 def _entry(at: str, message: str) -> ErrorEntry:
@@ -80,7 +80,8 @@ def _entry(at: str, message: str) -> ErrorEntry:
     return ErrorEntry(at, message)
 
 
-def _now(seconds: float | None = None) -> str:
+def iso_time(seconds: float | None = None) -> str:
+    """``seconds`` (time.time(); now when None) as ISO 8601 in UTC, to the second: the stamp status shows."""
     import datetime  # here, on the first warning: the first answer need not wait for it
 
     stamp = datetime.datetime.fromtimestamp(time.time() if seconds is None else seconds, datetime.timezone.utc)

@@ -28,7 +28,7 @@ from bootres.core.resolver import Resolver, ResolverSettings
 from bootres.settings import resolver_settings
 from bootres.shell import cachefile_io, clientwire_io, upstreamwire_io
 from bootres.shell.core_driver import CoreDriver
-from bootres.shell.errorlog import Problems
+from bootres.shell.errorlog import Problems, iso_time
 from bootres.shell.fileio import FileRead, read_bytes, read_changed
 from bootres.shell.sources_io import POLL_INTERVAL, Scan, SourcePaths, SourceWatcher
 
@@ -179,10 +179,7 @@ class ResolverService:
 
     async def stop(self) -> None:
         # Every client still waiting is answered (stale or SERVFAIL) while its socket is open: none left to time out.
-        answered = self.core.shutdown(self.driver.now())
-        self.driver.pump()
-        if answered:
-            self.log.info("stopping: %d clients still waiting answered (stale or SERVFAIL)", answered)
+        self.driver.feed(self.core.shutdown)
         for listener in self._udp:
             listener.close()
         for tcp in self._tcp:
@@ -305,7 +302,8 @@ class ResolverService:
             path=self.cfg.cache_file, loaded=state.loaded,
             age_trusted=state.age.trusted if state.age else None, age_note=state.age.reason if state.age else None,
             damaged=state.damaged, refused=state.refused, saved_entries=state.saved_entries,
-            saved_at=_iso(state.saved_at), problem=state.problem)
+            saved_at=iso_time(state.saved_at) if state.saved_at is not None else None,
+            problem=state.problem)
 
     def _container_status(self) -> report.ContainerListenStatus | None:
         from bootres.core import report  # here: the status model is not needed before the first answer
@@ -559,13 +557,6 @@ def _save_cache_file(path: str, data: bytes, count: int) -> tuple[bool, str | No
         return False, cachefile_io.remove_leftovers(path)
     cachefile_io.write(path, data)
     return True, cachefile_io.remove_leftovers(path)
-
-
-def _iso(seconds: float | None) -> str | None:
-    import datetime  # here: status only, never before the first answer
-
-    return None if seconds is None else \
-        datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 class _CacheFileState:

@@ -123,6 +123,15 @@ class Client:
         assert query.is_response(reply), reply
         return reply, ms
 
+    def ask_once_more_if_slow(self, name: str, hiccups: list[float], limit_ms: float = 5.0):
+        """``ask``, and once more when it took over ``limit_ms`` (its time noted in ``hiccups``): on a shared,
+        loaded machine one scheduling hiccup is not the resolver; the callers bound how many there may be."""
+        reply, ms = self.ask(name)
+        if ms > limit_ms:
+            hiccups.append(ms)
+            reply, ms = self.ask(name)
+        return reply, ms
+
     def misses(self, prefix: str, count: int) -> list[float]:
         """Ask ``count`` names never asked before, one after another; their latencies in ms."""
         times = []
